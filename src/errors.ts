@@ -1,0 +1,45 @@
+// Every exception certbound throws is declared here once, with a stable code, an HTTP
+// status (for errors that reach a client) and a message template, as fastify's FST_ERR_*.
+// Windows-shaped APIs do not throw: they return the values in src/status.ts.
+
+export interface ErrorSpec {
+  /** HTTP status when this error answers a request. */
+  readonly statusCode: number;
+  /** Message template; `%s` is replaced by the arguments in order. */
+  readonly message: string;
+}
+
+export const ERRORS = Object.freeze({
+  CB_ERR_INVALID_OPTION: { statusCode: 500, message: 'Invalid option %s: %s' },
+  CB_ERR_CONFIG_FILE: { statusCode: 500, message: 'Cannot read config file %s: %s' },
+  CB_ERR_PEM_MISSING: { statusCode: 500, message: 'Cannot read %s file %s: %s' },
+  CB_ERR_PEM_INVALID: { statusCode: 500, message: 'The %s file %s holds no valid %s' },
+  CB_ERR_KEY_MISMATCH: { statusCode: 500, message: 'The key in %s does not match the certificate in %s' },
+  CB_ERR_LISTEN: { statusCode: 500, message: 'Cannot listen on %s:%s: %s' },
+  CB_ERR_CLIENT_CERT_REQUIRED: { statusCode: 403, message: 'A client certificate is required' },
+  CB_ERR_CLIENT_CERT_UNTRUSTED: { statusCode: 403, message: 'The client certificate did not verify (%s)' },
+  CB_ERR_CLIENT_CERT_DENIED: { statusCode: 403, message: 'The client certificate is not mapped to an identity' },
+  CB_ERR_IDENTITY_CHANGED: { statusCode: 403, message: 'The client certificate changed in a handshake the server did not start' },
+  CB_ERR_DEV_PKI: { statusCode: 500, message: 'Cannot create the dev PKI in %s: %s' },
+} as const satisfies Record<string, ErrorSpec>);
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** The one error class: `code` is stable, `statusCode` is the HTTP status it maps to. */
+export class CertboundError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+  constructor(code: ErrorCode, args: readonly (string | number)[] = [], options?: { cause?: unknown }) {
+    const spec: ErrorSpec = ERRORS[code];
+    let i = 0;
+    super(spec.message.replace(/%s/g, () => String(args[i++] ?? '')), options);
+    this.name = 'CertboundError';
+    this.code = code;
+    this.statusCode = spec.statusCode;
+  }
+}
+
+/** True when `err` is a CertboundError with the given code (or any code). */
+export function isCertboundError(err: unknown, code?: ErrorCode): err is CertboundError {
+  return err instanceof CertboundError && (code === undefined || err.code === code);
+}
