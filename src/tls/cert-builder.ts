@@ -177,8 +177,7 @@ export async function issueCertificate(spec: CertificateSpec): Promise<IssuedCer
   cert.extensions = extensions;
 
   const signer = spec.issuer ? spec.issuer.privateKey : keys.privateKey;
-  const signHash = spec.issuer ? hash : hash;
-  await cert.sign(signer, signHash, engine);
+  await cert.sign(signer, hash, engine);
   const der = Buffer.from(cert.toSchema(true).toBER(false));
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   return Object.freeze({
@@ -202,7 +201,7 @@ function issuerKeyId(cert: pkijs.Certificate): Buffer {
 
 /** Loads a certificate and its key (PEM) so that it can issue others (e.g. a CA from disk). */
 export async function loadIssuer(certPem: string, keyPem: string, hash: HashName = 'SHA-256'): Promise<IssuedCertificate> {
-  const engine = cryptoEngine();
+  cryptoEngine();
   const der = pemBlocks(certPem, 'CERTIFICATE')[0];
   if (!der) throw new TypeError('no certificate in PEM');
   const certificate = pkijs.Certificate.fromBER(der);
