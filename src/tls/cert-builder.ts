@@ -217,3 +217,30 @@ export async function loadIssuer(certPem: string, keyPem: string, hash: HashName
   const privateKey = await webcrypto.subtle.importKey('pkcs8', new Uint8Array(pkcs8), algorithm, true, ['sign']);
   return Object.freeze({ der: Buffer.from(der), pem: toPem(der, 'CERTIFICATE'), keyPem: keyObject.export({ type: 'pkcs8', format: 'pem' }).toString(), privateKey, certificate, hash });
 }
+
+export interface CrlSpec {
+  issuer: IssuedCertificate;
+  /** Certificates to list as revoked. */
+  revoked?: IssuedCertificate[];
+  thisUpdate?: Date;
+  nextUpdate?: Date;
+}
+
+/** Issues a CRL (PEM) signed by `spec.issuer`, made with pkijs. */
+export async function issueCrl(spec: CrlSpec): Promise<string> {
+  const engine = cryptoEngine();
+  const crl = new pkijs.CertificateRevocationList();
+  crl.version = 1;
+  crl.issuer = spec.issuer.certificate.subject;
+  crl.thisUpdate = new pkijs.Time({ type: 0, value: spec.thisUpdate ?? new Date(Date.now() - 60_000) });
+  crl.nextUpdate = new pkijs.Time({ type: 0, value: spec.nextUpdate ?? new Date(Date.now() + 7 * 24 * 3600_000) });
+  const revoked = spec.revoked ?? [];
+  if (revoked.length > 0) {
+    crl.revokedCertificates = revoked.map((c) => new pkijs.RevokedCertificate({
+      userCertificate: c.certificate.serialNumber,
+      revocationDate: new pkijs.Time({ type: 0, value: new Date(Date.now() - 60_000) }),
+    }));
+  }
+  await crl.sign(spec.issuer.privateKey, spec.issuer.hash, engine);
+  return toPem(crl.toSchema(true).toBER(false), 'X509 CRL');
+}

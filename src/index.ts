@@ -1,0 +1,38 @@
+// certbound's public API.
+export { createServer, type CreateServerOptions, type CertboundServer } from './server/server.js';
+export { certboundPlugin, certboundPlugin as default, type CertboundPluginOptions, type CertboundDecoration } from './server/plugin.js';
+export {
+  receiveClientCertificate,
+  receiveClientCertificateAsync,
+  Overlapped,
+  RequestQueue,
+  certInfoResult,
+  HTTP_RECEIVE_SECURE_CHANNEL_TOKEN,
+  HTTP_SSL_CLIENT_CERT_INFO_SIZE,
+  HTTP_REQUEST_CHANNEL_BIND_STATUS_SIZE,
+  type ReceiveResult,
+  type ReceiveCallback,
+  type HttpSslClientCertInfo,
+  type HttpRequestChannelBindStatus,
+} from './server/receive.js';
+export { ConnectionRegistry, ConnectionEntry, setConnectionIdPrefix, type ClientCertificate, type HandshakeRecord } from './server/registry.js';
+export { connectionInfo, type ConnectionInfo } from './server/routes.js';
+export { Win32, CertStatus, certStatusName, win32StatusName, hresultHex, type Win32Status, type CertStatusValue } from './status.js';
+export { CertboundError, ERRORS, isCertboundError, type ErrorCode } from './errors.js';
+export { DEFAULTS } from './defaults.js';
+export { CLIENT_AUTH_MODES, type ClientAuthMode } from './tls/client-auth.js';
+export { certFlagsFor, VERIFY_ERROR_TO_CERT_STATUS } from './tls/verdict.js';
+export {
+  compileMapper,
+  normalizeThumbprint,
+  type MapperConfig,
+  type MapperInput,
+  type MapperResult,
+  type CertificateMapperFn,
+  type OneToOneMapping,
+  type ManyToOneMapping,
+  type ManyToOneRule,
+  type MappingOutcome,
+} from './tls/mapper.js';
+export { createDevPki, ensureDevPki, devPkiPaths, DEV_PKI_FILES, DEV_OCSP_PORT, type DevPkiPaths } from './tls/dev-pki.js';
+export { issueCertificate, loadIssuer, type CertificateSpec, type IssuedCertificate } from './tls/cert-builder.js';

@@ -1,0 +1,156 @@
+// The `certbound` command: `serve` (the reference server) and `dev-pki DIR`. Start-up
+// errors are one line with a stable code, never a stack trace.
+import { readFileSync } from 'node:fs';
+import { relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CertboundError, isCertboundError } from '../errors.js';
+import { createDevPki, ensureDevPki } from '../tls/dev-pki.js';
+import { assertKeyMatches, loadCertificates, loadPrivateKey } from '../tls/pem.js';
+import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
+import { createServer, type CertboundServer } from './server.js';
+
+const USAGE = `certbound: HTTPS with client certificates
+
+Usage:
+  certbound serve [options]     run the reference server (embedded dev PKI when --cert is absent)
+  certbound dev-pki DIR         write a dev PKI (root CA, server and client certificates) into DIR
+  certbound help serve          list the options of serve
+
+Options of serve:
+${configReferenceMarkdown()}
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** The options of `serve` for util.parseArgs, from the config schema. */
+function serveArgSpec(): Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> {
+  const spec: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
+  for (const s of SERVE_SCHEMA) if (s.flag) spec[s.flag] = s.kind === 'string[]' ? { type: 'string', multiple: true } : { type: s.kind === 'boolean' ? 'boolean' : 'string' };
+  spec.help = { type: 'boolean' };
+  return spec;
+}
+
+function parse(args: string[], options: ReturnType<typeof serveArgSpec>, allowPositionals: boolean) {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (err) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', ['(command line)', (err as Error).message]);
+  }
+}
+
+interface Loaded { cert: string; key: string; ca: string[]; crl: string[]; dev: boolean; devDir?: string }
+
+async function loadTlsMaterial(cfg: ServeConfig): Promise<Loaded> {
+  if (cfg.cert && cfg.key) {
+    const cert = loadCertificates(cfg.cert, 'certificate');
+    const key = loadPrivateKey(cfg.key);
+    const leaf = cert.certs[0];
+    if (leaf) assertKeyMatches(leaf, key.key, cfg.key, cfg.cert);
+    const ca = (cfg.ca ?? []).map((p) => loadCertificates(p, 'CA').pem);
+    const crl = (cfg.crl ?? []).map((p) => {
+      try {
+        return readFileSync(p, 'utf8');
+      } catch (err) {
+        throw new CertboundError('CB_ERR_PEM_MISSING', ['CRL', p, (err as NodeJS.ErrnoException).code ?? '']);
+      }
+    });
+    return { cert: cert.pem, key: key.pem, ca, crl, dev: false };
+  }
+  const { paths, created } = await ensureDevPki(resolve(cfg.devPkiDir));
+  if (created) console.log(`certbound: created a dev PKI in ${paths.dir}`);
+  const ca = cfg.ca ? cfg.ca.map((p) => loadCertificates(p, 'CA').pem) : [readFileSync(paths.caBundle, 'utf8')];
+  return { cert: readFileSync(paths.server, 'utf8'), key: readFileSync(paths.serverKey, 'utf8'), ca, crl: [], dev: true, devDir: paths.dir };
+}
+
+function banner(cfg: ServeConfig, port: number, loaded: Loaded): string {
+  const host = cfg.host === '127.0.0.1' || cfg.host === '::1' || cfg.host === 'localhost' ? 'localhost' : cfg.host;
+  const url = `https://${host}:${port}`;
+  const lines = [`certbound: serving ${url}/ (client-auth ${cfg.clientAuth})`];
+  if (loaded.dev && loaded.devDir) {
+    const d = relative(process.cwd(), loaded.devDir) || '.';
+    lines.push('Try it with the dev client certificate:');
+    lines.push(`  curl --cacert ${d}/root-ca.pem --cert ${d}/client.pem --key ${d}/client.key ${url}/connection`);
+    lines.push('Without a certificate, and with an expired one:');
+    lines.push(`  curl --cacert ${d}/root-ca.pem ${url}/connection`);
+    lines.push(`  curl --cacert ${d}/root-ca.pem --cert ${d}/client-expired.pem --key ${d}/client-expired.key ${url}/connection`);
+  }
+  return lines.join('\n');
+}
+
+/** Runs `certbound serve`; resolves with the running server (the CLI keeps it open). */
+export async function serve(args: string[]): Promise<CertboundServer | undefined> {
+  const { values } = parse(args, serveArgSpec(), false);
+  if (values.help) {
+    console.log(USAGE);
+    return undefined;
+  }
+  const cfg = resolveServeConfig(values);
+  const loaded = await loadTlsMaterial(cfg);
+  const server = createServer({
+    cert: loaded.cert,
+    key: loaded.key,
+    ca: loaded.ca,
+    ...(loaded.crl.length > 0 ? { crl: loaded.crl } : {}),
+    clientAuth: cfg.clientAuth,
+    ...(cfg.mapper ? { mapper: cfg.mapper } : {}),
+    logger: { level: cfg.logLevel },
+    underPressure: cfg.maxEventLoopDelay > 0 ? { maxEventLoopDelay: cfg.maxEventLoopDelay } : { maxEventLoopDelay: 0 },
+    handshakeTimeout: cfg.handshakeTimeout,
+    referenceRoutes: true,
+  });
+  const addr = await server.listen({ host: cfg.host, port: cfg.port });
+  console.log(banner(cfg, addr.port, loaded));
+  return server;
+}
+
+function fail(err: unknown): number {
+  if (isCertboundError(err)) console.error(`certbound: ${err.code}: ${err.message}`);
+  else console.error(`certbound: ${(err as Error)?.message ?? String(err)}`);
+  return 1;
+}
+
+/** Entry point of the bin. Resolves with an exit code, or undefined while a server runs. */
+export async function main(argv: string[]): Promise<number | undefined> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'serve': {
+        const server = await serve(rest);
+        if (!server) return 0;
+        const stop = (signal: string) => {
+          server.app.log.info({ signal }, 'shutting down');
+          const force = setTimeout(() => process.exit(1), 10_000);
+          force.unref();
+          server.close().then(() => process.exit(0), () => process.exit(1));
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        return undefined;
+      }
+      case 'dev-pki': {
+        const dir = rest[0];
+        if (!dir || rest.length > 1) throw new CertboundError('CB_ERR_INVALID_OPTION', ['dev-pki', 'usage: certbound dev-pki DIR']);
+        const paths = await createDevPki(resolve(dir));
+        console.log(`certbound: dev PKI written to ${paths.dir}`);
+        return 0;
+      }
+      case '--version':
+      case 'version':
+        console.log(version());
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return 0;
+      default:
+        throw new CertboundError('CB_ERR_INVALID_OPTION', ['command', `unknown command ${JSON.stringify(cmd)} (serve, dev-pki, help)`]);
+    }
+  } catch (err) {
+    return fail(err);
+  }
+}

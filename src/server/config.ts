@@ -1,0 +1,132 @@
+// The configuration of `certbound serve`: one schema for the flags, the config file, the
+// validation and the generated reference (docs/configuration.md).
+import { readFileSync } from 'node:fs';
+import { DEFAULTS } from '../defaults.js';
+import { CertboundError } from '../errors.js';
+import { CLIENT_AUTH_MODES, type ClientAuthMode } from '../tls/client-auth.js';
+import type { MapperConfig } from '../tls/mapper.js';
+
+type Kind = 'string' | 'integer' | 'string[]' | 'enum' | 'object' | 'boolean';
+
+export interface SettingSpec {
+  readonly key: keyof ServeConfig;
+  /** Command-line flag (without `--`), or null for config-file-only keys. */
+  readonly flag: string | null;
+  readonly kind: Kind;
+  readonly values?: readonly string[];
+  readonly default?: unknown;
+  readonly min?: number;
+  readonly max?: number;
+  readonly description: string;
+}
+
+export interface ServeConfig {
+  host: string;
+  port: number;
+  cert?: string;
+  key?: string;
+  ca?: string[];
+  crl?: string[];
+  clientAuth: ClientAuthMode;
+  devPkiDir: string;
+  logLevel: string;
+  maxEventLoopDelay: number;
+  handshakeTimeout: number;
+  mapper?: MapperConfig;
+  config?: string;
+}
+
+export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
+  { key: 'config', flag: 'config', kind: 'string', description: 'JSON config file with any of these keys; flags override it.' },
+  { key: 'host', flag: 'host', kind: 'string', default: DEFAULTS.host, description: 'Address to listen on.' },
+  { key: 'port', flag: 'port', kind: 'integer', default: DEFAULTS.port, min: 0, max: 65535, description: 'TCP port (0 picks a free one).' },
+  { key: 'cert', flag: 'cert', kind: 'string', description: 'PEM file with the server certificate, optionally followed by its chain. Without it the embedded dev PKI is used.' },
+  { key: 'key', flag: 'key', kind: 'string', description: 'PEM file with the private key of --cert.' },
+  { key: 'ca', flag: 'ca', kind: 'string[]', description: 'PEM file(s) with the trusted client CAs and intermediates (repeatable).' },
+  { key: 'crl', flag: 'crl', kind: 'string[]', description: 'PEM CRL file(s), one per CA of the client chains (repeatable).' },
+  { key: 'clientAuth', flag: 'client-auth', kind: 'enum', values: CLIENT_AUTH_MODES, default: DEFAULTS.clientAuth, description: 'Client-certificate mode: none, optional, require, accept-untrusted.' },
+  { key: 'devPkiDir', flag: 'dev-pki-dir', kind: 'string', default: DEFAULTS.devPkiDir, description: 'Where the embedded dev PKI is created on first run (used when --cert is not given).' },
+  { key: 'logLevel', flag: 'log-level', kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: DEFAULTS.logLevel, description: 'pino log level.' },
+  { key: 'maxEventLoopDelay', flag: 'max-event-loop-delay', kind: 'integer', default: DEFAULTS.maxEventLoopDelayMs, min: 0, description: 'Event-loop delay (ms) above which requests get 503 with Retry-After (0 disables).' },
+  { key: 'handshakeTimeout', flag: 'handshake-timeout', kind: 'integer', default: DEFAULTS.handshakeTimeoutMs, min: 1, description: 'TLS handshake time limit (ms).' },
+  { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field, attribute, match}], identity | deny}], denyUnmapped } (config file only).' },
+] satisfies SettingSpec[]);
+
+function bad(key: string, why: string): never {
+  throw new CertboundError('CB_ERR_INVALID_OPTION', [key, why]);
+}
+
+/** Validates one value against its spec; returns the normalized value. */
+function coerce(spec: SettingSpec, value: unknown, from: 'flag' | 'file'): unknown {
+  const name = from === 'flag' && spec.flag ? `--${spec.flag}` : spec.key;
+  switch (spec.kind) {
+    case 'string':
+      if (typeof value !== 'string' || value === '') bad(name, 'expected a non-empty string');
+      return value;
+    case 'string[]': {
+      const list = Array.isArray(value) ? value : [value];
+      if (!list.every((v) => typeof v === 'string' && v !== '')) bad(name, 'expected file path(s)');
+      return list;
+    }
+    case 'integer': {
+      const n = typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isInteger(n)) bad(name, `expected an integer, got ${JSON.stringify(value)}`);
+      if (spec.min !== undefined && n < spec.min) bad(name, `must be >= ${spec.min}`);
+      if (spec.max !== undefined && n > spec.max) bad(name, `must be <= ${spec.max}`);
+      return n;
+    }
+    case 'enum':
+      if (typeof value !== 'string' || !spec.values?.includes(value)) bad(name, `expected one of ${spec.values?.join(', ')}, got ${JSON.stringify(value)}`);
+      return value;
+    case 'boolean':
+      if (typeof value !== 'boolean') bad(name, 'expected true or false');
+      return value;
+    case 'object':
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) bad(name, 'expected an object');
+      return value;
+  }
+}
+
+/** Reads a JSON config file; unknown keys and bad values are errors. */
+export function readConfigFile(path: string): Partial<ServeConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new CertboundError('CB_ERR_CONFIG_FILE', [path, (err as NodeJS.ErrnoException).code ?? (err as Error).message]);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CertboundError('CB_ERR_CONFIG_FILE', [path, 'expected a JSON object']);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    const spec = SERVE_SCHEMA.find((s) => s.key === k);
+    if (!spec || k === 'config') bad(k, `unknown key in ${path}`);
+    out[k] = coerce(spec, v, 'file');
+  }
+  return out as Partial<ServeConfig>;
+}
+
+/** Merges defaults, the config file and flags (in that order) into a validated config. */
+export function resolveServeConfig(flags: Record<string, unknown>): ServeConfig {
+  const fromFlags: Record<string, unknown> = {};
+  for (const spec of SERVE_SCHEMA) {
+    if (!spec.flag) continue;
+    const v = flags[spec.flag];
+    if (v !== undefined) fromFlags[spec.key] = coerce(spec, v, 'flag');
+  }
+  const fromFile = typeof fromFlags.config === 'string' ? readConfigFile(fromFlags.config) : {};
+  const out: Record<string, unknown> = {};
+  for (const spec of SERVE_SCHEMA) if (spec.default !== undefined) out[spec.key] = spec.default;
+  Object.assign(out, fromFile, fromFlags);
+  if ((out.cert === undefined) !== (out.key === undefined)) bad(out.cert === undefined ? '--key' : '--cert', '--cert and --key go together');
+  return out as unknown as ServeConfig;
+}
+
+/** The flag table as markdown (docs/configuration.md is generated from it). */
+export function configReferenceMarkdown(): string {
+  const rows = SERVE_SCHEMA.map((s) => {
+    const flag = s.flag ? `\`--${s.flag}${s.kind === 'boolean' ? '' : ' <' + (s.kind === 'enum' ? s.values?.join('|') : s.kind === 'integer' ? 'n' : 'value') + '>'}\`` : '(config file only)';
+    const def = s.default === undefined ? '' : `\`${JSON.stringify(s.default)}\``;
+    return `| ${flag} | \`${s.key}\` | ${s.kind} | ${def} | ${s.description} |`;
+  });
+  return ['| flag | config key | type | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
+}

@@ -1,0 +1,251 @@
+// The connection registry: every accepted TLS connection gets a 64-bit id, unique for the
+// life of the process, and an entry holding what the server learned at each handshake it
+// ran (a frozen record). The client certificate view is computed once per handshake, lazily.
+import { X509Certificate } from 'node:crypto';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
+import { certFlagsFor } from '../tls/verdict.js';
+import type { CompiledMapper, MappingOutcome } from '../tls/mapper.js';
+import { compileMapper } from '../tls/mapper.js';
+
+/** What the server recorded at one handshake it ran (frozen; replaced after each one). */
+export interface HandshakeRecord {
+  /** 1 for the initial handshake, +1 for each renegotiation the server started. */
+  readonly sequence: number;
+  /** When the handshake completed (ms since the epoch). */
+  readonly completedAt: number;
+  /** 'TLSv1.3', 'TLSv1.2', … */
+  readonly protocol: string | null;
+  readonly cipher: string | null;
+  readonly resumed: boolean;
+  /** ALPN protocol ('h2', 'http/1.1') or null. */
+  readonly alpnProtocol: string | null;
+  /** The client certificate chain as DER, leaf first; empty when the client sent none. */
+  readonly chain: readonly Buffer[];
+  /** OpenSSL's verification error code for that chain (null when verified or no certificate). */
+  readonly verifyError: string | null;
+}
+
+/** The client certificate of a connection, with HTTP.sys's verdict and the mapper's answer. */
+export interface ClientCertificate {
+  /** The leaf certificate, DER (HTTP_SSL_CLIENT_CERT_INFO.pCertEncoded). */
+  readonly der: Buffer;
+  /** Leaf first, then the issuers as captured at the handshake. */
+  readonly chain: readonly Buffer[];
+  readonly subject: string;
+  readonly issuer: string;
+  /** Serial number, lowercase hex. */
+  readonly serialNumber: string;
+  /** SHA-1 thumbprint, lowercase hex. */
+  readonly sha1: string;
+  /** SHA-256 fingerprint, lowercase hex. */
+  readonly sha256: string;
+  readonly validFrom: Date;
+  readonly validTo: Date;
+  /** CERT_E_* value, 0 when the chain verified (HTTP_SSL_CLIENT_CERT_INFO.CertFlags). */
+  readonly certFlags: number;
+  /** OpenSSL's verify error code behind certFlags, or null. */
+  readonly verifyError: string | null;
+  /** The mapped identity (HTTP.sys's Token), null when unmapped. */
+  readonly identity: string | null;
+  /** HTTP_SSL_CLIENT_CERT_INFO.CertDeniedByMapper. */
+  readonly deniedByMapper: boolean;
+  /** Why the mapper refused, or null. */
+  readonly mapperReason: string | null;
+  /** The handshake this view belongs to. */
+  readonly handshake: number;
+  /** Parsed leaf. */
+  readonly x509: X509Certificate;
+}
+
+const kEntry = Symbol('certbound.connection');
+
+let idPrefix = 0n;
+let idCounter = 0n;
+const ID_BITS = 48n;
+
+/**
+ * Sets the high 16 bits of every connection id made from now on (a cluster worker's index),
+ * so ids stay unique across the processes of one server. Default: 0.
+ */
+export function setConnectionIdPrefix(prefix: number): void {
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > 0xffff) throw new RangeError('connection id prefix must be an integer 0..65535');
+  idPrefix = BigInt(prefix) << ID_BITS;
+}
+
+function nextConnectionId(): bigint {
+  idCounter += 1n;
+  return idPrefix | idCounter;
+}
+
+function hex(fingerprint: string): string {
+  return fingerprint.replace(/:/g, '').toLowerCase();
+}
+
+/** Reads the peer chain once; Node loses intermediates on later getPeerCertificate calls. */
+function capturePeerChain(socket: TLSSocket): Buffer[] {
+  const peer = socket.getPeerCertificate(true);
+  if (!peer || !peer.raw) return [];
+  const chain: Buffer[] = [];
+  const seen = new Set<string>();
+  let cert: typeof peer | undefined = peer;
+  while (cert && cert.raw && !seen.has(cert.fingerprint256)) {
+    seen.add(cert.fingerprint256);
+    chain.push(cert.raw);
+    cert = cert.issuerCertificate as typeof peer | undefined;
+  }
+  return chain;
+}
+
+/** One TLS connection. */
+export class ConnectionEntry {
+  readonly id: bigint;
+  readonly socket: TLSSocket;
+  readonly openedAt: number;
+  #closed = false;
+  #handshake: HandshakeRecord;
+  #cert: ClientCertificate | null | undefined;
+  readonly #mapper: CompiledMapper;
+
+  constructor(id: bigint, socket: TLSSocket, mapper: CompiledMapper) {
+    this.id = id;
+    this.socket = socket;
+    this.openedAt = Date.now();
+    this.#mapper = mapper;
+    this.#handshake = this.#record(1);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The record of the most recent handshake the server ran on this connection. */
+  get handshake(): HandshakeRecord {
+    return this.#handshake;
+  }
+
+  /**
+   * Records a handshake the server itself started (a renegotiation). Call it from the
+   * renegotiation's completion only: the verdict and chain are read fresh from the socket.
+   */
+  recordHandshake(): HandshakeRecord {
+    this.#handshake = this.#record(this.#handshake.sequence + 1);
+    this.#cert = undefined;
+    return this.#handshake;
+  }
+
+  #record(sequence: number): HandshakeRecord {
+    const s = this.socket;
+    const chain = capturePeerChain(s);
+    const cipher = s.getCipher();
+    return Object.freeze({
+      sequence,
+      completedAt: Date.now(),
+      protocol: s.getProtocol() ?? null,
+      cipher: cipher?.standardName ?? cipher?.name ?? null,
+      resumed: s.isSessionReused(),
+      alpnProtocol: typeof s.alpnProtocol === 'string' ? s.alpnProtocol : null,
+      chain: Object.freeze(chain),
+      verifyError: chain.length > 0 && s.authorizationError ? String((s.authorizationError as unknown as { code?: string }).code ?? s.authorizationError) : null,
+    });
+  }
+
+  /** The client certificate of the current handshake (computed once), or null. */
+  clientCertificate(): ClientCertificate | null {
+    if (this.#cert !== undefined) return this.#cert;
+    const h = this.#handshake;
+    const leaf = h.chain[0];
+    if (!leaf) return (this.#cert = null);
+    const x509 = new X509Certificate(leaf);
+    const certFlags = certFlagsFor(h.verifyError, x509.keyUsage);
+    const base = {
+      der: leaf,
+      chain: h.chain,
+      subject: x509.subject,
+      issuer: x509.issuer,
+      serialNumber: x509.serialNumber.toLowerCase(),
+      sha1: hex(x509.fingerprint),
+      sha256: hex(x509.fingerprint256),
+      certFlags,
+    };
+    const mapped: MappingOutcome = this.#mapper({ ...base });
+    this.#cert = Object.freeze({
+      ...base,
+      validFrom: new Date(x509.validFrom),
+      validTo: new Date(x509.validTo),
+      verifyError: h.verifyError,
+      identity: mapped.identity,
+      deniedByMapper: mapped.deniedByMapper,
+      mapperReason: mapped.reason,
+      handshake: h.sequence,
+      x509,
+    });
+    return this.#cert;
+  }
+
+  /** @internal */
+  markClosed(): void {
+    this.#closed = true;
+  }
+}
+
+/** The one logger method the registry uses (pino and fastify loggers fit). */
+export interface RegistryLogger {
+  debug(obj: object, msg: string): void;
+}
+
+export interface RegistryOptions {
+  mapper?: CompiledMapper;
+  logger?: RegistryLogger;
+}
+
+/** Connection id → entry for the connections of one or more TLS servers. */
+export class ConnectionRegistry {
+  readonly #entries = new Map<bigint, ConnectionEntry>();
+  readonly #mapper: CompiledMapper;
+  readonly #logger: RegistryLogger | undefined;
+  readonly #attached = new WeakSet<TlsServer>();
+
+  constructor(options: RegistryOptions = {}) {
+    this.#mapper = options.mapper ?? compileMapper(undefined);
+    this.#logger = options.logger;
+  }
+
+  /** Registers every connection `server` accepts from now on (idempotent per server). */
+  attach(server: TlsServer): void {
+    if (this.#attached.has(server)) return;
+    this.#attached.add(server);
+    server.on('secureConnection', (socket: TLSSocket) => this.add(socket));
+  }
+
+  /** Registers a connection whose initial handshake has completed. */
+  add(socket: TLSSocket): ConnectionEntry {
+    const existing = ConnectionRegistry.entryOf(socket);
+    if (existing) return existing;
+    const entry = new ConnectionEntry(nextConnectionId(), socket, this.#mapper);
+    (socket as TLSSocket & { [kEntry]?: ConnectionEntry })[kEntry] = entry;
+    this.#entries.set(entry.id, entry);
+    socket.once('close', () => {
+      entry.markClosed();
+      this.#entries.delete(entry.id);
+    });
+    this.#logger?.debug({ connectionId: entry.id.toString(), protocol: entry.handshake.protocol, resumed: entry.handshake.resumed, remoteAddress: socket.remoteAddress }, 'connection');
+    return entry;
+  }
+
+  get(id: bigint): ConnectionEntry | undefined {
+    return this.#entries.get(id);
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  entries(): IterableIterator<ConnectionEntry> {
+    return this.#entries.values();
+  }
+
+  /** The entry of a socket, if a registry registered it. */
+  static entryOf(socket: unknown): ConnectionEntry | undefined {
+    return socket && typeof socket === 'object' ? (socket as { [kEntry]?: ConnectionEntry })[kEntry] : undefined;
+  }
+}

@@ -1,0 +1,103 @@
+// The reference server's routes: GET / (an HTML page about the visitor's connection) and
+// GET /connection (the same as JSON). GET /healthz is under-pressure's status route.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { certStatusName, hresultHex } from '../status.js';
+
+/** JSON of GET /connection. Field names are a public contract: add, never rename. */
+export interface ConnectionInfo {
+  protocol: string | null;
+  cipher: string | null;
+  /** Decimal string of the 64-bit connection id. */
+  connectionId: string | null;
+  resumed: boolean;
+  /** Handshakes the server ran on this connection (1 + renegotiations). */
+  handshakes: number;
+  clientCertificate: {
+    subject: string;
+    issuer: string;
+    serialNumber: string;
+    sha1: string;
+    sha256: string;
+    certFlags: number;
+    /** Symbolic name of certFlags ('OK', 'CERT_E_EXPIRED', …). */
+    certFlagsName: string;
+    deniedByMapper: boolean;
+    identity: string | null;
+    validFrom: string;
+    validTo: string;
+    chainLength: number;
+  } | null;
+}
+
+/** Builds the /connection JSON for a request. */
+export function connectionInfo(request: FastifyRequest): ConnectionInfo {
+  const entry = request.connection;
+  const cert = entry?.clientCertificate() ?? null;
+  return {
+    protocol: entry?.handshake.protocol ?? null,
+    cipher: entry?.handshake.cipher ?? null,
+    connectionId: entry ? entry.id.toString() : null,
+    resumed: entry?.handshake.resumed ?? false,
+    handshakes: entry?.handshake.sequence ?? 0,
+    clientCertificate: cert && {
+      subject: cert.subject,
+      issuer: cert.issuer,
+      serialNumber: cert.serialNumber,
+      sha1: cert.sha1,
+      sha256: cert.sha256,
+      certFlags: cert.certFlags,
+      certFlagsName: certStatusName(cert.certFlags) ?? hresultHex(cert.certFlags),
+      deniedByMapper: cert.deniedByMapper,
+      identity: cert.identity,
+      validFrom: cert.validFrom.toISOString(),
+      validTo: cert.validTo.toISOString(),
+      chainLength: cert.chain.length,
+    },
+  };
+}
+
+const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ESC[c] ?? c);
+}
+
+function row(label: string, value: string): string {
+  return `<tr><th scope="row">${escapeHtml(label)}</th><td>${escapeHtml(value)}</td></tr>`;
+}
+
+/** The HTML page of GET /: no JavaScript, readable as is. */
+export function connectionPage(info: ConnectionInfo): string {
+  const c = info.clientCertificate;
+  const certRows = c
+    ? [
+        row('Verdict', c.certFlags === 0 ? 'Trusted (certFlags 0)' : `${c.certFlagsName} (${hresultHex(c.certFlags)})`),
+        row('Subject', c.subject.replace(/\n/g, ', ')),
+        row('Issuer', c.issuer.replace(/\n/g, ', ')),
+        row('Serial number', c.serialNumber),
+        row('SHA-1 thumbprint', c.sha1),
+        row('SHA-256', c.sha256),
+        row('Valid', `${c.validFrom} to ${c.validTo}`),
+        row('Identity', c.identity ?? (c.deniedByMapper ? 'denied by the mapper' : 'not mapped')),
+      ].join('')
+    : '<tr><td colspan="2">No client certificate was presented on this connection.</td></tr>';
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>certbound: your connection</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}
+table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #ddd;vertical-align:top}
+th{width:12rem;color:#444;font-weight:600}td{font-family:ui-monospace,monospace;word-break:break-all}h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem}</style>
+</head><body>
+<h1>certbound: your connection</h1>
+<h2>Connection</h2>
+<table>${row('Connection id', info.connectionId ?? '-')}${row('Protocol', info.protocol ?? '-')}${row('Cipher', info.cipher ?? '-')}${row('Resumed', info.resumed ? 'yes' : 'no')}${row('Handshakes', String(info.handshakes))}</table>
+<h2>Client certificate</h2>
+<table>${certRows}</table>
+<p><a href="/connection">This page as JSON</a> · <a href="/healthz">Health</a></p>
+</body></html>`;
+}
+
+/** Registers GET / and GET /connection. */
+export async function referenceRoutes(app: FastifyInstance): Promise<void> {
+  app.get('/connection', async (request) => connectionInfo(request));
+  app.get('/', async (request, reply) => reply.type('text/html; charset=utf-8').send(connectionPage(connectionInfo(request))));
+}

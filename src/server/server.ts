@@ -1,0 +1,180 @@
+// createServer: an HTTPS server on fastify 5 that owns its TLS server (serverFactory), a
+// connection registry and a request queue, with under-pressure load shedding and pino logs.
+import { constants as cryptoConstants, createPrivateKey, X509Certificate } from 'node:crypto';
+import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure';
+import { pino, type Logger, type LoggerOptions } from 'pino';
+import { DEFAULTS } from '../defaults.js';
+import { CertboundError } from '../errors.js';
+import { isClientAuthMode, tlsOptionsForMode, type ClientAuthMode } from '../tls/client-auth.js';
+import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
+import { pemBlocks } from '../tls/pem.js';
+import { certboundPlugin } from './plugin.js';
+import { RequestQueue } from './receive.js';
+import { ConnectionRegistry } from './registry.js';
+import { referenceRoutes } from './routes.js';
+
+type Pem = string | Buffer;
+
+export interface CreateServerOptions {
+  /** Server certificate PEM, leaf first, optionally followed by its chain. */
+  cert: Pem;
+  /** Private key PEM of `cert`. */
+  key: Pem;
+  /** Trusted client CAs and intermediates (PEM). */
+  ca?: Pem | Pem[];
+  /** CRLs (PEM), one per CA of the client chains (Node reads only the first CRL of a buffer). */
+  crl?: Pem | Pem[];
+  /** Client-certificate mode at handshake. Default: 'optional'. */
+  clientAuth?: ClientAuthMode;
+  mapper?: MapperConfig | CertificateMapperFn;
+  /** See CertboundPluginOptions.rejectDeniedByMapper. */
+  rejectDeniedByMapper?: boolean;
+  /** A pino logger, pino options, or false for none. Default: pino at level 'info'. */
+  logger?: Logger | LoggerOptions | false;
+  /** @fastify/under-pressure options, or false to turn load shedding off. Default: maxEventLoopDelay 1000 ms, Retry-After 10 s, status route /healthz. */
+  underPressure?: FastifyUnderPressureOptions | false;
+  /** Serve the reference routes (GET /, /connection; /healthz comes with under-pressure). Default: false. */
+  referenceRoutes?: boolean;
+  /** TLS handshake time limit (ms). Default: 10000. */
+  handshakeTimeout?: number;
+  /** Extra node:https server options (minVersion, ciphers, …); certbound's own keys win. */
+  tls?: Omit<HttpsServerOptions, 'cert' | 'key' | 'ca' | 'crl' | 'requestCert' | 'rejectUnauthorized'>;
+  /** Extra fastify options. */
+  fastify?: Omit<FastifyServerOptions, 'serverFactory' | 'https' | 'http2' | 'logger' | 'loggerInstance'>;
+}
+
+export interface CertboundServer {
+  readonly app: FastifyInstance;
+  readonly server: HttpsServer;
+  readonly queue: RequestQueue;
+  readonly registry: ConnectionRegistry;
+  readonly clientAuth: ClientAuthMode;
+  /** Starts listening; resolves with the bound address. Fails with CB_ERR_LISTEN. */
+  listen(options?: { host?: string; port?: number }): Promise<AddressInfo>;
+  /** Stops accepting, ends idle keep-alive connections, waits for requests in flight. */
+  close(): Promise<void>;
+}
+
+function asList(v: Pem | Pem[] | undefined): Pem[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+/** Throws CB_ERR_* when the certificate or key is unusable or they do not match. */
+function checkIdentity(cert: Pem, key: Pem): void {
+  const ders = pemBlocks(cert.toString(), 'CERTIFICATE');
+  const leafDer = ders[0];
+  if (!leafDer) throw new CertboundError('CB_ERR_PEM_INVALID', ['certificate', '(cert option)', 'PEM certificate']);
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(leafDer);
+  } catch {
+    throw new CertboundError('CB_ERR_PEM_INVALID', ['certificate', '(cert option)', 'X.509 certificate']);
+  }
+  let k;
+  try {
+    k = createPrivateKey(key);
+  } catch {
+    throw new CertboundError('CB_ERR_PEM_INVALID', ['key', '(key option)', 'private key']);
+  }
+  if (!leaf.checkPrivateKey(k)) throw new CertboundError('CB_ERR_KEY_MISMATCH', ['(key option)', '(cert option)']);
+}
+
+function makeLogger(option: CreateServerOptions['logger']): Logger {
+  if (option === false) return pino({ level: 'silent' });
+  if (option && typeof (option as Logger).child === 'function' && typeof (option as Logger).info === 'function') return option as Logger;
+  return pino({ level: DEFAULTS.logLevel, ...(option as LoggerOptions | undefined) });
+}
+
+/** Builds a certbound HTTPS server. Add routes to `app`, then `listen()`. */
+export function createServer(options: CreateServerOptions): CertboundServer {
+  const clientAuth = options.clientAuth ?? DEFAULTS.clientAuth;
+  if (!isClientAuthMode(clientAuth)) throw new CertboundError('CB_ERR_INVALID_OPTION', ['clientAuth', `unknown mode ${JSON.stringify(clientAuth)} (none, optional, require, accept-untrusted)`]);
+  checkIdentity(options.cert, options.key);
+  const ca = asList(options.ca);
+  if (clientAuth !== 'none' && clientAuth !== 'accept-untrusted' && ca.length === 0) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', ['ca', `client-auth ${clientAuth} needs the trusted client CAs`]);
+  }
+  const logger = makeLogger(options.logger);
+  const mapper = compileMapper(options.mapper);
+  const registry = new ConnectionRegistry({ mapper, logger });
+  const queue = new RequestQueue(registry);
+
+  const tlsOptions: HttpsServerOptions = {
+    minVersion: DEFAULTS.minVersion,
+    ...options.tls,
+    // Renegotiation (on-demand certificates) must not resume, or OpenSSL clients never send a certificate.
+    secureOptions: (options.tls?.secureOptions ?? 0) | cryptoConstants.SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION,
+    cert: options.cert,
+    key: options.key,
+    ...(ca.length > 0 ? { ca } : {}),
+    ...(options.crl !== undefined ? { crl: asList(options.crl) } : {}),
+    ...tlsOptionsForMode(clientAuth),
+    handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs,
+    ALPNProtocols: ['http/1.1'],
+  };
+  let server!: HttpsServer;
+  const app = Fastify({
+    ...options.fastify,
+    loggerInstance: logger as unknown as FastifyBaseLogger,
+    // Every request log line carries the connection id and the client certificate's thumbprint.
+    childLoggerFactory(parent, bindings, opts, rawReq) {
+      const entry = registry.add((rawReq as IncomingMessage).socket as TLSSocket);
+      const cert = entry.clientCertificate();
+      return parent.child({ ...bindings, connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) }, opts);
+    },
+    serverFactory: (handler) => {
+      server = createHttpsServer(tlsOptions, handler);
+      server.headersTimeout = DEFAULTS.headersTimeoutMs;
+      server.requestTimeout = DEFAULTS.requestTimeoutMs;
+      server.keepAliveTimeout = DEFAULTS.keepAliveTimeoutMs;
+      return server;
+    },
+  });
+  registry.attach(server);
+  server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+    logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
+  });
+
+  if (options.underPressure !== false) {
+    app.register(underPressure, {
+      maxEventLoopDelay: DEFAULTS.maxEventLoopDelayMs,
+      retryAfter: DEFAULTS.retryAfterSeconds,
+      exposeStatusRoute: '/healthz',
+      ...options.underPressure,
+    });
+  }
+  app.register(certboundPlugin, { clientAuth, registry, queue, logBindings: false, ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}) });
+  if (options.referenceRoutes) app.register(referenceRoutes);
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    server,
+    queue,
+    registry,
+    clientAuth,
+    async listen(opts = {}) {
+      const host = opts.host ?? DEFAULTS.host;
+      const port = opts.port ?? DEFAULTS.port;
+      try {
+        await app.listen({ host, port });
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new CertboundError('CB_ERR_LISTEN', [host, port, e.code === 'EADDRINUSE' ? 'the port is in use (EADDRINUSE)' : e.code ?? e.message], { cause: err });
+      }
+      return server.address() as AddressInfo;
+    },
+    close() {
+      closing ??= (async () => {
+        queue.close();
+        await app.close();
+      })();
+      return closing;
+    },
+  };
+}
