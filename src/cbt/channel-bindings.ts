@@ -1,0 +1,76 @@
+// The three channel bindings of a live connection. Cheap to call per request: the values are
+// cached per connection and keyed on the Finished messages of the most recent handshake, so a
+// renegotiation (new Finished messages) is noticed without the caller counting handshakes;
+// tls-server-end-point is further cached per server certificate (see server-end-point.ts).
+import type { TLSSocket } from 'node:tls';
+import { unavailable, type BindingResult, type ChannelBindings, type ChannelBindingType } from './binding.js';
+import { tlsExporter, type ExportKeyingMaterial, type Tls12ExporterContext } from './exporter.js';
+import { handshakeFacts, type Side } from './handshake-facts.js';
+import { cachedServerEndPoint } from './server-end-point.js';
+import { tlsUnique } from './tls-unique.js';
+
+export interface ChannelBindingOptions {
+  /** Which end of the connection `socket` is. Required: the Finished messages swap roles. */
+  readonly side: Side;
+  /**
+   * True when no renegotiation can happen on this connection any more (e.g. after
+   * `socket.disableRenegotiation()` on a server that never renegotiates, or
+   * SSL_OP_NO_RENEGOTIATION on both contexts). Only then is tls-exporter offered on TLS 1.2.
+   * Default: false (Node accepts client-initiated renegotiation by default).
+   */
+  readonly renegotiationDisabled?: boolean;
+  /** TLS 1.2 exporter context: 'empty' (RFC 9266, default) or 'none' (OpenSSL s_client). */
+  readonly tls12ExporterContext?: Tls12ExporterContext;
+}
+
+interface CacheEntry { readonly key: string; readonly bindings: ChannelBindings }
+const perConnection = new WeakMap<TLSSocket, CacheEntry>();
+
+function endPoint(socket: TLSSocket, side: Side): BindingResult {
+  const cert = side === 'server' ? socket.getX509Certificate() : socket.getPeerX509Certificate();
+  if (!cert) return unavailable('no-certificate', side === 'server' ? 'This connection has no server certificate' : 'The server sent no certificate');
+  return cachedServerEndPoint(cert.fingerprint256, cert.raw);
+}
+
+// @types/node declares the context as required, but Node treats an omitted context as "no
+// context" (RFC 5705), which the TLS 1.2 'none' option needs.
+function exporterOf(socket: TLSSocket): ExportKeyingMaterial {
+  const exportKeyingMaterial = socket.exportKeyingMaterial as (length: number, label: string, context?: Buffer) => Buffer;
+  return (length, label, context) => context === undefined ? exportKeyingMaterial.call(socket, length, label) : exportKeyingMaterial.call(socket, length, label, context);
+}
+
+/**
+ * The tls-unique, tls-server-end-point and tls-exporter bindings of `socket`'s most recent
+ * handshake, as `{ value }` or `{ value: undefined, reason, message }`. Both sides of one
+ * connection get equal values. Call it again after a renegotiation: tls-unique changes.
+ */
+export function channelBindings(socket: TLSSocket, options: ChannelBindingOptions): ChannelBindings {
+  const side = options.side;
+  const renegotiationDisabled = options.renegotiationDisabled ?? false;
+  const tls12Context = options.tls12ExporterContext ?? 'empty';
+  const finished = socket.getFinished();
+  const peerFinished = socket.getPeerFinished();
+  const protocol = socket.getProtocol();
+  // The Finished messages differ in every handshake, so they identify the handshake.
+  const key = finished && peerFinished && protocol
+    ? `${side}|${protocol}|${socket.isSessionReused()}|${renegotiationDisabled}|${tls12Context}|${finished.toString('hex')}|${peerFinished.toString('hex')}`
+    : undefined;
+  const hit = perConnection.get(socket);
+  if (key !== undefined && hit?.key === key) return hit.bindings;
+
+  const facts = handshakeFacts(socket, side, renegotiationDisabled);
+  const bindings: ChannelBindings = Object.freeze({
+    'tls-unique': tlsUnique(facts),
+    'tls-server-end-point': facts.protocol === null
+      ? unavailable('no-handshake', 'The connection has not completed a TLS handshake')
+      : endPoint(socket, side),
+    'tls-exporter': tlsExporter(facts, exporterOf(socket), tls12Context),
+  });
+  if (key !== undefined) perConnection.set(socket, { key, bindings });
+  return bindings;
+}
+
+/** One binding of `socket` (see channelBindings). */
+export function channelBinding(socket: TLSSocket, type: ChannelBindingType, options: ChannelBindingOptions): BindingResult {
+  return channelBindings(socket, options)[type];
+}
