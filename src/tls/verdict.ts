@@ -51,7 +51,8 @@ const ANY_EKU = '2.5.29.37.0';
  * leaf's extended key usage (`X509Certificate.keyUsage`, undefined when it has none).
  */
 export function certFlagsFor(verifyError: string | null, eku: readonly string[] | undefined): number {
-  if (verifyError) return TABLE[verifyError] ?? CertStatus.TRUST_E_FAIL;
+  // Own keys only: an unknown code such as 'toString' must not pick up Object.prototype.
+  if (verifyError) return Object.hasOwn(TABLE, verifyError) ? (TABLE[verifyError] ?? CertStatus.TRUST_E_FAIL) : CertStatus.TRUST_E_FAIL;
   if (eku && eku.length > 0 && !eku.includes(CLIENT_AUTH) && !eku.includes(ANY_EKU)) return CertStatus.CERT_E_WRONG_USAGE;
   return CertStatus.OK;
 }
