@@ -7,3 +7,4 @@ export { EXPORTER_LABEL, EXPORTER_LENGTH, type Tls12ExporterContext } from './ex
 export { endPointHash, serverEndPoint, type EndPointHashName, type PssHashParams, type EndPointHashChoice } from './server-end-point.js';
 export { sessionFacts, type SessionFacts } from './extended-master-secret.js';
 export type { Side } from './handshake-facts.js';
+export { serverChannelBindings, serverChannelBinding, channelTokenProvider, channelBindingsJson, type ServerChannelBindingConfig, type ChannelBindingsJson } from './server-bindings.js';
