@@ -1,0 +1,489 @@
+// The server OCSP response handle, shaped like wincrypt's CertOpenServerOcspResponse family:
+// open → handle (with a background prefetch on the seed's schedule), get → a time-valid
+// response context, addRef / close, and the context addRef / free pair. Statuses are
+// returned, never thrown. JavaScript cannot block: where Windows blocks "before open
+// returns" (flags 0), the returned Promise resolves only after the first retrieval.
+import { createHash, X509Certificate } from 'node:crypto';
+import type { Logger } from 'pino';
+import { pemBlocks } from '../tls/pem.js';
+import { pkijs } from '../tls/pkijs-engine.js';
+import { buildOcspRequest, ocspUrlOf, parseCertificate, serialHex, subjectName } from './request.js';
+import { fetchOcsp, type OcspFetcher } from './fetch.js';
+import { stapleRefusal, verifyOcspResponse, type CertStatusName, type OcspRefusal, type VerifiedOcspResponse } from './validate.js';
+import {
+  nextPrefetch, resolveRetryPolicy, resolveSettings, retryDelay, validLongEnough,
+  type OcspSettings, type PrefetchRule, type RetryPolicy,
+} from './schedule.js';
+import type { StapleStorage } from './storage.js';
+
+/** dwFlags of CertOpenServerOcspResponse: return at once, without the initial retrieval. */
+export const CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG = 0x1;
+
+/**
+ * What the handle functions return (winerror.h values).
+ * https://learn.microsoft.com/windows/win32/api/wincrypt/nf-wincrypt-certopenserverocspresponse
+ * https://learn.microsoft.com/windows/win32/api/wincrypt/nf-wincrypt-certgetserverocspresponsecontext
+ */
+export const OcspHandleStatus = Object.freeze({
+  /** Success. */
+  NO_ERROR: 0,
+  /** ERROR_INVALID_PARAMETER (87): unknown flag bits, a chain without its issuer, a closed handle or a freed context. */
+  ERROR_INVALID_PARAMETER: 87,
+  /** CRYPT_E_REVOCATION_OFFLINE 0x80092013: no time-valid response (none yet, refused, unknown, or valid for < SrvOcspRespMinValiditySeconds). */
+  CRYPT_E_REVOCATION_OFFLINE: 0x80092013,
+  /** CRYPT_E_NOT_IN_REVOCATION_DATABASE 0x80092014: the end certificate has no OCSP URL in its AIA. */
+  CRYPT_E_NOT_IN_REVOCATION_DATABASE: 0x80092014,
+} as const);
+export type OcspHandleStatusValue = (typeof OcspHandleStatus)[keyof typeof OcspHandleStatus];
+
+/** Timer functions the scheduler uses; injected in tests. Returned refs may have unref(). */
+export interface OcspTimers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(ref: unknown): void;
+}
+
+const realTimers: OcspTimers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (ref) => clearTimeout(ref as NodeJS.Timeout),
+};
+
+/** One line per update, same keys every time (null where a value does not apply). */
+export interface OcspUpdate {
+  readonly event: 'ocsp-update';
+  /** The certificate's subject commonName. */
+  readonly cert: string;
+  readonly serial: string;
+  /** SHA-256 of the certificate's DER, hex. */
+  readonly fingerprint: string;
+  readonly url: string;
+  /** stapled: a new good response serves; loaded: a persisted one was reloaded; refused: a response failed a check; failed: the retrieval itself failed. */
+  readonly outcome: 'stapled' | 'loaded' | 'refused' | 'failed';
+  readonly reason: OcspRefusal | null;
+  readonly detail: string | null;
+  readonly certStatus: CertStatusName | null;
+  readonly thisUpdate: string | null;
+  readonly nextUpdate: string | null;
+  /** When the next retrieval is planned (ISO time), and by which rule. */
+  readonly nextRefresh: string | null;
+  readonly rule: PrefetchRule | 'retry' | null;
+  /** Consecutive failed or refused retrievals so far. */
+  readonly failures: number;
+  readonly method: 'GET' | 'POST' | null;
+  readonly durationMs: number;
+  /** Whether a response is being served after this update. */
+  readonly serving: boolean;
+}
+
+/** A snapshot of a handle's staple, for /connection, metrics and the CLI. */
+export interface OcspStapleState {
+  readonly cert: string;
+  readonly serial: string;
+  readonly fingerprint: string;
+  readonly url: string;
+  /** A response is handed out right now (valid for at least SrvOcspRespMinValiditySeconds). */
+  readonly stapled: boolean;
+  /** Status of the last verified response ('revoked' stays until a good one replaces it). */
+  readonly certStatus: CertStatusName | null;
+  readonly thisUpdate: string | null;
+  readonly nextUpdate: string | null;
+  readonly nextRefresh: string | null;
+  readonly lastOutcome: OcspUpdate['outcome'] | null;
+  readonly lastReason: OcspRefusal | null;
+  readonly failures: number;
+}
+
+export interface OpenServerOcspResponseOptions {
+  /** The seed's five settings; missing ones take wincrypt.h's defaults. */
+  settings?: Partial<OcspSettings>;
+  /** Backoff after failed or refused retrievals. */
+  retry?: Partial<RetryPolicy>;
+  /** Allowed clock skew for thisUpdate (ms). Default: 300000. */
+  skewMs?: number;
+  /** Clock (ms since the epoch). Default: Date.now. */
+  now?: () => number;
+  /** Timer functions. Default: the global ones (unref()ed). */
+  timers?: OcspTimers;
+  /** Retrieval function. Default: fetchOcsp (HTTP GET/POST). */
+  fetcher?: OcspFetcher;
+  /** 'auto' (default): GET for small requests (RFC 5019), else POST. */
+  method?: 'auto' | 'GET' | 'POST';
+  /** Persisted responses: loaded at open when still valid, written after each stapled update. */
+  storage?: StapleStorage;
+  /** Receives every update (also logged when `logger` is given). */
+  onUpdate?: (update: OcspUpdate) => void;
+  /** pino logger: one line per update (info stapled/loaded, warn refused/failed, error revoked). */
+  logger?: Logger;
+}
+
+/**
+ * CERT_SERVER_OCSP_RESPONSE_CONTEXT: the encoded response (pbEncodedOcspResponse /
+ * cbEncodedOcspResponse). Reference-counted with addRef / free as on Windows.
+ */
+export interface ServerOcspResponseContext {
+  readonly encodedOcspResponse: Buffer;
+  readonly size: number;
+}
+
+const contextRefs = new WeakMap<ServerOcspResponseContext, number>();
+
+/** A chain element: DER, PEM (one or more certificates), or an X509Certificate. */
+export type ChainInput = Buffer | Uint8Array | string | X509Certificate;
+
+function chainDers(chain: readonly ChainInput[] | ChainInput): Buffer[] {
+  const list = Array.isArray(chain) ? chain : [chain as ChainInput];
+  const out: Buffer[] = [];
+  for (const c of list) {
+    if (typeof c === 'string') out.push(...pemBlocks(c, 'CERTIFICATE'));
+    else if (c instanceof X509Certificate) out.push(Buffer.from(c.raw));
+    else out.push(Buffer.from(c));
+  }
+  return out;
+}
+
+/** The handle (HCERT_SERVER_OCSP_RESPONSE). Opaque: use the functions below. */
+export class ServerOcspResponseHandle {
+  readonly fingerprint: string;
+  readonly leafDer: Buffer;
+  readonly url: string;
+  readonly #cert: pkijs.Certificate;
+  readonly #issuer: pkijs.Certificate;
+  readonly #name: string;
+  readonly #serial: string;
+  readonly #settings: OcspSettings;
+  readonly #retry: RetryPolicy;
+  readonly #opts: OpenServerOcspResponseOptions;
+  readonly #now: () => number;
+  readonly #timers: OcspTimers;
+  readonly #fetcher: OcspFetcher;
+  #refs = 1;
+  #closed = false;
+  #current: VerifiedOcspResponse | undefined;
+  #lastStatus: CertStatusName | null = null;
+  #lastOutcome: OcspUpdate['outcome'] | null = null;
+  #lastReason: OcspRefusal | null = null;
+  #failures = 0;
+  #timer: unknown;
+  #nextAt: number | undefined;
+  #running: Promise<void> | undefined;
+  #abort: AbortController | undefined;
+  #requestDer: Buffer | undefined;
+
+  /** @internal use openServerOcspResponse */
+  constructor(leafDer: Buffer, cert: pkijs.Certificate, issuer: pkijs.Certificate, url: string, options: OpenServerOcspResponseOptions) {
+    this.leafDer = leafDer;
+    this.fingerprint = createHash('sha256').update(leafDer).digest('hex');
+    this.url = url;
+    this.#cert = cert;
+    this.#issuer = issuer;
+    this.#name = subjectName(cert);
+    this.#serial = serialHex(cert);
+    this.#settings = resolveSettings(options.settings);
+    this.#retry = resolveRetryPolicy(options.retry);
+    this.#opts = options;
+    this.#now = options.now ?? Date.now;
+    this.#timers = options.timers ?? realTimers;
+    this.#fetcher = options.fetcher ?? fetchOcsp;
+  }
+
+  get closed(): boolean { return this.#closed; }
+  get settings(): OcspSettings { return this.#settings; }
+
+  /** @internal the response to hand out now, if one is time-valid for long enough. */
+  servable(now = this.#now()): VerifiedOcspResponse | undefined {
+    const c = this.#current;
+    return c && !this.#closed && validLongEnough(now, c.nextUpdate.getTime(), this.#settings) ? c : undefined;
+  }
+
+  state(): OcspStapleState {
+    const c = this.#current;
+    return Object.freeze({
+      cert: this.#name,
+      serial: this.#serial,
+      fingerprint: this.fingerprint,
+      url: this.url,
+      stapled: this.servable() !== undefined,
+      certStatus: this.#lastStatus,
+      thisUpdate: c ? c.thisUpdate.toISOString() : null,
+      nextUpdate: c ? c.nextUpdate.toISOString() : null,
+      nextRefresh: this.#nextAt !== undefined ? new Date(this.#nextAt).toISOString() : null,
+      lastOutcome: this.#lastOutcome,
+      lastReason: this.#lastReason,
+      failures: this.#failures,
+    });
+  }
+
+  /** @internal reloads a persisted response; true when one is kept. */
+  async loadPersisted(): Promise<boolean> {
+    const storage = this.#opts.storage;
+    if (!storage) return false;
+    const der = await storage.load(this.fingerprint);
+    if (!der) return false;
+    const started = this.#now();
+    const v = await verifyOcspResponse(der, { cert: this.#cert, issuer: this.#issuer, now: started, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
+    if (!v.ok || stapleRefusal(v.response) || !validLongEnough(started, v.response.nextUpdate.getTime(), this.#settings)) {
+      await storage.delete(this.fingerprint).catch(() => {});
+      return false;
+    }
+    this.#current = v.response;
+    this.#lastStatus = 'good';
+    const plan = nextPrefetch(started, v.response.thisUpdate.getTime(), v.response.nextUpdate.getTime(), this.#settings);
+    this.#report({ outcome: 'loaded', reason: null, detail: null, method: null, durationMs: this.#now() - started, at: plan.at, rule: plan.rule });
+    return true;
+  }
+
+  /** @internal true when a loaded response needs no retrieval yet. */
+  prefetchDue(): boolean {
+    const c = this.#current;
+    if (!c) return true;
+    return nextPrefetch(this.#now(), c.thisUpdate.getTime(), c.nextUpdate.getTime(), this.#settings).delayMs <= 0;
+  }
+
+  /** @internal arms the timer for the current plan (or at once when nothing is held). */
+  armFromCurrent(): void {
+    const c = this.#current;
+    if (!c) { this.#arm(this.#now()); return; }
+    this.#arm(nextPrefetch(this.#now(), c.thisUpdate.getTime(), c.nextUpdate.getTime(), this.#settings).at);
+  }
+
+  /** @internal one retrieval now; resolves when it is checked, stored and the next one armed. */
+  refresh(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const started = this.#now();
+    this.#running ??= this.#retrieve()
+      .catch((err: unknown) => {
+        // A throwing custom fetcher (or a bug) is a failed retrieval, never an unhandled rejection.
+        if (!this.#closed) this.#fail('failed', 'fetch-network', (err as Error)?.message ?? String(err), 'POST', started);
+      })
+      .finally(() => { this.#running = undefined; });
+    return this.#running;
+  }
+
+  /** @internal one more reference. */
+  addRef(): boolean {
+    if (this.#closed) return false;
+    this.#refs++;
+    return true;
+  }
+
+  /** @internal one reference less; the last one stops the timers and aborts a retrieval in flight. */
+  release(): boolean {
+    if (this.#closed) return false;
+    if (--this.#refs > 0) return true;
+    this.#closed = true;
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#nextAt = undefined;
+    this.#abort?.abort();
+    return true;
+  }
+
+  /** Resolves when no retrieval is running (after close, the one in flight is aborted). */
+  async idle(): Promise<void> {
+    await this.#running;
+  }
+
+  #arm(at: number): void {
+    if (this.#closed) return;
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
+    this.#nextAt = at;
+    // setTimeout holds at most 2^31−1 ms (24.8 days); a longer wait re-arms when it fires.
+    const delay = Math.min(Math.max(0, at - this.#now()), 0x7fffffff);
+    const ref = this.#timers.setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#closed) return;
+      if (this.#nextAt !== undefined && this.#now() < this.#nextAt - 1000) { this.#arm(this.#nextAt); return; }
+      void this.refresh();
+    }, delay);
+    (ref as { unref?: () => void } | undefined)?.unref?.();
+    this.#timer = ref;
+  }
+
+  async #retrieve(): Promise<void> {
+    if (this.#timer !== undefined) { this.#timers.clearTimeout(this.#timer); this.#timer = undefined; }
+    const started = this.#now();
+    this.#abort = new AbortController();
+    this.#requestDer ??= (await buildOcspRequest(this.#cert, this.#issuer)).der;
+    const res = await this.#fetcher(this.url, this.#requestDer, {
+      timeoutMs: this.#settings.SrvOcspRespUrlRetrievalTimeoutMilliseconds,
+      method: this.#opts.method ?? 'auto',
+      signal: this.#abort.signal,
+    });
+    if (this.#closed) return;
+    const method = res.method;
+    if (!res.ok) { this.#fail('failed', res.reason, res.detail, method, started); return; }
+    const now = this.#now();
+    const v = await verifyOcspResponse(res.body, { cert: this.#cert, issuer: this.#issuer, now, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
+    if (this.#closed) return;
+    if (!v.ok) { this.#fail('refused', v.reason, v.detail, method, started); return; }
+    const refusal = stapleRefusal(v.response);
+    this.#lastStatus = v.response.certStatus;
+    if (refusal === 'cert-revoked') {
+      // Once the CA says revoked, vouching "good" with an older response would hide it.
+      this.#current = undefined;
+      await this.#opts.storage?.delete(this.fingerprint).catch(() => {});
+    }
+    if (refusal) {
+      this.#fail('refused', refusal, v.response.revocationTime ? `revoked at ${v.response.revocationTime.toISOString()}` : `certificate status ${v.response.certStatus}`, method, started, v.response);
+      return;
+    }
+    const fresh = v.response;
+    const plan = nextPrefetch(now, fresh.thisUpdate.getTime(), fresh.nextUpdate.getTime(), this.#settings);
+    const before = this.#current;
+    // Keep the response that lasts longer (a CDN may hand back an older copy).
+    if (!before || fresh.nextUpdate.getTime() >= before.nextUpdate.getTime()) this.#current = fresh;
+    const kept = this.#current ?? fresh;
+    if (this.#opts.storage && kept === fresh) {
+      await this.#opts.storage.store(this.fingerprint, fresh.der).catch((err: unknown) => {
+        this.#opts.logger?.warn({ event: 'ocsp-storage', fingerprint: this.fingerprint, err: (err as Error).message }, 'cannot persist OCSP response');
+      });
+    }
+    if (this.#closed) return;
+    if (plan.delayMs < this.#retry.floorMs) {
+      // The "new" response is already due again (an old cached copy): back off instead of looping.
+      this.#failures++;
+      const at = now + retryDelay(this.#failures, now, this.#servableUntil(), this.#retry);
+      this.#report({ outcome: 'stapled', reason: null, detail: 'the response is already due for refresh; backing off', method, durationMs: this.#now() - started, at, rule: 'retry', response: fresh });
+      this.#arm(at);
+      return;
+    }
+    this.#failures = 0;
+    this.#report({ outcome: 'stapled', reason: null, detail: null, method, durationMs: this.#now() - started, at: plan.at, rule: plan.rule, response: fresh });
+    this.#arm(plan.at);
+  }
+
+  #servableUntil(): number | undefined {
+    const c = this.#current;
+    return c ? c.nextUpdate.getTime() - this.#settings.SrvOcspRespMinValiditySeconds * 1000 : undefined;
+  }
+
+  #fail(outcome: 'failed' | 'refused', reason: OcspRefusal, detail: string, method: 'GET' | 'POST', started: number, response?: VerifiedOcspResponse): void {
+    this.#failures++;
+    const now = this.#now();
+    const c = this.#current;
+    let at = now + retryDelay(this.#failures, now, this.#servableUntil(), this.#retry);
+    let rule: PrefetchRule | 'retry' = 'retry';
+    if (c) {
+      // Nothing urgent while the held response is not yet in its prefetch window.
+      const plan = nextPrefetch(now, c.thisUpdate.getTime(), c.nextUpdate.getTime(), this.#settings);
+      if (plan.rule === 'before-window' && plan.at > at) { at = plan.at; rule = plan.rule; }
+    }
+    this.#report({ outcome, reason, detail, method, durationMs: now - started, at, rule, ...(response ? { response } : {}) });
+    this.#arm(at);
+  }
+
+  #report(u: { outcome: OcspUpdate['outcome']; reason: OcspRefusal | null; detail: string | null; method: 'GET' | 'POST' | null; durationMs: number; at: number; rule: PrefetchRule | 'retry'; response?: VerifiedOcspResponse }): void {
+    this.#lastOutcome = u.outcome;
+    this.#lastReason = u.reason;
+    this.#nextAt = u.at;
+    const shown = u.response ?? this.#current;
+    const update: OcspUpdate = Object.freeze({
+      event: 'ocsp-update',
+      cert: this.#name,
+      serial: this.#serial,
+      fingerprint: this.fingerprint,
+      url: this.url,
+      outcome: u.outcome,
+      reason: u.reason,
+      detail: u.detail,
+      certStatus: u.response ? u.response.certStatus : (u.outcome === 'loaded' ? 'good' : null),
+      thisUpdate: shown ? shown.thisUpdate.toISOString() : null,
+      nextUpdate: shown ? shown.nextUpdate.toISOString() : null,
+      nextRefresh: new Date(u.at).toISOString(),
+      rule: u.rule,
+      failures: this.#failures,
+      method: u.method,
+      durationMs: u.durationMs,
+      serving: this.servable() !== undefined,
+    });
+    const log = this.#opts.logger;
+    if (log) {
+      if (u.reason === 'cert-revoked') log.error(update, 'OCSP update: certificate REVOKED, not stapled');
+      else if (u.outcome === 'stapled' || u.outcome === 'loaded') log.info(update, 'OCSP update');
+      else log.warn(update, 'OCSP update refused');
+    }
+    try {
+      this.#opts.onUpdate?.(update);
+    } catch {
+      // A listener's bug must not stop the schedule.
+    }
+  }
+}
+
+export interface OpenResult {
+  readonly status: OcspHandleStatusValue;
+  /** Set when status is NO_ERROR. */
+  readonly handle?: ServerOcspResponseHandle;
+}
+
+/**
+ * CertOpenServerOcspResponse. `chain` is the leaf first, then its issuer (more is ignored).
+ * flags 0: the Promise resolves after the first retrieval has completed (or failed: a
+ * handle is returned anyway), unless a persisted response was reloaded that is not yet
+ * due for a prefetch. CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG: resolves at once (after
+ * reading the persisted response, a local file), the retrieval runs in the background.
+ * Returns CRYPT_E_NOT_IN_REVOCATION_DATABASE when the leaf has no OCSP URL, and
+ * ERROR_INVALID_PARAMETER for unknown flag bits or a chain without a parsable issuer.
+ */
+export async function openServerOcspResponse(chain: readonly ChainInput[] | ChainInput, flags = 0, options: OpenServerOcspResponseOptions = {}): Promise<OpenResult> {
+  if (!Number.isInteger(flags) || (flags & ~CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG) !== 0) return { status: OcspHandleStatus.ERROR_INVALID_PARAMETER };
+  let ders: Buffer[];
+  let cert: pkijs.Certificate;
+  let issuer: pkijs.Certificate;
+  try {
+    ders = chainDers(chain);
+    if (ders.length < 2) return { status: OcspHandleStatus.ERROR_INVALID_PARAMETER };
+    cert = parseCertificate(ders[0] as Buffer);
+    issuer = parseCertificate(ders[1] as Buffer);
+  } catch {
+    return { status: OcspHandleStatus.ERROR_INVALID_PARAMETER };
+  }
+  if (!cert.issuer.isEqual(issuer.subject)) return { status: OcspHandleStatus.ERROR_INVALID_PARAMETER };
+  const url = ocspUrlOf(cert);
+  if (!url) return { status: OcspHandleStatus.CRYPT_E_NOT_IN_REVOCATION_DATABASE };
+  const handle = new ServerOcspResponseHandle(ders[0] as Buffer, cert, issuer, url, options);
+  await handle.loadPersisted();
+  if ((flags & CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG) !== 0 || !handle.prefetchDue()) handle.armFromCurrent();
+  else await handle.refresh();
+  return { status: OcspHandleStatus.NO_ERROR, handle };
+}
+
+/**
+ * CertGetServerOcspResponseContext: the current response while it is valid for at least
+ * SrvOcspRespMinValiditySeconds; otherwise CRYPT_E_REVOCATION_OFFLINE (as Windows, also for
+ * an unknown or revoked certificate). Never blocks, never touches the network.
+ */
+export function getServerOcspResponseContext(handle: ServerOcspResponseHandle, flags = 0): { readonly status: OcspHandleStatusValue; readonly context?: ServerOcspResponseContext } {
+  if (!(handle instanceof ServerOcspResponseHandle) || handle.closed || flags !== 0) return { status: OcspHandleStatus.ERROR_INVALID_PARAMETER };
+  const r = handle.servable();
+  if (!r) return { status: OcspHandleStatus.CRYPT_E_REVOCATION_OFFLINE };
+  const context: ServerOcspResponseContext = Object.freeze({ encodedOcspResponse: r.der, size: r.der.length });
+  contextRefs.set(context, 1);
+  return { status: OcspHandleStatus.NO_ERROR, context };
+}
+
+/** CertAddRefServerOcspResponse. */
+export function addRefServerOcspResponse(handle: ServerOcspResponseHandle): OcspHandleStatusValue {
+  return handle instanceof ServerOcspResponseHandle && handle.addRef() ? OcspHandleStatus.NO_ERROR : OcspHandleStatus.ERROR_INVALID_PARAMETER;
+}
+
+/** CertCloseServerOcspResponse: drops one reference; the last one stops the timers. */
+export function closeServerOcspResponse(handle: ServerOcspResponseHandle): OcspHandleStatusValue {
+  return handle instanceof ServerOcspResponseHandle && handle.release() ? OcspHandleStatus.NO_ERROR : OcspHandleStatus.ERROR_INVALID_PARAMETER;
+}
+
+/** CertAddRefServerOcspResponseContext. */
+export function addRefServerOcspResponseContext(context: ServerOcspResponseContext): OcspHandleStatusValue {
+  const n = contextRefs.get(context);
+  if (!n) return OcspHandleStatus.ERROR_INVALID_PARAMETER;
+  contextRefs.set(context, n + 1);
+  return OcspHandleStatus.NO_ERROR;
+}
+
+/** CertFreeServerOcspResponseContext: ERROR_INVALID_PARAMETER once every reference is freed. */
+export function freeServerOcspResponseContext(context: ServerOcspResponseContext): OcspHandleStatusValue {
+  const n = contextRefs.get(context);
+  if (!n) return OcspHandleStatus.ERROR_INVALID_PARAMETER;
+  if (n === 1) contextRefs.delete(context);
+  else contextRefs.set(context, n - 1);
+  return OcspHandleStatus.NO_ERROR;
+}

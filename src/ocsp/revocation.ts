@@ -1,0 +1,277 @@
+// Revocation of client certificates, with HTTP.sys's choices (DefaultCertCheckMode:
+// check, no check, cached only, freshness time; DefaultRevocationUrlRetrievalTimeout):
+// OCSP through the certificate's AIA URL, then CRLs (loaded files and fetched distribution
+// points), results cached until their nextUpdate. The outcome is a CERT_E_* / CRYPT_E_*
+// value for certFlags. Asynchronous, once per connection: never on the handshake path.
+// https://learn.microsoft.com/windows/win32/api/http/ns-http-http_service_config_ssl_param
+import * as asn1js from 'asn1js';
+import { CertStatus } from '../status.js';
+import { pemBlocks } from '../tls/pem.js';
+import { cryptoEngine, pkijs } from '../tls/pkijs-engine.js';
+import { fetchDocument, fetchOcsp, type FetchOptions, type FetchResult, type OcspFetcher } from './fetch.js';
+import type { ChainInput } from './handle.js';
+import { buildOcspRequest, ocspUrlOf, parseCertificate, serialHex } from './request.js';
+import { StapleCache } from './staple-cache.js';
+import { verifyOcspResponse } from './validate.js';
+import { X509Certificate } from 'node:crypto';
+
+/** DefaultCertCheckMode bits of HTTP_SERVICE_CONFIG_SSL_PARAM. */
+export const CertCheckMode = Object.freeze({
+  /** 0: check revocation (OCSP, CRL), fetching what is missing. */
+  CHECK: 0,
+  /** 1: no revocation check. */
+  NO_REVOCATION_CHECK: 0x1,
+  /** 2: only cached revocation data (and loaded CRL files); nothing is fetched. */
+  CACHED_ONLY: 0x2,
+  /** 4: DefaultRevocationFreshnessTime applies: cached data older than it is fetched again. */
+  FRESHNESS_TIME: 0x4,
+  /** 0x10000: no usage check (accepted and ignored here: usage is src/tls's verdict). */
+  NO_USAGE_CHECK: 0x10000,
+} as const);
+
+/** HTTP.sys's defaults for the two numbers. */
+export const DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS = 15_000;
+
+export interface RevocationOptions {
+  /** DefaultCertCheckMode (bits of CertCheckMode). Default: 0 (check). */
+  certCheckMode?: number;
+  /** DefaultRevocationFreshnessTime (s), used with FRESHNESS_TIME. 0: only when the data expires. Default: 0. */
+  revocationFreshnessTimeSeconds?: number;
+  /** DefaultRevocationUrlRetrievalTimeout (ms) for each OCSP or CRL retrieval. Default: 15000. */
+  urlRetrievalTimeoutMs?: number;
+  /**
+   * 'hard' (default): when revocation cannot be told, certFlags carries CRYPT_E_REVOCATION_OFFLINE
+   * or CRYPT_E_NO_REVOCATION_CHECK, as HTTP.sys reports it. 'soft': certFlags stays 0 and the
+   * value is only in `revocationStatus`.
+   */
+  failMode?: 'soft' | 'hard';
+  /** CRLs loaded from files (DER, or PEM with one or more X509 CRL blocks). */
+  crls?: Array<Buffer | string>;
+  /** Fetch the certificate's CRL distribution points. Default: true. */
+  fetchCrlDistributionPoints?: boolean;
+  /** Ask the AIA OCSP responder. Default: true. */
+  ocsp?: boolean;
+  /** Clock (ms since the epoch). Default: Date.now. */
+  now?: () => number;
+  /** OCSP retrieval. Default: fetchOcsp. */
+  fetcher?: OcspFetcher;
+  /** CRL retrieval. Default: fetchDocument. */
+  crlFetcher?: (url: string, options: FetchOptions) => Promise<FetchResult>;
+}
+
+export interface RevocationResult {
+  /** What goes into certFlags: 0, CERT_E_REVOKED, or (hard-fail) the status below. */
+  readonly certFlags: number;
+  /** The precise outcome: 0, CERT_E_REVOKED, CRYPT_E_REVOCATION_OFFLINE or CRYPT_E_NO_REVOCATION_CHECK. */
+  readonly revocationStatus: number;
+  /** What decided: an OCSP response, a CRL, nothing available, or a check not asked for. */
+  readonly source: 'ocsp' | 'crl' | 'none' | 'skipped';
+  /** The decision came from cached data (no retrieval). */
+  readonly fromCache: boolean;
+  /** Why nothing decided, or the OCSP/CRL refusal seen on the way (e.g. 'fetch-refused'). */
+  readonly reason: string | null;
+  readonly revocationTime: string | null;
+  /** Until when this result is cached. */
+  readonly nextUpdate: string | null;
+}
+
+interface CachedOcsp { status: 'good' | 'revoked' | 'unknown'; thisUpdate: number; nextUpdate: number; revocationTime?: Date }
+interface CachedCrl { crl: pkijs.CertificateRevocationList; thisUpdate: number; nextUpdate: number }
+
+const OID_CRL_DP = '2.5.29.31';
+
+/** The http(s) URLs of a certificate's CRL distribution points. */
+export function crlUrlsOf(cert: pkijs.Certificate): string[] {
+  const ext = cert.extensions?.find((e) => e.extnID === OID_CRL_DP);
+  if (!ext) return [];
+  const dps = ext.parsedValue instanceof pkijs.CRLDistributionPoints ? ext.parsedValue : new pkijs.CRLDistributionPoints({ schema: asn1js.fromBER(ext.extnValue.valueBlock.valueHexView).result });
+  const out: string[] = [];
+  for (const dp of dps.distributionPoints) {
+    if (!Array.isArray(dp.distributionPoint)) continue;
+    for (const n of dp.distributionPoint) if (n.type === 6 && typeof n.value === 'string' && /^https?:\/\//i.test(n.value)) out.push(n.value);
+  }
+  return out;
+}
+
+function parseCrls(input: Buffer | string): pkijs.CertificateRevocationList[] {
+  const ders = typeof input === 'string' || input.subarray(0, 10).toString('latin1').startsWith('-----')
+    ? pemBlocks(input.toString(), 'X509 CRL')
+    : [input];
+  return ders.map((d) => pkijs.CertificateRevocationList.fromBER(d));
+}
+
+/** Checks client certificates; keep one per server (its caches are shared by connections). */
+export class RevocationChecker {
+  readonly #opts: RevocationOptions;
+  readonly #now: () => number;
+  readonly #ocspCache = new Map<string, CachedOcsp>();
+  readonly #crlByUrl = new Map<string, CachedCrl>();
+  readonly #loadedCrls: pkijs.CertificateRevocationList[];
+  readonly #perConnection = new WeakMap<object, Promise<RevocationResult>>();
+
+  constructor(options: RevocationOptions = {}) {
+    cryptoEngine();
+    this.#opts = options;
+    this.#now = options.now ?? Date.now;
+    this.#loadedCrls = (options.crls ?? []).flatMap(parseCrls);
+  }
+
+  /**
+   * The check for one connection: the first call for `connection` (any object: the socket
+   * or its registry entry) runs it, later calls get the same Promise.
+   */
+  checkOnce(connection: object, chain: readonly ChainInput[]): Promise<RevocationResult> {
+    let p = this.#perConnection.get(connection);
+    if (!p) {
+      p = this.check(chain);
+      this.#perConnection.set(connection, p);
+    }
+    return p;
+  }
+
+  /** Checks the leaf of `chain` (leaf first, then its issuer). Resolves, never rejects. */
+  async check(chain: readonly ChainInput[]): Promise<RevocationResult> {
+    const mode = this.#opts.certCheckMode ?? CertCheckMode.CHECK;
+    if (mode & CertCheckMode.NO_REVOCATION_CHECK) return result(0, 'skipped', false, null);
+    let cert: pkijs.Certificate;
+    let issuer: pkijs.Certificate;
+    try {
+      const ders = chain.flatMap((c) => typeof c === 'string' ? pemBlocks(c, 'CERTIFICATE') : [c instanceof X509Certificate ? c.raw : Buffer.from(c)]);
+      if (ders.length < 2) return this.#undecided(false, 'no-issuer');
+      cert = parseCertificate(ders[0] as Buffer);
+      issuer = parseCertificate(ders[1] as Buffer);
+    } catch {
+      return this.#undecided(false, 'malformed-chain');
+    }
+    const cachedOnly = (mode & CertCheckMode.CACHED_ONLY) !== 0;
+    const freshnessMs = (mode & CertCheckMode.FRESHNESS_TIME) !== 0 ? (this.#opts.revocationFreshnessTimeSeconds ?? 0) * 1000 : 0;
+    let offline = false;
+    let reason: string | null = null;
+
+    if (this.#opts.ocsp !== false) {
+      const url = ocspUrlOf(cert);
+      if (url) {
+        const o = await this.#ocsp(cert, issuer, url, cachedOnly, freshnessMs);
+        if (o.status === 'good' || o.status === 'revoked') {
+          return result(o.status === 'revoked' ? CertStatus.CERT_E_REVOKED : 0, 'ocsp', o.fromCache, null, o.entry);
+        }
+        if ('reason' in o) { offline = o.status === 'offline'; reason = o.reason; }
+      }
+    }
+    const c = await this.#crl(cert, issuer, cachedOnly, freshnessMs);
+    if (c.status === 'good' || c.status === 'revoked') {
+      return result(c.status === 'revoked' ? CertStatus.CERT_E_REVOKED : 0, 'crl', c.fromCache, null, c.entry, c.revocationTime);
+    }
+    if (c.status === 'offline') offline = true;
+    const crlReason = 'reason' in c ? c.reason : null;
+    return this.#undecided(offline, reason ?? crlReason ?? (cachedOnly ? 'not-cached' : 'no-revocation-source'));
+  }
+
+  /** Drops every cached OCSP result and fetched CRL (loaded CRL files stay). */
+  clear(): void {
+    this.#ocspCache.clear();
+    this.#crlByUrl.clear();
+  }
+
+  #undecided(offline: boolean, reason: string): RevocationResult {
+    const status = offline ? CertStatus.CRYPT_E_REVOCATION_OFFLINE : CertStatus.CRYPT_E_NO_REVOCATION_CHECK;
+    const hard = (this.#opts.failMode ?? 'hard') === 'hard';
+    return Object.freeze({ certFlags: hard ? status : 0, revocationStatus: status, source: 'none', fromCache: false, reason, revocationTime: null, nextUpdate: null });
+  }
+
+  #fresh(entry: { thisUpdate: number; nextUpdate: number }, freshnessMs: number, now: number): boolean {
+    if (entry.nextUpdate <= now) return false;
+    return freshnessMs <= 0 || now - entry.thisUpdate <= freshnessMs;
+  }
+
+  async #ocsp(cert: pkijs.Certificate, issuer: pkijs.Certificate, url: string, cachedOnly: boolean, freshnessMs: number): Promise<
+    { status: 'good' | 'revoked'; fromCache: boolean; entry: CachedOcsp } | { status: 'offline' | 'unknown' | 'not-cached'; reason: string }
+  > {
+    const key = StapleCache.fingerprint(new Uint8Array(cert.toSchema(true).toBER(false)));
+    const now = this.#now();
+    const cached = this.#ocspCache.get(key);
+    if (cached && (this.#fresh(cached, freshnessMs, now) || (cachedOnly && cached.nextUpdate > now))) {
+      if (cached.status !== 'unknown') return { status: cached.status, fromCache: true, entry: cached };
+      return { status: 'unknown', reason: 'ocsp-unknown' };
+    }
+    if (cachedOnly) return { status: 'not-cached', reason: 'not-cached' };
+    const req = await buildOcspRequest(cert, issuer, { nonce: true });
+    const res = await (this.#opts.fetcher ?? fetchOcsp)(url, req.der, { timeoutMs: this.#opts.urlRetrievalTimeoutMs ?? DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS });
+    if (!res.ok) return { status: 'offline', reason: res.reason };
+    const v = await verifyOcspResponse(res.body, { cert, issuer, now: this.#now(), ...(req.nonce ? { nonce: req.nonce } : {}) });
+    if (!v.ok) return { status: 'offline', reason: v.reason };
+    const entry: CachedOcsp = {
+      status: v.response.certStatus,
+      thisUpdate: v.response.thisUpdate.getTime(),
+      nextUpdate: v.response.nextUpdate.getTime(),
+      ...(v.response.revocationTime ? { revocationTime: v.response.revocationTime } : {}),
+    };
+    this.#ocspCache.set(key, entry);
+    if (entry.status === 'unknown') return { status: 'unknown', reason: 'ocsp-unknown' };
+    return { status: entry.status, fromCache: false, entry };
+  }
+
+  async #crl(cert: pkijs.Certificate, issuer: pkijs.Certificate, cachedOnly: boolean, freshnessMs: number): Promise<
+    { status: 'good' | 'revoked'; fromCache: boolean; entry: CachedCrl; revocationTime?: Date } | { status: 'offline' | 'none'; reason: string | null }
+  > {
+    const now = this.#now();
+    const usable = async (crl: pkijs.CertificateRevocationList): Promise<boolean> => {
+      if (!crl.issuer.isEqual(issuer.subject)) return false;
+      if (crl.thisUpdate.value.getTime() > now + 5 * 60_000) return false;
+      if (!crl.nextUpdate || crl.nextUpdate.value.getTime() <= now) return false;
+      try {
+        return await crl.verify({ issuerCertificate: issuer });
+      } catch {
+        return false;
+      }
+    };
+    const decide = (crl: pkijs.CertificateRevocationList, fromCache: boolean) => {
+      const entry: CachedCrl = { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now };
+      const serial = serialHex(cert);
+      const hit = crl.revokedCertificates?.find((r) => Buffer.from(r.userCertificate.valueBlock.valueHexView).toString('hex').replace(/^(00)+(?=.)/, '') === serial);
+      return hit
+        ? { status: 'revoked' as const, fromCache, entry, revocationTime: hit.revocationDate.value }
+        : { status: 'good' as const, fromCache, entry };
+    };
+    for (const crl of this.#loadedCrls) if (await usable(crl)) return decide(crl, true);
+    if (this.#opts.fetchCrlDistributionPoints === false) return { status: 'none', reason: null };
+    let offline = false;
+    let reason: string | null = null;
+    for (const url of crlUrlsOf(cert)) {
+      const cached = this.#crlByUrl.get(url);
+      if (cached && (this.#fresh(cached, freshnessMs, now) || cachedOnly) && await usable(cached.crl)) return decide(cached.crl, true);
+      if (cachedOnly) continue;
+      const res = await (this.#opts.crlFetcher ?? fetchDocument)(url, { timeoutMs: this.#opts.urlRetrievalTimeoutMs ?? DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS, maxBytes: 10 * 1024 * 1024 });
+      if (!res.ok) { offline = true; reason = `crl-${res.reason}`; continue; }
+      let crls: pkijs.CertificateRevocationList[];
+      try {
+        crls = parseCrls(res.body);
+      } catch {
+        offline = true; reason = 'crl-malformed'; continue;
+      }
+      const crl = crls[0];
+      if (!crl || !(await usable(crl))) { offline = true; reason = 'crl-unusable'; continue; }
+      this.#crlByUrl.set(url, { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now });
+      return decide(crl, false);
+    }
+    return offline ? { status: 'offline', reason } : { status: 'none', reason };
+  }
+}
+
+function result(status: number, source: RevocationResult['source'], fromCache: boolean, reason: string | null, entry?: { nextUpdate: number; revocationTime?: Date }, revocationTime?: Date): RevocationResult {
+  const rt = revocationTime ?? entry?.revocationTime;
+  return Object.freeze({
+    certFlags: status,
+    revocationStatus: status,
+    source,
+    fromCache,
+    reason,
+    revocationTime: rt ? rt.toISOString() : null,
+    nextUpdate: entry ? new Date(entry.nextUpdate).toISOString() : null,
+  });
+}
+
+/** A checker with the given HTTP.sys-style options. */
+export function createRevocationChecker(options: RevocationOptions = {}): RevocationChecker {
+  return new RevocationChecker(options);
+}
