@@ -164,3 +164,81 @@ export async function startFileServer(options: FileServerOptions): Promise<FileS
 export function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
+
+export interface PeerServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * `openssl s_server -Verify 1 -WWW` serving `dir` (GET /name reads dir/name): a server that
+ * requires a client certificate, independent of Node. `tls` pins the version.
+ */
+export async function startOpensslServer(pki: DevPkiPaths, dir: string, tls: '1.2' | '1.3'): Promise<PeerServer> {
+  const { spawn } = await import('node:child_process');
+  const { freePort } = await import('./helpers/exec.js');
+  const port = await freePort();
+  const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', pki.server, '-key', pki.serverKey, '-CAfile', pki.caBundle, '-Verify', '1', '-WWW', `-tls${tls.replace('.', '_')}`, '-quiet'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+  const net = await import('node:net');
+  const deadline = Date.now() + 10_000;
+  // s_server prints nothing with -quiet: wait until the port takes connections.
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (up) break;
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`openssl s_server did not start: ${output}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    close: () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('close', () => resolve());
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+/**
+ * certbound's own createServer in a client-auth mode, with GET /file (ETag + Range) and
+ * GET /on-demand/file, a route that asks for a certificate by renegotiation (TLS 1.2).
+ */
+export async function startCertboundServer(pki: DevPkiPaths, clientAuth: 'none' | 'optional' | 'require' | 'accept-untrusted', body: Buffer, tls?: { maxVersion: 'TLSv1.2' | 'TLSv1.3' }): Promise<PeerServer & { url: string; onDemandUrl: string }> {
+  const { createServer: createCertbound } = await import('../src/server/server.js');
+  const server = createCertbound({
+    cert: readFileSync(pki.server),
+    key: readFileSync(pki.serverKey),
+    ca: readFileSync(pki.caBundle),
+    clientAuth,
+    logger: false,
+    underPressure: false,
+    ...(tls ? { tls } : {}),
+  });
+  const etag = `"${createHash('sha256').update(body).digest('hex').slice(0, 16)}"`;
+  const send = (range: string | undefined, ifRange: string | undefined, reply: { code(n: number): unknown; header(k: string, v: string | number): unknown; send(b: Buffer): unknown }) => {
+    const m = range ? /^bytes=(\d+)-$/.exec(range) : null;
+    const start = m && (ifRange === undefined || ifRange === etag) ? Number(m[1]) : 0;
+    reply.header('etag', etag);
+    reply.header('accept-ranges', 'bytes');
+    reply.header('content-type', 'application/octet-stream');
+    if (start > 0) {
+      reply.code(206);
+      reply.header('content-range', `bytes ${start}-${body.length - 1}/${body.length}`);
+    }
+    return reply.send(body.subarray(start));
+  };
+  server.app.get('/file', async (req, reply) => send(req.headers.range, req.headers['if-range'] as string | undefined, reply));
+  server.app.get('/on-demand/file', { config: { clientCertificate: 'on-demand' } }, async (req, reply) => send(req.headers.range, req.headers['if-range'] as string | undefined, reply));
+  const addr = await server.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    port: addr.port,
+    url: `https://127.0.0.1:${addr.port}/file`,
+    onDemandUrl: `https://127.0.0.1:${addr.port}/on-demand/file`,
+    close: () => server.close(),
+  };
+}

@@ -73,6 +73,6 @@ export function hresultFromHttpStatus(status: number): number {
 export function hresultName(hr: number): string | undefined {
   const v = hr >>> 0;
   for (const [name, value] of Object.entries(HResult)) if (value === v) return name;
-  if ((v & 0xffff0000) === 0x80190000) return `BG_E_HTTP_ERROR_${v & 0xffff}`;
+  if (((v & 0xffff0000) >>> 0) === 0x80190000) return `BG_E_HTTP_ERROR_${v & 0xffff}`;
   return undefined;
 }
