@@ -80,8 +80,12 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded): string {
   return lines.join('\n');
 }
 
-/** Runs `certbound serve`; resolves with the running server (the CLI keeps it open). */
-export async function serve(args: string[]): Promise<CertboundServer | undefined> {
+/**
+ * Runs `certbound serve`; resolves with the running server (the CLI keeps it open).
+ * `onListening` runs before the banner is printed: whoever waits for the banner (a script, a
+ * test) may signal the process at once, so the signal handlers must be in place by then.
+ */
+export async function serve(args: string[], onListening?: (server: CertboundServer) => void): Promise<CertboundServer | undefined> {
   const { values } = parse(args, serveArgSpec(), false);
   if (values.help) {
     console.log(USAGE);
@@ -102,6 +106,7 @@ export async function serve(args: string[]): Promise<CertboundServer | undefined
     referenceRoutes: true,
   });
   const addr = await server.listen({ host: cfg.host, port: cfg.port });
+  onListening?.(server);
   console.log(banner(cfg, addr.port, loaded));
   return server;
 }
@@ -118,17 +123,17 @@ export async function main(argv: string[]): Promise<number | undefined> {
   try {
     switch (cmd) {
       case 'serve': {
-        const server = await serve(rest);
-        if (!server) return 0;
-        const stop = (signal: string) => {
-          server.app.log.info({ signal }, 'shutting down');
-          const force = setTimeout(() => process.exit(1), 10_000);
-          force.unref();
-          server.close().then(() => process.exit(0), () => process.exit(1));
-        };
-        process.once('SIGINT', () => stop('SIGINT'));
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        return undefined;
+        const server = await serve(rest, (running) => {
+          const stop = (signal: string) => {
+            running.app.log.info({ signal }, 'shutting down');
+            const force = setTimeout(() => process.exit(1), 10_000);
+            force.unref();
+            running.close().then(() => process.exit(0), () => process.exit(1));
+          };
+          process.once('SIGINT', () => stop('SIGINT'));
+          process.once('SIGTERM', () => stop('SIGTERM'));
+        });
+        return server ? undefined : 0;
       }
       case 'dev-pki': {
         const dir = rest[0];
