@@ -8,3 +8,4 @@ export { endPointHash, serverEndPoint, type EndPointHashName, type PssHashParams
 export { sessionFacts, type SessionFacts } from './extended-master-secret.js';
 export type { Side } from './handshake-facts.js';
 export { serverChannelBindings, serverChannelBinding, channelTokenProvider, channelBindingsJson, type ServerChannelBindingConfig, type ChannelBindingsJson } from './server-bindings.js';
+export { decorateChannelBinding } from './request-decorator.js';
