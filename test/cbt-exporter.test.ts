@@ -87,4 +87,24 @@ describe('tls-exporter against openssl s_client -keymatexport', () => {
     ]);
     assert.equal(server[0], 'none:no-extended-master-secret');
   });
+
+  it('a closed socket reports no-handshake for all three, never a stale value', async () => {
+    let before: string | undefined;
+    let after: string[] = [];
+    const server = createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (s: TLSSocket) => {
+      before = show(channelBindings(s, { side: 'server' })['tls-exporter']);
+      s.destroy();
+      const b = channelBindings(s, { side: 'server' });
+      after = [show(b['tls-unique']), show(b['tls-server-end-point']), show(b['tls-exporter'])];
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_3'], { timeoutMs: 10_000 });
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+    assert.match(before ?? '', /^[0-9a-f]{64}$/);
+    assert.deepEqual(after, ['none:no-handshake', 'none:no-handshake', 'none:no-handshake']);
+  });
 });
