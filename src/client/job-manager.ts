@@ -490,8 +490,10 @@ export class JobManager extends EventEmitter {
         tls,
         signal,
         timeoutMs: this.#options.timeoutMs ?? 60_000,
-        onConnected: () => {
-          if (!signal.aborted) this.#setState(record, 'connected');
+        onConnected: (validators) => {
+          if (signal.aborted) return;
+          file.validators = validators;
+          if (!this.#setState(record, 'connected')) this.changed(record, true);
         },
         onProgress: (transferred, total) => {
           if (signal.aborted) return;

@@ -37,8 +37,8 @@ export interface DownloadOptions {
   readonly signal: AbortSignal;
   /** Socket idle time limit, in ms. */
   readonly timeoutMs: number;
-  /** Called when the server's response headers arrive (BITS: CONNECTING → TRANSFERRING). */
-  readonly onConnected?: () => void;
+  /** Called when the server's response headers arrive (BITS: CONNECTING → TRANSFERRING), with its validators: they must outlive an interruption. */
+  readonly onConnected?: (validators: Validators) => void;
   /** Bytes in the partial file so far, and the file size when known. */
   readonly onProgress?: (transferred: number, total: number | undefined) => void;
   readonly maxRedirects?: number;
@@ -205,7 +205,7 @@ async function handleResponse(
     res.resume();
     return finish({ kind: 'failed', failure: classifyStatus(status), validators });
   }
-  options.onConnected?.();
+  options.onConnected?.(validators);
   let transferred = start;
   options.onProgress?.(transferred, total);
   const counter = new Transform({
