@@ -20,10 +20,23 @@ export const Win32 = Object.freeze({
   ERROR_NOT_FOUND: 1168,
   /** The operation was cancelled (the connection closed while a call was pending). */
   ERROR_OPERATION_ABORTED: 995,
-  /** The wait operation timed out (a negotiation that the client never answered). */
-  WAIT_TIMEOUT: 258,
+  /** The timeout period expired (a negotiation that the client never answered). */
+  ERROR_TIMEOUT: 1460,
 } as const);
 export type Win32Status = (typeof Win32)[keyof typeof Win32];
+
+/** COM HRESULTs returned by the IIS-shaped negotiateClientCertificate (winerror.h). */
+export const HResult = Object.freeze({
+  S_OK: 0,
+  /** Unspecified failure. */
+  E_FAIL: 0x80004005,
+  /** HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED): no renegotiation on TLS 1.3 or HTTP/2 (IIS answers this). */
+  E_NOT_SUPPORTED: 0x80070032,
+  /** HRESULT_FROM_WIN32(ERROR_TIMEOUT). */
+  E_TIMEOUT: 0x800705b4,
+  /** HRESULT_FROM_WIN32(ERROR_OPERATION_ABORTED): the connection closed during the negotiation. */
+  E_ABORTED: 0x800703e3,
+} as const);
 
 /**
  * Certificate trust HRESULTs (winerror.h), as HTTP.sys puts them in

@@ -8,10 +8,19 @@ import { CertboundError } from '../errors.js';
 import { certStatusName, hresultHex } from '../status.js';
 import type { ClientAuthMode } from '../tls/client-auth.js';
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
-import { ConnectionRegistry, type ClientCertificate, type ConnectionEntry } from './registry.js';
+import { ConnectionRegistry, type ClientCertificate, type ConnectionEntry, type RequestTicket } from './registry.js';
+import type { IncomingMessage } from 'node:http';
 import { RequestQueue } from './receive.js';
+import { negotiationWin32Override } from './negotiate.js';
+import { negotiateCertificate, type NegotiationOptions, type NegotiationResult } from '../tls/renegotiate.js';
+import { constants as h2constants } from 'node:http2';
+
+/** Route option (`config.clientCertificate`): what a route needs of the client. */
+export type RouteCertificateRequirement = 'required' | 'on-demand';
 
 export interface CertboundPluginOptions {
+  /** Time limit (ms) of an on-demand negotiation. Default: 10000. */
+  negotiationTimeout?: number;
   /**
    * The client-auth mode the TLS server was built with. Decides what the plugin refuses at
    * request level: `optional` refuses requests on connections whose certificate did not verify.
@@ -40,6 +49,14 @@ export interface CertboundDecoration {
 }
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * `required`: the request is refused (403 CB_ERR_CLIENT_CERT_REQUIRED) unless the
+     * connection has a certificate. `on-demand`: a connection without one is asked for it
+     * (TLS 1.2 renegotiation after the body is read); see docs/on-demand.md.
+     */
+    clientCertificate?: RouteCertificateRequirement;
+  }
   interface FastifyInstance {
     certbound: CertboundDecoration;
   }
@@ -50,6 +67,8 @@ declare module 'fastify' {
     readonly connection: ConnectionEntry | undefined;
     /** The client certificate of the connection with its verdict and mapping, or null. */
     clientCertificate(): ClientCertificate | null;
+    /** Asks for a client certificate now (TLS 1.2 renegotiation); resolves when it is over. */
+    negotiateClientCertificate(options?: NegotiationOptions): Promise<NegotiationResult>;
   }
 }
 
@@ -72,6 +91,13 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
   const logBindings = options.logBindings ?? true;
   const rejectDenied = options.rejectDeniedByMapper ?? clientAuth !== 'accept-untrusted';
   if (app.server && 'addContext' in app.server) registry.attach(app.server as unknown as TlsServer);
+  // Requests are ordered per connection in the raw 'request' event, which fires in arrival
+  // order (fastify's hooks may interleave): see the onRequest hook.
+  const tickets = new WeakMap<object, RequestTicket>();
+  app.server?.prependListener('request', (req: IncomingMessage) => {
+    const entry = ConnectionRegistry.entryOf(req.socket);
+    if (entry && !entry.clientCertificate() && entry.handshake.alpnProtocol !== 'h2') tickets.set(req, entry.openTicket());
+  });
 
   app.decorate('certbound', Object.freeze({ queue, registry, clientAuth }));
   app.decorateRequest('connection', {
@@ -88,12 +114,18 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
     return entryOfRequest(registry, this)?.clientCertificate() ?? null;
   });
 
-  app.addHook('onRequest', async (request, reply) => {
-    const entry = entryOfRequest(registry, request);
-    if (!entry) return;
-    const cert = entry.clientCertificate();
-    if (logBindings) request.log = request.log.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) });
-    if (!cert) return;
+  const negotiationTimeout = options.negotiationTimeout;
+  const negotiate = (entry: ConnectionEntry) => negotiateCertificate(entry, negotiationTimeout !== undefined ? { timeoutMs: negotiationTimeout } : {});
+  queue.negotiator ??= async (entry) => negotiationWin32Override((await negotiate(entry)).status);
+  app.decorateRequest('negotiateClientCertificate', function (this: FastifyRequest, opts?: NegotiationOptions) {
+    const entry = entryOfRequest(registry, this);
+    if (!entry) return Promise.resolve(Object.freeze({ status: 'closed' as const, durationMs: 0, detail: 'not a TLS connection' }));
+    if (!this.raw.complete) throw new CertboundError('CB_ERR_NEGOTIATE_BODY');
+    return negotiateCertificate(entry, opts ?? (negotiationTimeout !== undefined ? { timeoutMs: negotiationTimeout } : {}));
+  });
+
+  /** Why `cert` may not be used for this request, as a sent reply, or undefined. */
+  const refuseCertificate = (request: FastifyRequest, reply: FastifyReply, cert: ClientCertificate): FastifyReply | undefined => {
     if (clientAuth === 'optional' && cert.certFlags !== 0) {
       const name = certStatusName(cert.certFlags) ?? hresultHex(cert.certFlags);
       request.log.info({ certFlags: hresultHex(cert.certFlags), verifyError: cert.verifyError }, 'refused: client certificate did not verify');
@@ -102,6 +134,78 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
     if (rejectDenied && cert.deniedByMapper) {
       request.log.info({ reason: cert.mapperReason }, 'refused: certificate denied by mapper');
       return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_DENIED'));
+    }
+    return undefined;
+  };
+
+  app.addHook('onRequest', async (request, reply) => {
+    const entry = entryOfRequest(registry, request);
+    if (!entry) return;
+    // A request pipelined behind an on-demand negotiation waits for it, so that it sees the
+    // identity the connection has once the negotiation is over, never a half-made one.
+    const ticket = tickets.get(request.raw);
+    if (ticket) {
+      await entry.waitForEarlier(ticket.seq);
+      if (request.routeOptions.config.clientCertificate !== 'on-demand' || entry.clientCertificate()) ticket.release();
+      else request.raw.once('close', ticket.release);
+    }
+    if (entry.negotiation) await entry.negotiation;
+    if (!entry.identityIntact()) {
+      request.log.warn('client certificate changed outside a server handshake: connection closed');
+      entry.socket.destroy();
+      return refuse(reply, new CertboundError('CB_ERR_IDENTITY_CHANGED'));
+    }
+    const cert = entry.clientCertificate();
+    if (logBindings) request.log = request.log.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) });
+    if (cert) {
+      const refused = refuseCertificate(request, reply, cert);
+      if (refused) return refused;
+    }
+    const need = request.routeOptions.config.clientCertificate;
+    if (need === 'required' && !cert) return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
+    // HTTP/2 forbids renegotiation (RFC 7540 9.2.1) and Node aborts if asked: the stream is
+    // reset with HTTP_1_1_REQUIRED so that the client retries over HTTP/1.1.
+    if (need === 'on-demand' && !cert && entry.handshake.alpnProtocol === 'h2') {
+      request.log.info('on-demand certificate on HTTP/2: stream reset with HTTP_1_1_REQUIRED');
+      const stream = (request.raw as unknown as { stream?: { close(code: number): void } }).stream;
+      stream?.close(h2constants.NGHTTP2_HTTP_1_1_REQUIRED);
+      return reply.hijack();
+    }
+  });
+
+  app.addHook('onResponse', async (request) => {
+    tickets.get(request.raw)?.release();
+  });
+
+  // On-demand routes negotiate after the body has been read (preHandler), so a client
+  // sending a body is never stuck between the body and the handshake (ASP.NET's lesson).
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.routeOptions.config.clientCertificate !== 'on-demand') return;
+    const entry = entryOfRequest(registry, request);
+    if (!entry || entry.clientCertificate()) return;
+    let result: NegotiationResult;
+    try {
+      result = await negotiate(entry);
+    } finally {
+      tickets.get(request.raw)?.release();
+    }
+    request.log.info({ negotiation: result.status, durationMs: result.durationMs, detail: result.detail }, 'on-demand client certificate');
+    switch (result.status) {
+      case 'certificate': {
+        const cert = entry.clientCertificate();
+        if (!cert) return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
+        request.log = request.log.child({ thumbprint: cert.sha1 });
+        return refuseCertificate(request, reply, cert);
+      }
+      case 'no-certificate':
+        return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
+      case 'tls13':
+        return refuse(reply, new CertboundError('CB_ERR_NEGOTIATE_TLS13'));
+      case 'limit':
+        return refuse(reply, new CertboundError('CB_ERR_NEGOTIATE_LIMIT'));
+      default:
+        // timeout, closed, error: the connection is gone; nothing can be answered.
+        return reply.hijack();
     }
   });
 }

@@ -53,9 +53,10 @@ export interface ReceiveResult {
 export type ChannelTokenProvider = (entry: ConnectionEntry, bufferSize: number) => ReceiveResult;
 /**
  * Obtains a client certificate for a connection that has none (on-demand negotiation);
- * resolves when the negotiation has ended, whatever its outcome.
+ * resolves when the negotiation has ended with a Win32 status to complete with, or null to
+ * answer from the connection (its certificate, or ERROR_NOT_FOUND).
  */
-export type CertificateNegotiator = (entry: ConnectionEntry) => Promise<void>;
+export type CertificateNegotiator = (entry: ConnectionEntry) => Promise<number | null>;
 
 const kQueue = Symbol('certbound.queue');
 let queueCounter = 0;
@@ -198,8 +199,8 @@ export function receiveClientCertificate(queue: RequestQueue, connectionId: bigi
     && q.negotiator !== undefined;
   if (needsNegotiation && q.negotiator) {
     q.negotiator(entry).then(
-      () => complete(answer(q, entry, flags, bufferSize)),
-      () => complete(answer(q, entry, flags, bufferSize)),
+      (status) => complete(status === null ? answer(q, entry, flags, bufferSize) : { status, bytesReceived: 0 }),
+      () => complete({ status: Win32.ERROR_OPERATION_ABORTED, bytesReceived: 0 }),
     );
   } else {
     const r = answer(q, entry, flags, bufferSize);

@@ -96,6 +96,28 @@ function capturePeerChain(socket: TLSSocket): Buffer[] {
   return chain;
 }
 
+/**
+ * OpenSSL's verification result for the current session (SSL_get_verify_result), read from
+ * the socket's handle: after a renegotiation it is the new chain's, whatever
+ * `authorizationError` says. Falls back to `authorizationError` if Node hides the handle.
+ */
+function currentVerifyError(socket: TLSSocket): string | null {
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
+  if (handle && typeof handle.verifyError === 'function') {
+    const err = handle.verifyError();
+    return err ? (err.code ?? err.message) : null;
+  }
+  const e = socket.authorizationError as unknown;
+  return e ? String((e as { code?: string }).code ?? e) : null;
+}
+
+/** @internal A request's place in its connection's order (see ConnectionEntry.openTicket). */
+export interface RequestTicket {
+  readonly seq: number;
+  readonly done: Promise<void>;
+  release(): void;
+}
+
 /** One TLS connection. */
 export class ConnectionEntry {
   readonly id: bigint;
@@ -105,13 +127,85 @@ export class ConnectionEntry {
   #handshake: HandshakeRecord;
   #cert: ClientCertificate | null | undefined;
   readonly #mapper: CompiledMapper;
+  #serverHandshake = false;
+  /** @internal The on-demand negotiation in flight, if any (src/tls/renegotiate.ts). */
+  negotiation: Promise<unknown> | undefined;
+  /** @internal Renegotiations the server started on this connection. */
+  renegotiations = 0;
+  #requestSeq = 0;
+  #tickets: RequestTicket[] = [];
 
-  constructor(id: bigint, socket: TLSSocket, mapper: CompiledMapper) {
+  constructor(id: bigint, socket: TLSSocket, mapper: CompiledMapper, onRogueHandshake?: (entry: ConnectionEntry) => void) {
     this.id = id;
     this.socket = socket;
     this.openedAt = Date.now();
     this.#mapper = mapper;
     this.#handshake = this.#record(1);
+    // 'secure' fires after every later handshake. One the server did not start (a
+    // client-initiated renegotiation) could swap the certificate while socket.authorized
+    // stays stale: the connection is closed before it can carry another byte.
+    socket.on('secure', () => {
+      if (this.#serverHandshake) return;
+      onRogueHandshake?.(this);
+      socket.destroy();
+    });
+    // After the server's own renegotiation, renegotiation is disabled: a client that tries
+    // again gets these errors at handshake start, and the connection goes.
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED' || err.code === 'ERR_TLS_SESSION_ATTACK') {
+        onRogueHandshake?.(this);
+        socket.destroy();
+      }
+    });
+  }
+
+  /**
+   * @internal Called in arrival order for each request on a connection that has no
+   * certificate yet: later requests wait (waitForEarlier) until this one has released its
+   * ticket, i.e. until it either negotiated or was found not to need to.
+   */
+  openTicket(): RequestTicket {
+    const seq = ++this.#requestSeq;
+    let release!: () => void;
+    const done = new Promise<void>((resolve) => { release = resolve; });
+    const ticket: RequestTicket = {
+      seq,
+      done,
+      release: () => {
+        const i = this.#tickets.indexOf(ticket);
+        if (i >= 0) this.#tickets.splice(i, 1);
+        release();
+      },
+    };
+    this.#tickets.push(ticket);
+    return ticket;
+  }
+
+  /** @internal Resolves when every request that arrived before `seq` released its ticket. */
+  async waitForEarlier(seq: number): Promise<void> {
+    for (;;) {
+      const earlier = this.#tickets.find((t) => t.seq < seq);
+      if (!earlier) return;
+      await earlier.done;
+    }
+  }
+
+  /** @internal Brackets a handshake the server starts (renegotiation), so the guard lets it pass. */
+  expectServerHandshake(on: boolean): void {
+    this.#serverHandshake = on;
+  }
+
+  /**
+   * True when the peer certificate on the socket is still the one recorded at the last
+   * handshake the server ran. Checked on every request: a later handshake may have
+   * changed it while `socket.authorized` kept its old value.
+   */
+  identityIntact(): boolean {
+    if (this.socket.destroyed) return false;
+    const now = this.socket.getPeerX509Certificate();
+    const recorded = this.#handshake.chain[0];
+    if (!now || !recorded) return !now && !recorded;
+    return now.raw.equals(recorded);
   }
 
   get closed(): boolean {
@@ -145,7 +239,7 @@ export class ConnectionEntry {
       resumed: s.isSessionReused(),
       alpnProtocol: typeof s.alpnProtocol === 'string' ? s.alpnProtocol : null,
       chain: Object.freeze(chain),
-      verifyError: chain.length > 0 && s.authorizationError ? String((s.authorizationError as unknown as { code?: string }).code ?? s.authorizationError) : null,
+      verifyError: chain.length > 0 ? currentVerifyError(s) : null,
     });
   }
 
@@ -191,6 +285,7 @@ export class ConnectionEntry {
 /** The one logger method the registry uses (pino and fastify loggers fit). */
 export interface RegistryLogger {
   debug(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
 }
 
 export interface RegistryOptions {
@@ -204,6 +299,8 @@ export class ConnectionRegistry {
   readonly #mapper: CompiledMapper;
   readonly #logger: RegistryLogger | undefined;
   readonly #attached = new WeakSet<TlsServer>();
+  /** Handshakes refused because the client started them (client-initiated renegotiation). */
+  rogueHandshakes = 0;
 
   constructor(options: RegistryOptions = {}) {
     this.#mapper = options.mapper ?? compileMapper(undefined);
@@ -221,7 +318,10 @@ export class ConnectionRegistry {
   add(socket: TLSSocket): ConnectionEntry {
     const existing = ConnectionRegistry.entryOf(socket);
     if (existing) return existing;
-    const entry = new ConnectionEntry(nextConnectionId(), socket, this.#mapper);
+    const entry = new ConnectionEntry(nextConnectionId(), socket, this.#mapper, (e) => {
+      this.rogueHandshakes += 1;
+      this.#logger?.warn({ connectionId: e.id.toString(), remoteAddress: socket.remoteAddress }, 'client-initiated renegotiation refused: connection closed');
+    });
     (socket as TLSSocket & { [kEntry]?: ConnectionEntry })[kEntry] = entry;
     this.#entries.set(entry.id, entry);
     socket.once('close', () => {

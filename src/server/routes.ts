@@ -92,12 +92,17 @@ th{width:12rem;color:#444;font-weight:600}td{font-family:ui-monospace,monospace;
 <table>${row('Connection id', info.connectionId ?? '-')}${row('Protocol', info.protocol ?? '-')}${row('Cipher', info.cipher ?? '-')}${row('Resumed', info.resumed ? 'yes' : 'no')}${row('Handshakes', String(info.handshakes))}</table>
 <h2>Client certificate</h2>
 <table>${certRows}</table>
-<p><a href="/connection">This page as JSON</a> · <a href="/healthz">Health</a></p>
+<p><a href="/whoami">Who am I?</a> (asks for a certificate on demand) · <a href="/connection">This page as JSON</a> · <a href="/healthz">Health</a></p>
 </body></html>`;
 }
 
-/** Registers GET / and GET /connection. */
+/** Registers GET /, GET /connection and GET /whoami. */
 export async function referenceRoutes(app: FastifyInstance): Promise<void> {
+  // Negotiates a certificate when the connection has none (TLS 1.2), else 403 with the reason.
+  app.get('/whoami', { config: { clientCertificate: 'on-demand' } }, async (request) => {
+    const info = connectionInfo(request);
+    return { connectionId: info.connectionId, protocol: info.protocol, handshakes: info.handshakes, ...info.clientCertificate };
+  });
   app.get('/connection', async (request) => connectionInfo(request));
   app.get('/', async (request, reply) => reply.type('text/html; charset=utf-8').send(connectionPage(connectionInfo(request))));
 }

@@ -4,7 +4,8 @@ import { constants as cryptoConstants, createPrivateKey, X509Certificate } from 
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
+import { createSecureServer as createHttp2Server } from 'node:http2';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure';
 import { pino, type Logger, type LoggerOptions } from 'pino';
@@ -40,6 +41,13 @@ export interface CreateServerOptions {
   underPressure?: FastifyUnderPressureOptions | false;
   /** Serve the reference routes (GET /, /connection; /healthz comes with under-pressure). Default: false. */
   referenceRoutes?: boolean;
+  /**
+   * Serve HTTP/2 as well (ALPN h2, with HTTP/1.1 for clients without it). On-demand routes
+   * answer h2 streams with HTTP_1_1_REQUIRED. Default: false (HTTP/1.1 only).
+   */
+  http2?: boolean;
+  /** Time limit (ms) of an on-demand negotiation. Default: 10000. */
+  negotiationTimeout?: number;
   /** TLS handshake time limit (ms). Default: 10000. */
   handshakeTimeout?: number;
   /** Extra node:https server options (minVersion, ciphers, …); certbound's own keys win. */
@@ -50,6 +58,7 @@ export interface CreateServerOptions {
 
 export interface CertboundServer {
   readonly app: FastifyInstance;
+  /** The TLS server (node:https, or node:http2 with `http2: true`). */
   readonly server: HttpsServer;
   readonly queue: RequestQueue;
   readonly registry: ConnectionRegistry;
@@ -115,11 +124,12 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     ...(options.crl !== undefined ? { crl: asList(options.crl) } : {}),
     ...tlsOptionsForMode(clientAuth),
     handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs,
-    ALPNProtocols: ['http/1.1'],
+    ...(options.http2 ? {} : { ALPNProtocols: ['http/1.1'] }),
   };
   let server!: HttpsServer;
   const app = Fastify({
     ...options.fastify,
+    ...(options.http2 ? { http2: true as unknown as false } : {}),
     loggerInstance: logger as unknown as FastifyBaseLogger,
     // Every request log line carries the connection id and the client certificate's thumbprint.
     childLoggerFactory(parent, bindings, opts, rawReq) {
@@ -128,14 +138,16 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       return parent.child({ ...bindings, connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) }, opts);
     },
     serverFactory: (handler) => {
-      server = createHttpsServer(tlsOptions, handler);
+      server = options.http2
+        ? (createHttp2Server({ ...tlsOptions, allowHTTP1: true }, handler as never) as unknown as HttpsServer)
+        : createHttpsServer(tlsOptions, handler);
       server.headersTimeout = DEFAULTS.headersTimeoutMs;
       server.requestTimeout = DEFAULTS.requestTimeoutMs;
       server.keepAliveTimeout = DEFAULTS.keepAliveTimeoutMs;
       return server;
     },
   });
-  registry.attach(server);
+  registry.attach(server as unknown as TlsServer);
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
     logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
   });
@@ -148,7 +160,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       ...options.underPressure,
     });
   }
-  app.register(certboundPlugin, { clientAuth, registry, queue, logBindings: false, ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}) });
+  app.register(certboundPlugin, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}) });
   if (options.referenceRoutes) app.register(referenceRoutes);
 
   let closing: Promise<void> | undefined;

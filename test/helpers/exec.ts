@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 export interface RunResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
 /** Runs `cmd args`, writes `input` to stdin (then closes it), kills it after `timeoutMs`. */
-export function run(cmd: string, args: string[], options: { input?: string; timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+export function run(cmd: string, args: string[], options: { input?: string; timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv; holdStdinMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -16,7 +16,14 @@ export function run(cmd: string, args: string[], options: { input?: string; time
     child.on('error', (err) => { clearTimeout(timer); reject(err); });
     child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
     child.stdin.on('error', () => {});
-    child.stdin.end(options.input ?? '');
+    // Some peers (gnutls-cli) end the session at EOF on stdin: hold it open if asked.
+    if (options.holdStdinMs) {
+      child.stdin.write(options.input ?? '');
+      const hold = setTimeout(() => child.stdin.end(), options.holdStdinMs);
+      child.on('close', () => clearTimeout(hold));
+    } else {
+      child.stdin.end(options.input ?? '');
+    }
   });
 }
 

@@ -9,7 +9,7 @@ import { devPki } from './pki.js';
 export interface Started { server: CertboundServer; port: number; url: string }
 
 /** A certbound server with the dev PKI in `mode`, closed after the test. */
-export async function startServer(t: TestContext | undefined, mode: ClientAuthMode, extra: Partial<CreateServerOptions> = {}): Promise<Started> {
+export async function startServer(t: TestContext | undefined, mode: ClientAuthMode, extra: Partial<CreateServerOptions> = {}, routes?: (server: CertboundServer) => void): Promise<Started> {
   const pki = await devPki();
   const server = createServer({
     cert: readFileSync(pki.server),
@@ -20,6 +20,7 @@ export async function startServer(t: TestContext | undefined, mode: ClientAuthMo
     referenceRoutes: true,
     ...extra,
   });
+  routes?.(server);
   const addr = await server.listen({ host: '127.0.0.1', port: 0 });
   t?.after(() => server.close());
   return { server, port: addr.port, url: `https://127.0.0.1:${addr.port}` };
