@@ -1,0 +1,309 @@
+// `certbound job …` and `certbound store list`: the client side on the command line. There is
+// no background service: `job resume` queues a job, and the process that runs transfers is
+// `job watch` (or `job resume --wait`), which also draws the progress. Failures print the
+// HRESULT and its name; the exit code is 0 on success, 1 on a failed call or job, 2 on usage.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { HResult, hresultName, succeeded } from './hresult.js';
+import { JobState, type JobStateValue } from './job.js';
+import { JobManager, type Job, type JobManagerOptions, type JobSnapshot } from './job-manager.js';
+import { renderProgressBar, renderProgressLine, percent } from './progress-bar.js';
+import { LOCATION_DIRS, openStore, parseStoreLocation, locationDir, type StoreOptions } from './store.js';
+import { readdirSync } from 'node:fs';
+
+/** Where the CLI writes; tests pass their own. */
+export interface ClientCliIo {
+  stdout: { write(s: string): unknown; isTTY?: boolean };
+  stderr: { write(s: string): unknown };
+  env: NodeJS.ProcessEnv;
+}
+
+/** Environment variable for the job directory. */
+export const JOBS_DIR_ENV = 'CERTBOUND_JOBS_DIR';
+
+const USAGE = `certbound job|store: BITS-style transfer jobs with client certificates from file stores
+
+  certbound job create NAME                     create a job (SUSPENDED); prints its id
+  certbound job add JOB URL LOCAL-FILE          add an HTTPS file to the job
+  certbound job set-cert JOB --thumbprint HEX   SetClientCertificateByID (20-byte SHA-1, hex)
+  certbound job set-cert JOB --subject NAME     SetClientCertificateByName (simple subject name)
+  certbound job set-cert JOB --remove           RemoveClientCertificate
+      with --location L (default current-user) and --store NAME (default MY)
+  certbound job resume JOB [--wait]             queue the job; --wait runs it here (as watch)
+  certbound job suspend|cancel|complete JOB
+  certbound job list [--json]
+  certbound job watch JOB                       run the job's transfer here, with a progress bar
+  certbound store list [--location L] [--store NAME] [--json]
+
+Options: --jobs-dir DIR (env ${JOBS_DIR_ENV}; default $XDG_STATE_HOME/certbound/jobs)
+         --store-root DIR (env CERTBOUND_STORE_ROOT)  --ca-file PEM  --as CALLER
+         --retry-delay MS  --no-progress-timeout MS
+Locations: ${LOCATION_DIRS.join(', ')} (or 0-7, or BITS names)
+`;
+
+const OPTIONS = {
+  'jobs-dir': { type: 'string' },
+  'store-root': { type: 'string' },
+  'ca-file': { type: 'string' },
+  as: { type: 'string' },
+  'retry-delay': { type: 'string' },
+  'no-progress-timeout': { type: 'string' },
+  location: { type: 'string' },
+  store: { type: 'string' },
+  thumbprint: { type: 'string' },
+  subject: { type: 'string' },
+  remove: { type: 'boolean' },
+  wait: { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+class UsageError extends Error {}
+
+function hrText(hr: number): string {
+  return `0x${(hr >>> 0).toString(16).padStart(8, '0')} ${hresultName(hr) ?? ''}`.trim();
+}
+
+/** Runs `certbound job …` / `certbound store …`; argv starts with 'job' or 'store'. */
+export async function runClientCli(argv: string[], io: ClientCliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
+  const out = (s: string) => io.stdout.write(`${s}\n`);
+  const err = (s: string) => io.stderr.write(`certbound: ${s}\n`);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    err((e as Error).message);
+    return 2;
+  }
+  const { values: v, positionals } = parsed;
+  const [area, cmd, ...args] = positionals;
+  if (v.help || !area || !cmd) {
+    out(USAGE);
+    return v.help ? 0 : 2;
+  }
+  const storeOptions: StoreOptions = { env: io.env, ...(v['store-root'] ? { root: v['store-root'] } : {}) };
+  try {
+    if (area === 'store' && cmd === 'list') return await storeList(v.location, v.store, Boolean(v.json), storeOptions, out);
+    if (area !== 'job') throw new UsageError(`unknown command ${area} ${cmd}`);
+    const num = (name: string, text: string | undefined) => {
+      if (text === undefined) return undefined;
+      const n = Number(text);
+      if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} takes a number of ms`);
+      return n;
+    };
+    const retryDelay = num('retry-delay', v['retry-delay']);
+    const noProgress = num('no-progress-timeout', v['no-progress-timeout']);
+    const runs = cmd === 'watch' || (cmd === 'resume' && v.wait);
+    const managerOptions: JobManagerOptions = {
+      dir: v['jobs-dir'] ?? io.env[JOBS_DIR_ENV] ?? join(io.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'certbound', 'jobs'),
+      store: storeOptions,
+      ...(v.as ? { caller: v.as } : {}),
+      ...(v['ca-file'] ? { caFile: v['ca-file'] } : {}),
+      retry: { ...(retryDelay !== undefined ? { minRetryDelayMs: retryDelay } : {}), ...(noProgress !== undefined ? { noProgressTimeoutMs: noProgress } : {}) },
+      // Only `watch` (and `resume --wait`) transfer, and only the job they name.
+      autoRun: runs ? (id) => id.startsWith(args[0] ?? '\0') : false,
+    };
+    const manager = await JobManager.open(managerOptions);
+    try {
+      return await jobCommand(manager, cmd, args, v, io, out, err);
+    } finally {
+      await manager.close();
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(e.message);
+      out(USAGE);
+      return 2;
+    }
+    err((e as Error).message);
+    return 1;
+  }
+}
+
+async function jobCommand(
+  manager: JobManager, cmd: string, args: string[], v: { location?: string; store?: string; thumbprint?: string; subject?: string; remove?: boolean; wait?: boolean; json?: boolean },
+  io: ClientCliIo, out: (s: string) => void, err: (s: string) => void,
+): Promise<number> {
+  const report = (hr: number, what: string) => {
+    if (succeeded(hr)) {
+      out(hr === HResult.S_OK ? `${what}: ok` : `${what}: ${hrText(hr)}`);
+      return 0;
+    }
+    err(`${what} failed: ${hrText(hr)}`);
+    return 1;
+  };
+  const need = (n: number, usage: string) => {
+    if (args.length !== n) throw new UsageError(`usage: certbound job ${usage}`);
+  };
+  const jobOf = (id: string | undefined): Job => {
+    const found = manager.getJob(id ?? '');
+    if (!found.job) throw Object.assign(new Error(`job ${id}: ${hrText(found.hr)}`), { hr: found.hr });
+    return found.job;
+  };
+  switch (cmd) {
+    case 'create': {
+      need(1, 'create NAME');
+      const { hr, job } = manager.createJob(args[0] as string);
+      if (!job) return report(hr, 'create');
+      out(job.id);
+      return 0;
+    }
+    case 'add': {
+      need(3, 'add JOB URL LOCAL-FILE');
+      return report(jobOf(args[0]).addFile(args[1] as string, args[2] as string), 'add');
+    }
+    case 'set-cert': {
+      need(1, 'set-cert JOB (--thumbprint HEX | --subject NAME | --remove)');
+      const job = jobOf(args[0]);
+      if (v.remove) return report(job.removeClientCertificate(), 'remove certificate');
+      const location = v.location === undefined ? 0 : parseStoreLocation(v.location) ?? Number.NaN;
+      const store = v.store ?? 'MY';
+      if (v.thumbprint !== undefined) return report(await job.setClientCertificateByID(location, store, v.thumbprint), 'set certificate');
+      if (v.subject !== undefined) return report(await job.setClientCertificateByName(location, store, v.subject), 'set certificate');
+      throw new UsageError('set-cert needs --thumbprint, --subject or --remove');
+    }
+    case 'resume': {
+      need(1, 'resume JOB [--wait]');
+      const job = jobOf(args[0]);
+      const hr = job.resume();
+      if (!succeeded(hr) || !v.wait) return report(hr, 'resume');
+      return watch(manager, job, io, out, err);
+    }
+    case 'suspend':
+    case 'cancel':
+    case 'complete': {
+      need(1, `${cmd} JOB`);
+      const job = jobOf(args[0]);
+      return report(cmd === 'suspend' ? job.suspend() : cmd === 'cancel' ? job.cancel() : job.complete(), cmd);
+    }
+    case 'list': {
+      const jobs = manager.listJobs().map((j) => j.snapshot());
+      if (v.json) {
+        out(JSON.stringify(jobs, null, 2));
+        return 0;
+      }
+      if (jobs.length === 0) out('no jobs');
+      for (const s of jobs) {
+        out(`${s.id}  ${s.stateName.padEnd(15)} ${renderProgressLine(s.progress, '').trim()}  owner ${s.owner}  ${JSON.stringify(s.displayName)}`);
+        if (s.certificate) out(`    certificate ${LOCATION_DIRS[s.certificate.location]}\\${s.certificate.storeName} ${s.certificate.thumbprint} (${s.certificate.subjectName})`);
+        if (s.error) out(`    error ${hrText(s.error.hr)}: ${s.error.message}`);
+      }
+      return 0;
+    }
+    case 'watch': {
+      need(1, 'watch JOB');
+      return watch(manager, jobOf(args[0]), io, out, err);
+    }
+    default:
+      throw new UsageError(`unknown command job ${cmd}`);
+  }
+}
+
+const FINISHED: JobStateValue[] = [JobState.TRANSFERRED, JobState.ERROR, JobState.SUSPENDED, JobState.CANCELLED, JobState.ACKNOWLEDGED];
+
+/** Runs the job here until it is transferred, in error, or stopped; draws its progress. */
+async function watch(manager: JobManager, job: Job, io: ClientCliIo, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const tty = Boolean(io.stdout.isTTY);
+  let lastLine = '';
+  let lastStep = -1;
+  const draw = (s: JobSnapshot, stateChange: boolean) => {
+    if (s.id !== job.id) return;
+    if (tty) {
+      io.stdout.write(`\r\x1b[2K${renderProgressBar(s.progress, s.stateName)}`);
+      return;
+    }
+    // Plain lines: every state change, and every tenth of the way.
+    const pct = percent(s.progress);
+    const step = pct === undefined ? -1 : Math.floor(pct / 10);
+    const line = renderProgressLine(s.progress, s.stateName);
+    if ((stateChange || step > lastStep) && line !== lastLine) {
+      out(line);
+      lastLine = line;
+    }
+    lastStep = Math.max(lastStep, step);
+  };
+  const onState = (s: JobSnapshot) => draw(s, true);
+  const onProgress = (s: JobSnapshot) => draw(s, false);
+  manager.on('state', onState);
+  manager.on('progress', onProgress);
+  draw(job.snapshot(), true);
+  try {
+    if (job.state === JobState.SUSPENDED) {
+      if (tty) io.stdout.write('\n');
+      out(`job ${job.id} is SUSPENDED: run certbound job resume ${job.id}`);
+      return 0;
+    }
+    // No time limit: a transfer in TRANSIENT_ERROR retries until its no-progress timeout.
+    const state = await job.waitFor(FINISHED, 2 ** 31 - 1);
+    if (tty) io.stdout.write('\n');
+    if (state === JobState.ERROR) {
+      const e = job.error;
+      err(`job ${job.id} failed: ${e ? `${hrText(e.hr)}: ${e.message}` : 'unknown error'}`);
+      return 1;
+    }
+    if (state === JobState.TRANSFERRED) out(`job ${job.id} transferred: run certbound job complete ${job.id} to move the files into place`);
+    return 0;
+  } finally {
+    manager.off('state', onState);
+    manager.off('progress', onProgress);
+  }
+}
+
+async function storeList(locationText: string | undefined, storeName: string | undefined, json: boolean, options: StoreOptions, out: (s: string) => void): Promise<number> {
+  let locations: number[];
+  if (locationText === undefined) {
+    locations = LOCATION_DIRS.map((_, i) => i);
+  } else {
+    const loc = parseStoreLocation(locationText);
+    if (loc === undefined) throw new UsageError(`unknown location ${locationText} (${LOCATION_DIRS.join(', ')}, 0-7)`);
+    locations = [loc];
+  }
+  const listing: unknown[] = [];
+  let failures = 0;
+  for (const loc of locations) {
+    let names: string[];
+    if (storeName !== undefined) {
+      names = [storeName];
+    } else {
+      try {
+        names = readdirSync(locationDir(loc as 0, options), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+      } catch {
+        continue; // a location without stores is not an error when listing everything
+      }
+    }
+    for (const name of names) {
+      const store = await openStore(loc, name, options);
+      const label = `${LOCATION_DIRS[loc]}\\${name}`;
+      if (store.hr !== HResult.S_OK || !store.entries) {
+        failures++;
+        if (json) listing.push({ location: loc, store: name, hr: store.hr, error: hresultName(store.hr) });
+        else out(`${label}: ${hrText(store.hr)}${store.dir ? ` (${store.dir})` : ''}`);
+        continue;
+      }
+      const entries = store.entries.map((e) => ({
+        thumbprint: e.thumbprint.toString('hex'),
+        subject: e.subject,
+        notBefore: e.notBefore.toISOString(),
+        notAfter: e.notAfter.toISOString(),
+        hasKey: Boolean(e.privateKey),
+        clientAuth: e.clientAuth,
+        format: e.format,
+        file: e.file,
+      }));
+      if (json) {
+        listing.push({ location: loc, store: name, dir: store.dir, entries, problems: store.problems.map((p) => ({ ...p, error: hresultName(p.hr) })) });
+        continue;
+      }
+      out(`${label}  (${store.dir})`);
+      if (entries.length === 0 && store.problems.length === 0) out('  (empty)');
+      for (const e of entries) {
+        out(`  ${e.thumbprint}  ${e.subject}`);
+        out(`      valid ${e.notBefore.slice(0, 10)} to ${e.notAfter.slice(0, 10)}  ${e.hasKey ? 'private key' : 'no key'}  ${e.format}  ${e.file.split('/').pop()}`);
+      }
+      for (const p of store.problems) out(`  unreadable ${p.file.split('/').pop()}: ${hrText(p.hr)}: ${p.message}`);
+    }
+  }
+  if (json) out(JSON.stringify(listing, null, 2));
+  return failures > 0 && storeName !== undefined ? 1 : 0;
+}
