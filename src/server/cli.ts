@@ -8,6 +8,7 @@ import { createDevPki, ensureDevPki } from '../tls/dev-pki.js';
 import { assertKeyMatches, loadCertificates, loadPrivateKey } from '../tls/pem.js';
 import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
 import { createServer, type CertboundServer } from './server.js';
+import { runClientCli } from '../client/cli.js';
 
 const USAGE = `certbound: HTTPS with client certificates
 
@@ -142,6 +143,9 @@ export async function main(argv: string[]): Promise<number | undefined> {
         console.log(`certbound: dev PKI written to ${paths.dir}`);
         return 0;
       }
+      case 'job':
+      case 'store':
+        return await runClientCli([cmd, ...rest]);
       case '--version':
       case 'version':
         console.log(version());
