@@ -36,3 +36,9 @@ export {
 } from './tls/mapper.js';
 export { createDevPki, ensureDevPki, devPkiPaths, DEV_PKI_FILES, DEV_OCSP_PORT, type DevPkiPaths } from './tls/dev-pki.js';
 export { issueCertificate, loadIssuer, type CertificateSpec, type IssuedCertificate } from './tls/cert-builder.js';
+export { negotiateClientCertificate, negotiationHResult, negotiationWin32Override, type NegotiateCompletion, type NegotiateAsyncAnswer } from './server/negotiate.js';
+export { negotiateCertificate, maxServerRenegotiations, renegotiationRefusal, DEFAULT_NEGOTIATION_TIMEOUT_MS, type NegotiationStatus, type NegotiationResult, type NegotiationOptions } from './tls/renegotiate.js';
+export { parseClientHello, MAX_CLIENT_HELLO_BYTES, type ClientHelloInfo, type ClientHelloParse } from './tls/client-hello.js';
+export { hostMatches } from './tls/host-policy.js';
+export { HResult } from './status.js';
+export type { RouteCertificateRequirement } from './server/plugin.js';

@@ -104,6 +104,8 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     logger: { level: cfg.logLevel },
     underPressure: cfg.maxEventLoopDelay > 0 ? { maxEventLoopDelay: cfg.maxEventLoopDelay } : { maxEventLoopDelay: 0 },
     handshakeTimeout: cfg.handshakeTimeout,
+    negotiationTimeout: cfg.negotiationTimeout,
+    ...(cfg.onDemandHosts ? { onDemandHosts: cfg.onDemandHosts } : {}),
     referenceRoutes: true,
   });
   const addr = await server.listen({ host: cfg.host, port: cfg.port });

@@ -33,6 +33,8 @@ export interface ServeConfig {
   maxEventLoopDelay: number;
   handshakeTimeout: number;
   mapper?: MapperConfig;
+  onDemandHosts?: string[];
+  negotiationTimeout: number;
   config?: string;
 }
 
@@ -49,6 +51,8 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'logLevel', flag: 'log-level', kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: DEFAULTS.logLevel, description: 'pino log level.' },
   { key: 'maxEventLoopDelay', flag: 'max-event-loop-delay', kind: 'integer', default: DEFAULTS.maxEventLoopDelayMs, min: 0, description: 'Event-loop delay (ms) above which requests get 503 with Retry-After (0 disables).' },
   { key: 'handshakeTimeout', flag: 'handshake-timeout', kind: 'integer', default: DEFAULTS.handshakeTimeoutMs, min: 1, description: 'TLS handshake time limit (ms).' },
+  { key: 'onDemandHosts', flag: 'on-demand-host', kind: 'string[]', description: 'Host (SNI name, *.domain, or * for all) whose connections are capped at TLS 1.2 and HTTP/1.1 so that on-demand routes such as /whoami can renegotiate (repeatable).' },
+  { key: 'negotiationTimeout', flag: 'negotiation-timeout', kind: 'integer', default: 10_000, min: 1, description: 'Time limit (ms) for a client to answer an on-demand certificate request.' },
   { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field, attribute, match}], identity | deny}], denyUnmapped } (config file only).' },
 ] satisfies SettingSpec[]);
 
@@ -126,7 +130,9 @@ export function configReferenceMarkdown(): string {
   const rows = SERVE_SCHEMA.map((s) => {
     const flag = s.flag ? `\`--${s.flag}${s.kind === 'boolean' ? '' : ' <' + (s.kind === 'enum' ? s.values?.join('|') : s.kind === 'integer' ? 'n' : 'value') + '>'}\`` : '(config file only)';
     const def = s.default === undefined ? '' : `\`${JSON.stringify(s.default)}\``;
-    return `| ${flag} | \`${s.key}\` | ${s.kind} | ${def} | ${s.description} |`;
+    // A `|` inside a cell, even in a code span, would split the markdown table.
+    const cell = (text: string) => text.replace(/\|/g, '\\|');
+    return `| ${cell(flag)} | \`${s.key}\` | ${s.kind} | ${def} | ${cell(s.description)} |`;
   });
   return ['| flag | config key | type | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
 }

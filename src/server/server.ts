@@ -14,6 +14,7 @@ import { CertboundError } from '../errors.js';
 import { isClientAuthMode, tlsOptionsForMode, type ClientAuthMode } from '../tls/client-auth.js';
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
 import { pemBlocks } from '../tls/pem.js';
+import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { certboundPlugin } from './plugin.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry } from './registry.js';
@@ -48,6 +49,12 @@ export interface CreateServerOptions {
   http2?: boolean;
   /** Time limit (ms) of an on-demand negotiation. Default: 10000. */
   negotiationTimeout?: number;
+  /**
+   * Hosts (SNI names; `*.domain` or `*` for all, including clients without SNI) whose
+   * connections are capped at TLS 1.2 and HTTP/1.1, so that on-demand routes can
+   * renegotiate. Decided from the ClientHello before TLS starts. Default: none.
+   */
+  onDemandHosts?: string[];
   /** TLS handshake time limit (ms). Default: 10000. */
   handshakeTimeout?: number;
   /** Extra node:https server options (minVersion, ciphers, …); certbound's own keys win. */
@@ -127,6 +134,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     ...(options.http2 ? {} : { ALPNProtocols: ['http/1.1'] }),
   };
   let server!: HttpsServer;
+  let handler!: (req: IncomingMessage, res: import('node:http').ServerResponse) => void;
   const app = Fastify({
     ...options.fastify,
     ...(options.http2 ? { http2: true as unknown as false } : {}),
@@ -137,10 +145,11 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       const cert = entry.clientCertificate();
       return parent.child({ ...bindings, connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) }, opts);
     },
-    serverFactory: (handler) => {
+    serverFactory: (h) => {
+      handler = h;
       server = options.http2
-        ? (createHttp2Server({ ...tlsOptions, allowHTTP1: true }, handler as never) as unknown as HttpsServer)
-        : createHttpsServer(tlsOptions, handler);
+        ? (createHttp2Server({ ...tlsOptions, allowHTTP1: true }, h as never) as unknown as HttpsServer)
+        : createHttpsServer(tlsOptions, h);
       server.headersTimeout = DEFAULTS.headersTimeoutMs;
       server.requestTimeout = DEFAULTS.requestTimeoutMs;
       server.keepAliveTimeout = DEFAULTS.keepAliveTimeoutMs;
@@ -151,6 +160,37 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
     logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
   });
+
+  const onDemandHosts = options.onDemandHosts ?? [];
+  if (onDemandHosts.length > 0) {
+    // The TLS 1.2 twin: same certificates and handler, renegotiation possible.
+    const capped = createHttpsServer({ ...tlsOptions, maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, handler);
+    capped.headersTimeout = server.headersTimeout;
+    capped.requestTimeout = server.requestTimeout;
+    capped.keepAliveTimeout = server.keepAliveTimeout;
+    registry.attach(capped);
+    const cappedSockets = new Set<TLSSocket>();
+    capped.on('secureConnection', (s: TLSSocket) => {
+      cappedSockets.add(s);
+      s.once('close', () => cappedSockets.delete(s));
+    });
+    capped.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+      logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
+    });
+    installHostRouting(server as unknown as TlsServer, capped, {
+      decide: (hello) => (onDemandHosts.some((p) => hostMatches(p, hello.serverName)) ? 'capped' : 'main'),
+      timeoutMs: tlsOptions.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs,
+      onRefused: (reason, socket) => logger.info({ reason, remoteAddress: socket.remoteAddress }, 'connection refused before TLS'),
+    });
+    // The listening server counts these connections too: end them when it closes.
+    app.addHook('preClose', async () => {
+      for (const s of cappedSockets) {
+        const busy = (s as unknown as { _httpMessage?: { once(e: string, f: () => void): void } | null })._httpMessage;
+        if (busy) busy.once('finish', () => s.destroy());
+        else s.destroy();
+      }
+    });
+  }
 
   if (options.underPressure !== false) {
     app.register(underPressure, {
