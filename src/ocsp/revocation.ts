@@ -120,18 +120,22 @@ export class RevocationChecker {
    * The check for one connection: the first call for `connection` (any object: the socket
    * or its registry entry) runs it, later calls get the same Promise.
    */
-  checkOnce(connection: object, chain: readonly ChainInput[]): Promise<RevocationResult> {
+  checkOnce(connection: object, chain: readonly ChainInput[], override: { certCheckMode?: number } = {}): Promise<RevocationResult> {
     let p = this.#perConnection.get(connection);
     if (!p) {
-      p = this.check(chain);
+      p = this.check(chain, override);
       this.#perConnection.set(connection, p);
     }
     return p;
   }
 
-  /** Checks the leaf of `chain` (leaf first, then its issuer). Resolves, never rejects. */
-  async check(chain: readonly ChainInput[]): Promise<RevocationResult> {
-    const mode = this.#opts.certCheckMode ?? CertCheckMode.CHECK;
+  /**
+   * Checks the leaf of `chain` (leaf first, then its issuer). `override.certCheckMode`
+   * replaces the configured mode for this call (e.g. a route that accepts cached data only).
+   * Resolves, never rejects.
+   */
+  async check(chain: readonly ChainInput[], override: { certCheckMode?: number } = {}): Promise<RevocationResult> {
+    const mode = override.certCheckMode ?? this.#opts.certCheckMode ?? CertCheckMode.CHECK;
     if (mode & CertCheckMode.NO_REVOCATION_CHECK) return result(0, 'skipped', false, null);
     let cert: pkijs.Certificate;
     let issuer: pkijs.Certificate;
