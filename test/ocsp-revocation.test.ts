@@ -27,7 +27,7 @@ async function pki(t: { after(fn: () => unknown): void }): Promise<Pki> {
   const responder = await startDevOcspResponder({ issuer: ca, responder: await issueResponderCertificate(ca), validityMinutes: 60 });
   t.after(() => responder.close());
   const client = (cn: string, extra: { ocspUrl?: string; crlUrl?: string }) => issueCertificate({ subject: { commonName: cn }, issuer: ca, extKeyUsage: [OID.clientAuth], ...extra });
-  let crlBody = Buffer.alloc(0);
+  let crlBody: Buffer = Buffer.alloc(0);
   let crlRequests = 0;
   const crlServer = http.createServer((_req, res) => { crlRequests++; res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(crlBody); });
   await new Promise<void>((resolve) => crlServer.listen(0, '127.0.0.1', resolve));
