@@ -172,13 +172,14 @@ export interface PeerServer {
 
 /**
  * `openssl s_server -Verify 1 -WWW` serving `dir` (GET /name reads dir/name): a server that
- * requires a client certificate, independent of Node. `tls` pins the version.
+ * requires a client certificate, independent of Node. `tls` pins the version. s_server goes on
+ * after a certificate that does not verify unless `verifyReturnError` (-verify_return_error).
  */
-export async function startOpensslServer(pki: DevPkiPaths, dir: string, tls: '1.2' | '1.3'): Promise<PeerServer> {
+export async function startOpensslServer(pki: DevPkiPaths, dir: string, tls: '1.2' | '1.3', options: { verifyReturnError?: boolean } = {}): Promise<PeerServer> {
   const { spawn } = await import('node:child_process');
   const { freePort } = await import('./helpers/exec.js');
   const port = await freePort();
-  const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', pki.server, '-key', pki.serverKey, '-CAfile', pki.caBundle, '-Verify', '1', '-WWW', `-tls${tls.replace('.', '_')}`, '-quiet'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', pki.server, '-key', pki.serverKey, '-CAfile', pki.caBundle, '-Verify', '1', ...(options.verifyReturnError ? ['-verify_return_error'] : []), '-WWW', `-tls${tls.replace('.', '_')}`, '-quiet'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { output += d.toString(); });

@@ -98,7 +98,7 @@ test('retry timing: BITS defaults, exponential backoff, no-progress timeout', ()
 test('transfer errors: TLS, socket and HTTP outcomes as HRESULTs, transient or not', () => {
   const none = { hasCertificate: false, certificateRequested: false };
   const asked = { hasCertificate: false, certificateRequested: true };
-  const table: [unknown, typeof none, number, boolean][] = [
+  const table: [unknown, { hasCertificate: boolean; certificateRequested: boolean; responseStarted?: boolean }, number, boolean][] = [
     [{ code: 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', message: 'alert 116' }, none, HResult.ERROR_WINHTTP_CLIENT_AUTH_CERT_NEEDED, false],
     [{ code: 'EPROTO', message: 'SSL routines: sslv3 alert handshake failure: SSL alert number 40' }, asked, HResult.ERROR_WINHTTP_CLIENT_AUTH_CERT_NEEDED, false],
     [{ code: 'EPROTO', message: 'SSL routines: sslv3 alert handshake failure: SSL alert number 40' }, none, HResult.ERROR_WINHTTP_SECURE_FAILURE, false],
@@ -106,6 +106,9 @@ test('transfer errors: TLS, socket and HTTP outcomes as HRESULTs, transient or n
     [{ code: 'ERR_TLS_CERT_ALTNAME_INVALID', message: 'x' }, none, HResult.ERROR_WINHTTP_SECURE_FAILURE, false],
     [{ code: 'ECONNREFUSED', message: 'x' }, none, HResult.ERROR_WINHTTP_CANNOT_CONNECT, true],
     [{ code: 'ECONNRESET', message: 'x' }, none, HResult.ERROR_WINHTTP_CONNECTION_ERROR, true],
+    [{ code: 'ECONNRESET', message: 'x' }, { hasCertificate: true, certificateRequested: true }, HResult.ERROR_WINHTTP_SECURE_FAILURE, false],
+    [{ code: 'ECONNRESET', message: 'x' }, { hasCertificate: true, certificateRequested: true, responseStarted: true }, HResult.ERROR_WINHTTP_CONNECTION_ERROR, true],
+    [{ code: 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA', message: 'alert 48' }, { hasCertificate: true, certificateRequested: true }, HResult.ERROR_WINHTTP_SECURE_FAILURE, false],
     [{ code: 'CB_TIMEOUT', message: 'x' }, none, HResult.ERROR_WINHTTP_TIMEOUT, true],
     [{ code: 'ENOTFOUND', message: 'x' }, none, HResult.ERROR_WINHTTP_NAME_NOT_RESOLVED, true],
     [{ code: 'EACCES', message: 'x' }, none, HResult.E_ACCESSDENIED, false],

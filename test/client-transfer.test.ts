@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HResult, hresultName } from '../src/client/hresult.js';
 import { JobState, jobStateName, type JobStateValue } from '../src/client/job.js';
@@ -286,4 +286,38 @@ test('a restart in the middle of a transfer carries on in a new manager', async 
   assert.ok(srv.log.some((l) => l.status === 206), 'the new manager continued with a range');
   assert.equal(again.complete(), 0);
   assert.equal(sha256File(dest), srv.sha256);
+});
+
+test('a certificate the server rejects ends the job in ERROR (reset or alert), not in endless retries', async (t) => {
+  const { pki, root, out, manager } = await setup('rejected');
+  t.after(() => manager.close());
+  for (const [store, pem, key] of [['UNTRUSTED', pki.clientUntrusted, pki.clientUntrustedKey], ['EXPIRED', pki.clientExpired, pki.clientExpiredKey]] as const) {
+    mkdirSync(join(root, 'current-user', store), { recursive: true });
+    copyFileSync(pem, join(root, 'current-user', store, 'c.pem'));
+    copyFileSync(key, join(root, 'current-user', store, 'c.key'));
+  }
+  const docroot = tempDir('cb-www-');
+  writeFileSync(join(docroot, 'file'), 'x'.repeat(1000));
+  for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+    const node = await startFileServer({ pki, clientAuth: 'require', maxVersion });
+    const openssl = await startOpensslServer(pki, docroot, maxVersion === 'TLSv1.2' ? '1.2' : '1.3', { verifyReturnError: true });
+    try {
+      for (const [store, pem] of [['UNTRUSTED', pki.clientUntrusted], ['EXPIRED', pki.clientExpired]] as const) {
+        for (const [peer, url] of [['node', node.url], ['openssl', `https://127.0.0.1:${openssl.port}/file`]] as const) {
+          const { job } = manager.createJob('rejected');
+          assert.ok(job);
+          job.addFile(url, join(out, `${peer}-${store}-${maxVersion}`));
+          assert.equal(await job.setClientCertificateByID(0, store, thumbprintOf(pem)), 0);
+          const started = Date.now();
+          job.resume();
+          const state = await job.waitFor(END, 5000);
+          assert.equal(`${jobStateName(state)} ${hresultName(job.error?.hr ?? 0)}`, 'ERROR ERROR_WINHTTP_SECURE_FAILURE', `${peer} ${store} ${maxVersion}: ${job.error?.message ?? ''}`);
+          assert.ok(Date.now() - started < 2000, 'no retries');
+        }
+      }
+    } finally {
+      await node.close();
+      await openssl.close();
+    }
+  }
 });

@@ -506,6 +506,13 @@ export class JobManager extends EventEmitter {
       if (outcome.kind === 'aborted' || signal.aborted) return;
       if (outcome.kind === 'failed') {
         if (outcome.validators) file.validators = outcome.validators;
+        // Bytes counted but not yet written when the connection broke are not there: the
+        // partial file is what the next attempt continues from.
+        try {
+          file.bytesTransferred = statSync(file.partPath).size;
+        } catch {
+          file.bytesTransferred = 0;
+        }
         const context = outcome.failure.hr >>> 16 === 0x8019 ? ErrorContext.REMOTE_FILE : outcome.failure.hr === HResult.E_ACCESSDENIED ? ErrorContext.LOCAL_FILE : ErrorContext.GENERAL_TRANSPORT;
         return this.#fail(record, outcome.failure, context, file.remoteUrl);
       }

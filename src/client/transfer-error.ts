@@ -15,6 +15,8 @@ export interface FailureContext {
   readonly hasCertificate: boolean;
   /** The server sent a CertificateRequest (seen through the shared signature algorithms). */
   readonly certificateRequested: boolean;
+  /** Response headers had arrived when the attempt failed. Default: false. */
+  readonly responseStarted?: boolean;
 }
 
 /** Server-certificate verification failures (Node's codes from OpenSSL's X509_V_ERR_*). */
@@ -38,6 +40,12 @@ export function classifyError(err: unknown, ctx: FailureContext): TransferFailur
   // TLS 1.2: handshake_failure (40) after a CertificateRequest we could not answer.
   if (!ctx.hasCertificate && ctx.certificateRequested) return { hr: HResult.ERROR_WINHTTP_CLIENT_AUTH_CERT_NEEDED, transient: false, message };
   if (VERIFY_CODES.has(code)) return { hr: HResult.ERROR_WINHTTP_SECURE_FAILURE, transient: false, message };
+  // A Node server (requestCert + rejectUnauthorized) rejects a client certificate with a TCP
+  // reset, not an alert: a reset right after it asked for our certificate, before any answer,
+  // is a refusal of that certificate. Retrying would not change it.
+  if (ctx.hasCertificate && ctx.certificateRequested && !ctx.responseStarted && (code === 'ECONNRESET' || code === 'EPIPE')) {
+    return { hr: HResult.ERROR_WINHTTP_SECURE_FAILURE, transient: false, message: `the server closed the connection after asking for the client certificate (it rejected it?): ${message}` };
+  }
   switch (code) {
     case 'ECONNREFUSED':
     case 'EHOSTUNREACH':

@@ -108,6 +108,7 @@ async function attempt(url: string, options: DownloadOptions): Promise<AttemptOu
   const extra = resumeHeaders(have, options.validators);
   const hasCertificate = Boolean(options.tls.cert && options.tls.key);
   let certificateRequested = false;
+  let responseStarted = false;
   const host = target.hostname.replace(/^\[|\]$/g, '');
   const reqOptions: RequestOptions = {
     host,
@@ -135,7 +136,7 @@ async function attempt(url: string, options: DownloadOptions): Promise<AttemptOu
     };
     const fail = (err: unknown, extraInfo: { validators?: Validators; total?: number } = {}) => {
       if (options.signal.aborted) return finish({ kind: 'aborted' });
-      finish({ kind: 'failed', failure: classifyError(err, { hasCertificate, certificateRequested }), ...extraInfo });
+      finish({ kind: 'failed', failure: classifyError(err, { hasCertificate, certificateRequested, responseStarted }), ...extraInfo });
     };
     const req = request(reqOptions);
     const onAbort = () => req.destroy(Object.assign(new Error('aborted by the job'), { code: 'ABORT_ERR' }));
@@ -158,6 +159,7 @@ async function attempt(url: string, options: DownloadOptions): Promise<AttemptOu
     req.setTimeout(options.timeoutMs, () => req.destroy(Object.assign(new Error(`no data for ${options.timeoutMs} ms`), { code: 'CB_TIMEOUT' })));
     req.on('error', (err) => fail(err));
     req.on('response', (res: IncomingMessage) => {
+      responseStarted = true;
       void handleResponse(res, have, extra !== undefined, options, finish, fail);
     });
     req.end();
