@@ -14,11 +14,19 @@ import { RequestQueue } from './receive.js';
 import { negotiationWin32Override } from './negotiate.js';
 import { negotiateCertificate, type NegotiationOptions, type NegotiationResult } from '../tls/renegotiate.js';
 import { constants as h2constants } from 'node:http2';
+import { channelTokenProvider, type ServerChannelBindingConfig } from '../cbt/server-bindings.js';
+import { decorateChannelBinding } from '../cbt/request-decorator.js';
 
 /** Route option (`config.clientCertificate`): what a route needs of the client. */
 export type RouteCertificateRequirement = 'required' | 'on-demand';
 
 export interface CertboundPluginOptions {
+  /**
+   * Channel bindings: the token receiveClientCertificate hands out for flags 0x1 (default
+   * tls-server-end-point in application-data form) and when tls-exporter is offered on TLS 1.2.
+   * See docs/channel-binding.md.
+   */
+  channelBinding?: ServerChannelBindingConfig;
   /** Time limit (ms) of an on-demand negotiation. Default: 10000. */
   negotiationTimeout?: number;
   /**
@@ -117,6 +125,9 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
   const negotiationTimeout = options.negotiationTimeout;
   const negotiate = (entry: ConnectionEntry) => negotiateCertificate(entry, negotiationTimeout !== undefined ? { timeoutMs: negotiationTimeout } : {});
   queue.negotiator ??= async (entry) => negotiationWin32Override((await negotiate(entry)).status);
+  // receiveClientCertificate with HTTP_RECEIVE_SECURE_CHANNEL_TOKEN, and request.channelBinding(type).
+  queue.channelTokenProvider ??= channelTokenProvider(options.channelBinding);
+  decorateChannelBinding(app, options.channelBinding);
   app.decorateRequest('negotiateClientCertificate', function (this: FastifyRequest, opts?: NegotiationOptions) {
     const entry = entryOfRequest(registry, this);
     if (!entry) return Promise.resolve(Object.freeze({ status: 'closed' as const, durationMs: 0, detail: 'not a TLS connection' }));

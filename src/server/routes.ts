@@ -2,6 +2,7 @@
 // GET /connection (the same as JSON). GET /healthz is under-pressure's status route.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { certStatusName, hresultHex } from '../status.js';
+import { channelBindingsJson, type ChannelBindingsJson } from '../cbt/server-bindings.js';
 
 /** JSON of GET /connection. Field names are a public contract: add, never rename. */
 export interface ConnectionInfo {
@@ -12,6 +13,8 @@ export interface ConnectionInfo {
   resumed: boolean;
   /** Handshakes the server ran on this connection (1 + renegotiations). */
   handshakes: number;
+  /** The connection's channel bindings as the server sees them: lowercase hex, null where undefined (docs/channel-binding.md). */
+  channelBindings: ChannelBindingsJson;
   clientCertificate: {
     subject: string;
     issuer: string;
@@ -39,6 +42,7 @@ export function connectionInfo(request: FastifyRequest): ConnectionInfo {
     connectionId: entry ? entry.id.toString() : null,
     resumed: entry?.handshake.resumed ?? false,
     handshakes: entry?.handshake.sequence ?? 0,
+    channelBindings: channelBindingsJson(request.channelBindings()),
     clientCertificate: cert && {
       subject: cert.subject,
       issuer: cert.issuer,
@@ -90,6 +94,8 @@ th{width:12rem;color:#444;font-weight:600}td{font-family:ui-monospace,monospace;
 <h1>certbound: your connection</h1>
 <h2>Connection</h2>
 <table>${row('Connection id', info.connectionId ?? '-')}${row('Protocol', info.protocol ?? '-')}${row('Cipher', info.cipher ?? '-')}${row('Resumed', info.resumed ? 'yes' : 'no')}${row('Handshakes', String(info.handshakes))}</table>
+<h2>Channel bindings</h2>
+<table>${Object.entries(info.channelBindings).map(([type, hex]) => row(type, hex ?? 'undefined on this connection')).join('')}</table>
 <h2>Client certificate</h2>
 <table>${certRows}</table>
 <p><a href="/whoami">Who am I?</a> (asks for a certificate on demand) · <a href="/connection">This page as JSON</a> · <a href="/healthz">Health</a></p>

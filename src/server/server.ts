@@ -19,6 +19,7 @@ import { certboundPlugin } from './plugin.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry } from './registry.js';
 import { referenceRoutes } from './routes.js';
+import type { ServerChannelBindingConfig } from '../cbt/server-bindings.js';
 
 type Pem = string | Buffer;
 
@@ -42,6 +43,8 @@ export interface CreateServerOptions {
   underPressure?: FastifyUnderPressureOptions | false;
   /** Serve the reference routes (GET /, /connection; /healthz comes with under-pressure). Default: false. */
   referenceRoutes?: boolean;
+  /** Channel bindings (receiveClientCertificate 0x1 token type and form, TLS 1.2 exporter). Default: tls-server-end-point, application-data form. See docs/channel-binding.md. */
+  channelBinding?: ServerChannelBindingConfig;
   /**
    * Serve HTTP/2 as well (ALPN h2, with HTTP/1.1 for clients without it). On-demand routes
    * answer h2 streams with HTTP_1_1_REQUIRED. Default: false (HTTP/1.1 only).
@@ -200,7 +203,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       ...options.underPressure,
     });
   }
-  app.register(certboundPlugin, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}) });
+  app.register(certboundPlugin, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
   if (options.referenceRoutes) app.register(referenceRoutes);
 
   let closing: Promise<void> | undefined;
