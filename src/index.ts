@@ -42,3 +42,5 @@ export { parseClientHello, MAX_CLIENT_HELLO_BYTES, type ClientHelloInfo, type Cl
 export { hostMatches } from './tls/host-policy.js';
 export { HResult } from './status.js';
 export type { RouteCertificateRequirement } from './server/plugin.js';
+// The client side (stores, SetClientCertificateByID, transfer jobs): see docs/client.md.
+export * from './client/index.js';
