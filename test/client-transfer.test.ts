@@ -139,6 +139,16 @@ test("certbound's createServer in each client-auth mode and an on-demand route",
   } finally {
     await od.close();
   }
+  // On TLS 1.3 the route cannot ask (no renegotiation, no post-handshake auth in Node): the
+  // server answers 403 CB_ERR_NEGOTIATE_TLS13, which the job reports as BG_E_HTTP_ERROR_403.
+  const od13 = await startCertboundServer(pki, 'none', body, { maxVersion: 'TLSv1.3' });
+  try {
+    const r = await download(manager, od13.onDemandUrl, join(out, 'od13'), thumb);
+    assert.equal(`${jobStateName(r.state)} ${r.error}`, 'ERROR BG_E_HTTP_ERROR_403');
+    assert.equal(r.job.error?.context, 5, 'BG_ERROR_CONTEXT_REMOTE_FILE');
+  } finally {
+    await od13.close();
+  }
 });
 
 test('a download cut mid-way resumes with Range + If-Range and gives a byte-identical file', async (t) => {
@@ -320,4 +330,24 @@ test('a certificate the server rejects ends the job in ERROR (reset or alert), n
       await openssl.close();
     }
   }
+});
+
+test("TLS 1.3: Node's real certificate_required error (alert 116 after the handshake) maps to 0x80072f0c", async (t) => {
+  const { pki } = await setup('alert');
+  const srv = await startFileServer({ pki, clientAuth: 'require', maxVersion: 'TLSv1.3' });
+  t.after(() => srv.close());
+  const { request } = await import('node:https');
+  const { readFileSync } = await import('node:fs');
+  const { classifyError } = await import('../src/client/transfer-error.js');
+  let secureConnected = false;
+  const err = await new Promise<NodeJS.ErrnoException>((resolve) => {
+    const req = request(srv.url, { ca: readFileSync(pki.rootCa), agent: false }, (res) => res.resume());
+    req.on('socket', (s) => s.once('secureConnect', () => { secureConnected = true; }));
+    req.on('error', resolve);
+    req.end();
+  });
+  assert.ok(secureConnected, 'the client finished its handshake before the alert');
+  assert.equal(err.code, 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED');
+  // Even without having seen the CertificateRequest, the alert alone says it.
+  assert.equal(classifyError(err, { hasCertificate: false, certificateRequested: false }).hr, HResult.ERROR_WINHTTP_CLIENT_AUTH_CERT_NEEDED);
 });
