@@ -9,12 +9,17 @@ import { assertKeyMatches, loadCertificates, loadPrivateKey } from '../tls/pem.j
 import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
 import { createServer, type CertboundServer } from './server.js';
 import { runClientCli } from '../client/cli.js';
+import { join } from 'node:path';
+import { runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
+import type { DevOcspResponder } from '../ocsp/responder.js';
 
 const USAGE = `certbound: HTTPS with client certificates
 
 Usage:
   certbound serve [options]     run the reference server (embedded dev PKI when --cert is absent)
   certbound dev-pki DIR         write a dev PKI (root CA, server and client certificates) into DIR
+  certbound ocsp-responder      run the dev OCSP responder for the dev PKI (--dev-pki-dir, --port,
+                                --validity-minutes, --revoke SERIAL)
   certbound help serve          list the options of serve
 
 Options of serve:
@@ -66,7 +71,7 @@ async function loadTlsMaterial(cfg: ServeConfig): Promise<Loaded> {
   return { cert: readFileSync(paths.server, 'utf8'), key: readFileSync(paths.serverKey, 'utf8'), ca, crl: [], dev: true, devDir: paths.dir };
 }
 
-function banner(cfg: ServeConfig, port: number, loaded: Loaded): string {
+function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: CertboundServer): string {
   const host = cfg.host === '127.0.0.1' || cfg.host === '::1' || cfg.host === 'localhost' ? 'localhost' : cfg.host;
   const url = `https://${host}:${port}`;
   const lines = [`certbound: serving ${url}/ (client-auth ${cfg.clientAuth})`];
@@ -77,6 +82,11 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded): string {
     lines.push('Without a certificate, and with an expired one:');
     lines.push(`  curl --cacert ${d}/root-ca.pem ${url}/connection`);
     lines.push(`  curl --cacert ${d}/root-ca.pem --cert ${d}/client-expired.pem --key ${d}/client-expired.key ${url}/connection`);
+    const staple = server?.app.ocspStaple();
+    if (staple) {
+      lines.push(`OCSP staple: ${staple.stapled ? `${staple.certStatus ?? ''} until ${staple.nextUpdate ?? '?'}` : 'none yet'}, next refresh ${staple.nextRefresh ?? '-'} (responder ${staple.url}); see it with:`);
+      lines.push(`  openssl s_client -connect 127.0.0.1:${port} -servername localhost -status -CAfile ${d}/root-ca.pem </dev/null`);
+    }
   }
   return lines.join('\n');
 }
@@ -94,6 +104,14 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
   }
   const cfg = resolveServeConfig(values);
   const loaded = await loadTlsMaterial(cfg);
+  // With the dev PKI, the dev OCSP responder runs in-process so the demo staples from the first handshake.
+  let devResponder: DevOcspResponder | undefined;
+  if (loaded.dev && loaded.devDir) {
+    devResponder = await startDevPkiResponder(loaded.devDir, { validityMinutes: validityFromEnv() }).catch((err: NodeJS.ErrnoException) => {
+      console.error(`certbound: dev OCSP responder not started (${err.code ?? err.message}); stapling uses whatever answers on the AIA URL`);
+      return undefined;
+    });
+  }
   const server = createServer({
     cert: loaded.cert,
     key: loaded.key,
@@ -107,10 +125,18 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     negotiationTimeout: cfg.negotiationTimeout,
     ...(cfg.onDemandHosts ? { onDemandHosts: cfg.onDemandHosts } : {}),
     referenceRoutes: true,
+    ocsp: loaded.dev && loaded.devDir ? { cacheDir: join(loaded.devDir, 'ocsp-cache') } : true,
   });
-  const addr = await server.listen({ host: cfg.host, port: cfg.port });
+  if (devResponder) {
+    const r = devResponder;
+    server.app.addHook('onClose', async () => { await r.close(); });
+  }
+  const addr = await server.listen({ host: cfg.host, port: cfg.port }).catch(async (err: unknown) => {
+    await devResponder?.close();
+    throw err;
+  });
   onListening?.(server);
-  console.log(banner(cfg, addr.port, loaded));
+  console.log(banner(cfg, addr.port, loaded, server));
   return server;
 }
 
@@ -144,6 +170,13 @@ export async function main(argv: string[]): Promise<number | undefined> {
         const paths = await createDevPki(resolve(dir));
         console.log(`certbound: dev PKI written to ${paths.dir}`);
         return 0;
+      }
+      case 'ocsp-responder': {
+        const responder = await runOcspResponderCli(rest);
+        const stop = () => { responder.close().then(() => process.exit(0), () => process.exit(1)); };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        return undefined;
       }
       case 'job':
       case 'store':

@@ -2,6 +2,7 @@
 // GET /connection (the same as JSON). GET /healthz is under-pressure's status route.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { certStatusName, hresultHex } from '../status.js';
+import type { OcspStapleSummary } from '../ocsp/server-stapling.js';
 import { channelBindingsJson, type ChannelBindingsJson } from '../cbt/server-bindings.js';
 
 /** JSON of GET /connection. Field names are a public contract: add, never rename. */
@@ -30,6 +31,8 @@ export interface ConnectionInfo {
     validTo: string;
     chainLength: number;
   } | null;
+  /** The server certificate's OCSP staple (docs/ocsp.md); null when stapling is off. */
+  ocsp: OcspStapleSummary | null;
 }
 
 /** Builds the /connection JSON for a request. */
@@ -57,6 +60,8 @@ export function connectionInfo(request: FastifyRequest): ConnectionInfo {
       validTo: cert.validTo.toISOString(),
       chainLength: cert.chain.length,
     },
+    // The plugin alone (without createServer) has no stapler.
+    ocsp: typeof request.server.ocspStaple === 'function' ? request.server.ocspStaple() : null,
   };
 }
 
@@ -98,6 +103,8 @@ th{width:12rem;color:#444;font-weight:600}td{font-family:ui-monospace,monospace;
 <table>${Object.entries(info.channelBindings).map(([type, hex]) => row(type, hex ?? 'undefined on this connection')).join('')}</table>
 <h2>Client certificate</h2>
 <table>${certRows}</table>
+<h2>OCSP staple of the server certificate</h2>
+<table>${info.ocsp ? row('Stapled', info.ocsp.stapled ? `yes (${info.ocsp.certStatus ?? '-'})` : `no (${info.ocsp.certStatus ?? 'no response yet'})`) + row('This update', info.ocsp.thisUpdate ?? '-') + row('Next update', info.ocsp.nextUpdate ?? '-') + row('Next refresh', info.ocsp.nextRefresh ?? '-') + row('Responder', info.ocsp.url) : '<tr><td colspan="2">OCSP stapling is off.</td></tr>'}</table>
 <p><a href="/whoami">Who am I?</a> (asks for a certificate on demand) · <a href="/connection">This page as JSON</a> · <a href="/healthz">Health</a></p>
 </body></html>`;
 }

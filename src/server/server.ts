@@ -19,6 +19,8 @@ import { certboundPlugin } from './plugin.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry } from './registry.js';
 import { referenceRoutes } from './routes.js';
+import { createServerStapling, type ServerOcspOptions } from '../ocsp/server-stapling.js';
+import type { OcspStapler } from '../ocsp/stapler.js';
 import type { ServerChannelBindingConfig } from '../cbt/server-bindings.js';
 
 type Pem = string | Buffer;
@@ -64,6 +66,11 @@ export interface CreateServerOptions {
   tls?: Omit<HttpsServerOptions, 'cert' | 'key' | 'ca' | 'crl' | 'requestCert' | 'rejectUnauthorized'>;
   /** Extra fastify options. */
   fastify?: Omit<FastifyServerOptions, 'serverFactory' | 'https' | 'http2' | 'logger' | 'loggerInstance'>;
+  /**
+   * OCSP stapling of the server certificate (docs/ocsp.md): `true` or options. The first
+   * retrieval (or a persisted response) completes before `listen()` resolves. Default: off.
+   */
+  ocsp?: ServerOcspOptions | boolean;
 }
 
 export interface CertboundServer {
@@ -73,6 +80,8 @@ export interface CertboundServer {
   readonly queue: RequestQueue;
   readonly registry: ConnectionRegistry;
   readonly clientAuth: ClientAuthMode;
+  /** The OCSP stapler when the `ocsp` option is on. */
+  readonly ocsp: OcspStapler | undefined;
   /** Starts listening; resolves with the bound address. Fails with CB_ERR_LISTEN. */
   listen(options?: { host?: string; port?: number }): Promise<AddressInfo>;
   /** Stops accepting, ends idle keep-alive connections, waits for requests in flight. */
@@ -160,6 +169,11 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     },
   });
   registry.attach(server as unknown as TlsServer);
+  const stapling = options.ocsp
+    ? createServerStapling({ cert: options.cert, ca, options: options.ocsp === true ? {} : options.ocsp, logger })
+    : undefined;
+  stapling?.attach(server as unknown as TlsServer);
+  app.decorate('ocspStaple', () => stapling?.summary() ?? null);
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
     logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
   });
@@ -172,6 +186,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     capped.requestTimeout = server.requestTimeout;
     capped.keepAliveTimeout = server.keepAliveTimeout;
     registry.attach(capped);
+    stapling?.attach(capped);
     const cappedSockets = new Set<TLSSocket>();
     capped.on('secureConnection', (s: TLSSocket) => {
       cappedSockets.add(s);
@@ -213,9 +228,11 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     queue,
     registry,
     clientAuth,
+    ocsp: stapling?.stapler,
     async listen(opts = {}) {
       const host = opts.host ?? DEFAULTS.host;
       const port = opts.port ?? DEFAULTS.port;
+      await stapling?.start();
       try {
         await app.listen({ host, port });
       } catch (err) {
@@ -228,6 +245,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       closing ??= (async () => {
         queue.close();
         await app.close();
+        await stapling?.close();
       })();
       return closing;
     },

@@ -1,0 +1,96 @@
+// Stapling for createServer: finds the issuer of the server certificate (in the cert chain,
+// the `issuer` option or the CAs), keeps its staple with a stapler attached to the server's
+// TLS listeners, and reports the staple state for GET /connection. A certificate without an
+// OCSP URL, or whose issuer is not at hand, is logged once and served without a staple.
+import { X509Certificate } from 'node:crypto';
+import type { Server as TlsServer } from 'node:tls';
+import type { Logger } from 'pino';
+import { pemBlocks } from '../tls/pem.js';
+import { createStapler, type OcspStapler, type StaplerOptions } from './stapler.js';
+
+type Pem = string | Buffer;
+
+/** The `ocsp` option of createServer. */
+export interface ServerOcspOptions extends Omit<StaplerOptions, 'logger'> {
+  /** PEM of the server certificate's issuer, when neither `cert` nor `ca` holds it. */
+  issuer?: Pem;
+}
+
+/** What GET /connection shows under `ocsp`. */
+export interface OcspStapleSummary {
+  /** A response is stapled to handshakes that ask for one (status_request) right now. */
+  stapled: boolean;
+  /** Status in the last verified response: 'good', 'revoked', 'unknown', or null before any. */
+  certStatus: 'good' | 'revoked' | 'unknown' | null;
+  thisUpdate: string | null;
+  nextUpdate: string | null;
+  /** When the next retrieval is planned. */
+  nextRefresh: string | null;
+  /** The responder URL from the certificate's AIA. */
+  url: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The server certificate's staple state, or null when stapling is off or has nothing to do. */
+    ocspStaple(): OcspStapleSummary | null;
+  }
+}
+
+export interface ServerStapling {
+  readonly stapler: OcspStapler;
+  attach(server: TlsServer): void;
+  /** Opens the handle (first retrieval done, or persisted response reloaded). Never rejects. */
+  start(): Promise<void>;
+  summary(): OcspStapleSummary | null;
+  close(): Promise<void>;
+}
+
+function issuerChain(cert: Pem, extra: Pem[]): Buffer[] | undefined {
+  const ders = pemBlocks(cert.toString(), 'CERTIFICATE');
+  const leafDer = ders[0];
+  if (!leafDer) return undefined;
+  const leaf = new X509Certificate(leafDer);
+  const candidates = [...ders.slice(1), ...extra.flatMap((p) => pemBlocks(p.toString(), 'CERTIFICATE'))];
+  for (const der of candidates) {
+    try {
+      const c = new X509Certificate(der);
+      if (leaf.checkIssued(c) && leaf.verify(c.publicKey)) return [leafDer, der];
+    } catch {
+      // Not a certificate we can use as issuer: keep looking.
+    }
+  }
+  return undefined;
+}
+
+/** Stapling for one server certificate. */
+export function createServerStapling(input: { cert: Pem; ca: Pem[]; options: ServerOcspOptions; logger: Logger }): ServerStapling {
+  const { issuer, ...staplerOptions } = input.options;
+  const stapler = createStapler({ ...staplerOptions, logger: input.logger });
+  const log = input.logger.child({ component: 'ocsp' });
+  let started: Promise<void> | undefined;
+  return {
+    stapler,
+    attach: (server) => { stapler.attach(server); },
+    start() {
+      started ??= (async () => {
+        const chain = issuerChain(input.cert, [...(issuer ? [issuer] : []), ...input.ca]);
+        if (!chain) {
+          log.warn({ event: 'ocsp-skip', reason: 'no-issuer' }, 'OCSP stapling off: the issuer of the server certificate is not in cert, ocsp.issuer or ca');
+          return;
+        }
+        const state = await stapler.add(chain).catch((err: unknown) => {
+          log.warn({ event: 'ocsp-skip', reason: 'bad-chain', err: (err as Error).message }, 'OCSP stapling off');
+          return undefined;
+        });
+        if (state === undefined) log.info({ event: 'ocsp-skip', reason: 'no-ocsp-url' }, 'the server certificate has no OCSP URL: nothing to staple');
+      })();
+      return started;
+    },
+    summary() {
+      const s = stapler.states()[0];
+      return s ? { stapled: s.stapled, certStatus: s.certStatus, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate, nextRefresh: s.nextRefresh, url: s.url } : null;
+    },
+    close: () => stapler.close(),
+  };
+}
