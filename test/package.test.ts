@@ -1,0 +1,79 @@
+// The published package as a consumer gets it: `npm pack`, install the tarball into a fresh
+// project, import it from TypeScript (type-checked) and JavaScript, run a server, use the bin.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { tempDir } from './helpers/pki.js';
+import { run } from './helpers/exec.js';
+
+const repo = resolve(import.meta.dirname, '..');
+
+test('npm pack → install in a fresh project → TypeScript, JavaScript and npx certbound work', { timeout: 240_000 }, async () => {
+  const dir = tempDir('certbound-pack-');
+  const packed = await run('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: repo, timeoutMs: 120_000 });
+  assert.equal(packed.code, 0, packed.stderr);
+  const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'));
+  assert.ok(tarball, 'a tarball was written');
+
+  const list = await run('tar', ['-tzf', join(dir, tarball)]);
+  assert.match(list.stdout, /package\/dist\/index\.js/);
+  assert.match(list.stdout, /package\/dist\/index\.d\.ts/);
+  assert.match(list.stdout, /package\/bin\/certbound\.js/);
+  assert.doesNotMatch(list.stdout, /package\/(test|src|\.certbound|node_modules)\//, 'no sources, tests or dev PKI in the package');
+
+  const project = join(dir, 'consumer');
+  mkdirSync(project);
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', type: 'module', private: true }));
+  const install = await run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', join(dir, tarball)], { cwd: project, timeoutMs: 180_000 });
+  assert.equal(install.code, 0, install.stderr);
+
+  writeFileSync(join(project, 'consumer.ts'), `
+import { createServer, receiveClientCertificate, Win32, type ClientCertificate, type ReceiveResult } from 'certbound';
+import certbound from 'certbound';
+import Fastify from 'fastify';
+const s = createServer({ cert: '', key: '', clientAuth: 'accept-untrusted' });
+s.app.get('/', async (request) => {
+  const c: ClientCertificate | null = request.clientCertificate();
+  const r: ReceiveResult = receiveClientCertificate(s.queue, request.connectionId ?? 0n, 0, 4096);
+  return { ok: r.status === Win32.NO_ERROR, sha1: c?.sha1 };
+});
+const app = Fastify();
+await app.register(certbound, { clientAuth: 'optional' });
+app.get('/x', { config: { clientCertificate: 'on-demand' } }, async (req) => req.connectionId?.toString());
+// @ts-expect-error unknown mode
+createServer({ cert: '', key: '', clientAuth: 'sometimes' });
+`);
+  writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: false, types: ['node'], typeRoots: [join(repo, 'node_modules', '@types')] },
+    files: ['consumer.ts'],
+  }));
+  const tsc = await run(process.execPath, [join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], { cwd: project, timeoutMs: 60_000 });
+  assert.equal(tsc.code, 0, tsc.stdout + tsc.stderr);
+
+  writeFileSync(join(project, 'consumer.mjs'), `
+import { createServer, createDevPki, Win32 } from 'certbound';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
+const pki = await createDevPki('./pki');
+const s = createServer({ cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), clientAuth: 'require', logger: false, referenceRoutes: true });
+const { port } = await s.listen({ host: '127.0.0.1', port: 0 });
+const body = await new Promise((res, rej) => {
+  const r = request({ host: '127.0.0.1', port, path: '/connection', servername: 'localhost', ca: readFileSync(pki.rootCa), cert: readFileSync(pki.client), key: readFileSync(pki.clientKey) }, (m) => { let b = ''; m.on('data', (d) => (b += d)); m.on('end', () => res(b)); });
+  r.on('error', rej); r.end();
+});
+await s.close();
+const info = JSON.parse(body);
+console.log(JSON.stringify({ certFlags: info.clientCertificate.certFlags, noError: Win32.NO_ERROR }));
+`);
+  const js = await run(process.execPath, ['consumer.mjs'], { cwd: project, timeoutMs: 60_000 });
+  assert.equal(js.code, 0, js.stderr);
+  assert.deepEqual(JSON.parse(js.stdout.trim()), { certFlags: 0, noError: 0 });
+
+  const version = await run('npx', ['--no-install', 'certbound', '--version'], { cwd: project, timeoutMs: 60_000 });
+  assert.equal(version.code, 0, version.stderr);
+  assert.match(version.stdout, /^\d+\.\d+\.\d+/);
+  const pki = await run('npx', ['--no-install', 'certbound', 'dev-pki', 'npx-pki'], { cwd: project, timeoutMs: 60_000 });
+  assert.equal(pki.code, 0, pki.stderr);
+  assert.ok(readdirSync(join(project, 'npx-pki')).includes('client.pem'));
+});
