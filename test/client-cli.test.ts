@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { expectTypeOf } from 'expect-type';
 import { runClientCli, type ClientCliIo } from '../src/client/cli.js';
+import { JobManager, type Job } from '../src/index.js';
 import { main } from '../src/server/cli.js';
 import { devPki, tempDir } from './helpers/pki.js';
 import { makeStoreRoot, sha256File, startFileServer, thumbprintOf } from './client-fixtures.js';
@@ -42,6 +44,10 @@ test('store list: thumbprint, subject and validity of each entry', async () => {
   assert.equal(await runClientCli(['store', 'list', '--store-root', root, '--location', '0', '--store', 'NOPE'], c.io), 1);
   assert.match(c.out(), /0x80070002/);
   assert.equal(await runClientCli(['store', 'list', '--location', 'mars'], c.io), 2);
+  // One store name across all locations: the eight MY stores, nothing about locations without it.
+  c.reset();
+  assert.equal(await runClientCli(['store', 'list', '--store', 'ROOT'], c.io), 0);
+  assert.deepEqual(c.out().split('\n').filter((l) => /^\S/.test(l)).map((l) => l.split('  ')[0]), ['current-user\\ROOT']);
 });
 
 test('job walk-through: create, add, set-cert, resume, watch, complete', async (t) => {
@@ -130,4 +136,13 @@ test('watch reports a failed job with its HRESULT and exit code 1', async (t) =>
   assert.equal(await runClientCli(['job', 'resume', id, '--wait'], c.io), 1);
   assert.match(c.err(), /failed: 0x80072f0c ERROR_WINHTTP_CLIENT_AUTH_CERT_NEEDED/);
   assert.equal(await runClientCli(['job', 'frobnicate', id], c.io), 2);
+});
+
+test('public types: the client is exported from the package entry with HRESULT-returning methods', () => {
+  expectTypeOf(runClientCli).parameter(0).toEqualTypeOf<string[]>();
+  expectTypeOf(runClientCli).returns.toEqualTypeOf<Promise<number>>();
+  expectTypeOf<Job['setClientCertificateByID']>().returns.toEqualTypeOf<Promise<number>>();
+  expectTypeOf<Job['resume']>().returns.toEqualTypeOf<number>();
+  expectTypeOf<Job['getClientCertificate']>().returns.toHaveProperty('hr').toEqualTypeOf<number>();
+  expectTypeOf(JobManager.open).returns.resolves.toEqualTypeOf<JobManager>();
 });

@@ -276,6 +276,8 @@ async function storeList(locationText: string | undefined, storeName: string | u
       const store = await openStore(loc, name, options);
       const label = `${LOCATION_DIRS[loc]}\\${name}`;
       if (store.hr !== HResult.S_OK || !store.entries) {
+        // Listing one store name across every location: the locations without it are skipped.
+        if (locationText === undefined && store.hr === HResult.E_FILE_NOT_FOUND) continue;
         failures++;
         if (json) listing.push({ location: loc, store: name, hr: store.hr, error: hresultName(store.hr) });
         else out(`${label}: ${hrText(store.hr)}${store.dir ? ` (${store.dir})` : ''}`);
@@ -305,5 +307,5 @@ async function storeList(locationText: string | undefined, storeName: string | u
     }
   }
   if (json) out(JSON.stringify(listing, null, 2));
-  return failures > 0 && storeName !== undefined ? 1 : 0;
+  return failures > 0 ? 1 : 0;
 }
