@@ -94,6 +94,11 @@ export async function startFileServer(options: FileServerOptions): Promise<FileS
       res.writeHead(403).end('client certificate required');
       return;
     }
+    if (req.url === '/redirect') {
+      entry.status = 302;
+      res.writeHead(302, { location: '/file' }).end();
+      return;
+    }
     if (req.url !== '/file') {
       entry.status = 404;
       res.writeHead(404).end('not found');

@@ -123,6 +123,12 @@ test('stores on disk: PEM and PKCS#12 entries, selection by thumbprint from each
     assert.ok(found.entry?.privateKey, 'the key comes with the certificate');
     assert.equal(found.entry?.chain.length, 1, 'the client CA follows the leaf');
   }
+  // SERVICES and USERS name a service's or user's store with a backslash prefix.
+  mkdirSync(join(root, 'services', 'backup-svc', 'MY'), { recursive: true });
+  copyFileSync(pki.client, join(root, 'services', 'backup-svc', 'MY', 'c.pem'));
+  copyFileSync(pki.clientKey, join(root, 'services', 'backup-svc', 'MY', 'c.key'));
+  assert.equal((await findCertificateById(StoreLocation.SERVICES, 'backup-svc\\MY', thumb, { root })).hr, 0);
+  assert.equal((await findCertificateById(StoreLocation.SERVICES, 'other-svc\\MY', thumb, { root })).hr, HResult.E_FILE_NOT_FOUND);
   // Store names are case-insensitive, as on Windows.
   assert.equal((await findCertificateById(0, 'my', Buffer.from(thumb, 'hex'), { root })).hr, 0);
   // LOCAL_MACHINE\MY has the same certificate twice: PEM and PKCS#12.

@@ -240,6 +240,11 @@ test('server certificate checks, HTTP errors, and the no-progress timeout', asyn
   const withCaFile = await JobManager.open({ dir: tempDir('cb-jobs-'), caller: 'tester', store: { root }, caFile: pki.rootCa, retry: FAST });
   t.after(() => withCaFile.close());
   assert.equal(jobStateName((await download(withCaFile, srv.url.replace('127.0.0.1', 'localhost'), join(out, 'byname'))).state), 'TRANSFERRED');
+  // A redirect is followed (same TLS identity and trust).
+  const redirected = await download(manager, srv.url.replace('/file', '/redirect'), join(out, 'redirected'));
+  assert.equal(jobStateName(redirected.state), 'TRANSFERRED');
+  assert.equal(redirected.job.complete(), 0);
+  assert.equal(sha256File(join(out, 'redirected')), srv.sha256);
   // 404: BG_E_HTTP_ERROR_404, not retried, context REMOTE_FILE.
   const missing = await download(manager, srv.url.replace('/file', '/missing'), join(out, 'missing'));
   assert.equal(`${jobStateName(missing.state)} ${missing.error}`, 'ERROR BG_E_HTTP_ERROR_404');
