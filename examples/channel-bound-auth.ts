@@ -13,9 +13,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { request } from 'node:http';
 import { connect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { applicationData, channelBindings, serverChannelBinding, type ChannelBindingType } from '../src/cbt/index.js';
-import { createServer } from '../src/server/server.js';
-import { issueCertificate } from '../src/tls/cert-builder.js';
+import { applicationData, channelBindings, createServer, issueCertificate, type ChannelBindingType } from 'certbound';
 
 const SCHEME = 'ChannelBound';
 /** The secret the client and the server share (in real life: per user, from a key store). */
@@ -75,7 +73,7 @@ async function main(): Promise<number> {
     if (!auth || !key) return reply.code(401).header('www-authenticate', SCHEME).send({ error: 'no credentials' });
     if (auth.type !== 'tls-exporter' && auth.type !== 'tls-server-end-point') return reply.code(401).send({ error: `binding type ${auth.type} not accepted` });
     // The server's view of this very connection.
-    const binding = serverChannelBinding(req.raw.socket as TLSSocket, auth.type);
+    const binding = req.channelBinding(auth.type);
     if (binding.value === undefined) return reply.code(401).send({ error: `this connection has no ${auth.type} binding: ${binding.reason}` });
     const expected = Buffer.from(proofOf(key, auth.type, binding.value));
     const given = Buffer.from(auth.proof);
