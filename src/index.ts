@@ -90,3 +90,4 @@ export {
   type SessionFacts,
   type Side,
 } from './cbt/index.js';
+export { suppliedFromHeader, DEFAULT_ROUTE_POLICY, type RouteChannelBinding } from './server/channel-binding-route.js';

@@ -16,6 +16,7 @@ import { negotiateCertificate, type NegotiationOptions, type NegotiationResult }
 import { constants as h2constants } from 'node:http2';
 import { channelTokenProvider, type ServerChannelBindingConfig } from '../cbt/server-bindings.js';
 import { decorateChannelBinding } from '../cbt/request-decorator.js';
+import { routeChannelBindingRefusal, type RouteChannelBinding } from './channel-binding-route.js';
 
 /** Route option (`config.clientCertificate`): what a route needs of the client. */
 export type RouteCertificateRequirement = 'required' | 'on-demand';
@@ -64,6 +65,12 @@ declare module 'fastify' {
      * (TLS 1.2 renegotiation after the body is read); see docs/on-demand.md.
      */
     clientCertificate?: RouteCertificateRequirement;
+    /**
+     * The route needs a channel binding from the client that matches this connection under
+     * an Extended Protection policy (403 CB_ERR_CHANNEL_BINDING otherwise). `true` uses the
+     * defaults: the Channel-Binding header, Strict, tls-exporter or tls-unique.
+     */
+    channelBinding?: RouteChannelBinding | true;
   }
   interface FastifyInstance {
     certbound: CertboundDecoration;
@@ -190,6 +197,16 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
 
   // On-demand routes negotiate after the body has been read (preHandler), so a client
   // sending a body is never stuck between the body and the handshake (ASP.NET's lesson).
+  // Routes that need a channel binding: checked after the body, before the handler.
+  app.addHook('preHandler', async (request, reply) => {
+    const option = request.routeOptions.config.channelBinding;
+    if (!option) return;
+    const refusal = routeChannelBindingRefusal(request, option);
+    if (!refusal) return;
+    request.log.info({ reason: refusal.reason }, 'refused: channel binding');
+    return refuse(reply, new CertboundError('CB_ERR_CHANNEL_BINDING', [refusal.reason, refusal.message]), { reason: refusal.reason });
+  });
+
   app.addHook('preHandler', async (request, reply) => {
     if (request.routeOptions.config.clientCertificate !== 'on-demand') return;
     const entry = entryOfRequest(registry, request);
