@@ -355,3 +355,40 @@ test("TLS 1.3: Node's real certificate_required error (alert 116 after the hands
   // Even without having seen the CertificateRequest, the alert alone says it.
   assert.equal(classifyError(err, { hasCertificate: false, certificateRequested: false }).hr, HResult.ERROR_WINHTTP_CLIENT_AUTH_CERT_NEEDED);
 });
+
+test('one runner per job: a second manager on the same directory leaves a running job alone; a stale lock is taken over', async (t) => {
+  const { pki, root, out, thumb } = await setup('lock');
+  const dir = tempDir('cb-lock-jobs-');
+  const srv = await startFileServer({ pki, clientAuth: 'require', body: randomBytes(512 * 1024), throttle: { chunk: 32 * 1024, everyMs: 10 } });
+  t.after(() => srv.close());
+  const first = await JobManager.open({ dir, caller: 'tester', store: { root }, retry: FAST });
+  t.after(() => first.close());
+  const { job } = first.createJob('locked');
+  assert.ok(job);
+  const dest = join(out, 'l.bin');
+  job.addFile(srv.url, dest);
+  assert.equal(await job.setClientCertificateByID(0, 'MY', thumb), 0);
+  job.resume();
+  await job.waitFor([JobState.TRANSFERRING], 5000);
+  const second = await JobManager.open({ dir, caller: 'tester', store: { root }, retry: FAST });
+  t.after(() => second.close());
+  const locked = await new Promise<{ id: string; pid?: number }>((resolve) => second.once('locked', resolve));
+  assert.deepEqual(locked, { id: job.id, pid: process.pid });
+  assert.equal(second.lockHolder(job.id), process.pid);
+  assert.equal(first.lockHolder(job.id), undefined, 'the runner does not see itself as someone else');
+  assert.equal(await job.waitFor(END, 10_000), JobState.TRANSFERRED);
+  assert.equal(srv.log.length, 1, 'only one process downloaded');
+  assert.equal(job.complete(), 0);
+  assert.equal(sha256File(dest), srv.sha256);
+
+  // A lock left by a process that is gone does not block the job.
+  const { job: next } = first.createJob('stale');
+  assert.ok(next);
+  next.addFile(srv.url, join(out, 'stale.bin'));
+  writeFileSync(join(dir, `${next.id}.lock`), JSON.stringify({ pid: 2 ** 22 + 12345, token: 'dead' }));
+  next.resume();
+  assert.equal(await next.waitFor(END, 10_000), JobState.ERROR, 'it ran (and met the certificate demand)');
+  // The runner lets go of the lock once its attempt has unwound.
+  for (let i = 0; i < 100 && existsSync(join(dir, `${next.id}.lock`)); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(existsSync(join(dir, `${next.id}.lock`)), false, 'the lock is released');
+});

@@ -229,6 +229,11 @@ async function watch(manager: JobManager, job: Job, io: ClientCliIo, out: (s: st
   manager.on('progress', onProgress);
   draw(job.snapshot(), true);
   try {
+    const holder = manager.lockHolder(job.id);
+    if (holder !== undefined) {
+      err(`job ${job.id} is being transferred by process ${holder}; watch it there`);
+      return 1;
+    }
     if (job.state === JobState.SUSPENDED) {
       if (tty) io.stdout.write('\n');
       out(`job ${job.id} is SUSPENDED: run certbound job resume ${job.id}`);

@@ -122,6 +122,15 @@ export interface JobSnapshot {
 
 const PERSIST_INTERVAL_MS = 250;
 
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function defaultCaller(): string {
   try {
     return userInfo().username;
@@ -288,6 +297,8 @@ export class JobManager extends EventEmitter {
   readonly #retryTimers = new Map<string, NodeJS.Timeout>();
   readonly #lastPersist = new Map<string, number>();
   #closed = false;
+  /** Tells this manager's lock files from another manager's, in this process or another. */
+  readonly #token = randomUUID();
 
   private constructor(options: JobManagerOptions) {
     super();
@@ -456,13 +467,58 @@ export class JobManager extends EventEmitter {
     return typeof auto === 'function' ? auto(record.id) : auto;
   }
 
+  /**
+   * The pid of another live process (or manager) that is running this job, if any. A job runs
+   * in one place at a time: `<id>.lock` holds the runner's pid and token; a lock whose process
+   * is gone is stale and taken over.
+   */
+  lockHolder(id: string): number | undefined {
+    const held = this.#readLock(id);
+    return held && held.token !== this.#token && pidAlive(held.pid) ? held.pid : undefined;
+  }
+
+  #readLock(id: string): { pid: number; token: string } | undefined {
+    try {
+      return JSON.parse(readFileSync(join(this.dir, `${id}.lock`), 'utf8')) as { pid: number; token: string };
+    } catch {
+      return undefined;
+    }
+  }
+
+  #acquire(record: JobRecord): boolean {
+    const path = join(this.dir, `${record.id}.lock`);
+    for (let i = 0; i < 2; i++) {
+      try {
+        writeFileSync(path, JSON.stringify({ pid: process.pid, token: this.#token }), { flag: 'wx', mode: 0o600 });
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return false;
+        if (this.lockHolder(record.id) !== undefined) return false;
+        rmSync(path, { force: true }); // stale: its process is gone
+      }
+    }
+    return false;
+  }
+
+  #release(record: JobRecord): void {
+    if (this.#readLock(record.id)?.token === this.#token) rmSync(join(this.dir, `${record.id}.lock`), { force: true });
+  }
+
   #schedule(record: JobRecord): void {
     if (this.#closed || record.state !== JobState.QUEUED || this.#running.has(record.id) || !this.#mayRun(record)) return;
     const controller = new AbortController();
     const done = new Promise<void>((resolveDone) => setImmediate(() => {
+      if (!this.#acquire(record)) {
+        // Another process runs it; this manager leaves the job alone.
+        this.#running.delete(record.id);
+        this.emit('locked', { id: record.id, pid: this.lockHolder(record.id) });
+        resolveDone();
+        return;
+      }
       this.#run(record, controller.signal).catch((err: unknown) => {
         this.#fail(record, { hr: HResult.ERROR_WINHTTP_CONNECTION_ERROR, transient: false, message: `internal error: ${(err as Error).message}` }, ErrorContext.UNKNOWN);
       }).finally(() => {
+        this.#release(record);
         this.#running.delete(record.id);
         resolveDone();
         this.#schedule(record);
