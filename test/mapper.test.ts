@@ -92,7 +92,7 @@ test('a server with a mapper: /connection shows the identity; optional mode refu
     oneToOne: [{ thumbprint: sha1, identity: 'dev-client@example' }],
     manyToOne: [{ name: 'expired users', rules: [{ field: 'subject', attribute: 'CN', match: 'dev-client-expired' }], identity: 'expired-user' }],
   };
-  const optional = await startServer(t, 'optional', { mapper });
+  const optional = await startServer(t, 'optional', { mapper, underPressure: false });
   const ok = await get(optional.port, '/connection', { cert: pki.client, key: pki.clientKey });
   assert.equal(ok.status, 200);
   assert.equal((ok.json() as Info).clientCertificate?.identity, 'dev-client@example');
@@ -101,12 +101,12 @@ test('a server with a mapper: /connection shows the identity; optional mode refu
   assert.equal(anonymous.status, 200, 'no certificate, nothing to deny');
 
   // A trusted certificate that a deny mapping matches: optional mode refuses the request.
-  const denyAll = await startServer(t, 'optional', { mapper: { manyToOne: [{ name: 'nobody', rules: [{ field: 'subject', attribute: 'CN', match: 'dev-client' }], deny: true }] } });
+  const denyAll = await startServer(t, 'optional', { underPressure: false, mapper: { manyToOne: [{ name: 'nobody', rules: [{ field: 'subject', attribute: 'CN', match: 'dev-client' }], deny: true }] } });
   const refused = await get(denyAll.port, '/connection', { cert: pki.client, key: pki.clientKey });
   assert.equal(refused.status, 403);
   assert.equal((refused.json() as { code: string }).code, 'CB_ERR_CLIENT_CERT_DENIED');
 
-  const untrusted = await startServer(t, 'accept-untrusted', { mapper });
+  const untrusted = await startServer(t, 'accept-untrusted', { mapper, underPressure: false });
   const denied = await get(untrusted.port, '/connection', { cert: pki.clientUntrusted, key: pki.clientUntrustedKey });
   assert.equal(denied.status, 200, 'accept-untrusted leaves the decision to the application');
   assert.equal((denied.json() as Info).clientCertificate?.deniedByMapper, true);

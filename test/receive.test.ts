@@ -64,6 +64,8 @@ async function receiveServer(t: TestContext, mode: 'optional' | 'accept-untruste
     clientAuth: mode,
     logger: false,
     referenceRoutes: true,
+    // Load shedding is tested in under-pressure.test.ts; here a loaded machine must not get 503.
+    underPressure: false,
     ...extra,
   });
   addReceiveRoute(s.app);

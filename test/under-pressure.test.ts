@@ -24,10 +24,11 @@ function holdEventLoop(chunkMs: number): () => void {
   return () => { holding = false; };
 }
 
-/** Polls until the server answers 200 (a bounded number of tries); returns the last status. */
+/** Polls until the server answers 200, for at most 15 s (a loaded machine is late too); returns the last status. */
 async function settle(port: number): Promise<number> {
+  const deadline = Date.now() + 15_000;
   let status = 0;
-  for (let i = 0; i < 40 && status !== 200; i++) {
+  for (let i = 0; status !== 200 && Date.now() < deadline; i++) {
     if (i > 0) await sleep(50);
     status = (await get(port, '/connection')).status;
   }
