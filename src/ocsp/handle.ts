@@ -145,8 +145,9 @@ export class ServerOcspResponseHandle {
   readonly fingerprint: string;
   readonly leafDer: Buffer;
   readonly url: string;
-  readonly #cert: pkijs.Certificate;
-  readonly #issuer: pkijs.Certificate;
+  // Only DER is kept: parsed pkijs trees weigh tens of KiB, and they are needed only at a
+  // retrieval (every few hours), so they are rebuilt then.
+  readonly #issuerDer: Buffer;
   readonly #name: string;
   readonly #serial: string;
   readonly #settings: OcspSettings;
@@ -169,12 +170,11 @@ export class ServerOcspResponseHandle {
   #requestDer: Buffer | undefined;
 
   /** @internal use openServerOcspResponse */
-  constructor(leafDer: Buffer, cert: pkijs.Certificate, issuer: pkijs.Certificate, url: string, options: OpenServerOcspResponseOptions) {
+  constructor(leafDer: Buffer, issuerDer: Buffer, cert: pkijs.Certificate, url: string, options: OpenServerOcspResponseOptions) {
     this.leafDer = leafDer;
     this.fingerprint = createHash('sha256').update(leafDer).digest('hex');
     this.url = url;
-    this.#cert = cert;
-    this.#issuer = issuer;
+    this.#issuerDer = issuerDer;
     this.#name = subjectName(cert);
     this.#serial = serialHex(cert);
     this.#settings = resolveSettings(options.settings);
@@ -186,6 +186,10 @@ export class ServerOcspResponseHandle {
   }
 
   get closed(): boolean { return this.#closed; }
+
+  #parsed(): { cert: pkijs.Certificate; issuer: pkijs.Certificate } {
+    return { cert: parseCertificate(this.leafDer), issuer: parseCertificate(this.#issuerDer) };
+  }
   get settings(): OcspSettings { return this.#settings; }
 
   /** @internal the response to hand out now, if one is time-valid for long enough. */
@@ -219,7 +223,7 @@ export class ServerOcspResponseHandle {
     const der = await storage.load(this.fingerprint);
     if (!der) return false;
     const started = this.#now();
-    const v = await verifyOcspResponse(der, { cert: this.#cert, issuer: this.#issuer, now: started, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
+    const v = await verifyOcspResponse(der, { ...this.#parsed(), now: started, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
     if (!v.ok || stapleRefusal(v.response) || !validLongEnough(started, v.response.nextUpdate.getTime(), this.#settings)) {
       await storage.delete(this.fingerprint).catch(() => {});
       return false;
@@ -302,7 +306,8 @@ export class ServerOcspResponseHandle {
     if (this.#timer !== undefined) { this.#timers.clearTimeout(this.#timer); this.#timer = undefined; }
     const started = this.#now();
     this.#abort = new AbortController();
-    this.#requestDer ??= (await buildOcspRequest(this.#cert, this.#issuer)).der;
+    const parsed = this.#parsed();
+    this.#requestDer ??= (await buildOcspRequest(parsed.cert, parsed.issuer)).der;
     const res = await this.#fetcher(this.url, this.#requestDer, {
       timeoutMs: this.#settings.SrvOcspRespUrlRetrievalTimeoutMilliseconds,
       method: this.#opts.method ?? 'auto',
@@ -312,7 +317,7 @@ export class ServerOcspResponseHandle {
     const method = res.method;
     if (!res.ok) { this.#fail('failed', res.reason, res.detail, method, started); return; }
     const now = this.#now();
-    const v = await verifyOcspResponse(res.body, { cert: this.#cert, issuer: this.#issuer, now, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
+    const v = await verifyOcspResponse(res.body, { ...parsed, now, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
     if (this.#closed) return;
     if (!v.ok) { this.#fail('refused', v.reason, v.detail, method, started); return; }
     const refusal = stapleRefusal(v.response);
@@ -440,7 +445,7 @@ export async function openServerOcspResponse(chain: readonly ChainInput[] | Chai
   if (!cert.issuer.isEqual(issuer.subject)) return { status: OcspHandleStatus.ERROR_INVALID_PARAMETER };
   const url = ocspUrlOf(cert);
   if (!url) return { status: OcspHandleStatus.CRYPT_E_NOT_IN_REVOCATION_DATABASE };
-  const handle = new ServerOcspResponseHandle(ders[0] as Buffer, cert, issuer, url, options);
+  const handle = new ServerOcspResponseHandle(ders[0] as Buffer, ders[1] as Buffer, cert, url, options);
   await handle.loadPersisted();
   if ((flags & CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG) !== 0 || !handle.prefetchDue()) handle.armFromCurrent();
   else await handle.refresh();

@@ -215,7 +215,8 @@ export async function verifyOcspResponse(der: Buffer, options: VerifyOptions): P
   return {
     ok: true,
     response: Object.freeze({
-      der,
+      // Its own memory: a Buffer from a socket may be a slice of a shared 8 KiB pool slab.
+      der: Buffer.from(der.buffer.slice(der.byteOffset, der.byteOffset + der.length)),
       certStatus,
       thisUpdate: single.thisUpdate,
       nextUpdate: single.nextUpdate,
