@@ -88,15 +88,22 @@ export function connectionPage(info: ConnectionInfo): string {
         row('Valid', `${c.validFrom} to ${c.validTo}`),
         row('Identity', c.identity ?? (c.deniedByMapper ? 'denied by the mapper' : 'not mapped')),
       ].join('')
-    : '<tr><td colspan="2">No client certificate was presented on this connection.</td></tr>';
+    : '<tr><td colspan="2" class="note">No client certificate was presented on this connection. <a href="/whoami">/whoami</a> asks for one (TLS 1.2), or connect with one configured.</td></tr>';
+  const verdict = !c
+    ? { cls: 'none', text: `Connected over ${info.protocol ?? 'TLS'} without a client certificate.` }
+    : c.certFlags === 0 && !c.deniedByMapper
+      ? { cls: 'ok', text: `Connected over ${info.protocol ?? 'TLS'} with a trusted client certificate${c.identity ? ` mapped to ${c.identity}` : ''}.` }
+      : { cls: 'bad', text: `Connected over ${info.protocol ?? 'TLS'} with a client certificate that is not accepted: ${c.deniedByMapper ? 'denied by the mapper' : c.certFlagsName}.` };
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>certbound: your connection</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}
 table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #ddd;vertical-align:top}
-th{width:12rem;color:#444;font-weight:600}td{font-family:ui-monospace,monospace;word-break:break-all}h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem}</style>
+th{width:12rem;color:#444;font-weight:600}td{font-family:ui-monospace,monospace;word-break:break-all}h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem}
+td.note{font-family:inherit;word-break:normal}.verdict{padding:.7rem 1rem;border-radius:.4rem;border:1px solid}.verdict.ok{background:#e8f5e9;border-color:#81c784}.verdict.bad{background:#fdecea;border-color:#e57373}.verdict.none{background:#f3f4f6;border-color:#c7cbd1}</style>
 </head><body>
 <h1>certbound: your connection</h1>
+<p class="verdict ${verdict.cls}">${escapeHtml(verdict.text)}</p>
 <h2>Connection</h2>
 <table>${row('Connection id', info.connectionId ?? '-')}${row('Protocol', info.protocol ?? '-')}${row('Cipher', info.cipher ?? '-')}${row('Resumed', info.resumed ? 'yes' : 'no')}${row('Handshakes', String(info.handshakes))}</table>
 <h2>Channel bindings</h2>
