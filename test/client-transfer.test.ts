@@ -372,14 +372,20 @@ test('one runner per job: a second manager on the same directory leaves a runnin
   await job.waitFor([JobState.TRANSFERRING], 5000);
   const second = await JobManager.open({ dir, caller: 'tester', store: { root }, retry: FAST });
   t.after(() => second.close());
-  const locked = await new Promise<{ id: string; pid?: number }>((resolve) => second.once('locked', resolve));
-  assert.deepEqual(locked, { id: job.id, pid: process.pid });
   assert.equal(second.lockHolder(job.id), process.pid);
+  assert.equal(second.getJob(job.id).job?.state, JobState.TRANSFERRING, 'left as the runner wrote it, not turned back into QUEUED');
+  // Resuming it here would not start a second download: the lock stops it.
+  const lockedEvent = new Promise<{ id: string; pid?: number }>((resolve) => second.once('locked', resolve));
+  assert.equal(second.getJob(job.id).job?.suspend(), 0);
+  assert.equal(second.getJob(job.id).job?.resume(), 0);
+  assert.deepEqual(await lockedEvent, { id: job.id, pid: process.pid });
   assert.equal(first.lockHolder(job.id), undefined, 'the runner does not see itself as someone else');
   assert.equal(await job.waitFor(END, 10_000), JobState.TRANSFERRED);
   assert.equal(srv.log.length, 1, 'only one process downloaded');
   assert.equal(job.complete(), 0);
   assert.equal(sha256File(dest), srv.sha256);
+  await second.close();
+  assert.equal(existsSync(join(dir, `${job.id}.json`)), false, 'closing the other manager does not bring the completed job back');
 
   // A lock left by a process that is gone does not block the job.
   const { job: next } = first.createJob('stale');

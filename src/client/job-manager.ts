@@ -296,6 +296,8 @@ export class JobManager extends EventEmitter {
   readonly #running = new Map<string, { controller: AbortController; done: Promise<void> }>();
   readonly #retryTimers = new Map<string, NodeJS.Timeout>();
   readonly #lastPersist = new Map<string, number>();
+  /** Jobs changed in memory since their last write. */
+  readonly #dirty = new Set<string>();
   #closed = false;
   /** Tells this manager's lock files from another manager's, in this process or another. */
   readonly #token = randomUUID();
@@ -322,6 +324,9 @@ export class JobManager extends EventEmitter {
         continue; // a torn or foreign file; atomic writes mean ours are whole
       }
       if (record.version !== 1 || typeof record.id !== 'string') continue;
+      m.#jobs.set(record.id, record);
+      // A job another live process is running is left as that process wrote it.
+      if (m.lockHolder(record.id) !== undefined) continue;
       record.state = applyEvent(record.state, 'restart');
       for (const f of record.files) {
         if (f.completed) continue;
@@ -332,9 +337,9 @@ export class JobManager extends EventEmitter {
           f.bytesTransferred = 0;
         }
       }
-      m.#jobs.set(record.id, record);
     }
     for (const record of m.#jobs.values()) {
+      if (m.lockHolder(record.id) !== undefined) continue;
       m.#persist(record);
       if (record.state === JobState.TRANSIENT_ERROR) m.#armRetry(record, Math.max(0, (record.retry.nextRetryAt ?? 0) - m.#now()));
       m.#schedule(record);
@@ -383,7 +388,8 @@ export class JobManager extends EventEmitter {
     const running = [...this.#running.values()];
     for (const r of running) r.controller.abort();
     await Promise.all(running.map((r) => r.done));
-    for (const record of this.#jobs.values()) this.#persist(record);
+    // Only what changed since the last write: a job another process ran meanwhile keeps its file.
+    for (const record of this.#jobs.values()) if (this.#dirty.has(record.id)) this.#persist(record);
   }
 
   /** @internal Applies a caller's method to a record. */
@@ -414,6 +420,7 @@ export class JobManager extends EventEmitter {
   /** @internal Persists and announces a change. */
   changed(record: JobRecord, stateChange: boolean): void {
     record.modifiedAt = this.#now();
+    this.#dirty.add(record.id);
     const last = this.#lastPersist.get(record.id) ?? 0;
     if (stateChange || record.modifiedAt - last >= PERSIST_INTERVAL_MS) this.#persist(record);
     this.emit(stateChange ? 'state' : 'progress', snapshot(record));
@@ -439,6 +446,7 @@ export class JobManager extends EventEmitter {
   #persist(record: JobRecord): void {
     const file = join(this.dir, `${record.id}.json`);
     this.#lastPersist.set(record.id, this.#now());
+    this.#dirty.delete(record.id);
     try {
       if (isFinal(record.state)) {
         // BITS removes completed and cancelled jobs from its queue.
