@@ -9,6 +9,8 @@ import {
   addRefServerOcspResponse, addRefServerOcspResponseContext, CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG, closeServerOcspResponse,
   freeServerOcspResponseContext, getServerOcspResponseContext, openServerOcspResponse, OcspHandleStatus, type OcspTimers, type OcspUpdate,
 } from '../src/ocsp/handle.js';
+import { fetchOcsp, type OcspFetcher } from '../src/ocsp/fetch.js';
+import { createStapler } from '../src/ocsp/stapler.js';
 import { freePort } from './helpers/exec.js';
 
 const M = 60_000;
@@ -180,4 +182,27 @@ test('flags 0 with the responder down: a handle anyway, retries back off, a late
   assert.equal(handle.state().failures, 0);
   assert.equal(updates.at(-1)?.outcome, 'stapled');
   assert.equal(timers.only().delay, 30 * M);
+});
+
+test('the stapler never has more than maxConcurrentRetrievals retrievals in flight', async (t) => {
+  const f = await fixture(t);
+  let inFlight = 0;
+  let peak = 0;
+  const slow: OcspFetcher = async (url, der, options) => {
+    inFlight++;
+    peak = Math.max(peak, inFlight);
+    await new Promise((r) => setTimeout(r, 50));
+    try {
+      return await fetchOcsp(url, der, options);
+    } finally {
+      inFlight--;
+    }
+  };
+  const stapler = createStapler({ fetcher: slow, maxConcurrentRetrievals: 2, timers: new FakeTimers(f.clock), now: () => f.clock.t });
+  t.after(() => stapler.close());
+  const leaves = await Promise.all(Array.from({ length: 6 }, (_, i) => issueCertificate({ subject: { commonName: `c${i}.test` }, issuer: f.ca, extKeyUsage: [OID.serverAuth], ocspUrl: f.responder.url })));
+  const states = await Promise.all(leaves.map((l) => stapler.add([l.der, f.ca.der])));
+  assert.ok(states.every((s) => s?.stapled), 'all stapled');
+  assert.equal(peak, 2);
+  assert.equal(f.responder.requests, 6);
 });

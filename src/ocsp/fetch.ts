@@ -113,3 +113,24 @@ function httpExchange(url: string, method: 'GET' | 'POST', body: Buffer | undefi
     req.end(body);
   });
 }
+
+/**
+ * Wraps a fetcher so that at most `max` retrievals run at once; the others wait for a slot
+ * (their time limit starts when they run). Many certificates opened together, or whose
+ * schedules coincide, then never send a responder a burst.
+ */
+export function limitConcurrency(fetcher: OcspFetcher, max: number): OcspFetcher {
+  if (!Number.isInteger(max) || max < 1) throw new TypeError(`max concurrent retrievals must be an integer >= 1, got ${max}`);
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  return async (url, der, options) => {
+    if (running >= max) await new Promise<void>((resolve) => waiting.push(resolve));
+    running++;
+    try {
+      return await fetcher(url, der, options);
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  };
+}

@@ -11,6 +11,7 @@ import {
 } from './handle.js';
 import { StapleCache } from './staple-cache.js';
 import { FileStapleStorage, type StapleStorage } from './storage.js';
+import { fetchOcsp, limitConcurrency, type OcspFetcher } from './fetch.js';
 
 /** Diagnostics channel that receives every OcspUpdate. */
 export const OCSP_UPDATE_CHANNEL = 'certbound:ocsp:update';
@@ -23,6 +24,8 @@ export interface StaplerOptions extends Omit<OpenServerOcspResponseOptions, 'sto
   storage?: StapleStorage;
   /** Open without waiting for the first retrieval (CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG). Default: false. */
   async?: boolean;
+  /** Retrievals in flight at once across all certificates of this stapler. Default: 4. */
+  maxConcurrentRetrievals?: number;
 }
 
 /** Counters since the stapler was created. */
@@ -69,10 +72,12 @@ export class OcspStapler extends EventEmitter<{ update: [OcspUpdate]; revoked: [
     cb(null, der ?? null);
   };
   #closed = false;
+  readonly #fetcher: OcspFetcher;
 
   constructor(options: StaplerOptions = {}) {
     super();
     this.#options = options;
+    this.#fetcher = limitConcurrency(options.fetcher ?? fetchOcsp, options.maxConcurrentRetrievals ?? 4);
     this.#storage = options.storage ?? (options.cacheDir ? new FileStapleStorage(options.cacheDir) : undefined);
     this.#log = options.logger?.child({ component: 'ocsp' });
   }
@@ -86,6 +91,7 @@ export class OcspStapler extends EventEmitter<{ update: [OcspUpdate]; revoked: [
     if (this.#closed) throw new TypeError('the stapler is closed');
     const { status, handle } = await openServerOcspResponse(chain, this.#options.async ? CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG : 0, {
       ...this.#options,
+      fetcher: this.#fetcher,
       ...(this.#storage ? { storage: this.#storage } : {}),
       ...(this.#log ? { logger: this.#log } : {}),
       onUpdate: (u) => this.#onUpdate(u),
