@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { devPki, tempDir } from './helpers/pki.js';
 import { freePort, run, type RunResult } from './helpers/exec.js';
+import { main } from '../src/server/cli.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = join(ROOT, 'bin', 'certbound.js');
@@ -27,6 +28,22 @@ async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => P
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
+}
+
+/** Runs the CLI's main() in this process, capturing what it prints. */
+async function mainInProcess(args: string[]): Promise<RunResult> {
+  let stdout = '';
+  let stderr = '';
+  const { log, error } = console;
+  console.log = (...a: unknown[]) => { stdout += a.join(' ') + '\n'; };
+  console.error = (...a: unknown[]) => { stderr += a.join(' ') + '\n'; };
+  try {
+    const code = await main(args);
+    return { code: code ?? null, signal: null, stdout, stderr };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
 }
 
 /** A start-up error: exit code 1, one stderr line `certbound: CODE: message`, no stack trace. */
@@ -57,36 +74,40 @@ test('start-up errors: one line with a stable code, exit code 1, no stack trace'
   t.after(() => new Promise<void>((ok) => busy.close(() => ok())));
   const busyPort = (busy.address() as { port: number }).port;
 
-  const cases: [string, string[], string, RegExp?][] = [
+  // The problems the issue names run as a user runs them (the bin, a new process each); the
+  // other variants call the same main() in this process, which is much faster.
+  const spawned: [string, string[], string, RegExp?][] = [
     ['a missing --cert file', ['serve', '--cert', join(dir, 'nope.pem'), '--key', pki.serverKey, '--port', '0'], 'CB_ERR_PEM_MISSING', /nope\.pem/],
-    ['a missing --key file', ['serve', '--cert', pki.server, '--key', join(dir, 'nope.key'), '--port', '0'], 'CB_ERR_PEM_MISSING', /nope\.key/],
     ['a garbage certificate PEM', ['serve', '--cert', garbage, '--key', pki.serverKey, '--port', '0'], 'CB_ERR_PEM_INVALID', /garbage\.pem/],
-    ['a garbage key PEM', ['serve', '--cert', pki.server, '--key', garbage, '--port', '0'], 'CB_ERR_PEM_INVALID', /garbage\.pem/],
-    ['a garbage --ca PEM', ['serve', '--cert', pki.server, '--key', pki.serverKey, '--ca', garbage, '--port', '0'], 'CB_ERR_PEM_INVALID', /garbage\.pem/],
     ['a key that does not match the certificate', ['serve', '--cert', pki.server, '--key', pki.clientKey, '--port', '0'], 'CB_ERR_KEY_MISMATCH', /client\.key/],
     ['a port in use', ['serve', ...tls, '--port', String(busyPort)], 'CB_ERR_LISTEN', new RegExp(`${busyPort}.*EADDRINUSE`)],
     ['an unknown --client-auth mode', ['serve', ...tls, '--client-auth', 'sometimes'], 'CB_ERR_INVALID_OPTION', /sometimes/],
     ['an unknown flag', ['serve', '--bogus'], 'CB_ERR_INVALID_OPTION', /bogus/],
-    ['a port out of range', ['serve', ...tls, '--port', '70000'], 'CB_ERR_INVALID_OPTION', /--port/],
     ['a missing config file', ['serve', '--config', join(dir, 'missing.json')], 'CB_ERR_CONFIG_FILE', /missing\.json.*ENOENT/],
     ['a config file that is not JSON', ['serve', '--config', badJson], 'CB_ERR_CONFIG_FILE', /bad\.json/],
     ['an unknown key in the config file', ['serve', '--config', unknownKey], 'CB_ERR_INVALID_OPTION', /colour/],
-    ['a bad value in the config file', ['serve', '--config', badValue], 'CB_ERR_INVALID_OPTION', /clientAuth.*sometimes/],
     ['--cert without --key', ['serve', '--cert', pki.server], 'CB_ERR_INVALID_OPTION', /--cert and --key/],
+  ];
+  const inProcess: [string, string[], string, RegExp?][] = [
+    ['a missing --key file', ['serve', '--cert', pki.server, '--key', join(dir, 'nope.key'), '--port', '0'], 'CB_ERR_PEM_MISSING', /nope\.key/],
+    ['a garbage key PEM', ['serve', '--cert', pki.server, '--key', garbage, '--port', '0'], 'CB_ERR_PEM_INVALID', /garbage\.pem/],
+    ['a garbage --ca PEM', ['serve', '--cert', pki.server, '--key', pki.serverKey, '--ca', garbage, '--port', '0'], 'CB_ERR_PEM_INVALID', /garbage\.pem/],
+    ['a port out of range', ['serve', ...tls, '--port', '70000'], 'CB_ERR_INVALID_OPTION', /--port/],
+    ['a bad value in the config file', ['serve', '--config', badValue], 'CB_ERR_INVALID_OPTION', /clientAuth.*sometimes/],
     ['an unknown command', ['launch'], 'CB_ERR_INVALID_OPTION', /launch/],
     ['dev-pki without a directory', ['dev-pki'], 'CB_ERR_INVALID_OPTION', /dev-pki DIR/],
   ];
-  const results = await pool(cases, 3, ([, args]) => cli(args, dir));
-  cases.forEach(([name, , code, mentions], i) => {
-    const r = results[i];
-    assert.ok(r);
+  const check = (name: string, r: RunResult, code: string, mentions?: RegExp) => {
     try {
       assertStartupError(r, code, mentions);
     } catch (err) {
       (err as Error).message = `${name}: ${(err as Error).message}`;
       throw err;
     }
-  });
+  };
+  const results = await pool(spawned, 4, ([, args]) => cli(args, dir));
+  spawned.forEach(([name, , code, mentions], i) => check(name, results[i] as RunResult, code, mentions));
+  for (const [name, args, code, mentions] of inProcess) check(name, await mainInProcess(args), code, mentions);
   assert.equal(existsSync(join(dir, '.certbound')), false, 'a failed start leaves no dev PKI behind');
 });
 
