@@ -31,3 +31,10 @@ test('examples/on-demand-route.ts: the certificate arrives on the second handsha
   assert.match(r.stdout, /GET \/ {6}→ 200/);
   assert.match(r.stdout, /GET \/admin → 200 .*CN=dev-client.*"handshakes":2/);
 });
+
+test('examples/ocsp-stapling.ts: openssl s_client sees a good staple on the first handshake', async () => {
+  const r = await example('ocsp-stapling.ts');
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /staple state: \{"stapled":true,"certStatus":"good"/);
+  assert.match(r.stdout, /first handshake: response successful, cert good/);
+});
