@@ -91,3 +91,5 @@ export {
   type Side,
 } from './cbt/index.js';
 export { suppliedFromHeader, DEFAULT_ROUTE_POLICY, type RouteChannelBinding } from './server/channel-binding-route.js';
+// OCSP stapling (CertOpenServerOcspResponse), the dev OCSP responder and client-certificate revocation: see docs/ocsp.md.
+export * from './ocsp/index.js';
