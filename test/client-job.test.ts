@@ -243,3 +243,28 @@ test('persistence: a new manager on the same directory carries on, interrupted j
   assert.equal(third.getJob(a.id).hr, 0);
   await third.close();
 });
+
+test('state changes go to the logger (stable keys) and the diagnostics channel', async (t) => {
+  const { subscribe, unsubscribe } = await import('node:diagnostics_channel');
+  const { pino } = await import('pino');
+  const { Writable } = await import('node:stream');
+  const { JOB_STATE_CHANNEL } = await import('../src/client/job-manager.js');
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); cb(); } });
+  const published: string[] = [];
+  const onMessage = (m: unknown) => { published.push((m as { stateName: string }).stateName); };
+  subscribe(JOB_STATE_CHANNEL, onMessage);
+  t.after(() => unsubscribe(JOB_STATE_CHANNEL, onMessage));
+  const m = await JobManager.open({ dir: tempDir('cb-log-jobs-'), caller: 'alice', autoRun: false, logger: pino({ base: null, timestamp: false }, sink) });
+  t.after(() => m.close());
+  const job = m.createJob('logged').job;
+  assert.ok(job);
+  job.addFile('https://127.0.0.1:9/x', join(tempDir('cb-log-out-'), 'x'));
+  job.resume();
+  job.suspend();
+  job.cancel();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(lines.map((l) => [l.state, l.previous]), [['SUSPENDED', null], ['QUEUED', 'SUSPENDED'], ['SUSPENDED', 'QUEUED'], ['CANCELLED', 'SUSPENDED']]);
+  for (const l of lines) assert.deepEqual(Object.keys(l).sort(), ['bytesTransferred', 'error', 'hr', 'jobId', 'level', 'msg', 'owner', 'previous', 'state']);
+  assert.deepEqual(published, ['SUSPENDED', 'QUEUED', 'SUSPENDED', 'CANCELLED']);
+});

@@ -18,7 +18,7 @@ export {
   type JobStateValue, type JobCall, type EngineEvent, type RetryPolicy,
 } from './job.js';
 export {
-  JobManager, Job, jobProgress, SIZE_UNKNOWN, ErrorContext,
+  JobManager, Job, jobProgress, SIZE_UNKNOWN, ErrorContext, JOB_STATE_CHANNEL,
   type JobManagerOptions, type JobSnapshot, type JobProgress, type JobError, type JobFile, type JobCertificate, type JobRecord,
 } from './job-manager.js';
 export { runClientCli, JOBS_DIR_ENV, type ClientCliIo } from './cli.js';

@@ -4,7 +4,9 @@
 // Range, and is persisted as JSON (written to a temporary file, then renamed) so that a new
 // manager on the same directory carries on. Only the owner may set the client certificate.
 // Every call returns an HRESULT; nothing here throws for a status.
+import { channel } from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
@@ -106,6 +108,8 @@ export interface JobManagerOptions {
   autoRun?: boolean | ((jobId: string) => boolean);
   /** Clock (ms since epoch). Default: Date.now. */
   now?: () => number;
+  /** pino logger: one `info` line per state change, keys jobId, state, previous, owner, hr, error. Default: none. */
+  logger?: Pick<Logger, 'info' | 'warn'>;
 }
 
 export interface JobSnapshot {
@@ -121,6 +125,10 @@ export interface JobSnapshot {
 }
 
 const PERSIST_INTERVAL_MS = 250;
+
+/** Diagnostics channel with a JobSnapshot for every state change of every job. */
+export const JOB_STATE_CHANNEL = 'certbound:client:job-state';
+const stateChannel = channel(JOB_STATE_CHANNEL);
 
 function pidAlive(pid: number): boolean {
   try {
@@ -298,6 +306,8 @@ export class JobManager extends EventEmitter {
   readonly #lastPersist = new Map<string, number>();
   /** Jobs changed in memory since their last write. */
   readonly #dirty = new Set<string>();
+  /** The state last announced per job, so that a state line is written once per change. */
+  readonly #announced = new Map<string, JobStateValue>();
   #closed = false;
   /** Tells this manager's lock files from another manager's, in this process or another. */
   readonly #token = randomUUID();
@@ -423,7 +433,23 @@ export class JobManager extends EventEmitter {
     this.#dirty.add(record.id);
     const last = this.#lastPersist.get(record.id) ?? 0;
     if (stateChange || record.modifiedAt - last >= PERSIST_INTERVAL_MS) this.#persist(record);
-    this.emit(stateChange ? 'state' : 'progress', snapshot(record));
+    const snap = snapshot(record);
+    const previous = this.#announced.get(record.id);
+    if (stateChange && previous !== record.state) {
+      this.#announced.set(record.id, record.state);
+      if (stateChannel.hasSubscribers) stateChannel.publish(snap);
+      const failed = (record.state === JobState.ERROR || record.state === JobState.TRANSIENT_ERROR) && record.error ? record.error : undefined;
+      this.#options.logger?.info({
+        jobId: record.id,
+        state: snap.stateName,
+        previous: previous === undefined ? null : jobStateName(previous),
+        owner: record.owner,
+        bytesTransferred: snap.progress.bytesTransferred,
+        hr: failed ? `0x${(failed.hr >>> 0).toString(16).padStart(8, '0')}` : null,
+        error: failed ? `${failed.name}: ${failed.message}` : null,
+      }, 'job state');
+    }
+    this.emit(stateChange ? 'state' : 'progress', snap);
   }
 
   /** @internal */
@@ -457,6 +483,7 @@ export class JobManager extends EventEmitter {
       writeFileSync(tmp, JSON.stringify(record, null, 2), { mode: 0o600 });
       renameSync(tmp, file);
     } catch (err) {
+      this.#options.logger?.warn({ jobId: record.id, err }, 'cannot persist the job');
       this.emit('persistError', { id: record.id, error: err });
     }
   }
