@@ -268,3 +268,11 @@ test('state changes go to the logger (stable keys) and the diagnostics channel',
   for (const l of lines) assert.deepEqual(Object.keys(l).sort(), ['bytesTransferred', 'error', 'hr', 'jobId', 'level', 'msg', 'owner', 'previous', 'state']);
   assert.deepEqual(published, ['SUSPENDED', 'QUEUED', 'SUSPENDED', 'CANCELLED']);
 });
+
+test('docs/client.md states the defaults the code has', () => {
+  const doc = readFileSync(new URL('../docs/client.md', import.meta.url), 'utf8');
+  const fmt = (n: number) => n.toLocaleString('en-US').replace(/,/g, ' ');
+  for (const [key, value] of Object.entries(DEFAULT_RETRY_POLICY)) {
+    assert.ok(doc.includes(`\`${key}\` (default ${fmt(value)}`), `${key} default ${fmt(value)} is documented`);
+  }
+});
