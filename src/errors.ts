@@ -25,6 +25,8 @@ export const ERRORS = Object.freeze({
   CB_ERR_NEGOTIATE_BODY: { statusCode: 500, message: 'A client certificate can only be negotiated once the request body has been read (use the route option, which negotiates in preHandler)' },
   CB_ERR_CHANNEL_BINDING: { statusCode: 403, message: 'No valid channel binding for this connection (%s): %s' },
   CB_ERR_DEV_PKI: { statusCode: 500, message: 'Cannot create the dev PKI in %s: %s' },
+  CB_ERR_OCSP_CHAIN: { statusCode: 500, message: 'OCSP stapling needs the certificate chain, leaf first, then its issuer (%s)' },
+  CB_ERR_OCSP_CLOSED: { statusCode: 500, message: 'The OCSP stapler is closed' },
 } as const satisfies Record<string, ErrorSpec>);
 
 export type ErrorCode = keyof typeof ERRORS;

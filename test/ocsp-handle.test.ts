@@ -11,6 +11,7 @@ import {
 } from '../src/ocsp/handle.js';
 import { fetchOcsp, type OcspFetcher } from '../src/ocsp/fetch.js';
 import { createStapler } from '../src/ocsp/stapler.js';
+import { isCertboundError } from '../src/errors.js';
 import { freePort } from './helpers/exec.js';
 
 const M = 60_000;
@@ -205,4 +206,16 @@ test('the stapler never has more than maxConcurrentRetrievals retrievals in flig
   assert.ok(states.every((s) => s?.stapled), 'all stapled');
   assert.equal(peak, 2);
   assert.equal(f.responder.requests, 6);
+});
+
+test('stapler.add: CB_ERR_OCSP_CHAIN for a chain without its issuer, CB_ERR_OCSP_CLOSED after close; no URL is quiet', async (t) => {
+  const f = await fixture(t);
+  const stapler = createStapler({ timers: new FakeTimers(f.clock), now: () => f.clock.t });
+  await assert.rejects(stapler.add([f.leaf.der]), (err: unknown) => isCertboundError(err, 'CB_ERR_OCSP_CHAIN'));
+  await assert.rejects(stapler.add([f.leaf.der, f.noUrl.der]), (err: unknown) => isCertboundError(err, 'CB_ERR_OCSP_CHAIN'));
+  assert.equal(await stapler.add([f.noUrl.der, f.ca.der]), undefined);
+  assert.equal(stapler.metrics().noOcspUrl, 1);
+  await stapler.close();
+  await assert.rejects(stapler.add([f.leaf.der, f.ca.der]), (err: unknown) => isCertboundError(err, 'CB_ERR_OCSP_CLOSED'));
+  assert.equal(f.responder.requests, 0);
 });

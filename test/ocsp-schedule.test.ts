@@ -5,6 +5,7 @@ import {
   DEFAULT_OCSP_SETTINGS, DEFAULT_RETRY_POLICY, nextPrefetch, resolveRetryPolicy, resolveSettings, retryDelay, validLongEnough,
   type PrefetchRule,
 } from '../src/ocsp/schedule.js';
+import { devStaplingSettings } from '../src/ocsp/dev-responder.js';
 
 const S = 1000;
 const M = 60 * S;
@@ -110,4 +111,18 @@ test('retry policy: retries before a served staple lapses, none closer than the 
   assert.ok(beforeLapse.length >= 4, `several retries before the staple lapses, got ${beforeLapse.length}`);
   for (let i = 1; i < times.length; i++) assert.ok((times[i] as number) - (times[i - 1] as number) >= DEFAULT_RETRY_POLICY.floorMs);
   assert.ok(times.length < 30, 'bounded');
+});
+
+test('dev stapling settings: for any short dev validity the refresh comes before the staple stops being served', () => {
+  for (const minutes of [0.1, 0.5, 1, 2, 5, 10, 19]) {
+    const s = resolveSettings(devStaplingSettings(minutes));
+    const validity = minutes * 60 * S;
+    const plan = nextPrefetch(T0, T0, T0 + validity, s);
+    const servableUntil = T0 + validity - s.SrvOcspRespMinValiditySeconds * S;
+    assert.ok(validLongEnough(T0, T0 + validity, s), `${minutes} min: served when fresh`);
+    assert.ok(plan.at < servableUntil, `${minutes} min: refresh at +${plan.at - T0} ms before the staple lapses at +${servableUntil - T0} ms`);
+    assert.ok(plan.delayMs > 0, `${minutes} min: no immediate refetch`);
+  }
+  assert.deepEqual(devStaplingSettings(20), {}, 'defaults from 20 minutes on');
+  assert.deepEqual(devStaplingSettings(60), {});
 });

@@ -8,7 +8,9 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDevPki } from '../src/tls/dev-pki.js';
 import { createServer } from '../src/server/server.js';
-import { startDevPkiResponder, DEV_OCSP_RESPONDER_FILES } from '../src/ocsp/dev-responder.js';
+import { runOcspResponderCli, startDevPkiResponder, DEV_OCSP_RESPONDER_FILES } from '../src/ocsp/dev-responder.js';
+import { isCertboundError } from '../src/errors.js';
+import { X509Certificate } from 'node:crypto';
 import { issueCertificate, OID } from '../src/tls/cert-builder.js';
 import { freePort, run } from './helpers/exec.js';
 import { tempDir } from './helpers/pki.js';
@@ -67,4 +69,22 @@ test('createServer({ ocsp: true }) with a certificate without an OCSP URL: serve
   assert.equal(server.ocsp?.metrics().noOcspUrl, 1);
   const info = await getJson(port, ca.pem, '/connection');
   assert.equal(info.ocsp, null);
+});
+
+test('certbound ocsp-responder: serves the dev PKI, --revoke and --validity-minutes, checked by openssl ocsp', async (t) => {
+  const dir = tempDir('certbound-ocsp-cli-');
+  const paths = await createDevPki(dir);
+  const serial = new X509Certificate(readFileSync(paths.server)).serialNumber;
+  const responder = await runOcspResponderCli(['--dev-pki-dir', dir, '--port', '0', '--validity-minutes', '5', '--revoke', serial]);
+  t.after(() => responder.close());
+  // The client CA certificate is issued by the root: good. The server certificate: revoked.
+  const good = await run('openssl', ['ocsp', '-issuer', paths.rootCa, '-cert', paths.clientCa, '-url', responder.url, '-CAfile', paths.rootCa], { timeoutMs: 10_000 });
+  assert.match(good.stdout, /client-ca\.pem: good/);
+  assert.match(good.stderr + good.stdout, /Response verify OK/);
+  const m = /This Update: (.*)\n\s*Next Update: (.*)/.exec(good.stdout);
+  assert.ok(m);
+  assert.equal(Date.parse(m[2] as string) - Date.parse(m[1] as string), 5 * 60_000);
+  const revoked = await run('openssl', ['ocsp', '-issuer', paths.rootCa, '-cert', paths.server, '-url', responder.url, '-CAfile', paths.rootCa], { timeoutMs: 10_000 });
+  assert.match(revoked.stdout, /server\.pem: revoked/);
+  await assert.rejects(runOcspResponderCli(['--port', 'many']), (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION'));
 });

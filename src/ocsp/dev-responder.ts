@@ -10,6 +10,7 @@ import { loadIssuer } from '../tls/cert-builder.js';
 import { DEV_OCSP_PORT, devPkiPaths, ensureDevPki } from '../tls/dev-pki.js';
 import { CertboundError } from '../errors.js';
 import { issueResponderCertificate, startDevOcspResponder, type DevOcspResponder } from './responder.js';
+import type { OcspSettings } from './schedule.js';
 
 /** Files of the delegated responder inside the dev PKI directory. */
 export const DEV_OCSP_RESPONDER_FILES = Object.freeze({ cert: 'ocsp-responder.pem', key: 'ocsp-responder.key' });
@@ -94,10 +95,10 @@ export async function runOcspResponderCli(args: string[]): Promise<DevOcspRespon
     if (!Number.isFinite(n) || n < min) throw new CertboundError('CB_ERR_INVALID_OPTION', [`--${name}`, `expected a number >= ${min}, got ${JSON.stringify(v)}`]);
     return n;
   };
-  const dir = resolve(values['dev-pki-dir'] ?? '.certbound');
-  const { paths } = await ensureDevPki(dir);
+  // Arguments first: a bad one must not leave a dev PKI behind.
   const port = num('port', values.port, 0);
   const validityMinutes = num('validity-minutes', values['validity-minutes'], 0.01);
+  const { paths } = await ensureDevPki(resolve(values['dev-pki-dir'] ?? '.certbound'));
   const responder = await startDevPkiResponder(paths.dir, {
     ...(port !== undefined ? { port } : {}),
     ...(values.host ? { host: values.host } : {}),
@@ -108,4 +109,21 @@ export async function runOcspResponderCli(args: string[]): Promise<DevOcspRespon
   });
   console.log(`certbound: dev OCSP responder for ${paths.rootCa} on ${responder.url} (answers valid ${validityMinutes ?? DEV_OCSP_VALIDITY_MINUTES} min)`);
   return responder;
+}
+
+/**
+ * Stapler settings for the dev responder's validity. The defaults (600 s minimum validity,
+ * 120 s / 60 s around NextUpdate) assume responses valid for days; for a responder set to a
+ * few minutes (to watch the schedule) they are scaled down so that a staple is served and
+ * refreshed before it lapses. At 20 minutes and more the defaults apply unchanged.
+ */
+export function devStaplingSettings(validityMinutes: number): Partial<OcspSettings> {
+  const v = validityMinutes * 60;
+  if (v >= 20 * 60) return {};
+  return {
+    SrvOcspRespMinValiditySeconds: Math.max(1, Math.floor(v / 6)),
+    SrvOcspRespMaxBeforeNextUpdateSeconds: Math.max(1, Math.floor(v / 2)),
+    SrvOcspRespMinBeforeNextUpdateSeconds: Math.max(1, Math.floor(v / 12)),
+    SrvOcspRespMinAfterNextUpdateSeconds: Math.max(1, Math.floor(v / 24)),
+  };
 }

@@ -37,6 +37,6 @@ export { verifyOcspResponse, DEFAULT_SKEW_MS, type OcspRefusal, type VerifiedOcs
 export { buildOcspRequest, ocspUrlOf } from './request.js';
 export { fetchOcsp, limitConcurrency, type OcspFetcher, type FetchResult, type FetchFailure } from './fetch.js';
 export { startDevOcspResponder, issueResponderCertificate, buildOcspResponse, errorOcspResponse, buildCrl, type DevOcspResponder, type DevOcspResponderOptions } from './responder.js';
-export { startDevPkiResponder, DEV_OCSP_RESPONDER_FILES, DEV_OCSP_VALIDITY_ENV } from './dev-responder.js';
+export { startDevPkiResponder, devStaplingSettings, DEV_OCSP_RESPONDER_FILES, DEV_OCSP_VALIDITY_ENV } from './dev-responder.js';
 export { createRevocationChecker, RevocationChecker, CertCheckMode, crlUrlsOf, type RevocationOptions, type RevocationResult } from './revocation.js';
 export type { ServerOcspOptions, OcspStapleSummary } from './server-stapling.js';

@@ -12,6 +12,7 @@ import {
 import { StapleCache } from './staple-cache.js';
 import { FileStapleStorage, type StapleStorage } from './storage.js';
 import { fetchOcsp, limitConcurrency, type OcspFetcher } from './fetch.js';
+import { CertboundError } from '../errors.js';
 
 /** Diagnostics channel that receives every OcspUpdate. */
 export const OCSP_UPDATE_CHANNEL = 'certbound:ocsp:update';
@@ -85,10 +86,11 @@ export class OcspStapler extends EventEmitter<{ update: [OcspUpdate]; revoked: [
   /**
    * Starts keeping a staple for `chain` (leaf first, then its issuer). Resolves after the first
    * retrieval (or at once with `async`), with the staple state; resolves undefined when the
-   * certificate has no OCSP URL, which is a normal case. Rejects (TypeError) on a bad chain.
+   * certificate has no OCSP URL, which is a normal case. Rejects with CB_ERR_OCSP_CHAIN when
+   * the chain is not leaf + issuer, CB_ERR_OCSP_CLOSED after close().
    */
   async add(chain: readonly ChainInput[] | ChainInput): Promise<OcspStapleState | undefined> {
-    if (this.#closed) throw new TypeError('the stapler is closed');
+    if (this.#closed) throw new CertboundError('CB_ERR_OCSP_CLOSED');
     const { status, handle } = await openServerOcspResponse(chain, this.#options.async ? CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG : 0, {
       ...this.#options,
       fetcher: this.#fetcher,
@@ -101,8 +103,8 @@ export class OcspStapler extends EventEmitter<{ update: [OcspUpdate]; revoked: [
       this.#log?.debug({ event: 'ocsp-skip', reason: 'no-ocsp-url' }, 'certificate has no OCSP URL: nothing to staple');
       return undefined;
     }
-    if (status !== OcspHandleStatus.NO_ERROR || !handle) throw new TypeError('OCSP stapling needs the certificate chain: leaf first, then its issuer');
-    if (this.#closed) { closeServerOcspResponse(handle); throw new TypeError('the stapler is closed'); }
+    if (status !== OcspHandleStatus.NO_ERROR || !handle) throw new CertboundError('CB_ERR_OCSP_CHAIN', [`status ${status}`]);
+    if (this.#closed) { closeServerOcspResponse(handle); throw new CertboundError('CB_ERR_OCSP_CLOSED'); }
     const old = this.#cache.get(handle.leafDer);
     if (old) closeServerOcspResponse(old);
     this.#cache.set(handle);

@@ -10,7 +10,7 @@ import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeCo
 import { createServer, type CertboundServer } from './server.js';
 import { runClientCli } from '../client/cli.js';
 import { join } from 'node:path';
-import { runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
+import { devStaplingSettings, runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
 import type { DevOcspResponder } from '../ocsp/responder.js';
 
 const USAGE = `certbound: HTTPS with client certificates
@@ -106,8 +106,9 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
   const loaded = await loadTlsMaterial(cfg);
   // With the dev PKI, the dev OCSP responder runs in-process so the demo staples from the first handshake.
   let devResponder: DevOcspResponder | undefined;
+  const validityMinutes = validityFromEnv();
   if (loaded.dev && loaded.devDir) {
-    devResponder = await startDevPkiResponder(loaded.devDir, { validityMinutes: validityFromEnv() }).catch((err: NodeJS.ErrnoException) => {
+    devResponder = await startDevPkiResponder(loaded.devDir, { validityMinutes }).catch((err: NodeJS.ErrnoException) => {
       console.error(`certbound: dev OCSP responder not started (${err.code ?? err.message}); stapling uses whatever answers on the AIA URL`);
       return undefined;
     });
@@ -125,7 +126,7 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     negotiationTimeout: cfg.negotiationTimeout,
     ...(cfg.onDemandHosts ? { onDemandHosts: cfg.onDemandHosts } : {}),
     referenceRoutes: true,
-    ocsp: loaded.dev && loaded.devDir ? { cacheDir: join(loaded.devDir, 'ocsp-cache') } : true,
+    ocsp: loaded.dev && loaded.devDir ? { cacheDir: join(loaded.devDir, 'ocsp-cache'), settings: devStaplingSettings(validityMinutes) } : true,
   });
   if (devResponder) {
     const r = devResponder;
