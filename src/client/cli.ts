@@ -105,9 +105,15 @@ export async function runClientCli(argv: string[], io: ClientCliIo = { stdout: p
       autoRun: runs ? (id) => id.startsWith(args[0] ?? '\0') : false,
     };
     const manager = await JobManager.open(managerOptions);
+    // Ctrl-C stops running the job here; it stays queued for the next runner (a restart, as BITS sees it).
+    const onSigint = () => {
+      void manager.close().finally(() => process.exit(130));
+    };
+    if (runs) process.once('SIGINT', onSigint);
     try {
       return await jobCommand(manager, cmd, args, v, io, out, err);
     } finally {
+      process.off('SIGINT', onSigint);
       await manager.close();
     }
   } catch (e) {
