@@ -9,7 +9,7 @@ import {
   addRefServerOcspResponse, addRefServerOcspResponseContext, CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG, closeServerOcspResponse,
   freeServerOcspResponseContext, getServerOcspResponseContext, openServerOcspResponse, OcspHandleStatus, type OcspTimers, type OcspUpdate,
 } from '../src/ocsp/handle.js';
-import { fetchOcsp, type OcspFetcher } from '../src/ocsp/fetch.js';
+import { fetchOcsp, getUrl, type OcspFetcher } from '../src/ocsp/fetch.js';
 import { createStapler } from '../src/ocsp/stapler.js';
 import { isCertboundError } from '../src/errors.js';
 import { freePort } from './helpers/exec.js';
@@ -218,4 +218,18 @@ test('stapler.add: CB_ERR_OCSP_CHAIN for a chain without its issuer, CB_ERR_OCSP
   await stapler.close();
   await assert.rejects(stapler.add([f.leaf.der, f.ca.der]), (err: unknown) => isCertboundError(err, 'CB_ERR_OCSP_CLOSED'));
   assert.equal(f.responder.requests, 0);
+});
+
+test('method: GET for a small request by default, POST when asked; both answered and stapled', async (t) => {
+  const f = await fixture(t);
+  for (const method of ['POST', 'GET'] as const) {
+    const updates: OcspUpdate[] = [];
+    const { handle } = await openServerOcspResponse([f.leaf.der, f.ca.der], 0, { method, now: () => f.clock.t, timers: new FakeTimers(f.clock), onUpdate: (u) => updates.push(u) });
+    assert.ok(handle);
+    assert.equal(updates[0]?.method, method);
+    assert.equal(getServerOcspResponseContext(handle).status, 0, method);
+    closeServerOcspResponse(handle);
+  }
+  assert.equal(getUrl('http://ocsp.example/', Buffer.from([0xfb, 0xff])), 'http://ocsp.example/%2B%2F8%3D', 'base64 URL-encoded as one path segment');
+  assert.equal(getUrl('http://ocsp.example/path', Buffer.from('a')), 'http://ocsp.example/path/YQ%3D%3D');
 });

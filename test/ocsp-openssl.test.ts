@@ -38,7 +38,7 @@ async function waitForResponder(url: string, cert: IssuedCertificate, issuer: Is
   throw new Error('openssl ocsp did not come up');
 }
 
-interface OpensslPki { dir: string; ca: IssuedCertificate; good: IssuedCertificate; revoked: IssuedCertificate; url: string; child: ChildProcess }
+interface OpensslPki { dir: string; ca: IssuedCertificate; good: IssuedCertificate; second: IssuedCertificate; revoked: IssuedCertificate; url: string; child: ChildProcess }
 
 async function opensslResponder(t: { after(fn: () => unknown): void }): Promise<OpensslPki> {
   const dir = tempDir('certbound-ocsp-openssl-');
@@ -47,18 +47,19 @@ async function opensslResponder(t: { after(fn: () => unknown): void }): Promise<
   const ca = await issueCertificate({ subject: { commonName: 'openssl ocsp test CA' }, ca: true });
   const signer = await issueResponderCertificate(ca, { commonName: 'openssl ocsp responder' });
   const good = await issueCertificate({ subject: { commonName: 'localhost' }, issuer: ca, extKeyUsage: [OID.serverAuth], altNames: ['localhost', '127.0.0.1'], ocspUrl: url });
+  const second = await issueCertificate({ subject: { commonName: 'second.test' }, issuer: ca, extKeyUsage: [OID.serverAuth], altNames: ['second.test'], ocspUrl: url });
   const revoked = await issueCertificate({ subject: { commonName: 'revoked.test' }, issuer: ca, extKeyUsage: [OID.serverAuth], altNames: ['revoked.test'], ocspUrl: url });
   writeFileSync(join(dir, 'ca.pem'), ca.pem);
   writeFileSync(join(dir, 'r.pem'), signer.pem);
   writeFileSync(join(dir, 'r.key'), signer.keyPem);
-  writeFileSync(join(dir, 'index.txt'), indexLine(good) + indexLine(revoked, new Date(Date.now() - 60_000)));
+  writeFileSync(join(dir, 'index.txt'), indexLine(good) + indexLine(second) + indexLine(revoked, new Date(Date.now() - 60_000)));
   writeFileSync(join(dir, 'index.txt.attr'), 'unique_subject = no\n');
   const child = spawn('openssl', ['ocsp', '-index', join(dir, 'index.txt'), '-port', String(port), '-rsigner', join(dir, 'r.pem'), '-rkey', join(dir, 'r.key'), '-CA', join(dir, 'ca.pem'), '-nmin', '60', '-ignore_err'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
   t.after(() => { child.kill('SIGKILL'); });
   await waitForResponder(url, good, ca).catch((err: Error) => { throw new Error(`${err.message}: ${stderr}`); });
-  return { dir, ca, good, revoked, url, child };
+  return { dir, ca, good, second, revoked, url, child };
 }
 
 async function listen(server: https.Server, t: { after(fn: () => unknown): void }): Promise<number> {
@@ -75,6 +76,7 @@ test('openssl ocsp responder → stapler → s_client -status sees the staple on
   stapler.on('revoked', (u) => revokedEvents.push(u.cert));
   const goodState = await stapler.add([pki.good.pem, pki.ca.pem]);
   const revokedState = await stapler.add([pki.revoked.pem, pki.ca.pem]);
+  assert.equal((await stapler.add(pki.second.pem + pki.ca.pem))?.stapled, true, 'PEM chain in one string');
   assert.equal(goodState?.stapled, true);
   assert.equal(goodState?.certStatus, 'good');
   assert.equal(revokedState?.stapled, false);
@@ -82,10 +84,11 @@ test('openssl ocsp responder → stapler → s_client -status sees the staple on
   assert.deepEqual(revokedEvents, ['revoked.test']);
 
   const revokedCtx = tls.createSecureContext({ cert: pki.revoked.pem + pki.ca.pem, key: pki.revoked.keyPem });
+  const secondCtx = tls.createSecureContext({ cert: pki.second.pem + pki.ca.pem, key: pki.second.keyPem });
   const server = https.createServer({
     cert: pki.good.pem + pki.ca.pem,
     key: pki.good.keyPem,
-    SNICallback: (name, cb) => cb(null, name === 'revoked.test' ? revokedCtx : undefined),
+    SNICallback: (name, cb) => cb(null, name === 'revoked.test' ? revokedCtx : name === 'second.test' ? secondCtx : undefined),
   }, (_req, res) => res.end('ok'));
   stapler.attach(server);
   const port = await listen(server, t);
@@ -98,9 +101,16 @@ test('openssl ocsp responder → stapler → s_client -status sees the staple on
   const rev = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'revoked.test', '-status', '-CAfile', join(pki.dir, 'ca.pem')], { timeoutMs: 10_000 });
   assert.match(rev.stdout, /OCSP response: no response sent/);
   assert.match(rev.stdout, /CN = revoked.test/, 'the SNI context served the revoked certificate');
+  // Another certificate on another SNI context gets its own staple (keyed by the certificate).
+  const sec = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'second.test', '-status', '-CAfile', join(pki.dir, 'ca.pem')], { timeoutMs: 10_000 });
+  assert.match(sec.stdout, /Cert Status: good/);
+  assert.match(sec.stdout, /subject=CN = second.test/);
+  const serialOf = (out: string) => /Serial Number: ([0-9A-F]+)/.exec(out)?.[1];
+  assert.equal(serialOf(sec.stdout), serialHex(pki.second.certificate).toUpperCase());
+  assert.equal(serialOf(first.stdout), serialHex(pki.good.certificate).toUpperCase());
   const m = stapler.metrics();
   assert.equal(m.revoked, 1);
-  assert.equal(m.handshakesStapled, 1);
+  assert.equal(m.handshakesStapled, 2);
   assert.equal(m.handshakesUnstapled, 1);
   assert.equal(m.byReason['cert-revoked'], 1);
 });
