@@ -2,6 +2,7 @@
 // request.channelBinding(type), and receiveClientCertificate with
 // HTTP_RECEIVE_SECURE_CHANNEL_TOKEN (0x1), checked against openssl and python3 peers.
 import assert from 'node:assert/strict';
+import { constants } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it, type TestContext } from 'node:test';
@@ -44,8 +45,8 @@ async function sclientGet(port: number, path: string, version: '-tls1_3' | '-tls
     timeoutMs: 20_000,
   });
   const km = /Keying material:\s*([0-9A-Fa-f]+)/.exec(r.stdout);
-  // s_client prints its session summary ('---') right after the body, without a newline.
-  const json = /^(\{.*\})(?:---)?$/m.exec(r.stdout);
+  // s_client prints '---' (TLS 1.3 session ticket) or 'closed' right after the body, without a newline.
+  const json = /^(\{.*\})(?:---|closed)?$/m.exec(r.stdout);
   assert.ok(km && json, `unexpected s_client output:\n${r.stdout}\n${r.stderr}`);
   return { body: JSON.parse(json[1]!), keymat: km[1]!.toLowerCase() };
 }
@@ -90,6 +91,19 @@ describe('channel bindings in the server', () => {
     const out = JSON.parse(r.stdout) as { tlsUnique: string; body: { protocol: string; channelBindings: Record<string, string | null> } };
     assert.equal(out.body.protocol, 'TLSv1.2');
     assert.deepEqual(out.body.channelBindings, { 'tls-unique': out.tlsUnique, 'tls-server-end-point': endPointSha384, 'tls-exporter': null });
+  });
+
+  it('GET /connection on TLS 1.2 with renegotiation disabled: tls-exporter offered (context "none" equals s_client)', async (t) => {
+    const port = await start(t, {
+      channelBinding: { renegotiationDisabled: true, tls12ExporterContext: 'none' },
+      tls: { secureOptions: constants.SSL_OP_NO_RENEGOTIATION },
+    });
+    const { body, keymat } = await sclientGet(port, '/connection', '-tls1_2');
+    const cb = (body as { protocol: string; channelBindings: Record<string, string | null> });
+    assert.equal(cb.protocol, 'TLSv1.2');
+    assert.equal(cb.channelBindings['tls-exporter'], keymat);
+    assert.match(cb.channelBindings['tls-unique'] ?? '', /^[0-9a-f]{24}$/);
+    assert.equal(cb.channelBindings['tls-server-end-point'], endPointSha384);
   });
 
   it('request.channelBinding(type) on TLS 1.3, with reasons, and an unknown type refused', async (t) => {
