@@ -3,7 +3,7 @@
 // HTTP_RECEIVE_SECURE_CHANNEL_TOKEN (0x1), checked against openssl and python3 peers.
 import assert from 'node:assert/strict';
 import { constants } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it, type TestContext } from 'node:test';
 import { receiveClientCertificate, receiveClientCertificateAsync } from '../src/server/receive.js';
@@ -11,7 +11,7 @@ import { createServer, type CreateServerOptions } from '../src/server/server.js'
 import { Win32 } from '../src/status.js';
 import { issueCertificate, type IssuedCertificate } from '../src/tls/cert-builder.js';
 import { run } from './helpers/exec.js';
-import { tempDir } from './helpers/pki.js';
+import { devPki, tempDir } from './helpers/pki.js';
 
 let serverCert: IssuedCertificate;
 let certFile = '';
@@ -150,5 +150,43 @@ describe('channel bindings in the server', () => {
     const unique = (await sclientGet(uniquePort, '/cbt', '-tls1_3')).body as { sync: { status: number }[]; overlapped: { status: number } };
     assert.deepEqual(unique.sync.map((s) => s.status), [122, 122, 1168, 1168, 1168, 1168]);
     assert.equal(unique.overlapped.status, Win32.ERROR_NOT_FOUND);
+  });
+});
+
+const PYTHON_ON_DEMAND = `
+import http.client, json, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+conn = http.client.HTTPSConnection('127.0.0.1', int(sys.argv[1]), context=ctx, timeout=10)
+out = []
+for path in ('/plain', '/demand'):
+    conn.request('GET', path)
+    body = json.loads(conn.getresponse().read())
+    out.append({'path': path, 'server': body, 'python': conn.sock.get_channel_binding('tls-unique').hex()})
+print(json.dumps(out))
+`;
+
+describe('tls-unique across an on-demand renegotiation (certbound on-demand route, python3 client)', () => {
+  it('changes with the renegotiation and equals python before and after', async (t) => {
+    const pki = await devPki();
+    const s = createServer({ cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), clientAuth: 'none', logger: false, underPressure: false });
+    const handler = async (request: { channelBinding: (type: 'tls-unique') => { value?: Buffer; reason?: string }; connection?: { handshake: { sequence: number } } }) => ({
+      unique: request.channelBinding('tls-unique').value?.toString('hex') ?? null,
+      handshakes: request.connection?.handshake.sequence ?? 0,
+    });
+    s.app.get('/plain', handler);
+    s.app.get('/demand', { config: { clientCertificate: 'on-demand' } }, handler);
+    const { port } = await s.listen({ host: '127.0.0.1', port: 0 });
+    t.after(() => s.close());
+    const r = await run('python3', ['-c', PYTHON_ON_DEMAND, String(port), pki.rootCa, pki.client, pki.clientKey], { timeoutMs: 20_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const [before, after] = JSON.parse(r.stdout) as { path: string; server: { unique: string | null; handshakes: number }; python: string }[];
+    assert.equal(before!.server.handshakes, 1);
+    assert.equal(after!.server.handshakes, 2, 'the on-demand route renegotiated');
+    assert.match(before!.python, /^[0-9a-f]{24}$/);
+    assert.equal(before!.server.unique, before!.python);
+    assert.equal(after!.server.unique, after!.python);
+    assert.notEqual(after!.server.unique, before!.server.unique);
   });
 });
