@@ -2,10 +2,11 @@
 // reader, tls-unique and tls-exporter definedness, the application-data form, and the
 // HTTP_REQUEST_CHANNEL_BIND_STATUS buffer rules of receiveClientCertificate flags 0x1.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import * as asn1js from 'asn1js';
 import { applicationData, bindingHex, tokenBytes, unavailable, type ChannelBindings } from '../src/cbt/binding.js';
-import { channelBindStatus, CHANNEL_BIND_STATUS_FIXED_SIZE, HTTP_RECEIVE_SECURE_CHANNEL_TOKEN, secureChannelToken } from '../src/cbt/channel-bind-status.js';
+import { channelBindStatus, CHANNEL_BIND_STATUS_FIXED_SIZE, HTTP_RECEIVE_SECURE_CHANNEL_TOKEN, SECURE_CHANNEL_TOKEN_DEFAULTS, secureChannelToken } from '../src/cbt/channel-bind-status.js';
 import { exporterInput } from '../src/cbt/exporter.js';
 import { sessionFacts } from '../src/cbt/extended-master-secret.js';
 import type { HandshakeFacts } from '../src/cbt/handshake-facts.js';
@@ -207,4 +208,19 @@ describe('channelBindStatus (HTTP_REQUEST_CHANNEL_BIND_STATUS, flags 0x1)', () =
     assert.equal(secureChannelToken(bindings, { type: 'tls-exporter', form: 'raw' })?.toString('hex'), 'bb');
     assert.equal(secureChannelToken(bindings, { type: 'tls-unique' }), undefined);
   });
+});
+
+describe('docs/channel-binding.md states the defaults the code has', () => {
+  const doc = readFileSync(new URL('../docs/channel-binding.md', import.meta.url), 'utf8').replace(/\s+/g, ' ');
+  it('token type and form of HTTP_RECEIVE_SECURE_CHANNEL_TOKEN', () => {
+    assert.ok(doc.includes(`\`'${SECURE_CHANNEL_TOKEN_DEFAULTS.type}'\` by default`));
+    assert.ok(doc.includes(`\`form\` is \`'${SECURE_CHANNEL_TOKEN_DEFAULTS.form}'\` by default`));
+  });
+  it('the TLS 1.2 exporter context and the renegotiation option', () => {
+    assert.equal(exporterInput(facts({ renegotiationDisabled: true })).context?.length, 0, "'empty' is the default");
+    assert.ok(doc.includes("by default (`tls12ExporterContext: 'empty'`)"));
+    assert.match(doc, /\| `renegotiationDisabled` \| [^|]+\| `false` \|/);
+    assert.match(doc, /\| `tls12ExporterContext` \| [^|]+\| `'empty'` \|/);
+  });
+  it('the 24-byte fixed part', () => assert.ok(doc.includes(`The fixed part is **${CHANNEL_BIND_STATUS_FIXED_SIZE} bytes**`)));
 });
