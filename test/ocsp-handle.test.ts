@@ -12,7 +12,11 @@ import {
 import { fetchOcsp, getUrl, type OcspFetcher } from '../src/ocsp/fetch.js';
 import { createStapler } from '../src/ocsp/stapler.js';
 import { isCertboundError } from '../src/errors.js';
-import { freePort } from './helpers/exec.js';
+import { freePort, run } from './helpers/exec.js';
+import { tempDir } from './helpers/pki.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const M = 60_000;
 
@@ -232,4 +236,23 @@ test('method: GET for a small request by default, POST when asked; both answered
   }
   assert.equal(getUrl('http://ocsp.example/', Buffer.from([0xfb, 0xff])), 'http://ocsp.example/%2B%2F8%3D', 'base64 URL-encoded as one path segment');
   assert.equal(getUrl('http://ocsp.example/path', Buffer.from('a')), 'http://ocsp.example/path/YQ%3D%3D');
+});
+
+test('background timers are unref()ed: an open handle with a retry pending does not keep a process alive', async () => {
+  const dir = tempDir('certbound-ocsp-unref-');
+  const file = join(dir, 'open.mts');
+  const src = (p: string) => JSON.stringify(pathToFileURL(join(import.meta.dirname, '..', 'src', p)).href);
+  writeFileSync(file, `
+import { issueCertificate, OID } from ${src('tls/cert-builder.ts')};
+import { openServerOcspResponse } from ${src('ocsp/handle.ts')};
+const ca = await issueCertificate({ subject: { commonName: 'ca' }, ca: true });
+const leaf = await issueCertificate({ subject: { commonName: 'l' }, issuer: ca, extKeyUsage: [OID.serverAuth], ocspUrl: 'http://127.0.0.1:${await freePort()}/' });
+const { handle } = await openServerOcspResponse([leaf.der, ca.der]);
+console.log('open', handle?.state().lastReason, handle?.state().nextRefresh !== null);
+`);
+  const started = Date.now();
+  const r = await run(process.execPath, ['--import', 'tsx', file], { timeoutMs: 30_000, cwd: join(import.meta.dirname, '..') });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /open fetch-refused true/, 'a retry was armed');
+  assert.ok(Date.now() - started < 20_000, 'the process exited without waiting for the 60 s retry');
 });
