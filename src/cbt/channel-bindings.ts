@@ -23,7 +23,16 @@ export interface ChannelBindingOptions {
   readonly tls12ExporterContext?: Tls12ExporterContext;
 }
 
-interface CacheEntry { readonly key: string; readonly bindings: ChannelBindings }
+interface CacheEntry {
+  readonly side: Side;
+  readonly protocol: string;
+  readonly reused: boolean;
+  readonly renegotiationDisabled: boolean;
+  readonly tls12Context: Tls12ExporterContext;
+  readonly finished: Buffer;
+  readonly peerFinished: Buffer;
+  readonly bindings: ChannelBindings;
+}
 const perConnection = new WeakMap<TLSSocket, CacheEntry>();
 
 function endPoint(socket: TLSSocket, side: Side): BindingResult {
@@ -51,12 +60,13 @@ export function channelBindings(socket: TLSSocket, options: ChannelBindingOption
   const finished = socket.getFinished();
   const peerFinished = socket.getPeerFinished();
   const protocol = socket.getProtocol();
-  // The Finished messages differ in every handshake, so they identify the handshake.
-  const key = finished && peerFinished && protocol
-    ? `${side}|${protocol}|${socket.isSessionReused()}|${renegotiationDisabled}|${tls12Context}|${finished.toString('hex')}|${peerFinished.toString('hex')}`
-    : undefined;
+  // The Finished messages differ in every handshake, so they identify the handshake. Compared
+  // as bytes, not as a hex key string: this runs on every request (docs/performance.md).
+  const reused = socket.isSessionReused();
   const hit = perConnection.get(socket);
-  if (key !== undefined && hit?.key === key) return hit.bindings;
+  if (hit && finished && peerFinished && hit.protocol === protocol && hit.side === side && hit.reused === reused
+    && hit.renegotiationDisabled === renegotiationDisabled && hit.tls12Context === tls12Context
+    && hit.finished.equals(finished) && hit.peerFinished.equals(peerFinished)) return hit.bindings;
 
   const facts = handshakeFacts(socket, side, renegotiationDisabled);
   const bindings: ChannelBindings = Object.freeze({
@@ -66,7 +76,7 @@ export function channelBindings(socket: TLSSocket, options: ChannelBindingOption
       : endPoint(socket, side),
     'tls-exporter': tlsExporter(facts, exporterOf(socket), tls12Context),
   });
-  if (key !== undefined) perConnection.set(socket, { key, bindings });
+  if (finished && peerFinished && protocol) perConnection.set(socket, { side, protocol, reused, renegotiationDisabled, tls12Context, finished, peerFinished, bindings });
   return bindings;
 }
 

@@ -128,6 +128,9 @@ export class ConnectionEntry {
   #cert: ClientCertificate | null | undefined;
   readonly #mapper: CompiledMapper;
   #serverHandshake = false;
+  /** 'secure' events seen (one per completed handshake after the first), and the count at the last recorded one. */
+  #secureEvents = 0;
+  #recordedAtSecure = 0;
   /** @internal The on-demand negotiation in flight, if any (src/tls/renegotiate.ts). */
   negotiation: Promise<unknown> | undefined;
   /** @internal Renegotiations the server started on this connection. */
@@ -145,6 +148,7 @@ export class ConnectionEntry {
     // client-initiated renegotiation) could swap the certificate while socket.authorized
     // stays stale: the connection is closed before it can carry another byte.
     socket.on('secure', () => {
+      this.#secureEvents += 1;
       if (this.#serverHandshake) return;
       onRogueHandshake?.(this);
       socket.destroy();
@@ -202,10 +206,13 @@ export class ConnectionEntry {
    */
   identityIntact(): boolean {
     if (this.socket.destroyed) return false;
-    const now = this.socket.getPeerX509Certificate();
-    const recorded = this.#handshake.chain[0];
-    if (!now || !recorded) return !now && !recorded;
-    return now.raw.equals(recorded);
+    // The peer certificate can only change through a handshake, and Node emits 'secure' after
+    // every completed one (or holds it in _securePending until a newSession callback is done).
+    // So "no handshake since the last recorded one" is a counter comparison: reading the
+    // certificate back (getPeerX509Certificate, a copy and a parse per request) cost about
+    // 8 % of a keep-alive request (bench/keepalive.ts, docs/performance.md).
+    if (this.#secureEvents !== this.#recordedAtSecure) return false;
+    return (this.socket as unknown as { _securePending?: boolean })._securePending !== true;
   }
 
   get closed(): boolean {
@@ -223,6 +230,7 @@ export class ConnectionEntry {
    */
   recordHandshake(): HandshakeRecord {
     this.#handshake = this.#record(this.#handshake.sequence + 1);
+    this.#recordedAtSecure = this.#secureEvents;
     this.#cert = undefined;
     return this.#handshake;
   }
