@@ -17,7 +17,7 @@ import { pemBlocks } from '../tls/pem.js';
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { certboundPlugin } from './plugin.js';
 import { RequestQueue } from './receive.js';
-import { ConnectionRegistry } from './registry.js';
+import { ConnectionRegistry, type ConnectionEntry } from './registry.js';
 import { referenceRoutes } from './routes.js';
 import { createServerStapling, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
@@ -86,6 +86,8 @@ export interface CertboundServer {
   listen(options?: { host?: string; port?: number }): Promise<AddressInfo>;
   /** Stops accepting, ends idle keep-alive connections, waits for requests in flight. */
   close(): Promise<void>;
+  /** Sets the 48-byte TLS session-ticket keys of every TLS listener (cluster workers share them: src/server/cluster.ts). */
+  setTicketKeys(keys: Buffer): void;
 }
 
 function asList(v: Pem | Pem[] | undefined): Pem[] {
@@ -145,6 +147,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs,
     ...(options.http2 ? {} : { ALPNProtocols: ['http/1.1'] }),
   };
+  const connectionLoggers = new WeakMap<ConnectionEntry, { handshake: number; parent: FastifyBaseLogger; logger: FastifyBaseLogger }>();
   let server!: HttpsServer;
   let handler!: (req: IncomingMessage, res: import('node:http').ServerResponse) => void;
   const app = Fastify({
@@ -152,10 +155,18 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     ...(options.http2 ? { http2: true as unknown as false } : {}),
     loggerInstance: logger as unknown as FastifyBaseLogger,
     // Every request log line carries the connection id and the client certificate's thumbprint.
+    // The connection's bindings go into one child per connection and handshake; a request adds
+    // only its own (reqId). With logging off a child per request is pure cost (docs/performance.md).
     childLoggerFactory(parent, bindings, opts, rawReq) {
+      if ((parent as unknown as Logger).levelVal === Infinity) return parent;
       const entry = registry.add((rawReq as IncomingMessage).socket as TLSSocket);
-      const cert = entry.clientCertificate();
-      return parent.child({ ...bindings, connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) }, opts);
+      let cached = connectionLoggers.get(entry);
+      if (!cached || cached.handshake !== entry.handshake.sequence || cached.parent !== parent) {
+        const cert = entry.clientCertificate();
+        cached = { handshake: entry.handshake.sequence, parent, logger: parent.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) }) };
+        connectionLoggers.set(entry, cached);
+      }
+      return cached.logger.child(bindings, opts);
     },
     serverFactory: (h) => {
       handler = h;
@@ -169,6 +180,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     },
   });
   registry.attach(server as unknown as TlsServer);
+  const tlsListeners: TlsServer[] = [server as unknown as TlsServer];
   const stapling = options.ocsp
     ? createServerStapling({ cert: options.cert, ca, options: options.ocsp === true ? {} : options.ocsp, logger })
     : undefined;
@@ -186,6 +198,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     capped.requestTimeout = server.requestTimeout;
     capped.keepAliveTimeout = server.keepAliveTimeout;
     registry.attach(capped);
+    tlsListeners.push(capped);
     stapling?.attach(capped);
     const cappedSockets = new Set<TLSSocket>();
     capped.on('secureConnection', (s: TLSSocket) => {
@@ -240,6 +253,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
         throw new CertboundError('CB_ERR_LISTEN', [host, port, e.code === 'EADDRINUSE' ? 'the port is in use (EADDRINUSE)' : e.code ?? e.message], { cause: err });
       }
       return server.address() as AddressInfo;
+    },
+    setTicketKeys(keys) {
+      for (const l of tlsListeners) l.setTicketKeys(keys);
     },
     close() {
       closing ??= (async () => {
