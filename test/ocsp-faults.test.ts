@@ -90,6 +90,7 @@ test('every fault: refused, logged, counted, never stapled; the last good staple
     ['expired (nextUpdate passed)', 'expired', ocsp(await signed({ thisUpdate: new Date(now - 3 * H), nextUpdate: new Date(now - H) }))],
     ['no nextUpdate', 'no-next-update', ocsp(await buildOcspResponse({ signer, responses: [{ certId, status: 'good', thisUpdate: new Date(now) }] }))],
     ['thisUpdate in the future', 'this-update-in-future', ocsp(await signed({ thisUpdate: new Date(now + H) }))],
+    ['valid for less than SrvOcspRespMinValiditySeconds', 'shorter-than-min-validity', ocsp(await signed({ nextUpdate: new Date(now + 5 * 60_000) }))],
     ['unknown', 'cert-unknown', ocsp(await signed({ status: 'unknown' }))],
     // Last: a revoked answer also drops the good staple.
     ['revoked', 'cert-revoked', ocsp(await signed({ status: 'revoked', revocationTime: new Date(now - H) }))],

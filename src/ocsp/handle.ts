@@ -332,6 +332,11 @@ export class ServerOcspResponseHandle {
       return;
     }
     const fresh = v.response;
+    if (!validLongEnough(now, fresh.nextUpdate.getTime(), this.#settings)) {
+      // It could never be handed out: say so, and back off instead of refetching on its half-life.
+      this.#fail('refused', 'shorter-than-min-validity', `valid until ${fresh.nextUpdate.toISOString()}, less than SrvOcspRespMinValiditySeconds (${this.#settings.SrvOcspRespMinValiditySeconds} s) from now`, method, started, fresh);
+      return;
+    }
     const plan = nextPrefetch(now, fresh.thisUpdate.getTime(), fresh.nextUpdate.getTime(), this.#settings);
     const before = this.#current;
     // Keep the response that lasts longer (a CDN may hand back an older copy).

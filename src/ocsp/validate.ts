@@ -40,6 +40,8 @@ export type OcspRefusal =
   | 'no-next-update'
   /** nextUpdate is not after now. */
   | 'expired'
+  /** (stapling) valid, but for less than SrvOcspRespMinValiditySeconds from now: never handed out. */
+  | 'shorter-than-min-validity'
   /** The response carries a nonce other than the one sent. */
   | 'nonce-mismatch'
   /** The certificate is revoked: never stapled. */
