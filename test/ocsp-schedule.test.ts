@@ -114,7 +114,7 @@ test('retry policy: retries before a served staple lapses, none closer than the 
 });
 
 test('dev stapling settings: for any short dev validity the refresh comes before the staple stops being served', () => {
-  for (const minutes of [0.1, 0.5, 1, 2, 5, 10, 19]) {
+  for (const minutes of [0.1, 0.5, 1, 2, 5, 10, 19, 20, 29, 30, 60, 24 * 60]) {
     const s = resolveSettings(devStaplingSettings(minutes));
     const validity = minutes * 60 * S;
     const plan = nextPrefetch(T0, T0, T0 + validity, s);
@@ -123,6 +123,6 @@ test('dev stapling settings: for any short dev validity the refresh comes before
     assert.ok(plan.at < servableUntil, `${minutes} min: refresh at +${plan.at - T0} ms before the staple lapses at +${servableUntil - T0} ms`);
     assert.ok(plan.delayMs > 0, `${minutes} min: no immediate refetch`);
   }
-  assert.deepEqual(devStaplingSettings(20), {}, 'defaults from 20 minutes on');
+  assert.deepEqual(devStaplingSettings(30), {}, 'defaults from 30 minutes on');
   assert.deepEqual(devStaplingSettings(60), {});
 });

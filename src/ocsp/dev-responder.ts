@@ -115,11 +115,11 @@ export async function runOcspResponderCli(args: string[]): Promise<DevOcspRespon
  * Stapler settings for the dev responder's validity. The defaults (600 s minimum validity,
  * 120 s / 60 s around NextUpdate) assume responses valid for days; for a responder set to a
  * few minutes (to watch the schedule) they are scaled down so that a staple is served and
- * refreshed before it lapses. At 20 minutes and more the defaults apply unchanged.
+ * refreshed before it lapses. At 30 minutes and more the defaults apply unchanged.
  */
 export function devStaplingSettings(validityMinutes: number): Partial<OcspSettings> {
   const v = validityMinutes * 60;
-  if (v >= 20 * 60) return {};
+  if (v >= 30 * 60) return {};
   return {
     SrvOcspRespMinValiditySeconds: Math.max(1, Math.floor(v / 6)),
     SrvOcspRespMaxBeforeNextUpdateSeconds: Math.max(1, Math.floor(v / 2)),
