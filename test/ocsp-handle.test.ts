@@ -10,7 +10,8 @@ import {
   freeServerOcspResponseContext, getServerOcspResponseContext, openServerOcspResponse, OcspHandleStatus, type OcspTimers, type OcspUpdate,
 } from '../src/ocsp/handle.js';
 import { fetchOcsp, getUrl, type OcspFetcher } from '../src/ocsp/fetch.js';
-import { createStapler } from '../src/ocsp/stapler.js';
+import { createStapler, OCSP_UPDATE_CHANNEL } from '../src/ocsp/stapler.js';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { isCertboundError } from '../src/errors.js';
 import { freePort, run } from './helpers/exec.js';
 import { tempDir } from './helpers/pki.js';
@@ -206,8 +207,14 @@ test('the stapler never has more than maxConcurrentRetrievals retrievals in flig
   const stapler = createStapler({ fetcher: slow, maxConcurrentRetrievals: 2, timers: new FakeTimers(f.clock), now: () => f.clock.t });
   t.after(() => stapler.close());
   const leaves = await Promise.all(Array.from({ length: 6 }, (_, i) => issueCertificate({ subject: { commonName: `c${i}.test` }, issuer: f.ca, extKeyUsage: [OID.serverAuth], ocspUrl: f.responder.url })));
+  const published: unknown[] = [];
+  const onMessage = (m: unknown) => published.push(m);
+  subscribe(OCSP_UPDATE_CHANNEL, onMessage);
+  t.after(() => unsubscribe(OCSP_UPDATE_CHANNEL, onMessage));
   const states = await Promise.all(leaves.map((l) => stapler.add([l.der, f.ca.der])));
   assert.ok(states.every((s) => s?.stapled), 'all stapled');
+  assert.equal(published.length, 6, 'one message per update on certbound:ocsp:update');
+  assert.equal(stapler.metrics().stapled, 6);
   assert.equal(peak, 2);
   assert.equal(f.responder.requests, 6);
 });

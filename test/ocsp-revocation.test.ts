@@ -162,3 +162,16 @@ test('once per connection, after the handshake, over real TLS with openssl s_cli
   assert.match(await ask(p.revokedOcsp, 'revoked'), /certFlags=0x800b010c same=true/);
   assert.equal(p.responder.requests - before, 2, 'one OCSP request per connection');
 });
+
+test('checkOnce: one check per connection and leaf; another leaf on the same connection is checked anew', async (t) => {
+  const p = await pki(t);
+  const checker = createRevocationChecker();
+  const connection = {};
+  const before = p.responder.requests;
+  const a = checker.checkOnce(connection, [p.good.der, p.ca.der]);
+  assert.equal(checker.checkOnce(connection, [p.good.pem, p.ca.pem]), a, 'same Promise, DER or PEM');
+  assert.equal((await a).certFlags, 0);
+  const b = await checker.checkOnce(connection, [p.revokedOcsp.der, p.ca.der]);
+  assert.equal(b.certFlags, CertStatus.CERT_E_REVOKED);
+  assert.equal(p.responder.requests - before, 2);
+});

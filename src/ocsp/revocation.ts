@@ -107,7 +107,7 @@ export class RevocationChecker {
   readonly #ocspCache = new Map<string, CachedOcsp>();
   readonly #crlByUrl = new Map<string, CachedCrl>();
   readonly #loadedCrls: pkijs.CertificateRevocationList[];
-  readonly #perConnection = new WeakMap<object, Promise<RevocationResult>>();
+  readonly #perConnection = new WeakMap<object, Map<string, Promise<RevocationResult>>>();
 
   constructor(options: RevocationOptions = {}) {
     cryptoEngine();
@@ -118,13 +118,22 @@ export class RevocationChecker {
 
   /**
    * The check for one connection: the first call for `connection` (any object: the socket
-   * or its registry entry) runs it, later calls get the same Promise.
+   * or its registry entry) and this leaf certificate runs it, later calls get the same
+   * Promise. A different leaf on the same connection (after a renegotiation) is checked anew.
    */
   checkOnce(connection: object, chain: readonly ChainInput[], override: { certCheckMode?: number } = {}): Promise<RevocationResult> {
-    let p = this.#perConnection.get(connection);
+    let byLeaf = this.#perConnection.get(connection);
+    if (!byLeaf) {
+      byLeaf = new Map();
+      this.#perConnection.set(connection, byLeaf);
+    }
+    const first = chain[0];
+    const leafDer = first === undefined ? Buffer.alloc(0) : typeof first === 'string' ? (pemBlocks(first, 'CERTIFICATE')[0] ?? Buffer.from(first)) : first instanceof X509Certificate ? first.raw : Buffer.from(first);
+    const key = StapleCache.fingerprint(leafDer);
+    let p = byLeaf.get(key);
     if (!p) {
       p = this.check(chain, override);
-      this.#perConnection.set(connection, p);
+      byLeaf.set(key, p);
     }
     return p;
   }
