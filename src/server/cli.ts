@@ -9,6 +9,17 @@ import { assertKeyMatches, loadCertificates, loadPrivateKey } from '../tls/pem.j
 import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
 import { createServer, type CertboundServer } from './server.js';
 import { runClientCli } from '../client/cli.js';
+import cluster from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
+import { pino } from 'pino';
+import { pemBlocks } from '../tls/pem.js';
+import { createServerStapling } from '../ocsp/server-stapling.js';
+import type { CreateServerOptions } from './server.js';
+import { defaultWorkerCount, joinPrimary, startPrimary, workerIndex, type WorkerLink } from './cluster.js';
+import { setConnectionIdPrefix } from './registry.js';
 import { join } from 'node:path';
 import { devStaplingSettings, runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
 import type { DevOcspResponder } from '../ocsp/responder.js';
@@ -96,7 +107,7 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: Certbou
  * `onListening` runs before the banner is printed: whoever waits for the banner (a script, a
  * test) may signal the process at once, so the signal handlers must be in place by then.
  */
-export async function serve(args: string[], onListening?: (server: CertboundServer) => void): Promise<CertboundServer | undefined> {
+export async function serve(args: string[], onListening?: (server: CertboundServer) => void, worker?: WorkerLink): Promise<CertboundServer | undefined> {
   const { values } = parse(args, serveArgSpec(), false);
   if (values.help) {
     console.log(USAGE);
@@ -107,7 +118,8 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
   // With the dev PKI, the dev OCSP responder runs in-process so the demo staples from the first handshake.
   let devResponder: DevOcspResponder | undefined;
   const validityMinutes = validityFromEnv();
-  if (loaded.dev && loaded.devDir) {
+  // In a cluster the primary runs the responder and the stapler (servePrimary).
+  if (loaded.dev && loaded.devDir && !worker) {
     devResponder = await startDevPkiResponder(loaded.devDir, { validityMinutes }).catch((err: NodeJS.ErrnoException) => {
       console.error(`certbound: dev OCSP responder not started (${err.code ?? err.message}); stapling uses whatever answers on the AIA URL`);
       return undefined;
@@ -126,8 +138,14 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     negotiationTimeout: cfg.negotiationTimeout,
     ...(cfg.onDemandHosts ? { onDemandHosts: cfg.onDemandHosts } : {}),
     referenceRoutes: true,
-    ocsp: loaded.dev && loaded.devDir ? { cacheDir: join(loaded.devDir, 'ocsp-cache'), settings: devStaplingSettings(validityMinutes) } : true,
+    ocsp: worker ? false : staplingOptions(loaded, validityMinutes),
+    // Cluster workers share the primary's session-ticket keys (src/server/cluster.ts).
+    ...(worker ? { tls: { ticketKeys: worker.ticketKeys } } : {}),
   });
+  if (worker) {
+    worker.follow(server);
+    worker.attachStaples(server.server as unknown as TlsServer);
+  }
   if (devResponder) {
     const r = devResponder;
     server.app.addHook('onClose', async () => { await r.close(); });
@@ -137,8 +155,85 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     throw err;
   });
   onListening?.(server);
-  console.log(banner(cfg, addr.port, loaded, server));
+  // In a cluster the primary prints the banner once.
+  if (!worker) console.log(banner(cfg, addr.port, loaded, server));
   return server;
+}
+
+function staplingOptions(loaded: Loaded, validityMinutes: number): CreateServerOptions['ocsp'] {
+  return loaded.dev && loaded.devDir ? { cacheDir: join(loaded.devDir, 'ocsp-cache'), settings: devStaplingSettings(validityMinutes) } : true;
+}
+
+/**
+ * `serve --workers N` in the cluster primary: checks the configuration and the TLS files once
+ * (creating the dev PKI before the workers read it), runs the (dev) OCSP responder and the one
+ * stapler of the machine and relays its staples, forks the workers, prints the banner when
+ * they all listen, and stops them on SIGINT/SIGTERM. Resolves with an exit code when the
+ * workers could not start, otherwise undefined (the process exits when they have).
+ */
+async function servePrimary(args: string[], workers: number): Promise<number | undefined> {
+  const { values } = parse(args, serveArgSpec(), false);
+  const cfg = resolveServeConfig(values);
+  const loaded = await loadTlsMaterial(cfg);
+  const validityMinutes = validityFromEnv();
+  const devResponder = loaded.dev && loaded.devDir
+    ? await startDevPkiResponder(loaded.devDir, { validityMinutes }).catch((err: NodeJS.ErrnoException) => {
+      console.error(`certbound: dev OCSP responder not started (${err.code ?? err.message}); stapling uses whatever answers on the AIA URL`);
+      return undefined;
+    })
+    : undefined;
+  const ocsp = staplingOptions(loaded, validityMinutes);
+  const stapling = createServerStapling({ cert: loaded.cert, ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: pino({ level: cfg.logLevel }) });
+  // Workers run the bin (never the script that called main(), e.g. a test file).
+  const bin = fileURLToPath(new URL('../../bin/certbound.js', import.meta.url));
+  const primary = startPrimary({ workers, exec: bin, args: ['serve', ...args], ticketKeyRotationMs: cfg.ticketKeyRotation, log: (m) => console.error(`certbound: ${m}`) });
+  // One stapler per machine: every update goes to every worker (and to workers started later).
+  const leafDer = pemBlocks(loaded.cert, 'CERTIFICATE')[0];
+  if (leafDer) {
+    const leafSha256 = createHash('sha256').update(leafDer).digest('hex');
+    const relay = () => {
+      const state = stapling.stapler.states()[0];
+      primary.relayStaple(leafSha256, stapling.stapler.stapleFor(leafDer) ?? null, state?.nextUpdate ? new Date(state.nextUpdate) : null);
+    };
+    stapling.stapler.on('update', relay);
+    void stapling.start().then(relay);
+  }
+  const stop = () => { void primary.close(); };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  void primary.exited.then(async (code) => {
+    await stapling.close();
+    await devResponder?.close();
+    process.exit(code);
+  });
+  let port: number;
+  try {
+    port = await primary.listening;
+  } catch {
+    return await primary.exited;
+  }
+  console.log(`${banner(cfg, port, loaded)}\ncertbound: ${workers} worker processes (node:cluster); session-ticket keys shared, rotated every ${cfg.ticketKeyRotation} ms`);
+  return undefined;
+}
+
+/** `serve` in a cluster worker: the primary's ticket keys and staples, an id prefix, no banner. */
+async function serveWorker(args: string[]): Promise<number | undefined> {
+  setConnectionIdPrefix((workerIndex() ?? 0) + 1);
+  const link = await joinPrimary();
+  // A worker stays alive while its IPC channel is open: a start-up error must end it here.
+  const server = await serve(args, (running) => {
+    const stop = () => {
+      const force = setTimeout(() => process.exit(1), 10_000);
+      force.unref();
+      link.close();
+      running.close().then(() => process.exit(0), () => process.exit(1));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  }, link).catch((err: unknown) => process.exit(fail(err)));
+  if (!server) process.exit(0);
+  link.listening((server.server.address() as AddressInfo).port);
+  return undefined;
 }
 
 function fail(err: unknown): number {
@@ -153,6 +248,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
   try {
     switch (cmd) {
       case 'serve': {
+        if (cluster.isWorker && workerIndex() !== undefined) return await serveWorker(rest);
+        const { values } = parse(rest, serveArgSpec(), false);
+        const workers = values.help ? 1 : (resolveServeConfig(values).workers ?? defaultWorkerCount());
+        if (workers > 1) return await servePrimary(rest, workers);
         const server = await serve(rest, (running) => {
           const stop = (signal: string) => {
             running.app.log.info({ signal }, 'shutting down');

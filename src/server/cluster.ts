@@ -1,0 +1,250 @@
+// Multi-core serving with node:cluster. The primary forks N workers (each a full certbound
+// server on the shared port), owns the TLS session-ticket keys (48 random bytes, sent to every
+// worker over IPC and rotated on an interval, so that a ticket issued by one worker resumes
+// on any other), and is the one place where per-machine work (OCSP retrieval) runs: it relays
+// staples to the workers. Workers get connection-id prefix workerIndex + 1.
+import cluster, { type Worker } from 'node:cluster';
+import { createHash, randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import type { Server as TlsServer } from 'node:tls';
+
+/** Size of a tls.Server ticket key set (HMAC secret, AES key, key name: 16 bytes each). */
+export const TICKET_KEY_BYTES = 48;
+/** Default ticket-key rotation interval (ms). Tickets issued before a rotation no longer resume. */
+export const DEFAULT_TICKET_KEY_ROTATION_MS = 3_600_000;
+/** How long a worker waits for its first ticket keys from the primary (ms). */
+export const TICKET_KEY_WAIT_MS = 10_000;
+/** Environment variable holding a worker's index (0-based). */
+export const WORKER_INDEX_ENV = 'CERTBOUND_WORKER_INDEX';
+/** Restarts of crashed workers allowed per minute before the primary gives up (exit 1). */
+export const MAX_RESTARTS_PER_MINUTE = 5;
+
+/** Messages between the primary and its workers (all carry `certbound: true`). */
+export type ClusterMessage =
+  | { certbound: true; type: 'hello' }
+  | { certbound: true; type: 'listening'; port: number }
+  | { certbound: true; type: 'ticket-keys'; keys: string; generation: number }
+  | { certbound: true; type: 'staple'; certSha256: string; der: string | null; validUntil: number | null };
+
+function isClusterMessage(m: unknown): m is ClusterMessage {
+  return typeof m === 'object' && m !== null && (m as { certbound?: unknown }).certbound === true && typeof (m as { type?: unknown }).type === 'string';
+}
+
+/** The default worker count: the cores Node may use (os.availableParallelism()). */
+export function defaultWorkerCount(): number {
+  return availableParallelism();
+}
+
+/** This process's worker index (0-based), or undefined outside a certbound cluster worker. */
+export function workerIndex(): number | undefined {
+  if (!cluster.isWorker) return undefined;
+  const raw = process.env[WORKER_INDEX_ENV];
+  const n = raw === undefined ? NaN : Number(raw);
+  return Number.isInteger(n) && n >= 0 ? n : undefined;
+}
+
+export interface PrimaryOptions {
+  workers: number;
+  /** Script the workers run (cluster.setupPrimary exec). Default: this process's script. */
+  exec?: string;
+  /** Its arguments. Default: this process's arguments. */
+  args?: string[];
+  /** Ticket-key rotation interval (ms). Default: DEFAULT_TICKET_KEY_ROTATION_MS. */
+  ticketKeyRotationMs?: number;
+  /** Logs one line per event (worker start/exit, rotation). Default: none. */
+  log?: (message: string) => void;
+}
+
+export interface ClusterPrimary {
+  /** Resolves with the port once every worker listens; rejects if a worker exits first. */
+  readonly listening: Promise<number>;
+  /** Resolves with the exit code the primary should end with (after close() or a fatal failure). */
+  readonly exited: Promise<number>;
+  /** The current ticket keys (a copy). */
+  ticketKeys(): Buffer;
+  /** Generates new ticket keys and sends them to every worker. */
+  rotateTicketKeys(): void;
+  /** Sends a staple for a certificate (SHA-256 hex of its DER) to every worker, now and to workers started later. */
+  relayStaple(certSha256: string, der: Buffer | null, validUntil: Date | null): void;
+  /** Asks every worker to stop (SIGTERM), waits for them; resolves with 0 when they all ended cleanly. */
+  close(): Promise<number>;
+}
+
+/**
+ * Runs in the cluster primary: forks `workers` copies of this process's script (same
+ * arguments), hands them ticket keys and staples, restarts crashed ones (bounded).
+ */
+export function startPrimary(options: PrimaryOptions): ClusterPrimary {
+  if (!cluster.isPrimary) throw new Error('startPrimary() runs in the cluster primary only');
+  const count = options.workers;
+  if (options.exec) cluster.setupPrimary({ exec: options.exec, args: options.args ?? [] });
+  const log = options.log ?? (() => {});
+  let keys = randomBytes(TICKET_KEY_BYTES);
+  let generation = 1;
+  const staples = new Map<string, ClusterMessage & { type: 'staple' }>();
+  const byIndex = new Map<number, Worker>();
+  const listeningPorts = new Map<number, number>();
+  const restarts: number[] = [];
+  let closing = false;
+  let allListening = false;
+  let resolveListening!: (port: number) => void;
+  let rejectListening!: (err: Error) => void;
+  const listening = new Promise<number>((res, rej) => { resolveListening = res; rejectListening = rej; });
+  listening.catch(() => {});
+  let resolveExited!: (code: number) => void;
+  const exited = new Promise<number>((res) => { resolveExited = res; });
+  let exitCode = 0;
+
+  const send = (w: Worker, m: ClusterMessage) => {
+    if (w.isConnected()) w.send(m, (err: Error | null) => { if (err) log(`worker ${w.process.pid}: IPC send failed: ${err.message}`); });
+  };
+  const keysMessage = (): ClusterMessage => ({ certbound: true, type: 'ticket-keys', keys: keys.toString('base64'), generation });
+
+  const fork = (index: number) => {
+    const w = cluster.fork({ [WORKER_INDEX_ENV]: String(index) });
+    byIndex.set(index, w);
+    w.on('message', (m: unknown) => {
+      if (!isClusterMessage(m)) return;
+      if (m.type === 'hello') {
+        send(w, keysMessage());
+        for (const s of staples.values()) send(w, s);
+      } else if (m.type === 'listening') {
+        listeningPorts.set(index, m.port);
+        if (!allListening && listeningPorts.size === count) {
+          allListening = true;
+          resolveListening(m.port);
+        }
+      }
+    });
+    w.on('exit', (code, signal) => {
+      if (byIndex.get(index) === w) byIndex.delete(index);
+      listeningPorts.delete(index);
+      if (closing) {
+        if (code !== 0 && signal !== 'SIGTERM') exitCode = 1;
+        if (byIndex.size === 0) resolveExited(exitCode);
+        return;
+      }
+      if (!allListening) {
+        // A worker that cannot start (port in use, …) has printed why: stop the others.
+        rejectListening(new Error(`worker ${index} exited (${signal ?? code}) before listening`));
+        exitCode = 1;
+        void close(1);
+        return;
+      }
+      const now = Date.now();
+      while (restarts.length > 0 && (restarts[0] as number) < now - 60_000) restarts.shift();
+      if (restarts.length >= MAX_RESTARTS_PER_MINUTE) {
+        log(`worker ${index} exited (${signal ?? code}); ${MAX_RESTARTS_PER_MINUTE} restarts in a minute already: stopping`);
+        void close(1);
+        return;
+      }
+      restarts.push(now);
+      log(`worker ${index} exited (${signal ?? code}): restarting it`);
+      fork(index);
+    });
+  };
+
+  const rotateTicketKeys = () => {
+    keys = randomBytes(TICKET_KEY_BYTES);
+    generation += 1;
+    for (const w of byIndex.values()) send(w, keysMessage());
+    log(`session-ticket keys rotated (generation ${generation})`);
+  };
+  const rotation = setInterval(rotateTicketKeys, options.ticketKeyRotationMs ?? DEFAULT_TICKET_KEY_ROTATION_MS);
+  rotation.unref();
+
+  let closed: Promise<number> | undefined;
+  const close = (code = 0): Promise<number> => {
+    closed ??= (async () => {
+      closing = true;
+      if (code !== 0) exitCode = code;
+      clearInterval(rotation);
+      if (byIndex.size === 0) resolveExited(exitCode);
+      for (const w of byIndex.values()) w.process.kill('SIGTERM');
+      // Workers drain for at most 10 s (cli.ts); a stuck one is killed a little later.
+      const force = setTimeout(() => { for (const w of byIndex.values()) w.process.kill('SIGKILL'); }, 12_000);
+      const c = await exited;
+      clearTimeout(force);
+      return c;
+    })();
+    return closed;
+  };
+
+  for (let i = 0; i < count; i++) fork(i);
+  return {
+    listening,
+    exited,
+    ticketKeys: () => Buffer.from(keys),
+    rotateTicketKeys,
+    relayStaple(certSha256, der, validUntil) {
+      const m: ClusterMessage & { type: 'staple' } = { certbound: true, type: 'staple', certSha256, der: der ? der.toString('base64') : null, validUntil: validUntil ? validUntil.getTime() : null };
+      staples.set(certSha256, m);
+      for (const w of byIndex.values()) send(w, m);
+    },
+    close: () => close(0),
+  };
+}
+
+/** Something whose ticket keys can be set (a tls.Server, or a CertboundServer). */
+export interface TicketKeyTarget { setTicketKeys(keys: Buffer): void }
+
+export interface WorkerLink {
+  /** The first ticket keys from the primary. */
+  readonly ticketKeys: Buffer;
+  /** Applies every later rotation to `target` (and the current keys at once). */
+  follow(target: TicketKeyTarget): void;
+  /** Tells the primary this worker listens on `port`. */
+  listening(port: number): void;
+  /** Answers 'OCSPRequest' on `server` with the staples the primary relays. */
+  attachStaples(server: TlsServer): void;
+  /** Stops listening to the primary. */
+  close(): void;
+}
+
+/**
+ * Runs in a worker: asks the primary for the ticket keys and waits for them (bounded by
+ * TICKET_KEY_WAIT_MS; without them resumption would not work across workers).
+ */
+export async function joinPrimary(): Promise<WorkerLink> {
+  if (!cluster.isWorker || !process.send) throw new Error('joinPrimary() runs in a cluster worker only');
+  let keys: Buffer | undefined;
+  const targets = new Set<TicketKeyTarget>();
+  const staples = new Map<string, { der: Buffer | null; validUntil: number | null }>();
+  let gotKeys!: () => void;
+  const first = new Promise<void>((r) => { gotKeys = r; });
+  const onMessage = (m: unknown) => {
+    if (!isClusterMessage(m)) return;
+    if (m.type === 'ticket-keys') {
+      keys = Buffer.from(m.keys, 'base64');
+      for (const t of targets) t.setTicketKeys(keys);
+      gotKeys();
+    } else if (m.type === 'staple') {
+      staples.set(m.certSha256, { der: m.der ? Buffer.from(m.der, 'base64') : null, validUntil: m.validUntil });
+    }
+  };
+  process.on('message', onMessage);
+  process.send({ certbound: true, type: 'hello' } satisfies ClusterMessage);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([first, new Promise<void>((_, rej) => { timer = setTimeout(() => rej(new Error('no session-ticket keys from the cluster primary')), TICKET_KEY_WAIT_MS); })]).finally(() => clearTimeout(timer));
+  return {
+    ticketKeys: keys as Buffer,
+    follow(target) {
+      targets.add(target);
+      if (keys) target.setTicketKeys(keys);
+    },
+    listening(port) {
+      process.send?.({ certbound: true, type: 'listening', port } satisfies ClusterMessage);
+    },
+    attachStaples(server) {
+      server.on('OCSPRequest', (cert: Buffer, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
+        const s = staples.get(createHash('sha256').update(cert).digest('hex'));
+        // A staple past its validity is not served (the primary sends a fresh one or null).
+        cb(null, s?.der && (s.validUntil === null || s.validUntil > Date.now()) ? s.der : null);
+      });
+    },
+    close() {
+      process.off('message', onMessage);
+      targets.clear();
+    },
+  };
+}

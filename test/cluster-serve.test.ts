@@ -1,0 +1,119 @@
+// `certbound serve --workers 2` (bin/certbound.js over dist/): connection ids unique across
+// workers, TLS 1.2 session tickets issued by one worker resume on the other, the primary's key
+// rotation ends old tickets for all workers, the primary's OCSP staple reaches every worker,
+// SIGTERM stops the whole cluster.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { connect } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, run } from './helpers/exec.js';
+import { tempDir } from './helpers/pki.js';
+import { createDevPki } from '../src/tls/dev-pki.js';
+import { startDevPkiResponder } from '../src/ocsp/dev-responder.js';
+
+const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const BIN = join(ROOT, 'bin', 'certbound.js');
+const ROTATION_MS = 5000;
+
+interface Visit { worker: bigint; connectionId: bigint; reused: boolean; serverSaysResumed: boolean; session: Buffer | undefined }
+
+/** One TLS 1.2 connection with the dev client certificate: GET /connection, then close. */
+function visit(port: number, dir: string, session?: Buffer): Promise<Visit> {
+  return new Promise((resolvePromise, reject) => {
+    let ticket: Buffer | undefined;
+    const s = connect({
+      host: '127.0.0.1', port, servername: 'localhost', maxVersion: 'TLSv1.2',
+      ca: readFileSync(join(dir, 'root-ca.pem')), cert: readFileSync(join(dir, 'client.pem')), key: readFileSync(join(dir, 'client.key')),
+      ...(session ? { session } : {}),
+    }, () => s.write('GET /connection HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'));
+    s.on('session', (sess: Buffer) => { ticket = sess; });
+    let raw = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => { raw += d; });
+    s.setTimeout(8000, () => s.destroy(new Error('timeout')));
+    s.on('error', reject);
+    s.on('end', () => {
+      const body = raw.slice(raw.indexOf('\r\n\r\n') + 4);
+      try {
+        const info = JSON.parse(body) as { connectionId: string; resumed: boolean };
+        const id = BigInt(info.connectionId);
+        resolvePromise({ worker: id >> 48n, connectionId: id, reused: s.isSessionReused(), serverSaysResumed: info.resumed, session: ticket });
+      } catch {
+        reject(new Error(`unexpected answer: ${raw.slice(0, 300)}`));
+      }
+    });
+  });
+}
+
+test('serve --workers 2: unique ids, tickets shared and rotated by the primary, staples relayed, SIGTERM stops all', async (t) => {
+  const cwd = tempDir('certbound-cluster-');
+  // A PKI whose server certificate names an OCSP responder on a port of this test (the dev
+  // PKI's fixed 8889 may be taken on a shared machine).
+  const dir = join(cwd, 'pki');
+  const ocspPort = await freePort();
+  await createDevPki(dir, { ocspUrl: `http://127.0.0.1:${ocspPort}/` });
+  const responder = await startDevPkiResponder(dir, { port: ocspPort });
+  t.after(() => responder.close());
+  const port = await freePort();
+  const child = spawn(process.execPath, [BIN, 'serve', '--workers', '2', '--port', String(port), '--log-level', 'warn', '--ticket-key-rotation', String(ROTATION_MS),
+    '--cert', join(dir, 'server.pem'), '--key', join(dir, 'server.key'), '--ca', join(dir, 'ca-bundle.pem')], { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  t.after(() => { try { process.kill(-(child.pid as number), 'SIGKILL'); } catch { /* already gone */ } });
+  for (let i = 0; i < 300 && !/2 worker processes/.test(output); i++) await sleep(50);
+  assert.match(output, /serving https:\/\/localhost:\d+\/ .*\n[\s\S]*2 worker processes/, output);
+  assert.equal((output.match(/serving https/g) ?? []).length, 1, 'one banner, from the primary');
+
+  // Connection ids: prefix worker index + 1 in the high 16 bits, both workers reached.
+  const visits: Visit[] = [];
+  for (let i = 0; i < 12 && new Set(visits.map((v) => v.worker)).size < 2; i++) visits.push(await visit(port, dir));
+  assert.deepEqual([...new Set(visits.map((v) => v.worker))].sort(), [1n, 2n], 'connections reached both workers');
+  assert.equal(new Set(visits.map((v) => v.connectionId)).size, visits.length, 'connection ids are unique');
+
+  // A ticket from one worker resumes on the other.
+  const first = await visit(port, dir);
+  assert.ok(first.session, 'the server issued a session ticket');
+  let other: Visit | undefined;
+  for (let i = 0; i < 12 && !other; i++) {
+    const v = await visit(port, dir, first.session);
+    if (v.worker !== first.worker) other = v;
+  }
+  assert.ok(other, 'a resumption attempt reached the other worker');
+  assert.equal(other.reused, true, 'the other worker resumed the session (client side)');
+  assert.equal(other.serverSaysResumed, true, 'the other worker resumed the session (its /connection)');
+
+  // After a rotation the old ticket resumes nowhere; a new one resumes across workers again.
+  await sleep(ROTATION_MS + 500);
+  const stale = [await visit(port, dir, first.session), await visit(port, dir, first.session)];
+  assert.deepEqual(stale.map((v) => v.reused), [false, false], 'a ticket from before the rotation is refused by both workers');
+  const fresh = await visit(port, dir);
+  let resumedElsewhere: Visit | undefined;
+  for (let i = 0; i < 12 && !resumedElsewhere; i++) {
+    const v = await visit(port, dir, fresh.session);
+    if (v.worker !== fresh.worker) resumedElsewhere = v;
+  }
+  assert.equal(resumedElsewhere?.reused, true, 'a ticket issued after the rotation resumes on the other worker');
+
+  // The primary's staple (dev OCSP responder + one stapler) is served by both workers.
+  const statuses = new Set<string>();
+  for (let i = 0; i < 40 && statuses.size < 1; i++) {
+    const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-status', '-CAfile', join(dir, 'root-ca.pem')], { input: '', timeoutMs: 8000 });
+    const m = /Cert Status: (\w+)/.exec(r.stdout);
+    if (m) statuses.add(m[1] as string);
+    else await sleep(100);
+  }
+  assert.deepEqual([...statuses], ['good'], `a worker staples the response the primary fetched; server output:\n${output}`);
+  const twice = await Promise.all([0, 1].map(() => run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-status', '-CAfile', join(dir, 'root-ca.pem')], { input: '', timeoutMs: 8000 })));
+  for (const r of twice) assert.match(r.stdout, /Cert Status: good/);
+  assert.equal(responder.requests, 1, 'the responder saw one client (the primary), not one per worker');
+
+  process.kill(child.pid as number, 'SIGTERM');
+  assert.equal(await exited, 0, 'the primary exits 0 once its workers have stopped');
+  await assert.rejects(visit(port, dir), 'nothing listens any more');
+});
