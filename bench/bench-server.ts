@@ -1,0 +1,91 @@
+// Server side of the benchmarks, run pinned to its own core by bench/lib/child.ts.
+// Usage: node --import tsx bench/bench-server.ts <certbound|fastify|https> <dev-pki-dir>
+// Prints {"port":N} once listening. Stdin commands, one per line, each answered with one JSON
+// line: `stats` (CPU time used, handshakes, connections), `mem` (memory after two full GCs,
+// needs --expose-gc). End of stdin closes the server and exits.
+import { createInterface } from 'node:readline';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import Fastify from 'fastify';
+import { createServer } from '../src/server/server.js';
+import { devPkiPaths } from '../src/tls/dev-pki.js';
+import { serverChannelBinding } from '../src/cbt/server-bindings.js';
+import { bindingHex } from '../src/cbt/binding.js';
+import { DEFAULTS } from '../src/defaults.js';
+
+const kind = process.argv[2] ?? 'certbound';
+const pki = devPkiPaths(process.argv[3] ?? '.certbound');
+const cert = readFileSync(pki.server);
+const key = readFileSync(pki.serverKey);
+const ca = readFileSync(pki.caBundle);
+// The baseline answers a body of the same length without reading anything.
+const SAME_LENGTH_BODY = JSON.stringify({ sha1: '0'.repeat(40), binding: '0'.repeat(64) });
+
+let handshakes = 0;
+let connections = 0;
+const count = (server: { on(e: 'secureConnection', f: (s: TLSSocket) => void): unknown }) => {
+  server.on('secureConnection', (s: TLSSocket) => {
+    handshakes++;
+    connections++;
+    s.once('close', () => connections--);
+  });
+};
+
+let close: () => Promise<void>;
+let port: number;
+if (kind === 'certbound') {
+  const server = createServer({ cert, key, ca, clientAuth: 'optional', logger: false });
+  server.app.get('/bench', async (request) => {
+    const sha1 = request.clientCertificate()?.sha1 ?? null;
+    // request.channelBinding once the plugin decorates it; the same function underneath.
+    const r = request as unknown as { channelBinding?: (t: 'tls-exporter') => { value?: Buffer } };
+    const binding = typeof r.channelBinding === 'function' ? r.channelBinding('tls-exporter') : serverChannelBinding(request.raw.socket as TLSSocket, 'tls-exporter');
+    return { sha1, binding: bindingHex(binding as never) };
+  });
+  count(server.server);
+  port = (await server.listen({ host: '127.0.0.1', port: 0 })).port;
+  close = () => server.close();
+} else if (kind === 'fastify') {
+  const app = Fastify({ logger: false, https: { cert, key, ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' } });
+  app.get('/bench', async (_request, reply) => reply.type('application/json; charset=utf-8').send(SAME_LENGTH_BODY));
+  count(app.server as never);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  port = (app.server.address() as AddressInfo).port;
+  close = () => app.close();
+} else if (kind === 'https') {
+  const server = createHttpsServer({ cert, key, ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(SAME_LENGTH_BODY) });
+    res.end(SAME_LENGTH_BODY);
+  });
+  // The same connection timeouts as certbound (node:https keeps idle connections only 5 s).
+  server.keepAliveTimeout = DEFAULTS.keepAliveTimeoutMs;
+  server.headersTimeout = DEFAULTS.headersTimeoutMs;
+  server.requestTimeout = DEFAULTS.requestTimeoutMs;
+  count(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+  close = () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); });
+} else {
+  throw new Error(`unknown server kind ${kind}`);
+}
+
+const gc = (globalThis as { gc?: () => void }).gc;
+process.stdout.write(JSON.stringify({ port }) + '\n');
+const rl = createInterface({ input: process.stdin });
+rl.on('line', (line) => {
+  if (line === 'stats') {
+    const cpu = process.cpuUsage();
+    process.stdout.write(JSON.stringify({ cpuMicros: cpu.user + cpu.system, handshakes, connections }) + '\n');
+  } else if (line === 'mem') {
+    gc?.();
+    gc?.();
+    const m = process.memoryUsage();
+    process.stdout.write(JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, connections, gc: gc !== undefined }) + '\n');
+  }
+});
+rl.on('close', () => {
+  void close().finally(() => process.exit(0));
+  setTimeout(() => process.exit(0), 5000).unref();
+});

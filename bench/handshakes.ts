@@ -1,0 +1,57 @@
+// Benchmark 2: full mTLS handshakes/s, a new connection per request (ECDSA P-256 server and
+// client certificates, no session offered by the client, so every handshake is a full one:
+// a resumed one would count as an error). certbound (clientAuth 'optional', the same /bench
+// route as bench/keepalive.ts) vs a bare node:https server with the same TLS options.
+// Also prints the crypto ceiling from `openssl speed -seconds 2 ecdsap256 ecdhp256`.
+// Usage: node --import tsx bench/handshakes.ts [rounds=3] [seconds=5] [concurrency=16] [maxSeconds=120] [--profile] [--tls12]
+import { spawnSync } from 'node:child_process';
+import { pinSelf, benchPki, HAS_TASKSET, SERVER_CPUS } from './lib/child.js';
+import { compare } from './lib/compare.js';
+import { clientMaterial, handshakeLoad } from './lib/load.js';
+import { table } from './lib/stats.js';
+
+pinSelf();
+const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const profile = process.argv.includes('--profile');
+const tls12 = process.argv.includes('--tls12');
+const rounds = Math.max(3, Number(args[0] ?? 3));
+const seconds = Number(args[1] ?? 5);
+const concurrency = Number(args[2] ?? 16);
+const maxMs = Number(args[3] ?? 120) * 1000;
+const pki = await benchPki();
+const material = clientMaterial(pki, tls12 ? { maxVersion: 'TLSv1.2' } : {});
+
+/** Sign, verify and ECDH operations per second for P-256 on the server core. */
+export function opensslCeiling(): { sign: number; verify: number; ecdh: number } | undefined {
+  const cmd = HAS_TASKSET ? ['taskset', '-c', SERVER_CPUS, 'openssl'] : ['openssl'];
+  const r = spawnSync(cmd[0] as string, [...cmd.slice(1), 'speed', '-seconds', '2', 'ecdsap256', 'ecdhp256'], { encoding: 'utf8', timeout: 30_000 });
+  const sv = /256 bits ecdsa \(nistp256\)\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)\s+([\d.]+)/.exec(r.stdout);
+  const dh = /256 bits ecdh \(nistp256\)\s+[\d.]+s\s+([\d.]+)/.exec(r.stdout);
+  if (!sv || !dh) return undefined;
+  return { sign: Number(sv[1]), verify: Number(sv[2]), ecdh: Number(dh[1]) };
+}
+
+const cmp = await compare(
+  [
+    { name: 'certbound', script: 'bench/bench-server.ts', args: ['certbound', pki.dir], ...(profile ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir=/tmp/certbound-profiles'] } : {}) },
+    { name: 'bare node:https', script: 'bench/bench-server.ts', args: ['https', pki.dir] },
+  ],
+  rounds,
+  maxMs,
+  'handshakes',
+  (port) => handshakeLoad(port, material, { concurrency, seconds, warmupSeconds: 1, path: '/bench' }),
+);
+console.log(`### Full mTLS handshakes/s (a new connection per request)\n`);
+console.log(`${tls12 ? 'TLS 1.2' : 'TLS 1.3'}, ECDHE P-256, ECDSA P-256 server and client certificates (client chain: leaf, intermediate, root), no resumption; ${concurrency} concurrent connect-request-close loops, ${seconds} s per round after 1 s warm-up; server on CPU 0, load generator on CPU 1. Target: certbound >= 0.9 of bare node:https.\n`);
+console.log(cmp.markdown);
+const ceiling = opensslCeiling();
+if (ceiling) {
+  // Server side of one full handshake: one ECDHE key generation + derivation (counted as one
+  // ecdh op), one ECDSA signature (CertificateVerify / ServerKeyExchange), and the client's
+  // CertificateVerify plus its chain (leaf by intermediate, intermediate by root): three verifies.
+  const perHandshake = 1 / ceiling.ecdh + 1 / ceiling.sign + 3 / ceiling.verify;
+  console.log(`\nCrypto ceiling on one core (\`openssl speed -seconds 2 ecdsap256 ecdhp256\`):\n`);
+  console.log(table(['P-256 operation', 'per second'], [['ECDSA sign', ceiling.sign], ['ECDSA verify', ceiling.verify], ['ECDH', ceiling.ecdh], ['server-side handshake crypto (1 ECDH + 1 sign + 3 verify)', 1 / perHandshake]]));
+} else {
+  console.log('\n(openssl speed output not understood: no ceiling printed)');
+}

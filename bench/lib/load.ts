@@ -1,0 +1,164 @@
+// A small, bounded mTLS load generator (wrk has no client-certificate option and autocannon is
+// not a dependency): raw TLS sockets, HTTP/1.1, one request in flight per connection.
+import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import type { DevPkiPaths } from '../../src/tls/dev-pki.js';
+
+export interface ClientMaterial { readonly context: SecureContext }
+
+/** The dev client certificate and root CA as one client context (TLS 1.2 and 1.3 allowed). */
+export function clientMaterial(pki: DevPkiPaths, extra: { maxVersion?: 'TLSv1.2' | 'TLSv1.3' } = {}): ClientMaterial {
+  return { context: createSecureContext({ cert: readFileSync(pki.client), key: readFileSync(pki.clientKey), ca: readFileSync(pki.rootCa), ...extra }) };
+}
+
+export interface LoadResult {
+  /** Completed 200 responses (or handshakes) inside the measured window. */
+  readonly count: number;
+  /** Non-200 answers, socket errors and resumed sessions (handshake mode) in the window. */
+  readonly errors: number;
+  readonly seconds: number;
+  readonly perSecond: number;
+}
+
+/** Reads HTTP/1.1 responses with a Content-Length from a byte stream; returns [status, rest] per full response. */
+export class ResponseReader {
+  #buf: Buffer = Buffer.alloc(0);
+
+  /** Feeds bytes; returns the statuses of the responses completed by them. */
+  push(chunk: Buffer): number[] {
+    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    const done: number[] = [];
+    for (;;) {
+      const end = this.#buf.indexOf('\r\n\r\n');
+      if (end < 0) return done;
+      const head = this.#buf.toString('latin1', 0, end);
+      const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+      const total = end + 4 + (m ? Number(m[1]) : 0);
+      if (this.#buf.length < total) return done;
+      done.push(Number(head.slice(9, 12)));
+      this.#buf = this.#buf.subarray(total);
+    }
+  }
+}
+
+function open(port: number, material: ClientMaterial): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port, servername: 'localhost', secureContext: material.context }, () => resolve(s));
+    s.setNoDelay(true);
+    s.once('error', reject);
+  });
+}
+
+/**
+ * Keep-alive load: `connections` established connections, each sending `GET path` again as
+ * soon as the previous answer is complete. Counts answers for `seconds` after `warmupSeconds`.
+ */
+export async function keepAliveLoad(port: number, material: ClientMaterial, opts: { connections: number; seconds: number; warmupSeconds: number; path: string }): Promise<LoadResult> {
+  const sockets = await Promise.all(Array.from({ length: opts.connections }, () => open(port, material)));
+  const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+  let counting = false;
+  let running = true;
+  let count = 0;
+  let errors = 0;
+  for (const s of sockets) {
+    const reader = new ResponseReader();
+    s.on('data', (chunk: Buffer) => {
+      for (const status of reader.push(chunk)) {
+        if (counting) {
+          if (status === 200) count++;
+          else errors++;
+        }
+        if (running) s.write(request);
+      }
+    });
+    s.on('error', () => { if (counting) errors++; });
+    s.write(request);
+  }
+  await sleep(opts.warmupSeconds * 1000);
+  counting = true;
+  const t0 = process.hrtime.bigint();
+  await sleep(opts.seconds * 1000);
+  counting = false;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  running = false;
+  for (const s of sockets) s.destroy();
+  return { count, errors, seconds, perSecond: count / seconds };
+}
+
+/**
+ * Handshake load: `concurrency` loops, each opening a new connection (no session offered, so
+ * every handshake is a full one; a resumed one counts as an error), sending one
+ * `Connection: close` request and waiting for the answer.
+ */
+export async function handshakeLoad(port: number, material: ClientMaterial, opts: { concurrency: number; seconds: number; warmupSeconds: number; path: string }): Promise<LoadResult> {
+  const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+  let counting = false;
+  let running = true;
+  let count = 0;
+  let errors = 0;
+  const one = () => new Promise<void>((resolve) => {
+    const s = connect({ host: '127.0.0.1', port, servername: 'localhost', secureContext: material.context }, () => {
+      if (s.isSessionReused() && counting) errors++;
+      s.write(request);
+    });
+    s.setNoDelay(true);
+    const reader = new ResponseReader();
+    let ok = false;
+    s.on('data', (chunk: Buffer) => {
+      for (const status of reader.push(chunk)) ok = status === 200;
+      if (ok) s.destroy();
+    });
+    s.on('error', () => {});
+    s.on('close', () => {
+      if (counting) {
+        if (ok) count++;
+        else errors++;
+      }
+      resolve();
+    });
+  });
+  const loops = Array.from({ length: opts.concurrency }, async () => {
+    while (running) await one();
+  });
+  await sleep(opts.warmupSeconds * 1000);
+  counting = true;
+  const t0 = process.hrtime.bigint();
+  await sleep(opts.seconds * 1000);
+  counting = false;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  running = false;
+  await Promise.all(loops);
+  return { count, errors, seconds, perSecond: count / seconds };
+}
+
+/**
+ * Opens `n` connections (`batch` at a time), each with one answered request, and leaves them
+ * idle. Returns the sockets; the caller destroys them.
+ */
+export async function openIdle(port: number, material: ClientMaterial, n: number, batch = 100): Promise<TLSSocket[]> {
+  const request = Buffer.from('GET /bench HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  const out: TLSSocket[] = [];
+  const oneIdle = async () => {
+    const s = await open(port, material);
+    await new Promise<void>((resolve, reject) => {
+      const reader = new ResponseReader();
+      const onData = (chunk: Buffer) => {
+        const statuses = reader.push(chunk);
+        if (statuses.length === 0) return;
+        s.off('data', onData);
+        if (statuses[0] === 200) resolve();
+        else reject(new Error(`status ${statuses[0]}`));
+      };
+      s.on('data', onData);
+      s.write(request);
+    });
+    s.on('error', () => {});
+    out.push(s);
+  };
+  for (let i = 0; i < n; i += batch) await Promise.all(Array.from({ length: Math.min(batch, n - i) }, oneIdle));
+  return out;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,38 @@
+// Summarizes a .cpuprofile (node --cpu-prof): self time by function and inclusive time of
+// the functions whose names match a pattern. Usage: node --import tsx bench/lib/profile-summary.ts FILE [top=25]
+import { readFileSync } from 'node:fs';
+
+interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[]; hitCount?: number }
+interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[] }
+
+export function summarize(file: string, top = 25): string {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const self = new Map<number, number>();
+  p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
+  // Shares are of the busy time: idle samples (the process waiting) are left out.
+  const idle = new Set(p.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
+  for (const id of idle) self.delete(id);
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const label = (n: Node) => `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(node_modules\/)?/, '')}:${n.callFrame.lineNumber + 1}`;
+  const selfBy = new Map<string, number>();
+  const inclBy = new Map<string, number>();
+  for (const [id, t] of self) {
+    const n = byId.get(id) as Node;
+    selfBy.set(label(n), (selfBy.get(label(n)) ?? 0) + t);
+    const seen = new Set<string>();
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const l = label(byId.get(cur) as Node);
+      if (seen.has(l)) continue;
+      seen.add(l);
+      inclBy.set(l, (inclBy.get(l) ?? 0) + t);
+    }
+  }
+  const pct = (t: number) => `${((100 * t) / total).toFixed(1)} %`;
+  const rows = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([l, t]) => `| ${pct(t)} | \`${l}\` |`).join('\n');
+  return `busy: ${(total / 1e6).toFixed(2)} s. self time (top ${top}):\n\n| share | function |\n| --- | --- |\n${rows(selfBy)}\n\ninclusive time (top ${top}):\n\n| share | function |\n| --- | --- |\n${rows(inclBy)}`;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) console.log(summarize(process.argv[2] as string, Number(process.argv[3] ?? 25)));
