@@ -1,6 +1,8 @@
 // The prefetch schedule and the retry policy: pure functions, every branch in a table.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   DEFAULT_OCSP_SETTINGS, DEFAULT_RETRY_POLICY, nextPrefetch, resolveRetryPolicy, resolveSettings, retryDelay, validLongEnough,
   type PrefetchRule,
@@ -125,4 +127,16 @@ test('dev stapling settings: for any short dev validity the refresh comes before
   }
   assert.deepEqual(devStaplingSettings(30), {}, 'defaults from 30 minutes on');
   assert.deepEqual(devStaplingSettings(60), {});
+});
+
+test('docs/ocsp.md states the same defaults as the code', () => {
+  const doc = readFileSync(join(import.meta.dirname, '..', 'docs', 'ocsp.md'), 'utf8');
+  for (const [name, value] of Object.entries(DEFAULT_OCSP_SETTINGS)) {
+    const row = new RegExp(`^\\| \`${name}\` \\| (\\d+)`, 'm').exec(doc);
+    assert.ok(row, `${name} has a row in the settings table`);
+    assert.equal(Number(row[1]), value, name);
+  }
+  const retry = /`min\(initialMs · 2\^\(n−1\), maxMs\)` \((\d+) s doubling to (\d+) h\)[\s\S]*?never below `floorMs` \((\d+) s\)/.exec(doc);
+  assert.ok(retry, 'the retry policy is described');
+  assert.deepEqual([Number(retry[1]) * 1000, Number(retry[2]) * 3_600_000, Number(retry[3]) * 1000], [DEFAULT_RETRY_POLICY.initialMs, DEFAULT_RETRY_POLICY.maxMs, DEFAULT_RETRY_POLICY.floorMs]);
 });
