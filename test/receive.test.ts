@@ -18,8 +18,8 @@ import { ConnectionRegistry } from '../src/server/registry.js';
 import { CertStatus, Win32 } from '../src/status.js';
 import { pemBlocks } from '../src/tls/pem.js';
 import { devPki } from './helpers/pki.js';
-import { createServer, type CreateServerOptions } from '../src/server/server.js';
-import type { Started } from './helpers/server.js';
+import type { CreateServerOptions } from '../src/server/server.js';
+import { startServer, type Started } from './helpers/server.js';
 
 const FIXED = 32;
 
@@ -54,24 +54,10 @@ function addReceiveRoute(app: FastifyInstance): void {
   });
 }
 
-/** A server with the /receive and /wrapper routes (startServer listens before routes can be added). */
-async function receiveServer(t: TestContext, mode: 'optional' | 'accept-untrusted' | 'none', extra: Partial<CreateServerOptions> = {}): Promise<Started> {
-  const pki = await devPki();
-  const s = createServer({
-    cert: readFileSync(pki.server),
-    key: readFileSync(pki.serverKey),
-    ca: readFileSync(pki.caBundle),
-    clientAuth: mode,
-    logger: false,
-    referenceRoutes: true,
-    // Load shedding is tested in under-pressure.test.ts; here a loaded machine must not get 503.
-    underPressure: false,
-    ...extra,
-  });
-  addReceiveRoute(s.app);
-  const addr = await s.listen({ host: '127.0.0.1', port: 0 });
-  t.after(() => s.close());
-  return { server: s, port: addr.port, url: `https://127.0.0.1:${addr.port}` };
+/** A server with the /receive and /wrapper routes. */
+function receiveServer(t: TestContext, mode: 'optional' | 'accept-untrusted' | 'none', extra: Partial<CreateServerOptions> = {}): Promise<Started> {
+  // Load shedding is tested in under-pressure.test.ts; here a loaded machine must not get 503.
+  return startServer(t, mode, { underPressure: false, ...extra }, (s) => addReceiveRoute(s.app));
 }
 
 /** A keep-alive client: every request goes over the same TLS connection until `close()`. */
