@@ -16,12 +16,19 @@ import { negotiateCertificate, type NegotiationOptions, type NegotiationResult }
 import { constants as h2constants } from 'node:http2';
 import { channelTokenProvider, type ServerChannelBindingConfig } from '../cbt/server-bindings.js';
 import { decorateChannelBinding } from '../cbt/request-decorator.js';
+import { createRevocationChecker, RevocationChecker, type RevocationOptions } from '../ocsp/revocation.js';
 import { routeChannelBindingRefusal, type RouteChannelBinding } from './channel-binding-route.js';
 
 /** Route option (`config.clientCertificate`): what a route needs of the client. */
 export type RouteCertificateRequirement = 'required' | 'on-demand';
 
 export interface CertboundPluginOptions {
+  /**
+   * Revocation checks of client certificates (OCSP, then CRLs), HTTP.sys's modes: a checker or
+   * its options (docs/ocsp.md). Run once per connection and certificate, after the handshake,
+   * before the request's hooks go on; never on the handshake path. Default: off.
+   */
+  revocation?: RevocationChecker | RevocationOptions;
   /**
    * Channel bindings: the token receiveClientCertificate hands out for flags 0x1 (default
    * tls-server-end-point in application-data form) and when tls-exporter is offered on TLS 1.2.
@@ -129,6 +136,18 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
     return entryOfRequest(registry, this)?.clientCertificate() ?? null;
   });
 
+  const revocation = options.revocation === undefined ? undefined
+    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker(options.revocation);
+  /** The certificate after its revocation check (once per connection and certificate). */
+  const checked = async (entry: ConnectionEntry, cert: ClientCertificate): Promise<ClientCertificate> => {
+    if (!revocation || cert.revocation) return cert;
+    const outcome = await revocation.checkOnce(entry, cert.chain);
+    return entry.applyRevocation(cert.handshake, outcome) ?? cert;
+  };
+  const checkedCertificate = async (entry: ConnectionEntry): Promise<ClientCertificate | null> => {
+    const cert = entry.clientCertificate();
+    return cert && revocation ? checked(entry, cert) : cert;
+  };
   const negotiationTimeout = options.negotiationTimeout;
   const negotiate = (entry: ConnectionEntry) => negotiateCertificate(entry, negotiationTimeout !== undefined ? { timeoutMs: negotiationTimeout } : {});
   queue.negotiator ??= async (entry) => negotiationWin32Override((await negotiate(entry)).status);
@@ -173,7 +192,7 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
       entry.socket.destroy();
       return refuse(reply, new CertboundError('CB_ERR_IDENTITY_CHANGED'));
     }
-    const cert = entry.clientCertificate();
+    const cert = await checkedCertificate(entry);
     if (logBindings) request.log = request.log.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) });
     if (cert) {
       const refused = refuseCertificate(request, reply, cert);
@@ -220,7 +239,7 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
     request.log.info({ negotiation: result.status, durationMs: result.durationMs, detail: result.detail }, 'on-demand client certificate');
     switch (result.status) {
       case 'certificate': {
-        const cert = entry.clientCertificate();
+        const cert = await checkedCertificate(entry);
         if (!cert) return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
         request.log = request.log.child({ thumbprint: cert.sha1 });
         return refuseCertificate(request, reply, cert);

@@ -25,6 +25,15 @@ export interface HandshakeRecord {
   readonly verifyError: string | null;
 }
 
+/** The outcome of a client-certificate revocation check. */
+export interface RevocationSummary {
+  /** 0, CERT_E_REVOKED, CRYPT_E_REVOCATION_OFFLINE or CRYPT_E_NO_REVOCATION_CHECK. */
+  readonly status: number;
+  /** What decided: 'ocsp', 'crl', 'none' (nothing available) or 'skipped'. */
+  readonly source: string;
+  readonly reason: string | null;
+}
+
 /** The client certificate of a connection, with HTTP.sys's verdict and the mapper's answer. */
 export interface ClientCertificate {
   /** The leaf certificate, DER (HTTP_SSL_CLIENT_CERT_INFO.pCertEncoded). */
@@ -53,6 +62,12 @@ export interface ClientCertificate {
   readonly mapperReason: string | null;
   /** The handshake this view belongs to. */
   readonly handshake: number;
+  /**
+   * The client-certificate revocation check (when the server runs one): its outcome and
+   * source. Null before or without a check. A revoked certificate also has certFlags
+   * CERT_E_REVOKED (hard-fail: the CRYPT_E_* status too).
+   */
+  readonly revocation: RevocationSummary | null;
   /** Parsed leaf. */
   readonly x509: X509Certificate;
 }
@@ -279,7 +294,23 @@ export class ConnectionEntry {
       deniedByMapper: mapped.deniedByMapper,
       mapperReason: mapped.reason,
       handshake: h.sequence,
+      revocation: null,
       x509,
+    });
+    return this.#cert;
+  }
+
+  /**
+   * Records the revocation check of the current certificate: certFlags takes the check's value
+   * when the chain itself verified (a chain error stays the first defect, as HTTP.sys reports).
+   */
+  applyRevocation(handshake: number, outcome: { certFlags: number; revocationStatus: number; source: string; reason: string | null }): ClientCertificate | null {
+    const cert = this.clientCertificate();
+    if (!cert || cert.handshake !== handshake) return cert;
+    this.#cert = Object.freeze({
+      ...cert,
+      certFlags: cert.certFlags === 0 ? outcome.certFlags : cert.certFlags,
+      revocation: Object.freeze({ status: outcome.revocationStatus, source: outcome.source, reason: outcome.reason }),
     });
     return this.#cert;
   }

@@ -30,6 +30,8 @@ export interface ConnectionInfo {
     validFrom: string;
     validTo: string;
     chainLength: number;
+    /** The revocation check when the server runs one ({ status, source, reason }), else null. */
+    revocation: { status: number; source: string; reason: string | null } | null;
   } | null;
   /** The server certificate's OCSP staple (docs/ocsp.md); null when stapling is off. */
   ocsp: OcspStapleSummary | null;
@@ -59,6 +61,7 @@ export function connectionInfo(request: FastifyRequest): ConnectionInfo {
       validFrom: cert.validFrom.toISOString(),
       validTo: cert.validTo.toISOString(),
       chainLength: cert.chain.length,
+      revocation: cert.revocation && { ...cert.revocation },
     },
     // The plugin alone (without createServer) has no stapler.
     ocsp: typeof request.server.ocspStaple === 'function' ? request.server.ocspStaple() : null,

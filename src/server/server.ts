@@ -15,7 +15,7 @@ import { isClientAuthMode, tlsOptionsForMode, type ClientAuthMode } from '../tls
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
 import { pemBlocks } from '../tls/pem.js';
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
-import { certboundPlugin } from './plugin.js';
+import { certboundPlugin, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ConnectionEntry } from './registry.js';
 import { referenceRoutes } from './routes.js';
@@ -54,6 +54,8 @@ export interface CreateServerOptions {
   http2?: boolean;
   /** Time limit (ms) of an on-demand negotiation. Default: 10000. */
   negotiationTimeout?: number;
+  /** Revocation checks of client certificates (see CertboundPluginOptions.revocation). Default: off. */
+  revocation?: CertboundPluginOptions['revocation'];
   /**
    * Hosts (SNI names; `*.domain` or `*` for all, including clients without SNI) whose
    * connections are capped at TLS 1.2 and HTTP/1.1, so that on-demand routes can
@@ -231,7 +233,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       ...options.underPressure,
     });
   }
-  app.register(certboundPlugin, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
+  app.register(certboundPlugin, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.revocation !== undefined ? { revocation: options.revocation } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
   if (options.referenceRoutes) app.register(referenceRoutes);
 
   let closing: Promise<void> | undefined;
