@@ -31,6 +31,9 @@ Usage:
   certbound dev-pki DIR         write a dev PKI (root CA, server and client certificates) into DIR
   certbound ocsp-responder      run the dev OCSP responder for the dev PKI (--dev-pki-dir, --port,
                                 --validity-minutes, --revoke SERIAL)
+  certbound job <command>       BITS-style transfer jobs: create|add|set-cert|resume|suspend|
+                                cancel|complete|list|watch (docs/client.md)
+  certbound store list          list a certificate store with SHA-1 thumbprints (docs/client.md)
   certbound help serve          list the options of serve
 
 Options of serve:
