@@ -1,6 +1,6 @@
 // The three channel bindings of a live connection. Cheap to call per request: the values are
-// cached per connection and keyed on the Finished messages of the most recent handshake, so a
-// renegotiation (new Finished messages) is noticed without the caller counting handshakes;
+// cached per connection and keyed on this side's Finished message of the most recent handshake,
+// so a renegotiation (a new Finished message) is noticed without the caller counting handshakes;
 // tls-server-end-point is further cached per server certificate (see server-end-point.ts).
 import type { TLSSocket } from 'node:tls';
 import { unavailable, type BindingResult, type ChannelBindings, type ChannelBindingType } from './binding.js';
@@ -25,12 +25,9 @@ export interface ChannelBindingOptions {
 
 interface CacheEntry {
   readonly side: Side;
-  readonly protocol: string;
-  readonly reused: boolean;
   readonly renegotiationDisabled: boolean;
   readonly tls12Context: Tls12ExporterContext;
   readonly finished: Buffer;
-  readonly peerFinished: Buffer;
   readonly bindings: ChannelBindings;
 }
 const perConnection = new WeakMap<TLSSocket, CacheEntry>();
@@ -57,16 +54,16 @@ export function channelBindings(socket: TLSSocket, options: ChannelBindingOption
   const side = options.side;
   const renegotiationDisabled = options.renegotiationDisabled ?? false;
   const tls12Context = options.tls12ExporterContext ?? 'empty';
+  // This runs on every request (docs/performance.md): the cache is checked with one call. This
+  // side's Finished message is a MAC over the handshake transcript, whose randoms are new in
+  // every handshake, so it alone tells whether a handshake happened since the values were
+  // computed; a closed socket has none (a miss, and no stale value).
   const finished = socket.getFinished();
+  const hit = perConnection.get(socket);
+  if (hit && finished && hit.side === side && hit.renegotiationDisabled === renegotiationDisabled && hit.tls12Context === tls12Context
+    && hit.finished.equals(finished)) return hit.bindings;
   const peerFinished = socket.getPeerFinished();
   const protocol = socket.getProtocol();
-  // The Finished messages differ in every handshake, so they identify the handshake. Compared
-  // as bytes, not as a hex key string: this runs on every request (docs/performance.md).
-  const reused = socket.isSessionReused();
-  const hit = perConnection.get(socket);
-  if (hit && finished && peerFinished && hit.protocol === protocol && hit.side === side && hit.reused === reused
-    && hit.renegotiationDisabled === renegotiationDisabled && hit.tls12Context === tls12Context
-    && hit.finished.equals(finished) && hit.peerFinished.equals(peerFinished)) return hit.bindings;
 
   const facts = handshakeFacts(socket, side, renegotiationDisabled);
   const bindings: ChannelBindings = Object.freeze({
@@ -76,7 +73,7 @@ export function channelBindings(socket: TLSSocket, options: ChannelBindingOption
       : endPoint(socket, side),
     'tls-exporter': tlsExporter(facts, exporterOf(socket), tls12Context),
   });
-  if (finished && peerFinished && protocol) perConnection.set(socket, { side, protocol, reused, renegotiationDisabled, tls12Context, finished, peerFinished, bindings });
+  if (finished && peerFinished && protocol) perConnection.set(socket, { side, renegotiationDisabled, tls12Context, finished, bindings });
   return bindings;
 }
 

@@ -133,7 +133,15 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   }
   const logger = makeLogger(options.logger);
   const mapper = compileMapper(options.mapper);
-  const registry = new ConnectionRegistry({ mapper, logger });
+  // The trust anchors let the registry capture client chains cheaply (see RegistryOptions.anchors).
+  const anchors = ca.flatMap((p) => pemBlocks(p.toString(), 'CERTIFICATE')).flatMap((der) => {
+    try {
+      return [new X509Certificate(der)];
+    } catch {
+      return [];
+    }
+  });
+  const registry = new ConnectionRegistry({ mapper, logger, anchors });
   const queue = new RequestQueue(registry);
 
   const tlsOptions: HttpsServerOptions = {
