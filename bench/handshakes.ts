@@ -39,7 +39,7 @@ const cmp = await compare(
   rounds,
   maxMs,
   'handshakes',
-  (port) => handshakeLoad(port, material, { concurrency, seconds, warmupSeconds: 1, path: '/bench' }),
+  (port, window) => handshakeLoad(port, material, { concurrency, seconds, warmupSeconds: 1, path: '/bench', window }),
 );
 console.log(`### Full mTLS handshakes/s (a new connection per request)\n`);
 console.log(`${tls12 ? 'TLS 1.2' : 'TLS 1.3'}, ECDHE P-256, ECDSA P-256 server and client certificates (client chain: leaf, intermediate, root), no resumption; ${concurrency} concurrent connect-request-close loops, ${seconds} s per round after 1 s warm-up; server on CPU 0, load generator on CPU 1. Target: certbound >= 0.9 of bare node:https.\n`);

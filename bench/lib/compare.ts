@@ -1,7 +1,7 @@
 // One side-by-side comparison: both servers run at once (each pinned to the server core, idle
 // while the other is measured), rounds alternate which goes first, medians and ratios printed.
 import { startChild, type BenchServer, type CpuStats } from './child.js';
-import type { LoadResult } from './load.js';
+import type { LoadResult, Window } from './load.js';
 import { median, table } from './stats.js';
 
 export interface Side {
@@ -17,7 +17,7 @@ export interface SideResult { name: string; perSecond: number[]; perCpuSecond: n
 export interface Comparison { sides: SideResult[]; rounds: number; ratio: number; cpuRatio: number; markdown: string }
 
 /** Runs `load` against each side, `rounds` times, alternating the order, within `maxMs`. */
-export async function compare(sides: readonly [Side, Side], rounds: number, maxMs: number, unit: string, load: (port: number) => Promise<LoadResult>): Promise<Comparison> {
+export async function compare(sides: readonly [Side, Side], rounds: number, maxMs: number, unit: string, load: (port: number, window: Window) => Promise<LoadResult>): Promise<Comparison> {
   const servers: BenchServer[] = [];
   try {
     for (const s of sides) servers.push(await startChild(s.script, s.args, { ...(s.nodeArgs ? { nodeArgs: s.nodeArgs } : {}), ...(s.cpus ? { cpus: s.cpus } : {}) }));
@@ -28,9 +28,11 @@ export async function compare(sides: readonly [Side, Side], rounds: number, maxM
       const order = round % 2 === 0 ? [0, 1] : [1, 0];
       for (const i of order) {
         const server = servers[i] as BenchServer;
-        const before = await server.ask<CpuStats>('stats');
-        const r = await load(server.port);
-        const after = await server.ask<CpuStats>('stats');
+        // Server CPU is read at the edges of the measured window (after the warm-up).
+        let before: CpuStats | undefined;
+        let after: CpuStats | undefined;
+        const r = await load(server.port, { start: async () => { before = await server.ask<CpuStats>('stats'); }, end: async () => { after = await server.ask<CpuStats>('stats'); } });
+        if (!before || !after) throw new Error('the load generator did not report its window');
         const cpuSeconds = (after.cpuMicros - before.cpuMicros) / 1e6;
         const res = results[i] as SideResult;
         res.perSecond.push(r.perSecond);

@@ -53,7 +53,10 @@ function open(port: number, material: ClientMaterial): Promise<TLSSocket> {
  * Keep-alive load: `connections` established connections, each sending `GET path` again as
  * soon as the previous answer is complete. Counts answers for `seconds` after `warmupSeconds`.
  */
-export async function keepAliveLoad(port: number, material: ClientMaterial, opts: { connections: number; seconds: number; warmupSeconds: number; path: string }): Promise<LoadResult> {
+/** Called when the measured window opens and closes (the server's CPU is read there). */
+export interface Window { start(): Promise<void>; end(): Promise<void> }
+
+export async function keepAliveLoad(port: number, material: ClientMaterial, opts: { connections: number; seconds: number; warmupSeconds: number; path: string; window?: Window }): Promise<LoadResult> {
   const sockets = await Promise.all(Array.from({ length: opts.connections }, () => open(port, material)));
   const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
   let counting = false;
@@ -75,11 +78,13 @@ export async function keepAliveLoad(port: number, material: ClientMaterial, opts
     s.write(request);
   }
   await sleep(opts.warmupSeconds * 1000);
+  await opts.window?.start();
   counting = true;
   const t0 = process.hrtime.bigint();
   await sleep(opts.seconds * 1000);
   counting = false;
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  await opts.window?.end();
   running = false;
   for (const s of sockets) s.destroy();
   return { count, errors, seconds, perSecond: count / seconds };
@@ -90,7 +95,7 @@ export async function keepAliveLoad(port: number, material: ClientMaterial, opts
  * every handshake is a full one; a resumed one counts as an error), sending one
  * `Connection: close` request and waiting for the answer.
  */
-export async function handshakeLoad(port: number, material: ClientMaterial, opts: { concurrency: number; seconds: number; warmupSeconds: number; path: string }): Promise<LoadResult> {
+export async function handshakeLoad(port: number, material: ClientMaterial, opts: { concurrency: number; seconds: number; warmupSeconds: number; path: string; window?: Window }): Promise<LoadResult> {
   const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
   let counting = false;
   let running = true;
@@ -121,11 +126,13 @@ export async function handshakeLoad(port: number, material: ClientMaterial, opts
     while (running) await one();
   });
   await sleep(opts.warmupSeconds * 1000);
+  await opts.window?.start();
   counting = true;
   const t0 = process.hrtime.bigint();
   await sleep(opts.seconds * 1000);
   counting = false;
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  await opts.window?.end();
   running = false;
   await Promise.all(loops);
   return { count, errors, seconds, perSecond: count / seconds };

@@ -35,4 +35,35 @@ export function summarize(file: string, top = 25): string {
   return `busy: ${(total / 1e6).toFixed(2)} s. self time (top ${top}):\n\n| share | function |\n| --- | --- |\n${rows(selfBy)}\n\ninclusive time (top ${top}):\n\n| share | function |\n| --- | --- |\n${rows(inclBy)}`;
 }
 
+/**
+ * The frames that matter for certbound's overhead: inclusive share of busy time of every
+ * function in src/ (certbound's own code) and of the Node calls it makes on the hot paths.
+ */
+export function summarizeSources(file: string, top = 14): string {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const self = new Map<number, number>();
+  p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
+  for (const n of p.nodes) if (n.callFrame.functionName === '(idle)') self.delete(n.id);
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const interesting = (n: Node) => n.callFrame.url.includes('/src/') || /^(TLSSocket\.getPeer\w+|X509Certificate|writev|\(garbage collector\)|createChildLogger|child|(?:preHandler|onRequest|onResponse)\w*)$/.test(n.callFrame.functionName);
+  const label = (n: Node) => `${n.callFrame.functionName || '(anonymous)'} (${n.callFrame.url.includes('/src/') ? n.callFrame.url.replace(/^.*\/src\//, 'src/') : n.callFrame.url.replace(/^.*\//, '') || 'native'})`;
+  const incl = new Map<string, number>();
+  for (const [id, t] of self) {
+    const seen = new Set<string>();
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const n = byId.get(cur) as Node;
+      if (!interesting(n)) continue;
+      const l = label(n);
+      if (seen.has(l)) continue;
+      seen.add(l);
+      incl.set(l, (incl.get(l) ?? 0) + t);
+    }
+  }
+  const rows = [...incl].sort((a, b) => b[1] - a[1]).slice(0, top).map(([l, t]) => `| ${((100 * t) / total).toFixed(1)} % | \`${l}\` |`);
+  return `Busy (non-idle) time ${(total / 1e6).toFixed(2)} s, including start-up. Inclusive share of busy time:\n\n| share | function |\n| --- | --- |\n${rows.join('\n')}`;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) console.log(summarize(process.argv[2] as string, Number(process.argv[3] ?? 25)));
