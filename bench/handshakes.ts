@@ -42,12 +42,12 @@ const cmp = await compare(
   (port, window) => handshakeLoad(port, material, { concurrency, seconds, warmupSeconds: 1, path: '/bench', window }),
 );
 console.log(`### Full mTLS handshakes/s (a new connection per request)\n`);
-console.log(`${tls12 ? 'TLS 1.2' : 'TLS 1.3'}, ECDHE P-256, ECDSA P-256 server and client certificates (client chain: leaf, intermediate, root), no resumption; ${concurrency} concurrent connect-request-close loops, ${seconds} s per round after 1 s warm-up; server on CPU 0, load generator on CPU 1. Target: certbound >= 0.9 of bare node:https.\n`);
+console.log(`${tls12 ? 'TLS 1.2' : 'TLS 1.3'}, ECDHE with X25519 (Node's first default group), ECDSA P-256 server and client certificates (client chain: leaf, intermediate, root), no resumption; ${concurrency} concurrent connect-request-close loops, ${seconds} s per round after 1 s warm-up; server on CPU 0, load generator on CPU 1. Target: certbound >= 0.9 of bare node:https.\n`);
 console.log(cmp.markdown);
 const ceiling = opensslCeiling();
 if (ceiling) {
   // Server side of one full handshake: one ECDHE key generation + derivation (counted as one
-  // ecdh op), one ECDSA signature (CertificateVerify / ServerKeyExchange), and the client's
+  // P-256 ecdh op, an upper bound of X25519's cost), one ECDSA signature (CertificateVerify / ServerKeyExchange), and the client's
   // CertificateVerify plus its chain (leaf by intermediate, intermediate by root): three verifies.
   const perHandshake = 1 / ceiling.ecdh + 1 / ceiling.sign + 3 / ceiling.verify;
   console.log(`\nCrypto ceiling on one core (\`openssl speed -seconds 2 ecdsap256 ecdhp256\`):\n`);
