@@ -106,7 +106,12 @@ function refuse(reply: FastifyReply, err: CertboundError, extra: Record<string, 
   return reply.code(err.statusCode).type('application/json').send({ statusCode: err.statusCode, code: err.code, error: 'Forbidden', message: err.message, ...extra });
 }
 
-async function certbound(app: FastifyInstance, options: CertboundPluginOptions): Promise<void> {
+/**
+ * The plugin's body. Synchronous: createServer runs it directly on its root instance, so that
+ * its hooks (route options included, added through onRoute) are in place before the caller's
+ * first route. Plugin users register certbound before the routes that use its options.
+ */
+export function installCertbound(app: FastifyInstance, options: CertboundPluginOptions): void {
   const clientAuth = options.clientAuth ?? 'accept-untrusted';
   const registry = options.registry ?? new ConnectionRegistry({ mapper: compileMapper(options.mapper), logger: app.log });
   const queue = options.queue ?? new RequestQueue(registry);
@@ -175,59 +180,70 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
     return undefined;
   };
 
-  app.addHook('onRequest', async (request, reply) => {
-    const entry = entryOfRequest(registry, request);
-    if (!entry) return;
-    // A request pipelined behind an on-demand negotiation waits for it, so that it sees the
-    // identity the connection has once the negotiation is over, never a half-made one.
-    const ticket = tickets.get(request.raw);
+  /**
+   * The per-request checks of every route, synchronous unless something is pending: answers
+   * true when it sent a reply.
+   */
+  const checkRequest = (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, cert: ClientCertificate | null): boolean => {
+    if (!entry.identityIntact()) {
+      request.log.warn('client certificate changed outside a server handshake: connection closed');
+      entry.socket.destroy();
+      refuse(reply, new CertboundError('CB_ERR_IDENTITY_CHANGED'));
+      return true;
+    }
+    if (logBindings) request.log = request.log.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) });
+    return cert !== null && refuseCertificate(request, reply, cert) !== undefined;
+  };
+
+  // A request pipelined behind an on-demand negotiation waits for it, so that it sees the
+  // identity the connection has once the negotiation is over, never a half-made one; a
+  // pending revocation check is awaited too. Only these cases leave the synchronous path.
+  const slowCheck = async (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, ticket: RequestTicket | undefined): Promise<boolean> => {
     if (ticket) {
       await entry.waitForEarlier(ticket.seq);
       if (request.routeOptions.config.clientCertificate !== 'on-demand' || entry.clientCertificate()) ticket.release();
       else request.raw.once('close', ticket.release);
     }
     if (entry.negotiation) await entry.negotiation;
-    if (!entry.identityIntact()) {
-      request.log.warn('client certificate changed outside a server handshake: connection closed');
-      entry.socket.destroy();
-      return refuse(reply, new CertboundError('CB_ERR_IDENTITY_CHANGED'));
+    return checkRequest(request, reply, entry, await checkedCertificate(entry));
+  };
+
+  app.addHook('onRequest', (request, reply, done) => {
+    const entry = entryOfRequest(registry, request);
+    if (!entry) return done();
+    const ticket = tickets.get(request.raw);
+    const cert = entry.clientCertificate();
+    if (ticket || entry.negotiation || (revocation && cert && !cert.revocation)) {
+      slowCheck(request, reply, entry, ticket).then((sent) => { if (!sent) done(); }, done);
+      return;
     }
-    const cert = await checkedCertificate(entry);
-    if (logBindings) request.log = request.log.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) });
-    if (cert) {
-      const refused = refuseCertificate(request, reply, cert);
-      if (refused) return refused;
-    }
-    const need = request.routeOptions.config.clientCertificate;
-    if (need === 'required' && !cert) return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
-    // HTTP/2 forbids renegotiation (RFC 7540 9.2.1) and Node aborts if asked: the stream is
-    // reset with HTTP_1_1_REQUIRED so that the client retries over HTTP/1.1.
-    if (need === 'on-demand' && !cert && entry.handshake.alpnProtocol === 'h2') {
-      request.log.info('on-demand certificate on HTTP/2: stream reset with HTTP_1_1_REQUIRED');
-      const stream = (request.raw as unknown as { stream?: { close(code: number): void } }).stream;
-      stream?.close(h2constants.NGHTTP2_HTTP_1_1_REQUIRED);
-      return reply.hijack();
-    }
+    // A hook that sent the reply must not call done (fastify's callback-style hooks).
+    if (!checkRequest(request, reply, entry, cert)) done();
   });
 
-  app.addHook('onResponse', async (request) => {
-    tickets.get(request.raw)?.release();
-  });
+  /** Route onRequest for `clientCertificate: 'required'`. */
+  const requireCertificate = (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    if (request.clientCertificate()) return done();
+    refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
+  };
+
+  /**
+   * Route onRequest for `clientCertificate: 'on-demand'` on HTTP/2, which forbids
+   * renegotiation (RFC 7540 9.2.1; Node aborts if asked): the stream is reset with
+   * HTTP_1_1_REQUIRED so that the client retries over HTTP/1.1.
+   */
+  const onDemandOverH2 = (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    const entry = entryOfRequest(registry, request);
+    if (!entry || entry.clientCertificate() || entry.handshake.alpnProtocol !== 'h2') return done();
+    request.log.info('on-demand certificate on HTTP/2: stream reset with HTTP_1_1_REQUIRED');
+    const stream = (request.raw as unknown as { stream?: { close(code: number): void } }).stream;
+    stream?.close(h2constants.NGHTTP2_HTTP_1_1_REQUIRED);
+    reply.hijack();
+  };
 
   // On-demand routes negotiate after the body has been read (preHandler), so a client
   // sending a body is never stuck between the body and the handshake (ASP.NET's lesson).
-  // Routes that need a channel binding: checked after the body, before the handler.
-  app.addHook('preHandler', async (request, reply) => {
-    const option = request.routeOptions.config.channelBinding;
-    if (!option) return;
-    const refusal = routeChannelBindingRefusal(request, option);
-    if (!refusal) return;
-    request.log.info({ reason: refusal.reason }, 'refused: channel binding');
-    return refuse(reply, new CertboundError('CB_ERR_CHANNEL_BINDING', [refusal.reason, refusal.message]), { reason: refusal.reason });
-  });
-
-  app.addHook('preHandler', async (request, reply) => {
-    if (request.routeOptions.config.clientCertificate !== 'on-demand') return;
+  const negotiateOnDemand = async (request: FastifyRequest, reply: FastifyReply) => {
     const entry = entryOfRequest(registry, request);
     if (!entry || entry.clientCertificate()) return;
     let result: NegotiationResult;
@@ -254,7 +270,33 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
         // timeout, closed, error: the connection is gone; nothing can be answered.
         return reply.hijack();
     }
+  };
+
+  // Routes that need a channel binding: checked after the body (and any negotiation), before the handler.
+  const checkChannelBindingOption = async (request: FastifyRequest, reply: FastifyReply) => {
+    const option = request.routeOptions.config.channelBinding;
+    if (!option) return;
+    const refusal = routeChannelBindingRefusal(request, option);
+    if (!refusal) return;
+    request.log.info({ reason: refusal.reason }, 'refused: channel binding');
+    return refuse(reply, new CertboundError('CB_ERR_CHANNEL_BINDING', [refusal.reason, refusal.message]), { reason: refusal.reason });
+  };
+
+  // Route options become hooks of those routes only: other routes pay nothing for them.
+  const asList = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  app.addHook('onRoute', (route) => {
+    const config = (route.config ?? {}) as { clientCertificate?: RouteCertificateRequirement; channelBinding?: unknown };
+    if (config.clientCertificate === 'required') route.onRequest = [...asList(route.onRequest), requireCertificate] as typeof route.onRequest;
+    if (config.clientCertificate === 'on-demand') {
+      route.onRequest = [...asList(route.onRequest), onDemandOverH2] as typeof route.onRequest;
+      route.preHandler = [...asList(route.preHandler), negotiateOnDemand] as typeof route.preHandler;
+    }
+    if (config.channelBinding) route.preHandler = [...asList(route.preHandler), checkChannelBindingOption] as typeof route.preHandler;
   });
+}
+
+async function certbound(app: FastifyInstance, options: CertboundPluginOptions): Promise<void> {
+  installCertbound(app, options);
 }
 
 /** The certbound fastify plugin (fastify-plugin: decorations are visible to the whole app). */

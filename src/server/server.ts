@@ -15,7 +15,7 @@ import { isClientAuthMode, tlsOptionsForMode, type ClientAuthMode } from '../tls
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
 import { pemBlocks } from '../tls/pem.js';
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
-import { certboundPlugin, type CertboundPluginOptions } from './plugin.js';
+import { installCertbound, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ConnectionEntry } from './registry.js';
 import { referenceRoutes } from './routes.js';
@@ -241,7 +241,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       ...options.underPressure,
     });
   }
-  app.register(certboundPlugin, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.revocation !== undefined ? { revocation: options.revocation } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
+  // Installed directly (not app.register): its hooks must exist before the caller adds routes.
+  installCertbound(app, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.revocation !== undefined ? { revocation: options.revocation } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
   if (options.referenceRoutes) app.register(referenceRoutes);
 
   let closing: Promise<void> | undefined;
