@@ -46,3 +46,17 @@ test('hard fail: no revocation data for the certificate gives CRYPT_E_NO_REVOCAT
   assert.equal(s.clientCertificate?.certFlags, 0);
   assert.equal(s.clientCertificate?.revocation?.status, CertStatus.CRYPT_E_NO_REVOCATION_CHECK, 'the status is still reported');
 });
+
+test('certbound serve --client-revocation check: hard fail reports CRYPT_E_NO_REVOCATION_CHECK for a certificate without revocation data', async (t) => {
+  const pki = await devPki();
+  const { serve } = await import('../src/server/cli.js');
+  const common = ['--port', '0', '--log-level', 'silent', '--workers', '1', '--client-auth', 'accept-untrusted', '--cert', pki.server, '--key', pki.serverKey, '--ca', pki.caBundle, '--client-revocation', 'check'];
+  for (const [mode, want] of [['hard', 'CRYPT_E_NO_REVOCATION_CHECK'], ['soft', 'OK']] as const) {
+    const server = await serve([...common, '--revocation-fail-mode', mode]);
+    assert.ok(server, 'serve returned the running server');
+    t.after(() => server.close());
+    const port = (server.server.address() as { port: number }).port;
+    const info = (await get(port, '/connection', { cert: pki.client, key: pki.clientKey })).json() as Info;
+    assert.equal(info.clientCertificate?.certFlagsName, want, mode);
+  }
+});

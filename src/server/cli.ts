@@ -23,6 +23,7 @@ import { setConnectionIdPrefix } from './registry.js';
 import { join } from 'node:path';
 import { devStaplingSettings, runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
 import type { DevOcspResponder } from '../ocsp/responder.js';
+import { CertCheckMode } from '../ocsp/revocation.js';
 
 const USAGE = `certbound: HTTPS with client certificates
 
@@ -139,6 +140,13 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     underPressure: cfg.maxEventLoopDelay > 0 ? { maxEventLoopDelay: cfg.maxEventLoopDelay } : { maxEventLoopDelay: 0 },
     handshakeTimeout: cfg.handshakeTimeout,
     negotiationTimeout: cfg.negotiationTimeout,
+    ...(cfg.clientRevocation !== 'off' ? {
+      revocation: {
+        certCheckMode: cfg.clientRevocation === 'cached-only' ? CertCheckMode.CACHED_ONLY : CertCheckMode.CHECK,
+        failMode: cfg.revocationFailMode,
+        ...(loaded.crl.length > 0 ? { crls: loaded.crl } : {}),
+      },
+    } : {}),
     ...(cfg.onDemandHosts ? { onDemandHosts: cfg.onDemandHosts } : {}),
     referenceRoutes: true,
     ocsp: worker ? false : staplingOptions(loaded, validityMinutes),

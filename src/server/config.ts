@@ -38,6 +38,8 @@ export interface ServeConfig {
   /** Worker processes (node:cluster); 1 serves in this process. Default: the number of cores. */
   workers?: number;
   ticketKeyRotation: number;
+  clientRevocation: 'off' | 'check' | 'cached-only';
+  revocationFailMode: 'soft' | 'hard';
   config?: string;
 }
 
@@ -57,6 +59,8 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'onDemandHosts', flag: 'on-demand-host', kind: 'string[]', description: 'Host (SNI name, *.domain, or * for all) whose connections are capped at TLS 1.2 and HTTP/1.1 so that on-demand routes such as /whoami can renegotiate (repeatable).' },
   { key: 'negotiationTimeout', flag: 'negotiation-timeout', kind: 'integer', default: 10_000, min: 1, description: 'Time limit (ms) for a client to answer an on-demand certificate request.' },
   { key: 'workers', flag: 'workers', kind: 'integer', min: 1, max: 256, description: 'Worker processes sharing the port (node:cluster); 1 serves in one process. Default: the number of cores (os.availableParallelism()). See docs/performance.md.' },
+  { key: 'clientRevocation', flag: 'client-revocation', kind: 'enum', values: ['off', 'check', 'cached-only'], default: 'off', description: 'Revocation check of client certificates after the handshake (OCSP, then CRL distribution points and --crl files); the verdict lands in certFlags. cached-only fetches nothing (HTTP.sys DefaultCertCheckMode 2). See docs/ocsp.md.' },
+  { key: 'revocationFailMode', flag: 'revocation-fail-mode', kind: 'enum', values: ['soft', 'hard'], default: 'hard', description: 'When revocation cannot be told: hard puts CRYPT_E_REVOCATION_OFFLINE / CRYPT_E_NO_REVOCATION_CHECK in certFlags, soft lets the certificate pass.' },
   { key: 'ticketKeyRotation', flag: 'ticket-key-rotation', kind: 'integer', default: 3_600_000, min: 1000, description: 'With workers: interval (ms) at which the primary rotates the TLS session-ticket keys it shares with them.' },
   { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field, attribute, match}], identity | deny}], denyUnmapped } (config file only).' },
 ] satisfies SettingSpec[]);
