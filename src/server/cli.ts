@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { createDevPki, ensureDevPki } from '../tls/dev-pki.js';
 import { assertKeyMatches, loadCertificates, loadPrivateKey } from '../tls/pem.js';
@@ -182,10 +183,25 @@ function staplingOptions(loaded: Loaded, validityMinutes: number): CreateServerO
  * they all listen, and stops them on SIGINT/SIGTERM. Resolves with an exit code when the
  * workers could not start, otherwise undefined (the process exits when they have).
  */
+/** Throws CB_ERR_LISTEN (as createServer's listen would) when host:port cannot be bound now. */
+function assertCanListen(host: string, port: number): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolveProbe, reject) => {
+    const probe = createNetServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      reject(new CertboundError('CB_ERR_LISTEN', [host, port, err.code === 'EADDRINUSE' ? 'the port is in use (EADDRINUSE)' : err.code ?? err.message]));
+    });
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolveProbe()));
+  });
+}
+
 async function servePrimary(args: string[], workers: number): Promise<number | undefined> {
   const { values } = parse(args, serveArgSpec(), false);
   const cfg = resolveServeConfig(values);
   const loaded = await loadTlsMaterial(cfg);
+  // The workers' listen goes through the primary; a port in use would fail in every worker,
+  // each with its own line. Found here once, before any worker starts.
+  await assertCanListen(cfg.host, cfg.port);
   const validityMinutes = validityFromEnv();
   const devResponder = loaded.dev && loaded.devDir
     ? await startDevPkiResponder(loaded.devDir, { validityMinutes }).catch((err: NodeJS.ErrnoException) => {
