@@ -77,17 +77,26 @@ export async function keepAliveLoad(port: number, material: ClientMaterial, opts
     s.on('error', () => { if (counting) errors++; });
     s.write(request);
   }
-  await sleep(opts.warmupSeconds * 1000);
-  await opts.window?.start();
-  counting = true;
-  const t0 = process.hrtime.bigint();
-  await sleep(opts.seconds * 1000);
-  counting = false;
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  await opts.window?.end();
+  const seconds = await measure(opts, (on) => { counting = on; });
   running = false;
   for (const s of sockets) s.destroy();
   return { count, errors, seconds, perSecond: count / seconds };
+}
+
+/**
+ * The measured window shared by both loads: warm up, start the server-side window, count for
+ * `seconds`, stop counting, end the window. Resolves with the seconds actually counted.
+ */
+async function measure(opts: { seconds: number; warmupSeconds: number; window?: Window }, setCounting: (on: boolean) => void): Promise<number> {
+  await sleep(opts.warmupSeconds * 1000);
+  await opts.window?.start();
+  setCounting(true);
+  const t0 = process.hrtime.bigint();
+  await sleep(opts.seconds * 1000);
+  setCounting(false);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  await opts.window?.end();
+  return seconds;
 }
 
 /**
@@ -125,14 +134,7 @@ export async function handshakeLoad(port: number, material: ClientMaterial, opts
   const loops = Array.from({ length: opts.concurrency }, async () => {
     while (running) await one();
   });
-  await sleep(opts.warmupSeconds * 1000);
-  await opts.window?.start();
-  counting = true;
-  const t0 = process.hrtime.bigint();
-  await sleep(opts.seconds * 1000);
-  counting = false;
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  await opts.window?.end();
+  const seconds = await measure(opts, (on) => { counting = on; });
   running = false;
   await Promise.all(loops);
   return { count, errors, seconds, perSecond: count / seconds };

@@ -5,17 +5,21 @@ import { readFileSync } from 'node:fs';
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[]; hitCount?: number }
 interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[] }
 
-export function summarize(file: string, top = 25): string {
+/** A profile as node id → node, child → parent, self time per node (idle samples left out: shares are of the busy time) and the busy total. */
+function loadProfile(file: string): { byId: Map<number, Node>; parent: Map<number, number>; self: Map<number, number>; total: number } {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const self = new Map<number, number>();
   p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
-  // Shares are of the busy time: idle samples (the process waiting) are left out.
-  const idle = new Set(p.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
-  for (const id of idle) self.delete(id);
+  for (const n of p.nodes) if (n.callFrame.functionName === '(idle)') self.delete(n.id);
   const total = [...self.values()].reduce((a, b) => a + b, 0);
+  return { byId, parent, self, total };
+}
+
+export function summarize(file: string, top = 25): string {
+  const { byId, parent, self, total } = loadProfile(file);
   const label = (n: Node) => `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(node_modules\/)?/, '')}:${n.callFrame.lineNumber + 1}`;
   const selfBy = new Map<string, number>();
   const inclBy = new Map<string, number>();
@@ -40,14 +44,7 @@ export function summarize(file: string, top = 25): string {
  * function in src/ (certbound's own code) and of the Node calls it makes on the hot paths.
  */
 export function summarizeSources(file: string, top = 14): string {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const self = new Map<number, number>();
-  p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
-  for (const n of p.nodes) if (n.callFrame.functionName === '(idle)') self.delete(n.id);
-  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const { byId, parent, self, total } = loadProfile(file);
   const interesting = (n: Node) => n.callFrame.url.includes('/src/') || /^(TLSSocket\.getPeer\w+|X509Certificate|writev|\(garbage collector\)|createChildLogger|child|(?:preHandler|onRequest|onResponse)\w*)$/.test(n.callFrame.functionName);
   const label = (n: Node) => `${n.callFrame.functionName || '(anonymous)'} (${n.callFrame.url.includes('/src/') ? n.callFrame.url.replace(/^.*\/src\//, 'src/') : n.callFrame.url.replace(/^.*\//, '') || 'native'})`;
   const incl = new Map<string, number>();
