@@ -19,6 +19,8 @@ export const ERRORS = Object.freeze({
   CB_ERR_CLIENT_CERT_REQUIRED: { statusCode: 403, message: 'A client certificate is required' },
   CB_ERR_CLIENT_CERT_UNTRUSTED: { statusCode: 403, message: 'The client certificate did not verify (%s)' },
   CB_ERR_CLIENT_CERT_DENIED: { statusCode: 403, message: 'The client certificate is not mapped to an identity' },
+  CB_ERR_TLS_REQUIRED: { statusCode: 403, message: 'This route needs a client certificate, and the request did not come over TLS' },
+  CB_ERR_ROUTE_UNGUARDED: { statusCode: 500, message: 'Route %s has certbound options but certbound did not see it registered (declare it after app.register(certbound)); refused rather than served unchecked' },
   CB_ERR_IDENTITY_CHANGED: { statusCode: 403, message: 'The client certificate changed in a handshake the server did not start' },
   CB_ERR_NEGOTIATE_TLS13: { statusCode: 403, message: 'This route needs a client certificate, and TLS 1.3 cannot ask for one after the handshake (Node has no post-handshake authentication): connect with TLS 1.2, or present a certificate at the handshake' },
   CB_ERR_NEGOTIATE_LIMIT: { statusCode: 403, message: 'This connection has already renegotiated once; open a new connection to present a client certificate' },

@@ -115,7 +115,7 @@ test('the config-file example of docs/configuration.md is valid, with the flag o
   }
 });
 
-interface Info { clientCertificate: null | { identity: string | null; deniedByMapper: boolean } }
+interface Info { clientCertificate: null | { identity: string | null; deniedByMapper: boolean; authorized: boolean; reason: string } }
 
 test('the mapper example of docs/client-auth-modes.md maps the dev client certificate to dev-user', async (t) => {
   const pki = await devPki();
@@ -131,7 +131,12 @@ test('the mapper example of docs/client-auth-modes.md maps the dev client certif
   assert.equal((r.json() as Info).clientCertificate?.identity, 'dev-user');
   const untrusted = await startServer(t, 'accept-untrusted', { mapper: cfg.mapper, underPressure: false });
   const outsider = await get(untrusted.port, '/connection', { cert: pki.clientUntrusted, key: pki.clientUntrustedKey });
-  assert.equal((outsider.json() as Info).clientCertificate?.deniedByMapper, true, 'the deny mapping refuses the outsider');
+  // The mapper runs on authorized chains only: an outsider gets no identity whatever it names.
+  const seen = (outsider.json() as Info).clientCertificate;
+  assert.equal(seen?.identity, null, 'no identity for a chain that did not verify');
+  assert.equal(seen?.authorized, false);
+  assert.equal(seen?.reason, 'untrusted');
+  assert.equal(seen?.deniedByMapper, false, 'the mapper did not run');
 });
 
 test('docs/errors.md lists every CB_ERR_* code with its HTTP status', () => {

@@ -7,6 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { compileMapper, type MapperConfig, type MapperInput, type CertificateMapperFn } from '../src/tls/mapper.js';
 import { devPki } from './helpers/pki.js';
 import { get, startServer } from './helpers/server.js';
+import { CertStatus } from '../src/status.js';
 
 const ALICE_SHA1 = '0a1b2c3d4e5f60718293a4b5c6d7e8f901234567';
 const BOB_SHA1 = 'ffeeddccbbaa99887766554433221100ffeeddcc';
@@ -83,7 +84,7 @@ test('mapper: bad configurations throw TypeError when compiled', () => {
   for (const [name, config] of bad) assert.throws(() => compileMapper(config), TypeError, name);
 });
 
-interface Info { clientCertificate: null | { identity: string | null; deniedByMapper: boolean; certFlags: number } }
+interface Info { clientCertificate: null | { identity: string | null; deniedByMapper: boolean; certFlags: number; authorized: boolean; reason: string } }
 
 test('a server with a mapper: /connection shows the identity; optional mode refuses a denied certificate, accept-untrusted lets it in', async (t) => {
   const pki = await devPki();
@@ -109,9 +110,13 @@ test('a server with a mapper: /connection shows the identity; optional mode refu
   const untrusted = await startServer(t, 'accept-untrusted', { mapper, underPressure: false });
   const denied = await get(untrusted.port, '/connection', { cert: pki.clientUntrusted, key: pki.clientUntrustedKey });
   assert.equal(denied.status, 200, 'accept-untrusted leaves the decision to the application');
-  assert.equal((denied.json() as Info).clientCertificate?.deniedByMapper, true);
+  assert.equal((denied.json() as Info).clientCertificate?.authorized, false);
+  assert.equal((denied.json() as Info).clientCertificate?.reason, 'untrusted');
+  assert.equal((denied.json() as Info).clientCertificate?.deniedByMapper, false, 'the mapper runs on authorized chains only');
   assert.equal((denied.json() as Info).clientCertificate?.identity, null);
+  // An expired certificate that a mapping names gets no identity: an identity only ever comes from an authorized chain.
   const expired = await get(untrusted.port, '/connection', { cert: pki.clientExpired, key: pki.clientExpiredKey });
-  assert.equal((expired.json() as Info).clientCertificate?.identity, 'expired-user', 'the mapper maps; the verdict is separate');
-  assert.notEqual((expired.json() as Info).clientCertificate?.certFlags, 0);
+  assert.equal((expired.json() as Info).clientCertificate?.identity, null);
+  assert.equal((expired.json() as Info).clientCertificate?.certFlags, CertStatus.CERT_E_EXPIRED);
+  assert.equal((expired.json() as Info).clientCertificate?.reason, 'untrusted');
 });

@@ -33,7 +33,7 @@ const leafDer = (path: string): Buffer => {
 interface Wire {
   status: number;
   bytesReceived: number;
-  certInfo: null | { certFlags: number; certEncodedSize: number; certEncoded: string | null; token: string | null; certDeniedByMapper: boolean };
+  certInfo: null | { certFlags: number; certEncodedSize: number; certEncoded: string | null; token: string | null; certDeniedByMapper: boolean; authorized?: boolean; reason?: string | null };
   connectionId: string;
 }
 
@@ -168,11 +168,13 @@ test('certFlags carries the verdict (accept-untrusted), token and certDeniedByMa
   assert.equal(e.body.status, Win32.NO_ERROR, 'a bad certificate is still handed over, with its verdict');
   assert.equal(e.body.certInfo?.certFlags, CertStatus.CERT_E_EXPIRED);
   assert.equal(e.body.certInfo?.token, null);
-  assert.equal(e.body.certInfo?.certDeniedByMapper, true, 'unmapped certificates are denied once a mapper is configured');
+  assert.equal(e.body.certInfo?.certDeniedByMapper, false, 'the mapper runs on authorized chains only');
+  assert.equal(e.body.certInfo?.authorized, false);
+  assert.equal(e.body.certInfo?.reason, 'untrusted');
   assert.deepEqual(Buffer.from(e.body.certInfo?.certEncoded ?? '', 'base64'), leafDer(pki.clientExpired));
   const w = await expired.getJson<{ certFlags: number; deniedByMapper: boolean }>('/wrapper');
   assert.equal(w.body.certFlags, CertStatus.CERT_E_EXPIRED);
-  assert.equal(w.body.deniedByMapper, true);
+  assert.equal(w.body.deniedByMapper, false);
 });
 
 test('ERROR_INVALID_PARAMETER: foreign, closed and fake queues, unknown ids, bad flags and sizes', async (t) => {

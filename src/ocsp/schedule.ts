@@ -98,7 +98,7 @@ export function nextPrefetch(now: number, thisUpdate: number, nextUpdate: number
 }
 
 /** True when a response with this nextUpdate may be handed out now (SrvOcspRespMinValiditySeconds). */
-export function validLongEnough(now: number, nextUpdate: number, settings: OcspSettings): boolean {
+export function validLongEnough(now: number, nextUpdate: number, settings: Pick<OcspSettings, 'SrvOcspRespMinValiditySeconds'>): boolean {
   return nextUpdate - now >= settings.SrvOcspRespMinValiditySeconds * 1000;
 }
 

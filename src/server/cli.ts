@@ -19,7 +19,8 @@ import { pino } from 'pino';
 import { pemBlocks } from '../tls/pem.js';
 import { createServerStapling } from '../ocsp/server-stapling.js';
 import type { CreateServerOptions } from './server.js';
-import { defaultWorkerCount, joinPrimary, startPrimary, workerIndex, type WorkerLink } from './cluster.js';
+import { defaultWorkerCount, joinPrimary, startPrimary, workerEpoch, workerIndex, type WorkerLink } from './cluster.js';
+import { resolveSettings } from '../ocsp/schedule.js';
 import { setConnectionIdPrefix } from './registry.js';
 import { join } from 'node:path';
 import { devStaplingSettings, runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
@@ -151,13 +152,10 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     ...(cfg.onDemandHosts ? { onDemandHosts: cfg.onDemandHosts } : {}),
     referenceRoutes: true,
     ocsp: worker ? false : staplingOptions(loaded, validityMinutes),
-    // Cluster workers share the primary's session-ticket keys (src/server/cluster.ts).
-    ...(worker ? { tls: { ticketKeys: worker.ticketKeys } } : {}),
+    // Cluster workers share the primary's session-ticket keys and staples, on every listener (src/server/cluster.ts).
+    ...(worker ? { tls: { ticketKeys: worker.ticketKeys }, stapleSource: worker } : {}),
   });
-  if (worker) {
-    worker.follow(server);
-    worker.attachStaples(server.server as unknown as TlsServer);
-  }
+  if (worker) worker.follow(server);
   if (devResponder) {
     const r = devResponder;
     server.app.addHook('onClose', async () => { await r.close(); });
@@ -211,6 +209,8 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     : undefined;
   const ocsp = staplingOptions(loaded, validityMinutes);
   const stapling = createServerStapling({ cert: loaded.cert, ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: pino({ level: cfg.logLevel }) });
+  // Workers apply the same minimum validity before serving a relayed staple.
+  const minValiditySeconds = resolveSettings(ocsp === true || !ocsp ? {} : ocsp.settings).SrvOcspRespMinValiditySeconds;
   // Workers run the bin (never the script that called main(), e.g. a test file).
   const bin = fileURLToPath(new URL('../../bin/certbound.js', import.meta.url));
   const primary = startPrimary({ workers, exec: bin, args: ['serve', ...args], ticketKeyRotationMs: cfg.ticketKeyRotation, log: (m) => console.error(`certbound: ${m}`) });
@@ -220,7 +220,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     const leafSha256 = createHash('sha256').update(leafDer).digest('hex');
     const relay = () => {
       const state = stapling.stapler.states()[0];
-      primary.relayStaple(leafSha256, stapling.stapler.stapleFor(leafDer) ?? null, state?.nextUpdate ? new Date(state.nextUpdate) : null);
+      primary.relayStaple(leafSha256, stapling.stapler.stapleFor(leafDer) ?? null, state?.nextUpdate ? new Date(state.nextUpdate) : null, minValiditySeconds);
     };
     stapling.stapler.on('update', relay);
     void stapling.start().then(relay);
@@ -245,7 +245,8 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
 
 /** `serve` in a cluster worker: the primary's ticket keys and staples, an id prefix, no banner. */
 async function serveWorker(args: string[]): Promise<number | undefined> {
-  setConnectionIdPrefix((workerIndex() ?? 0) + 1);
+  // A new epoch for every fork, restarts included: connection ids never repeat (cluster.ts).
+  setConnectionIdPrefix(workerEpoch() ?? (workerIndex() ?? 0) + 1);
   const link = await joinPrimary();
   // A worker stays alive while its IPC channel is open: a start-up error must end it here.
   const server = await serve(args, (running) => {

@@ -2,11 +2,13 @@
 // server on the shared port), owns the TLS session-ticket keys (48 random bytes, sent to every
 // worker over IPC and rotated on an interval, so that a ticket issued by one worker resumes
 // on any other), and is the one place where per-machine work (OCSP retrieval) runs: it relays
-// staples to the workers. Workers get connection-id prefix workerIndex + 1.
+// staples to the workers. Every worker it forks, restarts included, gets a new connection-id
+// epoch (1, 2, 3, …), so ids never repeat for the life of the server.
 import cluster, { type Worker } from 'node:cluster';
 import { createHash, randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type { Server as TlsServer } from 'node:tls';
+import { validLongEnough } from '../ocsp/schedule.js';
 
 /** Size of a tls.Server ticket key set (HMAC secret, AES key, key name: 16 bytes each). */
 export const TICKET_KEY_BYTES = 48;
@@ -16,6 +18,10 @@ export const DEFAULT_TICKET_KEY_ROTATION_MS = 3_600_000;
 export const TICKET_KEY_WAIT_MS = 10_000;
 /** Environment variable holding a worker's index (0-based). */
 export const WORKER_INDEX_ENV = 'CERTBOUND_WORKER_INDEX';
+/** Environment variable holding a worker's connection-id epoch (1..65535, new for every fork). */
+export const WORKER_EPOCH_ENV = 'CERTBOUND_WORKER_EPOCH';
+/** Forks one primary may make: the connection-id epoch has 16 bits (src/server/registry.ts). */
+export const MAX_WORKER_EPOCH = 0xffff;
 /** Restarts of crashed workers allowed per minute before the primary gives up (exit 1). */
 export const MAX_RESTARTS_PER_MINUTE = 5;
 
@@ -24,7 +30,7 @@ export type ClusterMessage =
   | { certbound: true; type: 'hello' }
   | { certbound: true; type: 'listening'; port: number }
   | { certbound: true; type: 'ticket-keys'; keys: string; generation: number }
-  | { certbound: true; type: 'staple'; certSha256: string; der: string | null; validUntil: number | null };
+  | { certbound: true; type: 'staple'; certSha256: string; der: string | null; nextUpdate: number | null; minValiditySeconds: number };
 
 function isClusterMessage(m: unknown): m is ClusterMessage {
   return typeof m === 'object' && m !== null && (m as { certbound?: unknown }).certbound === true && typeof (m as { type?: unknown }).type === 'string';
@@ -41,6 +47,13 @@ export function workerIndex(): number | undefined {
   const raw = process.env[WORKER_INDEX_ENV];
   const n = raw === undefined ? NaN : Number(raw);
   return Number.isInteger(n) && n >= 0 ? n : undefined;
+}
+
+/** This worker's connection-id epoch (1..65535), or undefined outside a certbound cluster worker. */
+export function workerEpoch(): number | undefined {
+  if (!cluster.isWorker) return undefined;
+  const n = Number(process.env[WORKER_EPOCH_ENV]);
+  return Number.isInteger(n) && n >= 1 && n <= MAX_WORKER_EPOCH ? n : undefined;
 }
 
 export interface PrimaryOptions {
@@ -64,8 +77,12 @@ export interface ClusterPrimary {
   ticketKeys(): Buffer;
   /** Generates new ticket keys and sends them to every worker. */
   rotateTicketKeys(): void;
-  /** Sends a staple for a certificate (SHA-256 hex of its DER) to every worker, now and to workers started later. */
-  relayStaple(certSha256: string, der: Buffer | null, validUntil: Date | null): void;
+  /**
+   * Sends a staple for a certificate (SHA-256 hex of its DER) to every worker, now and to
+   * workers started later, with its nextUpdate and the SrvOcspRespMinValiditySeconds rule the
+   * workers apply before each handshake (as the primary's own stapler does).
+   */
+  relayStaple(certSha256: string, der: Buffer | null, nextUpdate: Date | null, minValiditySeconds: number): void;
   /** Asks every worker to stop (SIGTERM), waits for them; resolves with 0 when they all ended cleanly. */
   close(): Promise<number>;
 }
@@ -85,6 +102,7 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
   const byIndex = new Map<number, Worker>();
   const listeningPorts = new Map<number, number>();
   const restarts: number[] = [];
+  let epochs = 0;
   let closing = false;
   let allListening = false;
   let resolveListening!: (port: number) => void;
@@ -101,7 +119,13 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
   const keysMessage = (): ClusterMessage => ({ certbound: true, type: 'ticket-keys', keys: keys.toString('base64'), generation });
 
   const fork = (index: number) => {
-    const w = cluster.fork({ [WORKER_INDEX_ENV]: String(index) });
+    if (epochs >= MAX_WORKER_EPOCH) {
+      log(`worker ${index}: ${MAX_WORKER_EPOCH} workers forked already, connection ids would repeat: stopping`);
+      void close(1);
+      return;
+    }
+    epochs += 1;
+    const w = cluster.fork({ [WORKER_INDEX_ENV]: String(index), [WORKER_EPOCH_ENV]: String(epochs) });
     byIndex.set(index, w);
     w.on('message', (m: unknown) => {
       if (!isClusterMessage(m)) return;
@@ -176,8 +200,8 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
     exited,
     ticketKeys: () => Buffer.from(keys),
     rotateTicketKeys,
-    relayStaple(certSha256, der, validUntil) {
-      const m: ClusterMessage & { type: 'staple' } = { certbound: true, type: 'staple', certSha256, der: der ? der.toString('base64') : null, validUntil: validUntil ? validUntil.getTime() : null };
+    relayStaple(certSha256, der, nextUpdate, minValiditySeconds) {
+      const m: ClusterMessage & { type: 'staple' } = { certbound: true, type: 'staple', certSha256, der: der ? der.toString('base64') : null, nextUpdate: nextUpdate ? nextUpdate.getTime() : null, minValiditySeconds };
       staples.set(certSha256, m);
       for (const w of byIndex.values()) send(w, m);
     },
@@ -195,8 +219,10 @@ export interface WorkerLink {
   follow(target: TicketKeyTarget): void;
   /** Tells the primary this worker listens on `port`. */
   listening(port: number): void;
-  /** Answers 'OCSPRequest' on `server` with the staples the primary relays. */
+  /** Answers 'OCSPRequest' on `server` with the staples the primary relays (createServer's `stapleSource` calls it for every listener). */
   attachStaples(server: TlsServer): void;
+  /** The relayed staple for a certificate if it is servable now (SrvOcspRespMinValiditySeconds), else null. */
+  stapleFor(certDer: Buffer, now?: number): Buffer | null;
   /** Stops listening to the primary. */
   close(): void;
 }
@@ -209,7 +235,7 @@ export async function joinPrimary(): Promise<WorkerLink> {
   if (!cluster.isWorker || !process.send) throw new Error('joinPrimary() runs in a cluster worker only');
   let keys: Buffer | undefined;
   const targets = new Set<TicketKeyTarget>();
-  const staples = new Map<string, { der: Buffer | null; validUntil: number | null }>();
+  const staples = new Map<string, { der: Buffer | null; nextUpdate: number | null; minValiditySeconds: number }>();
   let gotKeys!: () => void;
   const first = new Promise<void>((r) => { gotKeys = r; });
   const onMessage = (m: unknown) => {
@@ -219,13 +245,20 @@ export async function joinPrimary(): Promise<WorkerLink> {
       for (const t of targets) t.setTicketKeys(keys);
       gotKeys();
     } else if (m.type === 'staple') {
-      staples.set(m.certSha256, { der: m.der ? Buffer.from(m.der, 'base64') : null, validUntil: m.validUntil });
+      staples.set(m.certSha256, { der: m.der ? Buffer.from(m.der, 'base64') : null, nextUpdate: m.nextUpdate, minValiditySeconds: m.minValiditySeconds });
     }
   };
   process.on('message', onMessage);
   process.send({ certbound: true, type: 'hello' } satisfies ClusterMessage);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([first, new Promise<void>((_, rej) => { timer = setTimeout(() => rej(new Error('no session-ticket keys from the cluster primary')), TICKET_KEY_WAIT_MS); })]).finally(() => clearTimeout(timer));
+  const stapleFor = (cert: Buffer, now = Date.now()): Buffer | null => {
+    const s = staples.get(createHash('sha256').update(cert).digest('hex'));
+    // The primary's rule, applied here at each handshake: a staple valid for less than
+    // SrvOcspRespMinValiditySeconds is not served (the primary sends a fresh one or null).
+    if (!s?.der || s.nextUpdate === null) return null;
+    return validLongEnough(now, s.nextUpdate, { SrvOcspRespMinValiditySeconds: s.minValiditySeconds }) ? s.der : null;
+  };
   return {
     ticketKeys: keys as Buffer,
     follow(target) {
@@ -235,11 +268,10 @@ export async function joinPrimary(): Promise<WorkerLink> {
     listening(port) {
       process.send?.({ certbound: true, type: 'listening', port } satisfies ClusterMessage);
     },
+    stapleFor,
     attachStaples(server) {
       server.on('OCSPRequest', (cert: Buffer, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
-        const s = staples.get(createHash('sha256').update(cert).digest('hex'));
-        // A staple past its validity is not served (the primary sends a fresh one or null).
-        cb(null, s?.der && (s.validUntil === null || s.validUntil > Date.now()) ? s.der : null);
+        cb(null, stapleFor(cert));
       });
     },
     close() {

@@ -4,7 +4,7 @@
 import type { FastifyRequest } from 'fastify';
 import { HResult, Win32 } from '../status.js';
 import { negotiateCertificate, type NegotiationOptions, type NegotiationResult, type NegotiationStatus } from '../tls/renegotiate.js';
-import type { ConnectionEntry } from './registry.js';
+import type { ClientCertificate, ConnectionEntry } from './registry.js';
 
 /** The HRESULT IIS would return for a negotiation outcome. */
 export function negotiationHResult(status: NegotiationStatus): number {
@@ -48,6 +48,10 @@ export function negotiationWin32Override(status: NegotiationStatus): number | nu
 export interface NegotiateCompletion {
   readonly hr: number;
   readonly result: NegotiationResult;
+  /** The connection's client certificate with its final decision (revocation included), or null. */
+  readonly certificate: ClientCertificate | null;
+  /** True when the connection has an authorized certificate (IIS: the certificate verified and mapped). */
+  readonly authorized: boolean;
 }
 
 export interface NegotiateAsyncAnswer {
@@ -75,10 +79,13 @@ export function negotiateClientCertificate(request: FastifyRequest, fAsync?: fal
 export function negotiateClientCertificate(request: FastifyRequest, fAsync: true, options?: NegotiationOptions): NegotiateAsyncAnswer;
 export function negotiateClientCertificate(request: FastifyRequest, fAsync = false, options: NegotiationOptions = {}): Promise<NegotiateCompletion> | NegotiateAsyncAnswer {
   const entry = entryOf(request);
-  const already = entry?.clientCertificate() ?? null;
-  const pending = entry && !already && !entry.negotiation;
+  const pending = entry && !entry.hasCertificate() && !entry.negotiation;
   const run: Promise<NegotiationResult> = entry ? negotiateCertificate(entry, options) : Promise.resolve(closed());
-  const completion = run.then((result) => Object.freeze({ hr: negotiationHResult(result.status), result }));
+  // The completion carries the connection's decision once it is final (revocation included).
+  const completion = run.then(async (result) => {
+    const certificate = entry ? await entry.settle() : null;
+    return Object.freeze({ hr: negotiationHResult(result.status), result, certificate, authorized: certificate?.authorized ?? false });
+  });
   if (!fAsync) return completion;
   return Object.freeze({ hr: HResult.S_OK, completionPending: Boolean(pending) || Boolean(entry?.negotiation), completion });
 }

@@ -1,32 +1,36 @@
 // The fastify side of certbound: decorates requests with the connection id and the client
-// certificate, enforces the request-level part of the client-auth mode and the mapper, and
-// gives every request log line the connection id and thumbprint. createServer uses it too.
+// certificate, and enforces, for every request, the connection's one trust decision under the
+// client-auth mode and the route's requirement (src/server/access.ts). createServer uses it too.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { TLSSocket, type Server as TlsServer } from 'node:tls';
+import { constants as h2constants } from 'node:http2';
+import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
-import { certStatusName, hresultHex } from '../status.js';
 import type { ClientAuthMode } from '../tls/client-auth.js';
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
-import { ConnectionRegistry, type ClientCertificate, type ConnectionEntry, type RequestTicket } from './registry.js';
-import type { IncomingMessage } from 'node:http';
-import { RequestQueue } from './receive.js';
-import { negotiationWin32Override } from './negotiate.js';
 import { negotiateCertificate, type NegotiationOptions, type NegotiationResult } from '../tls/renegotiate.js';
-import { constants as h2constants } from 'node:http2';
 import { channelTokenProvider, type ServerChannelBindingConfig } from '../cbt/server-bindings.js';
 import { decorateChannelBinding } from '../cbt/request-decorator.js';
 import { createRevocationChecker, RevocationChecker, type RevocationOptions } from '../ocsp/revocation.js';
+import { accessRefusal, ROUTE_REQUIREMENTS, type Refusal, type RouteRequirement } from './access.js';
 import { routeChannelBindingRefusal, type RouteChannelBinding } from './channel-binding-route.js';
+import type { ConnectionEntry } from './connection.js';
+import { negotiationWin32Override } from './negotiate.js';
+import { is, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
+import { RequestQueue } from './receive.js';
+import { ConnectionRegistry, type ClientCertificate } from './registry.js';
+import { orderRequests, ticketOf } from './request-order.js';
 
 /** Route option (`config.clientCertificate`): what a route needs of the client. */
-export type RouteCertificateRequirement = 'required' | 'on-demand';
+export type RouteCertificateRequirement = Exclude<RouteRequirement, 'none'>;
 
 export interface CertboundPluginOptions {
   /**
    * Revocation checks of client certificates (OCSP, then CRLs), HTTP.sys's modes: a checker or
    * its options (docs/ocsp.md). Run once per connection and certificate, after the handshake,
-   * before the request's hooks go on; never on the handshake path. Default: off.
+   * before the request's hooks go on; never on the handshake path. Part of the connection's
+   * decision: give it to the registry instead when you pass `registry`. Default: off.
    */
   revocation?: RevocationChecker | RevocationOptions;
   /**
@@ -38,16 +42,17 @@ export interface CertboundPluginOptions {
   /** Time limit (ms) of an on-demand negotiation. Default: 10000. */
   negotiationTimeout?: number;
   /**
-   * The client-auth mode the TLS server was built with. Decides what the plugin refuses at
-   * request level: `optional` refuses requests on connections whose certificate did not verify.
-   * Default: 'accept-untrusted' (refuse nothing; the application reads certFlags).
+   * The client-auth mode the TLS server was built with; decides what is refused at request
+   * level (docs/client-auth-modes.md). Default: 'optional', as createServer's (before 0.2 the
+   * plugin's default was 'accept-untrusted').
    */
   clientAuth?: ClientAuthMode;
-  /** Certificate mapper (ignored when `registry` is given: the registry's mapper is used). */
+  /** Certificate mapper. Part of the connection's decision: give it to the registry instead when you pass `registry`. */
   mapper?: MapperConfig | CertificateMapperFn;
   /**
-   * Refuse (403 CB_ERR_CLIENT_CERT_DENIED) requests whose certificate the mapper denied.
-   * Default: true, except in accept-untrusted mode where the application decides.
+   * Refuse (403 CB_ERR_CLIENT_CERT_DENIED) requests whose certificate the mapper denied, in
+   * `optional` and `require` modes. Routes marked `required`/`on-demand` always need an
+   * authorized certificate. Default: true.
    */
   rejectDeniedByMapper?: boolean;
   /** Use an existing registry and queue (createServer passes its own). */
@@ -57,6 +62,15 @@ export interface CertboundPluginOptions {
   logBindings?: boolean;
 }
 
+/** The plugin's option schema (src/server/options.ts). */
+export const PLUGIN_OPTIONS = Object.freeze({
+  ...SHARED_OPTIONS,
+  revocation: is.either(is.instanceOf(RevocationChecker, 'RevocationChecker'), is.shape(REVOCATION_OPTIONS)),
+  registry: is.instanceOf(ConnectionRegistry, 'ConnectionRegistry'),
+  queue: is.instanceOf(RequestQueue, 'RequestQueue'),
+  logBindings: is.boolean,
+});
+
 /** What `app.certbound` holds. */
 export interface CertboundDecoration {
   readonly queue: RequestQueue;
@@ -64,12 +78,21 @@ export interface CertboundDecoration {
   readonly clientAuth: ClientAuthMode;
 }
 
+/** The certificate answer of request.negotiateClientCertificate(): the negotiation and the connection's decision after it. */
+export interface RequestNegotiationResult extends NegotiationResult {
+  /** The client certificate with its final decision (after revocation), or null. */
+  readonly certificate: ClientCertificate | null;
+  /** True when the connection now has an authorized certificate. */
+  readonly authorized: boolean;
+}
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     /**
-     * `required`: the request is refused (403 CB_ERR_CLIENT_CERT_REQUIRED) unless the
-     * connection has a certificate. `on-demand`: a connection without one is asked for it
-     * (TLS 1.2 renegotiation after the body is read); see docs/on-demand.md.
+     * `required`: the request is refused (403) unless the connection has an authorized
+     * certificate (verified, not revoked, not denied by the mapper). `on-demand`: a connection
+     * without one is asked for it (TLS 1.2 renegotiation after the body is read), and then the
+     * same rule applies; see docs/on-demand.md. Any other value stops start-up.
      */
     clientCertificate?: RouteCertificateRequirement;
     /**
@@ -87,10 +110,10 @@ declare module 'fastify' {
     readonly connectionId: bigint | undefined;
     /** The registry entry of this request's connection. */
     readonly connection: ConnectionEntry | undefined;
-    /** The client certificate of the connection with its verdict and mapping, or null. */
+    /** The client certificate of the connection with its decision (`authorized`, `reason`, certFlags, identity), or null. */
     clientCertificate(): ClientCertificate | null;
-    /** Asks for a client certificate now (TLS 1.2 renegotiation); resolves when it is over. */
-    negotiateClientCertificate(options?: NegotiationOptions): Promise<NegotiationResult>;
+    /** Asks for a client certificate now (TLS 1.2 renegotiation); resolves when it is over and decided. */
+    negotiateClientCertificate(options?: NegotiationOptions): Promise<RequestNegotiationResult>;
   }
 }
 
@@ -102,29 +125,59 @@ export function entryOfRequest(registry: ConnectionRegistry, request: FastifyReq
   return socket instanceof TLSSocket && socket.encrypted ? registry.add(socket) : undefined;
 }
 
-function refuse(reply: FastifyReply, err: CertboundError, extra: Record<string, unknown> = {}): FastifyReply {
-  return reply.code(err.statusCode).type('application/json').send({ statusCode: err.statusCode, code: err.code, error: 'Forbidden', message: err.message, ...extra });
+function refuse(reply: FastifyReply, err: CertboundError, extra: Readonly<Record<string, unknown>> = {}): FastifyReply {
+  const error = err.statusCode === 403 ? 'Forbidden' : 'Internal Server Error';
+  return reply.code(err.statusCode).type('application/json').send({ statusCode: err.statusCode, code: err.code, error, message: err.message, ...extra });
+}
+
+/** Marks a route whose certbound options the plugin installed (see the onRequest guard). */
+const kGuarded = Symbol('certbound.guarded');
+interface RouteConfig { clientCertificate?: unknown; channelBinding?: unknown; [kGuarded]?: true }
+
+/** The route's requirement, or undefined when its option value is not a known one. */
+function requirementOf(config: RouteConfig): RouteRequirement | undefined {
+  const v = config.clientCertificate;
+  if (v === undefined) return 'none';
+  return (ROUTE_REQUIREMENTS as readonly unknown[]).includes(v) ? (v as RouteRequirement) : undefined;
+}
+
+/** Throws CB_ERR_INVALID_OPTION for route options certbound does not know how to honour. */
+function checkRouteConfig(config: RouteConfig, url: string): void {
+  if (requirementOf(config) === undefined) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', [`config.clientCertificate of route ${url}`, `${JSON.stringify(config.clientCertificate)} is not one of ${ROUTE_REQUIREMENTS.join(', ')}`]);
+  }
+  const cb = config.channelBinding;
+  if (cb !== undefined && cb !== true && (typeof cb !== 'object' || cb === null || Array.isArray(cb))) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', [`config.channelBinding of route ${url}`, 'expected true or { policy, extract }']);
+  }
+  if (typeof cb === 'object' && cb !== null) validateOptions({ policy: is.object, extract: is.function }, cb, `config.channelBinding of route ${url}`);
 }
 
 /**
  * The plugin's body. Synchronous: createServer runs it directly on its root instance, so that
  * its hooks (route options included, added through onRoute) are in place before the caller's
- * first route. Plugin users register certbound before the routes that use its options.
+ * first route. Plugin users register certbound before the routes that use its options; a route
+ * with certbound options that it did not see is refused, never served unchecked.
  */
 export function installCertbound(app: FastifyInstance, options: CertboundPluginOptions): void {
-  const clientAuth = options.clientAuth ?? 'accept-untrusted';
-  const registry = options.registry ?? new ConnectionRegistry({ mapper: compileMapper(options.mapper), logger: app.log });
+  validateOptions(PLUGIN_OPTIONS, options, 'certbound');
+  if (options.registry && (options.mapper !== undefined || options.revocation !== undefined)) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', [options.mapper !== undefined ? 'mapper' : 'revocation', 'belongs to the registry when `registry` is given (new ConnectionRegistry({ mapper, revocation }))']);
+  }
+  const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
+  const revocation = options.revocation === undefined ? undefined
+    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker(options.revocation);
+  const registry = options.registry ?? new ConnectionRegistry({ mapper: compileMapper(options.mapper), revocation, logger: app.log });
   const queue = options.queue ?? new RequestQueue(registry);
   const logBindings = options.logBindings ?? true;
-  const rejectDenied = options.rejectDeniedByMapper ?? clientAuth !== 'accept-untrusted';
-  if (app.server && 'addContext' in app.server) registry.attach(app.server as unknown as TlsServer);
-  // Requests are ordered per connection in the raw 'request' event, which fires in arrival
-  // order (fastify's hooks may interleave): see the onRequest hook.
-  const tickets = new WeakMap<object, RequestTicket>();
-  app.server?.prependListener('request', (req: IncomingMessage) => {
-    const entry = ConnectionRegistry.entryOf(req.socket);
-    if (entry && !entry.clientCertificate() && entry.handshake.alpnProtocol !== 'h2') tickets.set(req, entry.openTicket());
-  });
+  const rejectDeniedByMapper = options.rejectDeniedByMapper ?? true;
+  const negotiationOptions: NegotiationOptions = options.negotiationTimeout !== undefined ? { timeoutMs: options.negotiationTimeout } : {};
+  // A fastify app built on a TLS server: register its connections and order their requests.
+  // createServer does the same for each of its listeners (src/server/listeners.ts).
+  if (app.server && 'addContext' in app.server) {
+    registry.attach(app.server as unknown as TlsServer);
+    orderRequests(app.server, (s) => ConnectionRegistry.entryOf(s));
+  }
 
   app.decorate('certbound', Object.freeze({ queue, registry, clientAuth }));
   app.decorateRequest('connection', {
@@ -141,91 +194,88 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     return entryOfRequest(registry, this)?.clientCertificate() ?? null;
   });
 
-  const revocation = options.revocation === undefined ? undefined
-    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker(options.revocation);
-  /** The certificate after its revocation check (once per connection and certificate). */
-  const checked = async (entry: ConnectionEntry, cert: ClientCertificate): Promise<ClientCertificate> => {
-    if (!revocation || cert.revocation) return cert;
-    const outcome = await revocation.checkOnce(entry, cert.chain);
-    return entry.applyRevocation(cert.handshake, outcome) ?? cert;
-  };
-  const checkedCertificate = async (entry: ConnectionEntry): Promise<ClientCertificate | null> => {
-    const cert = entry.clientCertificate();
-    return cert && revocation ? checked(entry, cert) : cert;
-  };
-  const negotiationTimeout = options.negotiationTimeout;
-  const negotiate = (entry: ConnectionEntry) => negotiateCertificate(entry, negotiationTimeout !== undefined ? { timeoutMs: negotiationTimeout } : {});
+  const negotiate = (entry: ConnectionEntry, opts: NegotiationOptions = negotiationOptions) => negotiateCertificate(entry, opts);
+  // receiveClientCertificate's overlapped form negotiates through this; it then reads the decision.
   queue.negotiator ??= async (entry) => negotiationWin32Override((await negotiate(entry)).status);
   // receiveClientCertificate with HTTP_RECEIVE_SECURE_CHANNEL_TOKEN, and request.channelBinding(type).
   queue.channelTokenProvider ??= channelTokenProvider(options.channelBinding);
   decorateChannelBinding(app, options.channelBinding);
-  app.decorateRequest('negotiateClientCertificate', function (this: FastifyRequest, opts?: NegotiationOptions) {
+  app.decorateRequest('negotiateClientCertificate', async function (this: FastifyRequest, opts?: NegotiationOptions): Promise<RequestNegotiationResult> {
     const entry = entryOfRequest(registry, this);
-    if (!entry) return Promise.resolve(Object.freeze({ status: 'closed' as const, durationMs: 0, detail: 'not a TLS connection' }));
+    if (!entry) return Object.freeze({ status: 'closed' as const, durationMs: 0, detail: 'not a TLS connection', certificate: null, authorized: false });
     if (!this.raw.complete) throw new CertboundError('CB_ERR_NEGOTIATE_BODY');
-    return negotiateCertificate(entry, opts ?? (negotiationTimeout !== undefined ? { timeoutMs: negotiationTimeout } : {}));
+    const result = await negotiate(entry, opts ?? negotiationOptions);
+    const certificate = await entry.settle();
+    return Object.freeze({ ...result, certificate, authorized: certificate?.authorized ?? false });
   });
 
-  /** Why `cert` may not be used for this request, as a sent reply, or undefined. */
-  const refuseCertificate = (request: FastifyRequest, reply: FastifyReply, cert: ClientCertificate): FastifyReply | undefined => {
-    if (clientAuth === 'optional' && cert.certFlags !== 0) {
-      const name = certStatusName(cert.certFlags) ?? hresultHex(cert.certFlags);
-      request.log.info({ certFlags: hresultHex(cert.certFlags), verifyError: cert.verifyError }, 'refused: client certificate did not verify');
-      return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_UNTRUSTED', [name]), { certFlags: cert.certFlags, certFlagsName: name });
-    }
-    if (rejectDenied && cert.deniedByMapper) {
-      request.log.info({ reason: cert.mapperReason }, 'refused: certificate denied by mapper');
-      return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_DENIED'));
-    }
-    return undefined;
+  const send = (request: FastifyRequest, reply: FastifyReply, r: Refusal): FastifyReply => {
+    request.log.info({ refused: r.code, ...r.extra }, 'refused: client certificate');
+    if (r.close) reply.header('connection', 'close');
+    return refuse(reply, new CertboundError(r.code, r.args), r.extra);
   };
 
   /**
-   * The per-request checks of every route, synchronous unless something is pending: answers
-   * true when it sent a reply.
+   * The per-request check against the final decision: answers true when it sent a reply.
+   * Before an on-demand route's negotiation, a connection without a certificate passes (the
+   * preHandler asks for one).
    */
-  const checkRequest = (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, cert: ClientCertificate | null): boolean => {
+  const checkRequest = (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, requirement: RouteRequirement): boolean => {
     if (!entry.identityIntact()) {
       request.log.warn('client certificate changed outside a server handshake: connection closed');
       entry.socket.destroy();
       refuse(reply, new CertboundError('CB_ERR_IDENTITY_CHANGED'));
       return true;
     }
+    const cert = entry.clientCertificate();
     if (logBindings) request.log = request.log.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) });
-    return cert !== null && refuseCertificate(request, reply, cert) !== undefined;
+    if (requirement === 'on-demand' && !cert) return false;
+    const r = accessRefusal({ mode: clientAuth, requirement, tls: true, decision: cert, rejectDeniedByMapper });
+    if (!r) return false;
+    send(request, reply, r);
+    return true;
   };
 
-  // A request pipelined behind an on-demand negotiation waits for it, so that it sees the
+  // A request pipelined behind a possible negotiation waits for it, so that it sees the
   // identity the connection has once the negotiation is over, never a half-made one; a
-  // pending revocation check is awaited too. Only these cases leave the synchronous path.
-  const slowCheck = async (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, ticket: RequestTicket | undefined): Promise<boolean> => {
+  // revocation check in flight is awaited too. Only these cases leave the synchronous path.
+  const slowCheck = async (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, requirement: RouteRequirement): Promise<boolean> => {
+    const ticket = ticketOf(request.raw);
     if (ticket) {
-      await entry.waitForEarlier(ticket.seq);
-      if (request.routeOptions.config.clientCertificate !== 'on-demand' || entry.clientCertificate()) ticket.release();
+      await entry.order.waitForEarlier(ticket.seq);
+      if (requirement !== 'on-demand' || entry.hasCertificate()) ticket.release();
       else request.raw.once('close', ticket.release);
     }
     if (entry.negotiation) await entry.negotiation;
-    return checkRequest(request, reply, entry, await checkedCertificate(entry));
+    await entry.settle();
+    return checkRequest(request, reply, entry, requirement);
   };
 
   app.addHook('onRequest', (request, reply, done) => {
+    const config = request.routeOptions.config as RouteConfig;
+    const requirement = requirementOf(config);
+    // Routes declared before the plugin, or with a value it does not know, never reached
+    // onRoute: refused rather than served without the check they ask for.
+    if (requirement === undefined || ((requirement !== 'none' || config.channelBinding !== undefined) && config[kGuarded] !== true)) {
+      request.log.error({ url: request.routeOptions.url }, 'route with certbound options that certbound did not install: refused');
+      ticketOf(request.raw)?.release();
+      refuse(reply, new CertboundError('CB_ERR_ROUTE_UNGUARDED', [`${request.method} ${request.routeOptions.url ?? request.url}`]));
+      return;
+    }
     const entry = entryOfRequest(registry, request);
-    if (!entry) return done();
-    const ticket = tickets.get(request.raw);
-    const cert = entry.clientCertificate();
-    if (ticket || entry.negotiation || (revocation && cert && !cert.revocation)) {
-      slowCheck(request, reply, entry, ticket).then((sent) => { if (!sent) done(); }, done);
+    if (!entry) {
+      const r = accessRefusal({ mode: clientAuth, requirement, tls: false, decision: null, rejectDeniedByMapper });
+      if (r) send(request, reply, r);
+      else done();
+      return;
+    }
+    if (ticketOf(request.raw) || entry.negotiation || !entry.decided) {
+      slowCheck(request, reply, entry, requirement).then((sent) => { if (!sent) done(); }, done);
       return;
     }
     // A hook that sent the reply must not call done (fastify's callback-style hooks).
-    if (!checkRequest(request, reply, entry, cert)) done();
+    if (!checkRequest(request, reply, entry, requirement)) done();
   });
-
-  /** Route onRequest for `clientCertificate: 'required'`. */
-  const requireCertificate = (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
-    if (request.clientCertificate()) return done();
-    refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
-  };
 
   /**
    * Route onRequest for `clientCertificate: 'on-demand'` on HTTP/2, which forbids
@@ -234,7 +284,7 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
    */
   const onDemandOverH2 = (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const entry = entryOfRequest(registry, request);
-    if (!entry || entry.clientCertificate() || entry.handshake.alpnProtocol !== 'h2') return done();
+    if (!entry || entry.hasCertificate() || entry.handshake.alpnProtocol !== 'h2') return done();
     request.log.info('on-demand certificate on HTTP/2: stream reset with HTTP_1_1_REQUIRED');
     const stream = (request.raw as unknown as { stream?: { close(code: number): void } }).stream;
     stream?.close(h2constants.NGHTTP2_HTTP_1_1_REQUIRED);
@@ -245,27 +295,29 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   // sending a body is never stuck between the body and the handshake (ASP.NET's lesson).
   const negotiateOnDemand = async (request: FastifyRequest, reply: FastifyReply) => {
     const entry = entryOfRequest(registry, request);
-    if (!entry || entry.clientCertificate()) return;
+    if (!entry) return refuse(reply, new CertboundError('CB_ERR_TLS_REQUIRED'));
+    if (entry.hasCertificate()) return;
     let result: NegotiationResult;
     try {
       result = await negotiate(entry);
     } finally {
-      tickets.get(request.raw)?.release();
+      ticketOf(request.raw)?.release();
     }
     request.log.info({ negotiation: result.status, durationMs: result.durationMs, detail: result.detail }, 'on-demand client certificate');
     switch (result.status) {
-      case 'certificate': {
-        const cert = await checkedCertificate(entry);
-        if (!cert) return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
-        request.log = request.log.child({ thumbprint: cert.sha1 });
-        return refuseCertificate(request, reply, cert);
+      case 'certificate':
+      case 'no-certificate': {
+        const cert = await entry.settle();
+        if (cert) request.log = request.log.child({ thumbprint: cert.sha1 });
+        const r = accessRefusal({ mode: clientAuth, requirement: 'on-demand', tls: true, decision: cert, rejectDeniedByMapper });
+        return r ? send(request, reply, r) : undefined;
       }
-      case 'no-certificate':
-        return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
       case 'tls13':
         return refuse(reply, new CertboundError('CB_ERR_NEGOTIATE_TLS13'));
       case 'limit':
         return refuse(reply, new CertboundError('CB_ERR_NEGOTIATE_LIMIT'));
+      case 'http2':
+        return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
       default:
         // timeout, closed, error: the connection is gone; nothing can be answered.
         return reply.hijack();
@@ -275,7 +327,7 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   // Routes that need a channel binding: checked after the body (and any negotiation), before the handler.
   const checkChannelBindingOption = async (request: FastifyRequest, reply: FastifyReply) => {
     const option = request.routeOptions.config.channelBinding;
-    if (!option) return;
+    if (!option) return refuse(reply, new CertboundError('CB_ERR_ROUTE_UNGUARDED', [`${request.method} ${request.url}`]));
     const refusal = routeChannelBindingRefusal(request, option);
     if (!refusal) return;
     request.log.info({ reason: refusal.reason }, 'refused: channel binding');
@@ -285,13 +337,17 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   // Route options become hooks of those routes only: other routes pay nothing for them.
   const asList = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
   app.addHook('onRoute', (route) => {
-    const config = (route.config ?? {}) as { clientCertificate?: RouteCertificateRequirement; channelBinding?: unknown };
-    if (config.clientCertificate === 'required') route.onRequest = [...asList(route.onRequest), requireCertificate] as typeof route.onRequest;
+    const config = (route.config ?? {}) as RouteConfig;
+    checkRouteConfig(config, `${String(route.method)} ${route.url}`);
     if (config.clientCertificate === 'on-demand') {
       route.onRequest = [...asList(route.onRequest), onDemandOverH2] as typeof route.onRequest;
       route.preHandler = [...asList(route.preHandler), negotiateOnDemand] as typeof route.preHandler;
     }
     if (config.channelBinding) route.preHandler = [...asList(route.preHandler), checkChannelBindingOption] as typeof route.preHandler;
+    if (config.clientCertificate !== undefined || config.channelBinding !== undefined) {
+      config[kGuarded] = true;
+      route.config = config as typeof route.config;
+    }
   });
 }
 

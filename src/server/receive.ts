@@ -3,7 +3,7 @@
 // never thrown. Buffer rules (x64 sizes): HTTP_SSL_CLIENT_CERT_INFO's fixed part is 32
 // bytes, HTTP_REQUEST_CHANNEL_BIND_STATUS's 24.
 import { Win32 } from '../status.js';
-import type { ClientCertificate, ConnectionEntry, ConnectionRegistry } from './registry.js';
+import type { ClientCertificate, ConnectionEntry, ConnectionRegistry, TrustReason } from './registry.js';
 
 /** Flags value: return the channel binding status instead of the certificate. */
 export const HTTP_RECEIVE_SECURE_CHANNEL_TOKEN = 0x1;
@@ -28,6 +28,13 @@ export interface HttpSslClientCertInfo {
   certDeniedByMapper: boolean;
   /** certbound addition: the chain captured at the handshake, leaf first. */
   chain: readonly Buffer[] | null;
+  /**
+   * certbound addition: the connection's one decision — true only when the chain verified,
+   * revocation (when checked) passed and the mapper did not deny it. False under ERROR_MORE_DATA.
+   */
+  authorized: boolean;
+  /** certbound addition: why (`TrustReason`: 'authorized', 'untrusted', 'revoked', …); null under ERROR_MORE_DATA. */
+  reason: TrustReason | null;
 }
 
 /** HTTP_REQUEST_CHANNEL_BIND_STATUS. Under ERROR_MORE_DATA only `channelTokenSize` is filled. */
@@ -102,7 +109,7 @@ export function certInfoResult(cert: ClientCertificate | null, bufferSize: numbe
     return {
       status: Win32.ERROR_MORE_DATA,
       bytesReceived: HTTP_SSL_CLIENT_CERT_INFO_SIZE,
-      certInfo: { certFlags: 0, certEncodedSize: cert.der.length, certEncoded: null, token: null, certDeniedByMapper: false, chain: null },
+      certInfo: { certFlags: 0, certEncodedSize: cert.der.length, certEncoded: null, token: null, certDeniedByMapper: false, chain: null, authorized: false, reason: null },
     };
   }
   return {
@@ -115,6 +122,8 @@ export function certInfoResult(cert: ClientCertificate | null, bufferSize: numbe
       token: cert.identity,
       certDeniedByMapper: cert.deniedByMapper,
       chain: cert.chain,
+      authorized: cert.authorized,
+      reason: cert.reason,
     },
   };
 }
@@ -174,12 +183,15 @@ export class Overlapped {
  *
  * Synchronous form (no `overlapped`): returns the result at once. A connection without a
  * certificate answers ERROR_NOT_FOUND; the synchronous form never negotiates (JavaScript
- * cannot block): use the overlapped form for on-demand certificates.
+ * cannot block): use the overlapped form for on-demand certificates. Inside a request the
+ * connection's decision is final (requests wait for it); elsewhere, while a revocation check
+ * is still running, certFlags is CRYPT_E_NO_REVOCATION_CHECK and `authorized` false.
  *
  * Overlapped form (`overlapped` is an Overlapped or a callback): argument errors are returned
  * at once (ERROR_INVALID_PARAMETER, nothing completes); otherwise the call returns
  * ERROR_IO_PENDING and completes later, after negotiating a certificate when the connection
- * has none and the server can negotiate.
+ * has none and the server can negotiate, and once the connection's decision is final
+ * (revocation included).
  */
 export function receiveClientCertificate(queue: RequestQueue, connectionId: bigint | number, flags: number, bufferSize: number): ReceiveResult;
 export function receiveClientCertificate(queue: RequestQueue, connectionId: bigint | number, flags: number, bufferSize: number, overlapped: Overlapped | ReceiveCallback): number;
@@ -193,19 +205,21 @@ export function receiveClientCertificate(queue: RequestQueue, connectionId: bigi
     else overlapped(r);
   };
   const { entry, queue: q } = c;
-  const needsNegotiation = (flags & HTTP_RECEIVE_SECURE_CHANNEL_TOKEN) === 0
-    && bufferSize >= HTTP_SSL_CLIENT_CERT_INFO_SIZE
-    && entry.clientCertificate() === null
-    && q.negotiator !== undefined;
-  if (needsNegotiation && q.negotiator) {
-    q.negotiator(entry).then(
-      (status) => complete(status === null ? answer(q, entry, flags, bufferSize) : { status, bytesReceived: 0 }),
-      () => complete({ status: Win32.ERROR_OPERATION_ABORTED, bytesReceived: 0 }),
-    );
-  } else {
-    const r = answer(q, entry, flags, bufferSize);
-    process.nextTick(complete, r);
-  }
+  const wantsCertificate = (flags & HTTP_RECEIVE_SECURE_CHANNEL_TOKEN) === 0 && bufferSize >= HTTP_SSL_CLIENT_CERT_INFO_SIZE;
+  const negotiator = wantsCertificate && !entry.hasCertificate() ? q.negotiator : undefined;
+  // The certificate answer waits for the connection's final decision (its revocation check).
+  const run = async (): Promise<ReceiveResult> => {
+    if (negotiator) {
+      const status = await negotiator(entry);
+      if (status !== null) return { status, bytesReceived: 0 };
+    }
+    if (wantsCertificate) await entry.settle();
+    return answer(q, entry, flags, bufferSize);
+  };
+  run().then(
+    (r) => process.nextTick(complete, r),
+    () => process.nextTick(complete, { status: Win32.ERROR_OPERATION_ABORTED, bytesReceived: 0 }),
+  );
   return Win32.ERROR_IO_PENDING;
 }
 

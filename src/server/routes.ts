@@ -32,6 +32,10 @@ export interface ConnectionInfo {
     chainLength: number;
     /** The revocation check when the server runs one ({ status, source, reason }), else null. */
     revocation: { status: number; source: string; reason: string | null } | null;
+    /** The connection's one decision: verified, not revoked, not denied by the mapper (docs/client-auth-modes.md). */
+    authorized: boolean;
+    /** Why: 'authorized', 'untrusted', 'revoked', 'revocation-unknown', 'denied-by-mapper', … */
+    reason: string;
   } | null;
   /** The server certificate's OCSP staple (docs/ocsp.md); null when stapling is off. */
   ocsp: OcspStapleSummary | null;
@@ -62,6 +66,8 @@ export function connectionInfo(request: FastifyRequest): ConnectionInfo {
       validTo: cert.validTo.toISOString(),
       chainLength: cert.chain.length,
       revocation: cert.revocation && { ...cert.revocation },
+      authorized: cert.authorized,
+      reason: cert.reason,
     },
     // The plugin alone (without createServer) has no stapler.
     ocsp: typeof request.server.ocspStaple === 'function' ? request.server.ocspStaple() : null,
@@ -94,9 +100,9 @@ export function connectionPage(info: ConnectionInfo): string {
     : '<tr><td colspan="2" class="note">No client certificate was presented on this connection. <a href="/whoami">/whoami</a> asks for one (TLS 1.2), or connect with one configured.</td></tr>';
   const verdict = !c
     ? { cls: 'none', text: `Connected over ${info.protocol ?? 'TLS'} without a client certificate.` }
-    : c.certFlags === 0 && !c.deniedByMapper
+    : c.authorized
       ? { cls: 'ok', text: `Connected over ${info.protocol ?? 'TLS'} with a trusted client certificate${c.identity ? ` mapped to ${c.identity}` : ''}.` }
-      : { cls: 'bad', text: `Connected over ${info.protocol ?? 'TLS'} with a client certificate that is not accepted: ${c.deniedByMapper ? 'denied by the mapper' : c.certFlagsName}.` };
+      : { cls: 'bad', text: `Connected over ${info.protocol ?? 'TLS'} with a client certificate that is not accepted: ${c.deniedByMapper ? 'denied by the mapper' : c.certFlags !== 0 ? c.certFlagsName : c.reason}.` };
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>certbound: your connection</title>

@@ -11,13 +11,16 @@ import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-
 import { pino, type Logger, type LoggerOptions } from 'pino';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
-import { isClientAuthMode, tlsOptionsForMode, type ClientAuthMode } from '../tls/client-auth.js';
+import { tlsOptionsForMode, type ClientAuthMode } from '../tls/client-auth.js';
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
 import { pemBlocks } from '../tls/pem.js';
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { installCertbound, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ConnectionEntry } from './registry.js';
+import { installListener, type StapleSource } from './listeners.js';
+import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
+import { is, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
 import { referenceRoutes } from './routes.js';
 import { createServerStapling, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
@@ -73,7 +76,32 @@ export interface CreateServerOptions {
    * retrieval (or a persisted response) completes before `listen()` resolves. Default: off.
    */
   ocsp?: ServerOcspOptions | boolean;
+  /**
+   * Staples from elsewhere instead of a local stapler: a cluster worker's link to the primary
+   * (src/server/cluster.ts). Installed on every listener. Not with `ocsp`.
+   */
+  stapleSource?: StapleSource;
 }
+
+/** createServer's option schema (src/server/options.ts): the plugin's shared options and its own. */
+export const SERVER_OPTIONS = Object.freeze({
+  ...SHARED_OPTIONS,
+  cert: is.pem,
+  key: is.pem,
+  ca: is.pemList,
+  crl: is.pemList,
+  logger: is.either(is.boolean, is.object),
+  underPressure: is.either(is.oneOf([false]), is.object),
+  referenceRoutes: is.boolean,
+  http2: is.boolean,
+  revocation: is.either(is.instanceOf(RevocationChecker, 'RevocationChecker'), is.shape(REVOCATION_OPTIONS)),
+  onDemandHosts: is.stringList,
+  handshakeTimeout: is.positiveInteger,
+  tls: is.object,
+  fastify: is.object,
+  ocsp: is.either(is.boolean, is.object),
+  stapleSource: is.object,
+});
 
 export interface CertboundServer {
   readonly app: FastifyInstance;
@@ -124,8 +152,10 @@ function makeLogger(option: CreateServerOptions['logger']): Logger {
 
 /** Builds a certbound HTTPS server. Add routes to `app`, then `listen()`. */
 export function createServer(options: CreateServerOptions): CertboundServer {
-  const clientAuth = options.clientAuth ?? DEFAULTS.clientAuth;
-  if (!isClientAuthMode(clientAuth)) throw new CertboundError('CB_ERR_INVALID_OPTION', ['clientAuth', `unknown mode ${JSON.stringify(clientAuth)} (none, optional, require, accept-untrusted)`]);
+  validateOptions(SERVER_OPTIONS, options, '');
+  if (options.cert === undefined || options.key === undefined) throw new CertboundError('CB_ERR_INVALID_OPTION', [options.cert === undefined ? 'cert' : 'key', 'is required']);
+  if (options.ocsp && options.stapleSource) throw new CertboundError('CB_ERR_INVALID_OPTION', ['stapleSource', 'cannot be combined with ocsp']);
+  const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
   checkIdentity(options.cert, options.key);
   const ca = asList(options.ca);
   if (clientAuth !== 'none' && clientAuth !== 'accept-untrusted' && ca.length === 0) {
@@ -141,7 +171,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       return [];
     }
   });
-  const registry = new ConnectionRegistry({ mapper, logger, anchors });
+  const revocation = options.revocation === undefined ? undefined
+    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker(options.revocation);
+  const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors });
   const queue = new RequestQueue(registry);
 
   const tlsOptions: HttpsServerOptions = {
@@ -183,40 +215,31 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       server = options.http2
         ? (createHttp2Server({ ...tlsOptions, allowHTTP1: true }, h as never) as unknown as HttpsServer)
         : createHttpsServer(tlsOptions, h);
-      server.headersTimeout = DEFAULTS.headersTimeoutMs;
-      server.requestTimeout = DEFAULTS.requestTimeoutMs;
-      server.keepAliveTimeout = DEFAULTS.keepAliveTimeoutMs;
       return server;
     },
   });
-  registry.attach(server as unknown as TlsServer);
-  const tlsListeners: TlsServer[] = [server as unknown as TlsServer];
   const stapling = options.ocsp
     ? createServerStapling({ cert: options.cert, ca, options: options.ocsp === true ? {} : options.ocsp, logger })
     : undefined;
-  stapling?.attach(server as unknown as TlsServer);
+  const staples: StapleSource | undefined = stapling ? { attachStaples: (l) => stapling.attach(l) } : options.stapleSource;
+  const tlsListeners: TlsServer[] = [];
+  /** Every TLS listener of this server goes through here (src/server/listeners.ts). */
+  const addListener = (l: HttpsServer) => {
+    installListener(l, { registry, staples, logger });
+    tlsListeners.push(l as unknown as TlsServer);
+  };
+  addListener(server);
   app.decorate('ocspStaple', () => stapling?.summary() ?? null);
-  server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
-    logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
-  });
 
   const onDemandHosts = options.onDemandHosts ?? [];
   if (onDemandHosts.length > 0) {
     // The TLS 1.2 twin: same certificates and handler, renegotiation possible.
     const capped = createHttpsServer({ ...tlsOptions, maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, handler);
-    capped.headersTimeout = server.headersTimeout;
-    capped.requestTimeout = server.requestTimeout;
-    capped.keepAliveTimeout = server.keepAliveTimeout;
-    registry.attach(capped);
-    tlsListeners.push(capped);
-    stapling?.attach(capped);
+    addListener(capped);
     const cappedSockets = new Set<TLSSocket>();
     capped.on('secureConnection', (s: TLSSocket) => {
       cappedSockets.add(s);
       s.once('close', () => cappedSockets.delete(s));
-    });
-    capped.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
-      logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
     });
     installHostRouting(server as unknown as TlsServer, capped, {
       decide: (hello) => (onDemandHosts.some((p) => hostMatches(p, hello.serverName)) ? 'capped' : 'main'),
@@ -242,7 +265,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     });
   }
   // Installed directly (not app.register): its hooks must exist before the caller adds routes.
-  installCertbound(app, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.revocation !== undefined ? { revocation: options.revocation } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
+  installCertbound(app, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
   if (options.referenceRoutes) app.register(referenceRoutes);
 
   let closing: Promise<void> | undefined;

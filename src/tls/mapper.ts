@@ -15,6 +15,8 @@ export interface MapperInput {
   /** The CERT_E_* verdict (0 when the chain verified). */
   readonly certFlags: number;
   readonly der: Buffer;
+  /** The chain as verified (DER, leaf first, then its issuers), when the server knows it. */
+  readonly chain?: readonly Buffer[];
 }
 
 /** A mapper's answer: an identity, a refusal (with a reason), or no opinion (`null`). */

@@ -2,8 +2,24 @@
 // certificate (IIS NegotiateClientCertificate, seed 003), wrapped so that it cannot hang,
 // leak, run twice at once, trip Node's renegotiation limit or abort an h2 connection.
 // The traps are measured in NODE-TLS-NOTES.md.
-import { CLIENT_RENEG_LIMIT } from 'node:tls';
-import type { ConnectionEntry } from '../server/registry.js';
+import { CLIENT_RENEG_LIMIT, type TLSSocket } from 'node:tls';
+
+/** What a negotiation needs of a connection (src/server/connection.ts implements it). */
+export interface Renegotiable {
+  readonly socket: TLSSocket;
+  readonly closed: boolean;
+  readonly handshake: { readonly protocol: string | null; readonly alpnProtocol: string | null };
+  /** The negotiation in flight, shared by concurrent callers. */
+  negotiation: Promise<unknown> | undefined;
+  /** Renegotiations the server started on this connection. */
+  renegotiations: number;
+  /** True when the last handshake brought a client certificate. */
+  hasCertificate(): boolean;
+  /** Brackets a handshake the server starts, so the connection's guard lets it pass. */
+  expectServerHandshake(on: boolean): void;
+  /** Records the handshake that just completed (new chain, new decision). */
+  recordHandshake(): unknown;
+}
 
 /**
  * - `certificate`: the connection has a client certificate (already, or after negotiating).
@@ -59,10 +75,10 @@ const done = (status: NegotiationStatus, detail: string | null = null): Negotiat
  * destroyed), close or error. Concurrent callers share the negotiation in flight.
  * Precondition for HTTP: the request body has been read (fastify's preHandler stage).
  */
-export function negotiateCertificate(entry: ConnectionEntry, options: NegotiationOptions = {}): Promise<NegotiationResult> {
+export function negotiateCertificate(entry: Renegotiable, options: NegotiationOptions = {}): Promise<NegotiationResult> {
   if (entry.negotiation) return entry.negotiation as Promise<NegotiationResult>;
   if (entry.closed || entry.socket.destroyed) return Promise.resolve(done('closed'));
-  if (entry.clientCertificate()) return Promise.resolve(done('certificate'));
+  if (entry.hasCertificate()) return Promise.resolve(done('certificate'));
   const refusal = renegotiationRefusal({ protocol: entry.handshake.protocol, alpnProtocol: entry.handshake.alpnProtocol, renegotiations: entry.renegotiations });
   if (refusal) return Promise.resolve(done(refusal));
 
@@ -104,7 +120,7 @@ export function negotiateCertificate(entry: ConnectionEntry, options: Negotiatio
       entry.recordHandshake();
       // Lock the connection: any later handshake attempt ends it.
       socket.disableRenegotiation();
-      finish(entry.clientCertificate() ? 'certificate' : 'no-certificate');
+      finish(entry.hasCertificate() ? 'certificate' : 'no-certificate');
     });
     if (!ok) finish('error', 'renegotiate() did not start');
   });

@@ -1,0 +1,211 @@
+// One TLS connection: its id, the record of the last handshake the server ran, and the one
+// trust decision on its client certificate (chain verdict, revocation, mapper), computed once
+// per handshake and read by every API. Also the connection's guard against handshakes the
+// server did not start, and its renegotiation and request-order state.
+import type { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { CertStatus } from '../status.js';
+import {
+  certificateFacts, certificateView, decideTrust, NO_CERTIFICATE,
+  type CertificateFacts, type ClientCertificate, type RevocationOutcome, type TrustDecision,
+} from '../tls/client-certificate.js';
+import type { CompiledMapper } from '../tls/mapper.js';
+import { readHandshake, type HandshakeRecord } from '../tls/peer-chain.js';
+import type { Renegotiable } from '../tls/renegotiate.js';
+import { RequestOrder, type OrderedConnection } from './request-order.js';
+
+/** Checks a connection's client certificate for revocation (src/ocsp/revocation.ts RevocationChecker fits). */
+export interface ConnectionRevocationCheck {
+  /** Once per connection and leaf; resolves, never rejects. */
+  checkOnce(connection: object, chain: readonly Buffer[]): Promise<RevocationOutcome>;
+}
+
+/** The server's trust rules that every connection's decision applies. */
+export interface TrustPolicy {
+  readonly mapper: CompiledMapper;
+  /** Revocation checking of client certificates; undefined when off. */
+  readonly revocation: ConnectionRevocationCheck | undefined;
+  /**
+   * The trusted client CAs. When given, the peer chain is captured from
+   * getPeerX509Certificate() plus the anchor that issued it (docs/performance.md).
+   */
+  readonly anchors: readonly X509Certificate[] | undefined;
+}
+
+/** A revocation checker that threw: fail closed, whatever the fail mode. */
+const CHECK_FAILED: RevocationOutcome = Object.freeze({ certFlags: CertStatus.CRYPT_E_REVOCATION_OFFLINE, revocationStatus: CertStatus.CRYPT_E_REVOCATION_OFFLINE, source: 'none', reason: 'check-failed' });
+
+/** One TLS connection. */
+export class ConnectionEntry implements Renegotiable, OrderedConnection {
+  readonly id: bigint;
+  readonly socket: TLSSocket;
+  readonly openedAt: number;
+  /** @internal The order of this connection's requests (src/server/request-order.ts). */
+  readonly order = new RequestOrder();
+  /** @internal The on-demand negotiation in flight, if any (src/tls/renegotiate.ts). */
+  negotiation: Promise<unknown> | undefined;
+  /** @internal Renegotiations the server started on this connection. */
+  renegotiations = 0;
+  readonly #policy: TrustPolicy;
+  #closed = false;
+  #handshake: HandshakeRecord;
+  /** The parsed leaf of the current handshake, when the capture made one. */
+  #leaf: X509Certificate | undefined;
+  // The decision's memo, reset by each handshake: the leaf's facts, the view (final once
+  // revocation, when configured, has answered), and the check in flight.
+  #facts: CertificateFacts | null | undefined;
+  #view: ClientCertificate | null | undefined;
+  #final = false;
+  #settling: Promise<ClientCertificate | null> | undefined;
+  #serverHandshake = false;
+  /** 'secure' events seen (one per completed handshake after the first), and the count at the last recorded one. */
+  #secureEvents = 0;
+  #recordedAtSecure = 0;
+
+  constructor(id: bigint, socket: TLSSocket, policy: TrustPolicy, onRogueHandshake?: (entry: ConnectionEntry) => void) {
+    this.id = id;
+    this.socket = socket;
+    this.openedAt = Date.now();
+    this.#policy = policy;
+    ({ record: this.#handshake, leaf: this.#leaf } = readHandshake(socket, 1, policy.anchors));
+    // 'secure' fires after every later handshake. One the server did not start (a
+    // client-initiated renegotiation) could swap the certificate while socket.authorized
+    // stays stale: the connection is closed before it can carry another byte.
+    socket.on('secure', () => {
+      this.#secureEvents += 1;
+      if (this.#serverHandshake) return;
+      onRogueHandshake?.(this);
+      socket.destroy();
+    });
+    // After the server's own renegotiation, renegotiation is disabled: a client that tries
+    // again gets these errors at handshake start, and the connection goes.
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED' || err.code === 'ERR_TLS_SESSION_ATTACK') {
+        onRogueHandshake?.(this);
+        socket.destroy();
+      }
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The record of the most recent handshake the server ran on this connection. */
+  get handshake(): HandshakeRecord {
+    return this.#handshake;
+  }
+
+  /** @internal Brackets a handshake the server starts (renegotiation), so the guard lets it pass. */
+  expectServerHandshake(on: boolean): void {
+    this.#serverHandshake = on;
+  }
+
+  /**
+   * True when the peer certificate on the socket is still the one recorded at the last
+   * handshake the server ran. Checked on every request: a later handshake may have
+   * changed it while `socket.authorized` kept its old value.
+   */
+  identityIntact(): boolean {
+    if (this.socket.destroyed) return false;
+    // The peer certificate can only change through a handshake, and Node emits 'secure' after
+    // every completed one (or holds it in _securePending until a newSession callback is done).
+    // So "no handshake since the last recorded one" is a counter comparison: reading the
+    // certificate back per request cost about 8 % of a keep-alive request (docs/performance.md).
+    if (this.#secureEvents !== this.#recordedAtSecure) return false;
+    return (this.socket as unknown as { _securePending?: boolean })._securePending !== true;
+  }
+
+  /**
+   * @internal Records a handshake the server itself started (a renegotiation): the chain and
+   * verdict are read fresh from the socket, and the decision starts over.
+   */
+  recordHandshake(): HandshakeRecord {
+    ({ record: this.#handshake, leaf: this.#leaf } = readHandshake(this.socket, this.#handshake.sequence + 1, this.#policy.anchors));
+    this.#recordedAtSecure = this.#secureEvents;
+    this.#facts = undefined;
+    this.#view = undefined;
+    this.#final = false;
+    this.#settling = undefined;
+    return this.#handshake;
+  }
+
+  /** @internal True while a request may still negotiate a certificate here (request order). */
+  mayNegotiate(): boolean {
+    return this.#handshake.chain.length === 0 && this.#handshake.alpnProtocol !== 'h2';
+  }
+
+  /** @internal True when the client sent a certificate at the last handshake (renegotiation). */
+  hasCertificate(): boolean {
+    return this.#handshake.chain.length > 0;
+  }
+
+  #factsOf(): CertificateFacts | null {
+    if (this.#facts === undefined) this.#facts = certificateFacts(this.#handshake, this.#leaf);
+    return this.#facts;
+  }
+
+  /**
+   * True when the decision is final: no certificate, no revocation check configured, or the
+   * check has answered. Requests wait for it (the plugin's onRequest) before any handler runs.
+   */
+  get decided(): boolean {
+    if (this.#final) return true;
+    return this.#handshake.chain.length === 0 || this.#policy.revocation === undefined;
+  }
+
+  /**
+   * The client certificate of the current handshake with its decision, or null. Synchronous:
+   * while a configured revocation check runs (never the case inside a request) it answers
+   * `authorized: false`, reason `revocation-pending`, certFlags CRYPT_E_NO_REVOCATION_CHECK,
+   * and starts the check.
+   */
+  clientCertificate(): ClientCertificate | null {
+    if (this.#view !== undefined && this.#final) return this.#view;
+    const facts = this.#factsOf();
+    if (!facts) {
+      this.#final = true;
+      return (this.#view = null);
+    }
+    if (!this.#policy.revocation) {
+      this.#final = true;
+      return (this.#view = certificateView(facts, decideTrust(facts, undefined, this.#policy.mapper)));
+    }
+    if (this.#view === undefined) this.#view = certificateView(facts, decideTrust(facts, 'pending', this.#policy.mapper));
+    void this.settle();
+    return this.#view;
+  }
+
+  /** The decision alone (NO_CERTIFICATE without a certificate); see clientCertificate(). */
+  decision(): TrustDecision {
+    return this.clientCertificate() ?? NO_CERTIFICATE;
+  }
+
+  /**
+   * The final decision: waits for the revocation check when one is configured (once per
+   * handshake; every caller shares it). Resolves, never rejects.
+   */
+  settle(): Promise<ClientCertificate | null> {
+    if (this.#final) return Promise.resolve(this.#view ?? null);
+    if (this.#settling) return this.#settling;
+    const revocation = this.#policy.revocation;
+    const facts = this.#factsOf();
+    if (!facts || !revocation) return Promise.resolve(this.clientCertificate());
+    const record = this.#handshake;
+    const settling = revocation.checkOnce(this, record.chain).catch(() => CHECK_FAILED).then((outcome) => {
+      // A handshake since then started a new decision: answer with that one.
+      if (this.#handshake !== record) return this.settle();
+      this.#view = certificateView(facts, decideTrust(facts, outcome, this.#policy.mapper));
+      this.#final = true;
+      this.#settling = undefined;
+      return this.#view;
+    });
+    this.#settling = settling;
+    return settling;
+  }
+
+  /** @internal */
+  markClosed(): void {
+    this.#closed = true;
+  }
+}

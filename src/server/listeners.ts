@@ -1,0 +1,34 @@
+// The one function that installs a TLS listener of a certbound server: the main server and the
+// TLS 1.2 twin (onDemandHosts) get the same installation — connection registry, request order,
+// OCSP staples, handshake-error logging and HTTP timeouts — so that they cannot drift apart.
+// Ticket keys and close go through the listener list createServer keeps.
+import type { Server as TlsServer } from 'node:tls';
+import type { Server as HttpsServer } from 'node:https';
+import { DEFAULTS } from '../defaults.js';
+import { ConnectionRegistry } from './registry.js';
+import { orderRequests } from './request-order.js';
+
+/** Something that answers 'OCSPRequest' on a TLS server: the local stapler, or a cluster worker's relayed staples. */
+export interface StapleSource {
+  attachStaples(server: TlsServer): void;
+}
+
+export interface ListenerSetup {
+  readonly registry: ConnectionRegistry;
+  readonly staples: StapleSource | undefined;
+  readonly logger: { debug(obj: object, msg: string): void };
+}
+
+/** Installs `server` as a certbound listener (idempotent parts: registry and order). */
+export function installListener(server: HttpsServer, setup: ListenerSetup): void {
+  const tls = server as unknown as TlsServer;
+  setup.registry.attach(tls);
+  orderRequests(server, (s) => ConnectionRegistry.entryOf(s));
+  setup.staples?.attachStaples(tls);
+  server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+    setup.logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
+  });
+  server.headersTimeout = DEFAULTS.headersTimeoutMs;
+  server.requestTimeout = DEFAULTS.requestTimeoutMs;
+  server.keepAliveTimeout = DEFAULTS.keepAliveTimeoutMs;
+}
