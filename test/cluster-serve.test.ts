@@ -49,7 +49,7 @@ function visit(port: number, dir: string, session?: Buffer): Promise<Visit> {
   });
 }
 
-test('serve --workers 2: unique ids, tickets shared and rotated by the primary, staples relayed, SIGTERM stops all', async (t) => {
+test('serve --workers 2: unique ids (across a killed worker), tickets shared and rotated by the primary, staples relayed to every listener, SIGTERM stops all', async (t) => {
   const cwd = tempDir('certbound-cluster-');
   // A PKI whose server certificate names an OCSP responder on a port of this test (the dev
   // PKI's fixed 8889 may be taken on a shared machine).
@@ -60,7 +60,7 @@ test('serve --workers 2: unique ids, tickets shared and rotated by the primary, 
   t.after(() => responder.close());
   const port = await freePort();
   const child = spawn(process.execPath, [BIN, 'serve', '--workers', '2', '--port', String(port), '--log-level', 'warn', '--ticket-key-rotation', String(ROTATION_MS),
-    '--cert', join(dir, 'server.pem'), '--key', join(dir, 'server.key'), '--ca', join(dir, 'ca-bundle.pem')], { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    '--cert', join(dir, 'server.pem'), '--key', join(dir, 'server.key'), '--ca', join(dir, 'ca-bundle.pem'), '--on-demand-host', 'twin.localhost'], { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
@@ -111,7 +111,29 @@ test('serve --workers 2: unique ids, tickets shared and rotated by the primary, 
   assert.deepEqual([...statuses], ['good'], `a worker staples the response the primary fetched; server output:\n${output}`);
   const twice = await Promise.all([0, 1].map(() => run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-status', '-CAfile', join(dir, 'root-ca.pem')], { input: '', timeoutMs: 8000 })));
   for (const r of twice) assert.match(r.stdout, /Cert Status: good/);
+  // The TLS 1.2 twin of each worker (--on-demand-host) staples the relayed response too.
+  const twin = await Promise.all([0, 1, 2].map(() => run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'twin.localhost', '-status', '-CAfile', join(dir, 'root-ca.pem')], { input: '', timeoutMs: 8000 })));
+  for (const r of twin) {
+    assert.match(r.stdout, /Protocol *: TLSv1\.2/, 'the twin answered');
+    assert.match(r.stdout, /Cert Status: good/, 'the twin staples the primary\'s response');
+  }
   assert.equal(responder.requests, 1, 'the responder saw one client (the primary), not one per worker');
+
+  // kill -9 a worker: its replacement gets a new connection-id epoch, so no id repeats.
+  const before = new Set(visits.map((v) => v.connectionId));
+  const pids = (await run('ps', ['-o', 'pid=', '--ppid', String(child.pid)])).stdout.split(/\s+/).filter(Boolean).map(Number);
+  assert.equal(pids.length, 2, 'two workers');
+  process.kill(pids[0] as number, 'SIGKILL');
+  const after: Visit[] = [];
+  for (let i = 0; i < 100 && !after.some((v) => v.worker === 3n); i++) {
+    try {
+      after.push(await visit(port, dir));
+    } catch {
+      await sleep(100);
+    }
+  }
+  assert.ok(after.some((v) => v.worker === 3n), `the replacement worker uses epoch 3; saw ${[...new Set(after.map((v) => v.worker))].join(', ')}`);
+  for (const v of after) assert.ok(!before.has(v.connectionId), `id ${v.connectionId} was not handed out before the restart`);
 
   process.kill(child.pid as number, 'SIGTERM');
   assert.equal(await exited, 0, 'the primary exits 0 once its workers have stopped');

@@ -227,6 +227,18 @@ export interface WorkerLink {
   close(): void;
 }
 
+/** A staple as a worker holds it after the primary relayed it. */
+export interface RelayedStaple { readonly der: Buffer | null; readonly nextUpdate: number | null; readonly minValiditySeconds: number }
+
+/**
+ * The primary's rule, applied by a worker at each handshake: a relayed staple valid for less
+ * than SrvOcspRespMinValiditySeconds is not served (the primary sends a fresh one or null).
+ */
+export function servableRelayedStaple(s: RelayedStaple | undefined, now: number): Buffer | null {
+  if (!s?.der || s.nextUpdate === null) return null;
+  return validLongEnough(now, s.nextUpdate, { SrvOcspRespMinValiditySeconds: s.minValiditySeconds }) ? s.der : null;
+}
+
 /**
  * Runs in a worker: asks the primary for the ticket keys and waits for them (bounded by
  * TICKET_KEY_WAIT_MS; without them resumption would not work across workers).
@@ -235,7 +247,7 @@ export async function joinPrimary(): Promise<WorkerLink> {
   if (!cluster.isWorker || !process.send) throw new Error('joinPrimary() runs in a cluster worker only');
   let keys: Buffer | undefined;
   const targets = new Set<TicketKeyTarget>();
-  const staples = new Map<string, { der: Buffer | null; nextUpdate: number | null; minValiditySeconds: number }>();
+  const staples = new Map<string, RelayedStaple>();
   let gotKeys!: () => void;
   const first = new Promise<void>((r) => { gotKeys = r; });
   const onMessage = (m: unknown) => {
@@ -252,13 +264,7 @@ export async function joinPrimary(): Promise<WorkerLink> {
   process.send({ certbound: true, type: 'hello' } satisfies ClusterMessage);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([first, new Promise<void>((_, rej) => { timer = setTimeout(() => rej(new Error('no session-ticket keys from the cluster primary')), TICKET_KEY_WAIT_MS); })]).finally(() => clearTimeout(timer));
-  const stapleFor = (cert: Buffer, now = Date.now()): Buffer | null => {
-    const s = staples.get(createHash('sha256').update(cert).digest('hex'));
-    // The primary's rule, applied here at each handshake: a staple valid for less than
-    // SrvOcspRespMinValiditySeconds is not served (the primary sends a fresh one or null).
-    if (!s?.der || s.nextUpdate === null) return null;
-    return validLongEnough(now, s.nextUpdate, { SrvOcspRespMinValiditySeconds: s.minValiditySeconds }) ? s.der : null;
-  };
+  const stapleFor = (cert: Buffer, now = Date.now()): Buffer | null => servableRelayedStaple(staples.get(createHash('sha256').update(cert).digest('hex')), now);
   return {
     ticketKeys: keys as Buffer,
     follow(target) {
