@@ -25,29 +25,23 @@ const NOT_TLS: ChannelBindings = Object.freeze({
   'tls-exporter': unavailable('no-handshake', 'The request did not come over TLS'),
 });
 
-function bindingsOf(request: FastifyRequest, config: ServerChannelBindingConfig, cache: WeakMap<object, ChannelBindings>): ChannelBindings {
+function bindingsOf(request: FastifyRequest, config: ServerChannelBindingConfig): ChannelBindings {
   const socket = request.raw.socket;
   if (!(socket instanceof TLSSocket) || !socket.encrypted) return NOT_TLS;
-  // Per connection and handshake: the registry replaces its handshake record after every
-  // handshake the server runs, and closes the connection on any other (checked per request).
-  const record = (request as { connection?: { handshake: object } }).connection?.handshake;
-  if (!record) return serverChannelBindings(socket, config);
-  let bindings = cache.get(record);
-  if (!bindings) {
-    bindings = serverChannelBindings(socket, config);
-    cache.set(record, bindings);
-  }
-  return bindings;
+  // Once per connection, handshake and configuration: the connection replaces its record after
+  // every handshake the server runs, and closes the connection on any other (checked per request).
+  const entry = (request as { connection?: { perHandshake<T>(key: object, compute: () => T): T } }).connection;
+  return entry ? entry.perHandshake(config, () => serverChannelBindings(socket, config)) : serverChannelBindings(socket, config);
 }
 
 /** Adds `request.channelBinding(type)` and `request.channelBindings()` to `app`. */
 export function decorateChannelBinding(app: FastifyInstance, config: ServerChannelBindingConfig = {}): void {
-  const cache = new WeakMap<object, ChannelBindings>();
+  config = Object.freeze({ ...config });
   app.decorateRequest('channelBindings', function (this: FastifyRequest) {
-    return bindingsOf(this, config, cache);
+    return bindingsOf(this, config);
   });
   app.decorateRequest('channelBinding', function (this: FastifyRequest, type: ChannelBindingType) {
     if (!isChannelBindingType(type)) throw new CertboundError('CB_ERR_INVALID_OPTION', ['channelBinding type', `${JSON.stringify(type)} is not one of ${CHANNEL_BINDING_TYPES.join(', ')}`]);
-    return bindingsOf(this, config, cache)[type];
+    return bindingsOf(this, config)[type];
   });
 }

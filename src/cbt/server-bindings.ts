@@ -34,8 +34,10 @@ export function serverChannelBinding(socket: TLSSocket, type: ChannelBindingType
  * tls-server-end-point, application-data form) under HttpReceiveClientCertificate's buffer
  * rules. The service name is null: certbound learns none from TLS.
  */
-export function channelTokenProvider(config: ServerChannelBindingConfig = {}): (entry: { readonly socket: TLSSocket }, bufferSize: number) => ChannelBindStatusResult {
-  return (entry, bufferSize) => channelBindStatus(secureChannelToken(serverChannelBindings(entry.socket, config), config), null, bufferSize, HTTP_RECEIVE_SECURE_CHANNEL_TOKEN);
+export function channelTokenProvider(config: ServerChannelBindingConfig = {}): (entry: { readonly socket: TLSSocket; perHandshake<T>(key: object, compute: () => T): T }, bufferSize: number) => ChannelBindStatusResult {
+  const key = Object.freeze({ ...config });
+  // The token once per connection and handshake (the connection's memo).
+  return (entry, bufferSize) => channelBindStatus(entry.perHandshake(key, () => secureChannelToken(serverChannelBindings(entry.socket, config), config)), null, bufferSize, HTTP_RECEIVE_SECURE_CHANNEL_TOKEN);
 }
 
 /** The `channelBindings` member of GET /connection: lowercase hex, or null when undefined. */

@@ -14,7 +14,6 @@ import cluster from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import type { Server as TlsServer } from 'node:tls';
 import { pino } from 'pino';
 import { pemBlocks } from '../tls/pem.js';
 import { createServerStapling } from '../ocsp/server-stapling.js';

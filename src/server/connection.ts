@@ -57,6 +57,8 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   #view: ClientCertificate | null | undefined;
   #final = false;
   #settling: Promise<ClientCertificate | null> | undefined;
+  /** Other values derived from the current handshake (channel bindings), reset with it. */
+  #derived = new Map<object, unknown>();
   #serverHandshake = false;
   /** 'secure' events seen (one per completed handshake after the first), and the count at the last recorded one. */
   #secureEvents = 0;
@@ -127,7 +129,19 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
     this.#view = undefined;
     this.#final = false;
     this.#settling = undefined;
+    this.#derived = new Map();
     return this.#handshake;
+  }
+
+  /**
+   * @internal A value derived from the current handshake, computed once per handshake and
+   * `key` (e.g. the channel bindings under one configuration).
+   */
+  perHandshake<T>(key: object, compute: () => T): T {
+    if (this.#derived.has(key)) return this.#derived.get(key) as T;
+    const value = compute();
+    this.#derived.set(key, value);
+    return value;
   }
 
   /** @internal True while a request may still negotiate a certificate here (request order). */
