@@ -81,6 +81,12 @@ export interface CertificateSpec {
   caIssuersUrl?: string;
   crlUrl?: string;
   serial?: Buffer;
+  /**
+   * The authorityKeyIdentifier written. Default: the issuer's subjectKeyIdentifier; null
+   * omits the extension (as old CAs did). Another value makes a certificate whose key id
+   * lies, as a forger would write it.
+   */
+  authorityKeyId?: Buffer | null;
 }
 
 function algorithmParams(alg: KeyAlgorithm, hash: HashName): webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams {
@@ -200,8 +206,8 @@ export async function issueCertificate(spec: CertificateSpec): Promise<IssuedCer
     extensions.push(ext(OID.subjectAltName, false, new asn1js.Sequence({ value: spec.altNames.map(generalName) })));
   }
   extensions.push(ext(OID.subjectKeyIdentifier, false, new asn1js.OctetString({ valueHex: new Uint8Array(ski).buffer })));
-  const issuerSki = spec.issuer ? issuerKeyId(spec.issuer.certificate) : ski;
-  extensions.push(ext(OID.authorityKeyIdentifier, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: new Uint8Array(issuerSki).buffer }) })));
+  const issuerSki = spec.authorityKeyId !== undefined ? spec.authorityKeyId : spec.issuer ? subjectKeyId(spec.issuer.certificate) : ski;
+  if (issuerSki) extensions.push(ext(OID.authorityKeyIdentifier, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: new Uint8Array(issuerSki).buffer }) })));
   const access: pkijs.AccessDescription[] = [];
   if (spec.ocspUrl) access.push(new pkijs.AccessDescription({ accessMethod: OID.ocspMethod, accessLocation: new pkijs.GeneralName({ type: 6, value: spec.ocspUrl }) }));
   if (spec.caIssuersUrl) access.push(new pkijs.AccessDescription({ accessMethod: OID.caIssuersMethod, accessLocation: new pkijs.GeneralName({ type: 6, value: spec.caIssuersUrl }) }));
@@ -226,7 +232,8 @@ export async function issueCertificate(spec: CertificateSpec): Promise<IssuedCer
   });
 }
 
-function issuerKeyId(cert: pkijs.Certificate): Buffer {
+/** The subjectKeyIdentifier of `cert` (or the SHA-1 of its key when it has none). */
+export function subjectKeyId(cert: pkijs.Certificate): Buffer {
   const skiExt = cert.extensions?.find((e) => e.extnID === OID.subjectKeyIdentifier);
   if (skiExt) {
     const parsed = asn1js.fromBER(skiExt.extnValue.valueBlock.valueHexView);
