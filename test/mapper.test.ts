@@ -376,6 +376,16 @@ test('mapper: bad configurations are refused with CB_ERR_INVALID_OPTION naming t
   }
 });
 
+test('mapper: every mapper of docs/client-auth-modes.md compiles', () => {
+  const text = readFileSync(join(import.meta.dirname, '..', 'docs', 'client-auth-modes.md'), 'utf8');
+  const configs = [...text.matchAll(/^```json\n([\s\S]*?)^```$/gm)].map((m) => (JSON.parse(m[1] ?? '') as { mapper?: MapperConfig }).mapper);
+  assert.equal(configs.length, 2);
+  for (const config of configs) {
+    assert.ok(config);
+    assert.equal(typeof compileMapper(config), 'function');
+  }
+});
+
 test('mapper: a mapping with only an issuerThumbprint compiles', () => {
   assert.equal(typeof compileMapper({ manyToOne: [{ name: 'ca', rules: [], issuerThumbprint: ALICE_SHA1, deny: true }] }), 'function');
 });
