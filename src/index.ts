@@ -32,8 +32,12 @@ export {
   type OneToOneMapping,
   type ManyToOneMapping,
   type ManyToOneRule,
+  type NameRule,
+  type SanRule,
+  type SanAttribute,
   type MappingOutcome,
 } from './tls/mapper.js';
+export { parseSubjectAltNames, type SubjectAltNames } from './tls/subject-alt-name.js';
 export { createDevPki, ensureDevPki, devPkiPaths, DEV_PKI_FILES, DEV_OCSP_PORT, type DevPkiPaths } from './tls/dev-pki.js';
 export { issueCertificate, loadIssuer, type CertificateSpec, type IssuedCertificate } from './tls/cert-builder.js';
 export { negotiateClientCertificate, negotiationHResult, negotiationWin32Override, type NegotiateCompletion, type NegotiateAsyncAnswer } from './server/negotiate.js';

@@ -11,6 +11,7 @@ import {
   receiveClientCertificate,
   receiveClientCertificateAsync,
   compileMapper,
+  parseSubjectAltNames,
   certFlagsFor,
   Overlapped,
   RequestQueue,
@@ -28,6 +29,11 @@ import {
   type ReceiveCallback,
   type HttpSslClientCertInfo,
   type MappingOutcome,
+  type MapperInput,
+  type ManyToOneMapping,
+  type ManyToOneRule,
+  type SanAttribute,
+  type SubjectAltNames,
   type ErrorCode,
 } from '../src/index.js';
 
@@ -75,6 +81,13 @@ test('public types (checked by tsc)', () => {
   expectTypeOf(DEFAULTS.port).toMatchTypeOf<number>();
   expectTypeOf(certFlagsFor).returns.toEqualTypeOf<number>();
   expectTypeOf(compileMapper(undefined)).returns.toEqualTypeOf<MappingOutcome>();
+  // The mapper reads the verified chain; issuer rules and the CA pin are decided on it.
+  expectTypeOf<MapperInput['chain']>().toEqualTypeOf<readonly Buffer[] | undefined>();
+  expectTypeOf<ManyToOneMapping['issuerThumbprint']>().toEqualTypeOf<string | undefined>();
+  expectTypeOf<ManyToOneRule['field']>().toEqualTypeOf<'subject' | 'issuer' | 'san'>();
+  expectTypeOf<SanAttribute>().toEqualTypeOf<'URI' | 'email' | 'DNS' | 'IP' | 'UPN'>();
+  expectTypeOf<{ field: 'san'; attribute: 'uri'; match: '*' }>().not.toMatchTypeOf<ManyToOneRule>();
+  expectTypeOf(parseSubjectAltNames).returns.toEqualTypeOf<SubjectAltNames | null>();
   expectTypeOf<CertboundError['code']>().toEqualTypeOf<ErrorCode>();
   expectTypeOf<'CB_ERR_LISTEN'>().toMatchTypeOf<ErrorCode>();
 

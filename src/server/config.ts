@@ -62,7 +62,7 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'clientRevocation', flag: 'client-revocation', kind: 'enum', values: ['off', 'check', 'cached-only'], default: 'off', description: 'Revocation check of client certificates after the handshake (OCSP, then CRL distribution points and --crl files); the verdict lands in certFlags. cached-only fetches nothing (HTTP.sys DefaultCertCheckMode 2). See docs/ocsp.md.' },
   { key: 'revocationFailMode', flag: 'revocation-fail-mode', kind: 'enum', values: ['soft', 'hard'], default: 'hard', description: 'When revocation cannot be told: hard puts CRYPT_E_REVOCATION_OFFLINE / CRYPT_E_NO_REVOCATION_CHECK in certFlags, soft lets the certificate pass.' },
   { key: 'ticketKeyRotation', flag: 'ticket-key-rotation', kind: 'integer', default: 3_600_000, min: 1000, description: 'With workers: interval (ms) at which the primary rotates the TLS session-ticket keys it shares with them.' },
-  { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field, attribute, match}], identity | deny}], denyUnmapped } (config file only).' },
+  { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field: subject | issuer | san, attribute, match}], issuerThumbprint, identity | deny}], denyUnmapped } (config file only). Issuer rules and issuerThumbprint read the verified chain.' },
 ] satisfies SettingSpec[]);
 
 function bad(key: string, why: string): never {

@@ -20,6 +20,8 @@ export const OID = Object.freeze({
   keyUsage: '2.5.29.15',
   extKeyUsage: '2.5.29.37',
   subjectAltName: '2.5.29.17',
+  /** Microsoft user principal name, an otherName of the subjectAltName (a UTF8String). */
+  userPrincipalName: '1.3.6.1.4.1.311.20.2.3',
   subjectKeyIdentifier: '2.5.29.14',
   authorityKeyIdentifier: '2.5.29.35',
   authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
@@ -54,6 +56,9 @@ export interface IssuedCertificate {
   readonly hash: HashName;
 }
 
+/** One subjectAltName entry to write (see CertificateSpec.altNames). */
+export type AltNameSpec = string | { uri: string } | { email: string } | { upn: string };
+
 export interface CertificateSpec {
   subject: NameSpec;
   /** The issuing CA; omitted for a self-signed certificate. */
@@ -67,12 +72,21 @@ export interface CertificateSpec {
   pathLength?: number;
   keyUsage?: KeyUsageName[];
   extKeyUsage?: string[];
-  /** DNS names and IP addresses for the subjectAltName. */
-  altNames?: string[];
+  /**
+   * subjectAltName entries: a string is a DNS name or an IP address (IPv4, IPv6); the objects
+   * make a URI, an rfc822Name (email) or a Microsoft UPN (otherName). Written in this order.
+   */
+  altNames?: AltNameSpec[];
   ocspUrl?: string;
   caIssuersUrl?: string;
   crlUrl?: string;
   serial?: Buffer;
+  /**
+   * The authorityKeyIdentifier written. Default: the issuer's subjectKeyIdentifier; null
+   * omits the extension (as old CAs did). Another value makes a certificate whose key id
+   * lies, as a forger would write it.
+   */
+  authorityKeyId?: Buffer | null;
 }
 
 function algorithmParams(alg: KeyAlgorithm, hash: HashName): webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams {
@@ -119,14 +133,45 @@ function ext(extnID: string, critical: boolean, value: { toSchema(): asn1js.AsnT
 
 function ipBytes(ip: string): ArrayBuffer {
   if (isIP(ip) === 4) return new Uint8Array(ip.split('.').map(Number)).buffer;
-  // IPv6: expand '::' then pack 8 groups.
-  const [head = '', tail = ''] = ip.split('::');
+  // IPv6: an embedded IPv4 tail (::ffff:10.0.0.1) becomes two groups, then '::' is expanded.
+  const tail4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
+  const text = tail4
+    ? ip.slice(0, tail4.index) + [[tail4[1], tail4[2]], [tail4[3], tail4[4]]].map(([a, b]) => ((Number(a) << 8) | Number(b)).toString(16)).join(':')
+    : ip;
+  const [head = '', tail = ''] = text.split('::');
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
-  const groups = ip.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  const groups = text.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
   const out = new Uint8Array(16);
   groups.forEach((g: string, i: number) => { const v = parseInt(g, 16); out[i * 2] = v >> 8; out[i * 2 + 1] = v & 0xff; });
   return out.buffer;
+}
+
+/**
+ * One GeneralName as the schema GeneralNames holds. The UPN is an otherName
+ * ([0] { type-id, [0] EXPLICIT UTF8String }) built as an asn1js schema: pkijs's GeneralName
+ * writes a type-0 value wrapped once more than it reads it, so it cannot write one.
+ */
+function generalName(spec: AltNameSpec): asn1js.AsnType {
+  const schema = (name: pkijs.GeneralName): asn1js.AsnType => {
+    const s = name.toSchema();
+    if (s instanceof asn1js.Choice) throw new TypeError(`GeneralName type ${name.type} has no value`);
+    return s;
+  };
+  if (typeof spec === 'string') {
+    return isIP(spec)
+      ? schema(new pkijs.GeneralName({ type: 7, value: new asn1js.OctetString({ valueHex: ipBytes(spec) }) }))
+      : schema(new pkijs.GeneralName({ type: 2, value: spec }));
+  }
+  if ('uri' in spec) return schema(new pkijs.GeneralName({ type: 6, value: spec.uri }));
+  if ('email' in spec) return schema(new pkijs.GeneralName({ type: 1, value: spec.email }));
+  return new asn1js.Constructed({
+    idBlock: { tagClass: 3, tagNumber: 0 },
+    value: [
+      new asn1js.ObjectIdentifier({ value: OID.userPrincipalName }),
+      new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber: 0 }, value: [new asn1js.Utf8String({ value: spec.upn })] }),
+    ],
+  });
 }
 
 /** Issues a certificate (and a fresh key pair) signed by `spec.issuer`, or self-signed. */
@@ -158,14 +203,11 @@ export async function issueCertificate(spec: CertificateSpec): Promise<IssuedCer
     extensions.push(ext(OID.extKeyUsage, false, new pkijs.ExtKeyUsage({ keyPurposes: spec.extKeyUsage })));
   }
   if (spec.altNames && spec.altNames.length > 0) {
-    const names = spec.altNames.map((n) => isIP(n)
-      ? new pkijs.GeneralName({ type: 7, value: new asn1js.OctetString({ valueHex: ipBytes(n) }) })
-      : new pkijs.GeneralName({ type: 2, value: n }));
-    extensions.push(ext(OID.subjectAltName, false, new pkijs.GeneralNames({ names })));
+    extensions.push(ext(OID.subjectAltName, false, new asn1js.Sequence({ value: spec.altNames.map(generalName) })));
   }
   extensions.push(ext(OID.subjectKeyIdentifier, false, new asn1js.OctetString({ valueHex: new Uint8Array(ski).buffer })));
-  const issuerSki = spec.issuer ? issuerKeyId(spec.issuer.certificate) : ski;
-  extensions.push(ext(OID.authorityKeyIdentifier, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: new Uint8Array(issuerSki).buffer }) })));
+  const issuerSki = spec.authorityKeyId !== undefined ? spec.authorityKeyId : spec.issuer ? subjectKeyId(spec.issuer.certificate) : ski;
+  if (issuerSki) extensions.push(ext(OID.authorityKeyIdentifier, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: new Uint8Array(issuerSki).buffer }) })));
   const access: pkijs.AccessDescription[] = [];
   if (spec.ocspUrl) access.push(new pkijs.AccessDescription({ accessMethod: OID.ocspMethod, accessLocation: new pkijs.GeneralName({ type: 6, value: spec.ocspUrl }) }));
   if (spec.caIssuersUrl) access.push(new pkijs.AccessDescription({ accessMethod: OID.caIssuersMethod, accessLocation: new pkijs.GeneralName({ type: 6, value: spec.caIssuersUrl }) }));
@@ -190,7 +232,8 @@ export async function issueCertificate(spec: CertificateSpec): Promise<IssuedCer
   });
 }
 
-function issuerKeyId(cert: pkijs.Certificate): Buffer {
+/** The subjectKeyIdentifier of `cert` (or the SHA-1 of its key when it has none). */
+export function subjectKeyId(cert: pkijs.Certificate): Buffer {
   const skiExt = cert.extensions?.find((e) => e.extnID === OID.subjectKeyIdentifier);
   if (skiExt) {
     const parsed = asn1js.fromBER(skiExt.extnValue.valueBlock.valueHexView);
