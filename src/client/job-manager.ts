@@ -11,6 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, wri
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { hresultHex } from '../status.js';
 import { HResult, hresultName } from './hresult.js';
 import {
   applyCall, applyEvent, DEFAULT_RETRY_POLICY, isActive, isFinal, JobState, jobStateName, noProgressExpired, retryDelayMs,
@@ -445,7 +446,7 @@ export class JobManager extends EventEmitter {
         previous: previous === undefined ? null : jobStateName(previous),
         owner: record.owner,
         bytesTransferred: snap.progress.bytesTransferred,
-        hr: failed ? `0x${(failed.hr >>> 0).toString(16).padStart(8, '0')}` : null,
+        hr: failed ? hresultHex(failed.hr) : null,
         error: failed ? `${failed.name}: ${failed.message}` : null,
       }, 'job state');
     }
