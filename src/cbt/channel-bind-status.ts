@@ -6,16 +6,17 @@
 import { Win32, type Win32Status } from '../status.js';
 import { tokenBytes, type ChannelBindingType, type ChannelBindings, type TokenForm } from './binding.js';
 
-/** HttpReceiveClientCertificate flag: return the channel binding token (http.h). */
+/** HttpReceiveClientCertificate flag (http.h): return the channel binding status (the token) instead of the certificate. */
 export const HTTP_RECEIVE_SECURE_CHANNEL_TOKEN = 0x1;
 
 /**
- * Fixed part of HTTP_REQUEST_CHANNEL_BIND_STATUS on x64: two pointers (ServiceName,
+ * sizeof(HTTP_REQUEST_CHANNEL_BIND_STATUS) on x64, its fixed part: two pointers (ServiceName,
  * ChannelToken, 8 bytes each) and two ULONGs (ChannelTokenSize, Flags, 4 bytes each).
+ * src/server/receive.ts exports it as HTTP_REQUEST_CHANNEL_BIND_STATUS_SIZE.
  */
 export const CHANNEL_BIND_STATUS_FIXED_SIZE = 24;
 
-/** HTTP_REQUEST_CHANNEL_BIND_STATUS as certbound hands it out. */
+/** HTTP_REQUEST_CHANNEL_BIND_STATUS as certbound hands it out. Under ERROR_MORE_DATA only `channelTokenSize` is filled. */
 export interface HttpRequestChannelBindStatus {
   /** The service name the client supplied, where the policy asks for it (HTTP_CHANNEL_BIND_CLIENT_SERVICE); else null. */
   serviceName: string | null;
