@@ -3,6 +3,7 @@
 // Flags) with HttpReceiveClientCertificate's buffer rules (seed 000). A pure function: the
 // server decides which token a connection has, this decides what the caller gets back.
 // https://learn.microsoft.com/windows/win32/api/http/ns-http-http_request_channel_bind_status
+import { DEFAULTS } from '../defaults.js';
 import { Win32, type Win32Status } from '../status.js';
 import { tokenBytes, type ChannelBindingType, type ChannelBindings, type TokenForm } from './binding.js';
 
@@ -76,7 +77,8 @@ export interface SecureChannelTokenConfig {
   readonly form?: TokenForm;
 }
 
-export const SECURE_CHANNEL_TOKEN_DEFAULTS = Object.freeze({ type: 'tls-server-end-point', form: 'application-data' } as const satisfies Required<SecureChannelTokenConfig>);
+/** DEFAULTS.secureChannelToken. */
+export const SECURE_CHANNEL_TOKEN_DEFAULTS = DEFAULTS.secureChannelToken satisfies Required<SecureChannelTokenConfig>;
 
 /** The token a connection has for the configured type and form, or undefined (→ ERROR_NOT_FOUND). */
 export function secureChannelToken(bindings: ChannelBindings, config: SecureChannelTokenConfig = {}): Buffer | undefined {

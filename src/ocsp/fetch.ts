@@ -4,6 +4,7 @@
 // normal event for the scheduler, not an exception.
 import http from 'node:http';
 import https from 'node:https';
+import { DEFAULTS } from '../defaults.js';
 
 export type FetchFailure =
   /** Connection refused (nothing listens). */
@@ -61,7 +62,7 @@ export function fetchDocument(url: string, options: FetchOptions): Promise<Fetch
 
 function httpExchange(url: string, method: 'GET' | 'POST', body: Buffer | undefined, headers: Record<string, string>, options: FetchOptions): Promise<FetchResult> {
   const started = Date.now();
-  const maxBytes = options.maxBytes ?? 65536;
+  const maxBytes = options.maxBytes ?? DEFAULTS.ocspMaxResponseBytes;
   return new Promise<FetchResult>((resolve) => {
     let settled = false;
     const done = (r: { ok: true; body: Buffer } | { ok: false; reason: FetchFailure; detail: string }) => {

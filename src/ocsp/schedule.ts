@@ -1,6 +1,7 @@
 // The prefetch schedule of CertOpenServerOcspResponse (seed 004) and the retry policy, as
 // pure functions of (now, thisUpdate, nextUpdate, settings): no clock, no timers, so every
 // branch is tested with a table. The handle (handle.ts) is the thin shell that arms timers.
+import { DEFAULTS } from '../defaults.js';
 
 /**
  * The five settings of CertOpenServerOcspResponse, under the names of their registry values
@@ -20,14 +21,8 @@ export interface OcspSettings {
   readonly SrvOcspRespMinAfterNextUpdateSeconds: number;
 }
 
-/** wincrypt.h's defaults (CERT_SRV_OCSP_RESP_*_DEFAULT). */
-export const DEFAULT_OCSP_SETTINGS: OcspSettings = Object.freeze({
-  SrvOcspRespMinValiditySeconds: 10 * 60,
-  SrvOcspRespUrlRetrievalTimeoutMilliseconds: 15 * 1000,
-  SrvOcspRespMaxBeforeNextUpdateSeconds: 4 * 60 * 60,
-  SrvOcspRespMinBeforeNextUpdateSeconds: 2 * 60,
-  SrvOcspRespMinAfterNextUpdateSeconds: 1 * 60,
-});
+/** wincrypt.h's defaults (CERT_SRV_OCSP_RESP_*_DEFAULT): DEFAULTS.ocspSettings. */
+export const DEFAULT_OCSP_SETTINGS: OcspSettings = DEFAULTS.ocspSettings;
 
 /** The retry policy after a failed or refused retrieval (not in the seed: certbound's own). */
 export interface RetryPolicy {
@@ -39,7 +34,8 @@ export interface RetryPolicy {
   readonly floorMs: number;
 }
 
-export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({ initialMs: 60_000, maxMs: 3_600_000, floorMs: 5_000 });
+/** DEFAULTS.ocspRetry. */
+export const DEFAULT_RETRY_POLICY: RetryPolicy = DEFAULTS.ocspRetry;
 
 /** Settings with the defaults filled in; throws a TypeError on a negative or non-finite value. */
 export function resolveSettings(partial: Partial<OcspSettings> = {}): OcspSettings {

@@ -4,6 +4,7 @@
 // The traps are measured in NODE-TLS-NOTES.md.
 import { CLIENT_RENEG_LIMIT } from 'node:tls';
 import type { ConnectionEntry } from '../server/registry.js';
+import { DEFAULTS } from '../defaults.js';
 
 /**
  * - `certificate`: the connection has a client certificate (already, or after negotiating).
@@ -26,11 +27,12 @@ export interface NegotiationResult {
 }
 
 export interface NegotiationOptions {
-  /** Time limit (ms) for the client to complete the renegotiation. Default: 10000. */
+  /** Time limit (ms) for the client to complete the renegotiation. Default: 10000 (DEFAULTS.negotiationTimeoutMs). */
   timeoutMs?: number;
 }
 
-export const DEFAULT_NEGOTIATION_TIMEOUT_MS = 10_000;
+/** DEFAULTS.negotiationTimeoutMs, under its old name. */
+export const DEFAULT_NEGOTIATION_TIMEOUT_MS = DEFAULTS.negotiationTimeoutMs;
 
 /**
  * Server renegotiations one connection may do. Node counts handshakes per connection
