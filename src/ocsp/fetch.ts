@@ -5,6 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { DEFAULTS } from '../defaults.js';
+import { CertboundError } from '../errors.js';
 
 export type FetchFailure =
   /** Connection refused (nothing listens). */
@@ -121,7 +122,7 @@ function httpExchange(url: string, method: 'GET' | 'POST', body: Buffer | undefi
  * schedules coincide, then never send a responder a burst.
  */
 export function limitConcurrency(fetcher: OcspFetcher, max: number): OcspFetcher {
-  if (!Number.isInteger(max) || max < 1) throw new TypeError(`max concurrent retrievals must be an integer >= 1, got ${max}`);
+  if (!Number.isInteger(max) || max < 1) throw new CertboundError('CB_ERR_INVALID_OPTION', ['maxConcurrentRetrievals', `must be an integer >= 1, got ${max}`]);
   let running = 0;
   const waiting: Array<() => void> = [];
   return async (url, der, options) => {
