@@ -1,5 +1,7 @@
 // Every default, once, with its unit. Docs and option JSDoc refer here; a test checks them.
+// Modules that had their own DEFAULT_* constant keep it as an alias of an entry below.
 export const DEFAULTS = Object.freeze({
+  // The reference server (createServer, `certbound serve`).
   /** Address the reference server listens on. */
   host: '127.0.0.1',
   /** TCP port of the reference server. */
@@ -24,4 +26,74 @@ export const DEFAULTS = Object.freeze({
   keepAliveTimeoutMs: 65_000,
   /** Lowest TLS version accepted. */
   minVersion: 'TLSv1.2' as const,
+  /** Time (ms) a client has to answer an on-demand certificate request (renegotiation). Alias: DEFAULT_NEGOTIATION_TIMEOUT_MS. */
+  negotiationTimeoutMs: 10_000,
+  /** `certbound serve --client-revocation`: revocation check of client certificates. */
+  clientRevocation: 'off' as 'off' | 'check' | 'cached-only',
+  /** Time (ms) a closing `certbound serve` process waits for its connections before it exits anyway. */
+  shutdownGraceMs: 10_000,
+
+  // Workers (node:cluster, src/server/cluster.ts).
+  /** Interval (ms) at which the primary rotates the TLS session-ticket keys. Alias: DEFAULT_TICKET_KEY_ROTATION_MS. */
+  ticketKeyRotationMs: 3_600_000,
+  /** Time (ms) a worker waits for its first ticket keys from the primary. Alias: TICKET_KEY_WAIT_MS. */
+  ticketKeyWaitMs: 10_000,
+
+  // Channel bindings (src/cbt).
+  /** The token receiveClientCertificate flags 0x1 hands out: its binding type and form. Alias: SECURE_CHANNEL_TOKEN_DEFAULTS. */
+  secureChannelToken: Object.freeze({ type: 'tls-server-end-point', form: 'application-data' } as const),
+
+  // OCSP stapling (src/ocsp).
+  /**
+   * The five settings of CertOpenServerOcspResponse, with wincrypt.h's defaults
+   * (CERT_SRV_OCSP_RESP_*_DEFAULT); each name carries its unit. Alias: DEFAULT_OCSP_SETTINGS.
+   */
+  ocspSettings: Object.freeze({
+    /** 10 min. */
+    SrvOcspRespMinValiditySeconds: 600,
+    /** 15 s. */
+    SrvOcspRespUrlRetrievalTimeoutMilliseconds: 15_000,
+    /** 4 h. */
+    SrvOcspRespMaxBeforeNextUpdateSeconds: 14_400,
+    /** 2 min. */
+    SrvOcspRespMinBeforeNextUpdateSeconds: 120,
+    /** 1 min. */
+    SrvOcspRespMinAfterNextUpdateSeconds: 60,
+  }),
+  /** Backoff (ms) after a failed or refused OCSP retrieval: first delay, cap, floor. Alias: DEFAULT_RETRY_POLICY of src/ocsp/schedule.ts. */
+  ocspRetry: Object.freeze({ initialMs: 60_000, maxMs: 3_600_000, floorMs: 5_000 }),
+  /** Allowed clock skew (ms) for a thisUpdate in the future, of OCSP responses and CRLs (5 min). Alias: DEFAULT_SKEW_MS. */
+  clockSkewMs: 300_000,
+  /** Largest OCSP response accepted (bytes); CRL retrievals pass their own limit. */
+  ocspMaxResponseBytes: 65_536,
+  /** OCSP retrievals in flight at once across all certificates of one stapler. */
+  ocspMaxConcurrentRetrievals: 4,
+
+  // Client-certificate revocation (src/ocsp/revocation.ts, HTTP_SERVICE_CONFIG_SSL_PARAM).
+  /** DefaultCertCheckMode: 0 (CertCheckMode.CHECK), check and fetch what is missing. */
+  revocationCertCheckMode: 0,
+  /** DefaultRevocationFreshnessTime (s): 0, cached data is fetched again only when it expires. */
+  revocationFreshnessTimeSeconds: 0,
+  /** DefaultRevocationUrlRetrievalTimeout (ms) of each OCSP or CRL retrieval. Alias: DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS. */
+  revocationUrlRetrievalTimeoutMs: 15_000,
+  /** When revocation cannot be told: 'hard' puts CRYPT_E_REVOCATION_OFFLINE / CRYPT_E_NO_REVOCATION_CHECK in certFlags. */
+  revocationFailMode: 'hard' as 'soft' | 'hard',
+
+  // The dev OCSP responder (src/ocsp/responder.ts, src/ocsp/dev-responder.ts).
+  /** Port of the dev PKI's OCSP responder, named in the dev server certificate's AIA. Alias: DEV_OCSP_PORT. */
+  devOcspPort: 8889,
+  /** Address the dev PKI's OCSP responder listens on. */
+  devOcspHost: '127.0.0.1',
+  /** nextUpdate − thisUpdate of the dev responder's answers (minutes). Alias: DEV_OCSP_VALIDITY_MINUTES. */
+  devOcspValidityMinutes: 60,
+
+  // BITS-style transfer jobs (src/client).
+  /** Retry timing (ms): BITS's 10 min first retry, doubling up to 1 h, 14 days without progress. Alias: DEFAULT_RETRY_POLICY of src/client/job.ts. */
+  jobRetry: Object.freeze({ minRetryDelayMs: 600_000, maxRetryDelayMs: 3_600_000, noProgressTimeoutMs: 1_209_600_000 }),
+  /** Socket idle limit (ms) of one download attempt. */
+  jobTimeoutMs: 60_000,
+  /** How long (ms) Job.waitFor waits for one of the states before it answers with the current one. */
+  jobWaitTimeoutMs: 30_000,
+  /** Redirects one download attempt follows. */
+  transferMaxRedirects: 5,
 });

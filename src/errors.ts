@@ -11,6 +11,7 @@ export interface ErrorSpec {
 
 export const ERRORS = Object.freeze({
   CB_ERR_INVALID_OPTION: { statusCode: 500, message: 'Invalid option %s: %s' },
+  CB_ERR_INVALID_ARGUMENT: { statusCode: 500, message: 'Invalid argument %s: %s' },
   CB_ERR_CONFIG_FILE: { statusCode: 500, message: 'Cannot read config file %s: %s' },
   CB_ERR_PEM_MISSING: { statusCode: 500, message: 'Cannot read %s file %s: %s' },
   CB_ERR_PEM_INVALID: { statusCode: 500, message: 'The %s file %s holds no valid %s' },

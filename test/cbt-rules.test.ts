@@ -5,13 +5,17 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import * as asn1js from 'asn1js';
+import { expectTypeOf } from 'expect-type';
 import { applicationData, bindingHex, tokenBytes, unavailable, type ChannelBindings } from '../src/cbt/binding.js';
-import { channelBindStatus, CHANNEL_BIND_STATUS_FIXED_SIZE, HTTP_RECEIVE_SECURE_CHANNEL_TOKEN, SECURE_CHANNEL_TOKEN_DEFAULTS, secureChannelToken } from '../src/cbt/channel-bind-status.js';
+import {
+  channelBindStatus, CHANNEL_BIND_STATUS_FIXED_SIZE, HTTP_RECEIVE_SECURE_CHANNEL_TOKEN, SECURE_CHANNEL_TOKEN_DEFAULTS, secureChannelToken, type HttpRequestChannelBindStatus,
+} from '../src/cbt/channel-bind-status.js';
 import { exporterInput } from '../src/cbt/exporter.js';
 import { sessionFacts } from '../src/cbt/extended-master-secret.js';
 import type { HandshakeFacts } from '../src/cbt/handshake-facts.js';
 import { endPointHash, OID } from '../src/cbt/server-end-point.js';
 import { tlsUnique } from '../src/cbt/tls-unique.js';
+import * as receive from '../src/server/receive.js';
 import { Win32 } from '../src/status.js';
 
 describe('endPointHash (RFC 5929 section 4.1)', () => {
@@ -191,6 +195,11 @@ describe('channelBindStatus (HTTP_REQUEST_CHANNEL_BIND_STATUS, flags 0x1)', () =
     });
   }
   it('the fixed part is 24 bytes (x64)', () => assert.equal(CHANNEL_BIND_STATUS_FIXED_SIZE, 24));
+  it('receive.ts names the same structure, size and flag (one definition)', () => {
+    assert.equal(receive.HTTP_REQUEST_CHANNEL_BIND_STATUS_SIZE, CHANNEL_BIND_STATUS_FIXED_SIZE);
+    assert.equal(receive.HTTP_RECEIVE_SECURE_CHANNEL_TOKEN, HTTP_RECEIVE_SECURE_CHANNEL_TOKEN);
+    expectTypeOf<receive.HttpRequestChannelBindStatus>().toEqualTypeOf<HttpRequestChannelBindStatus>();
+  });
   it('the returned token is a copy', () => {
     const t = Buffer.from('abc');
     const r = channelBindStatus(t, null, 100, F);

@@ -8,6 +8,14 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeF
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULTS } from '../src/defaults.js';
+import { SECURE_CHANNEL_TOKEN_DEFAULTS } from '../src/cbt/channel-bind-status.js';
+import { DEFAULT_RETRY_POLICY as DEFAULT_JOB_RETRY_POLICY } from '../src/client/job.js';
+import { DEV_OCSP_VALIDITY_MINUTES } from '../src/ocsp/dev-responder.js';
+import { DEFAULT_OCSP_RETRY_POLICY, DEFAULT_OCSP_SETTINGS, DEFAULT_SKEW_MS } from '../src/ocsp/index.js';
+import { CertCheckMode, DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS } from '../src/ocsp/revocation.js';
+import { DEFAULT_TICKET_KEY_ROTATION_MS, TICKET_KEY_WAIT_MS } from '../src/server/cluster.js';
+import { DEFAULT_NEGOTIATION_TIMEOUT_MS } from '../src/tls/renegotiate.js';
+import { DEV_OCSP_PORT } from '../src/tls/dev-pki.js';
 import { ERRORS } from '../src/errors.js';
 import { configReferenceMarkdown, readConfigFile, resolveServeConfig, SERVE_SCHEMA } from '../src/server/config.js';
 import { DEV_PKI_FILES } from '../src/tls/dev-pki.js';
@@ -62,6 +70,94 @@ test('the schema defaults are DEFAULTS, and the docs state the same numbers', ()
   }
   const cli = doc('docs/cli.md');
   for (const fact of [`| \`--host\` | \`${DEFAULTS.host}\``, `| \`--port\` | \`${DEFAULTS.port}\``, `| \`--client-auth\` | \`${DEFAULTS.clientAuth}\``]) assert.ok(cli.includes(fact), `docs/cli.md states ${fact}`);
+});
+
+/** The number a JSDoc comment gives as `Default: n` (or `Default (BITS): n`) for the property `prop` of `file`. */
+function jsdocDefault(file: string, prop: string): number | undefined {
+  const lines = doc(file).split('\n');
+  const at = lines.findIndex((l) => new RegExp(`^\\s*(readonly\\s+)?${prop}\\??:`).test(l));
+  assert.ok(at > 0, `${file} declares ${prop}`);
+  const comment: string[] = [];
+  for (let i = at - 1; i >= 0 && /^\s*(\/\*\*|\*)/.test(lines[i] ?? ''); i--) {
+    comment.unshift(lines[i] ?? '');
+    if (/^\s*\/\*\*/.test(lines[i] ?? '')) break;
+  }
+  const m = /Default(?: \([^)]*\))?: (\d[\d _]*)/.exec(comment.join(' '));
+  return m ? Number((m[1] ?? '').replace(/[ _]/g, '').trim()) : undefined;
+}
+
+/** 600000 → '600 000', as docs/client.md writes large numbers. */
+const spaced = (n: number) => n.toLocaleString('en-US').replace(/,/g, ' ');
+
+test('the defaults moved into DEFAULTS: the aliases, the schema, the JSDoc Default lines and the docs agree', () => {
+  // The old constants are the DEFAULTS entries themselves.
+  assert.equal(DEFAULT_NEGOTIATION_TIMEOUT_MS, DEFAULTS.negotiationTimeoutMs);
+  assert.equal(DEFAULT_TICKET_KEY_ROTATION_MS, DEFAULTS.ticketKeyRotationMs);
+  assert.equal(TICKET_KEY_WAIT_MS, DEFAULTS.ticketKeyWaitMs);
+  assert.equal(DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS, DEFAULTS.revocationUrlRetrievalTimeoutMs);
+  assert.equal(DEFAULT_OCSP_SETTINGS, DEFAULTS.ocspSettings);
+  assert.equal(DEFAULT_OCSP_RETRY_POLICY, DEFAULTS.ocspRetry);
+  assert.equal(DEFAULT_SKEW_MS, DEFAULTS.clockSkewMs);
+  assert.equal(DEFAULT_JOB_RETRY_POLICY, DEFAULTS.jobRetry);
+  assert.equal(SECURE_CHANNEL_TOKEN_DEFAULTS, DEFAULTS.secureChannelToken);
+  assert.equal(DEV_OCSP_PORT, DEFAULTS.devOcspPort);
+  assert.equal(DEV_OCSP_VALIDITY_MINUTES, DEFAULTS.devOcspValidityMinutes);
+  assert.equal(DEFAULTS.revocationCertCheckMode, CertCheckMode.CHECK);
+  for (const nested of [DEFAULTS, DEFAULTS.ocspSettings, DEFAULTS.ocspRetry, DEFAULTS.jobRetry, DEFAULTS.secureChannelToken]) assert.ok(Object.isFrozen(nested));
+
+  const def = (key: string) => SERVE_SCHEMA.find((x) => x.key === key)?.default;
+  assert.equal(def('negotiationTimeout'), DEFAULTS.negotiationTimeoutMs);
+  assert.equal(def('ticketKeyRotation'), DEFAULTS.ticketKeyRotationMs);
+  assert.equal(def('clientRevocation'), DEFAULTS.clientRevocation);
+  assert.equal(def('revocationFailMode'), DEFAULTS.revocationFailMode);
+
+  const jsdoc: [string, string, number][] = [
+    ['src/tls/renegotiate.ts', 'timeoutMs', DEFAULTS.negotiationTimeoutMs],
+    ['src/server/plugin.ts', 'negotiationTimeout', DEFAULTS.negotiationTimeoutMs],
+    ['src/server/server.ts', 'negotiationTimeout', DEFAULTS.negotiationTimeoutMs],
+    ...Object.entries(DEFAULTS.ocspSettings).map(([k, v]): [string, string, number] => ['src/ocsp/schedule.ts', k, v]),
+    ...Object.entries(DEFAULTS.ocspRetry).map(([k, v]): [string, string, number] => ['src/ocsp/schedule.ts', k, v]),
+    ['src/ocsp/validate.ts', 'skewMs', DEFAULTS.clockSkewMs],
+    ['src/ocsp/handle.ts', 'skewMs', DEFAULTS.clockSkewMs],
+    ['src/ocsp/fetch.ts', 'maxBytes', DEFAULTS.ocspMaxResponseBytes],
+    ['src/ocsp/stapler.ts', 'maxConcurrentRetrievals', DEFAULTS.ocspMaxConcurrentRetrievals],
+    ['src/ocsp/revocation.ts', 'certCheckMode', DEFAULTS.revocationCertCheckMode],
+    ['src/ocsp/revocation.ts', 'revocationFreshnessTimeSeconds', DEFAULTS.revocationFreshnessTimeSeconds],
+    ['src/ocsp/revocation.ts', 'urlRetrievalTimeoutMs', DEFAULTS.revocationUrlRetrievalTimeoutMs],
+    ['src/ocsp/responder.ts', 'validityMinutes', DEFAULTS.devOcspValidityMinutes],
+    ['src/ocsp/dev-responder.ts', 'validityMinutes', DEFAULTS.devOcspValidityMinutes],
+    ['src/ocsp/dev-responder.ts', 'port', DEFAULTS.devOcspPort],
+    ...Object.entries(DEFAULTS.jobRetry).map(([k, v]): [string, string, number] => ['src/client/job.ts', k, v]),
+    ['src/client/job-manager.ts', 'timeoutMs', DEFAULTS.jobTimeoutMs],
+    ['src/client/transfer.ts', 'maxRedirects', DEFAULTS.transferMaxRedirects],
+  ];
+  for (const [file, prop, value] of jsdoc) assert.equal(jsdocDefault(file, prop), value, `${file}: ${prop}'s JSDoc Default`);
+
+  const facts: [string, string][] = [
+    ['docs/on-demand.md', `\`negotiationTimeout\` (default ${DEFAULTS.negotiationTimeoutMs / 1000} s)`],
+    ['docs/receive-client-certificate.md', `negotiation timeout (default ${DEFAULTS.negotiationTimeoutMs / 1000} s)`],
+    ['docs/negotiate-client-certificate.md', `time limit (default ${DEFAULTS.negotiationTimeoutMs / 1000} s)`],
+    ['docs/performance.md', `(at most ${DEFAULTS.ticketKeyWaitMs / 1000} s)`],
+    ['docs/performance.md', `drains for at most\n  ${DEFAULTS.shutdownGraceMs / 1000} s)`],
+    ...Object.entries(DEFAULTS.ocspSettings).map(([k, v]): [string, string] => ['docs/ocsp.md', `| \`${k}\` | ${v} (`]),
+    ['docs/ocsp.md', `(${DEFAULTS.ocspRetry.initialMs / 1000} s doubling to ${DEFAULTS.ocspRetry.maxMs / 3_600_000} h)`],
+    ['docs/ocsp.md', `\`floorMs\` (${DEFAULTS.ocspRetry.floorMs / 1000} s)`],
+    ['docs/ocsp.md', `\`skewMs\` (default ${DEFAULTS.clockSkewMs / 60_000} min)`],
+    ['docs/ocsp.md', `\`maxConcurrentRetrievals\` (default ${DEFAULTS.ocspMaxConcurrentRetrievals})`],
+    ['docs/ocsp.md', `no usage check (accepted; usage is src/tls's verdict) | ${DEFAULTS.revocationCertCheckMode} |`],
+    ['docs/ocsp.md', `0 = only when it expires | ${DEFAULTS.revocationFreshnessTimeSeconds} |`],
+    ['docs/ocsp.md', `per OCSP/CRL retrieval | ${DEFAULTS.revocationUrlRetrievalTimeoutMs} |`],
+    ['docs/ocsp.md', `| \`failMode\` | — | \`'${DEFAULTS.revocationFailMode}'\` |`],
+    ['docs/ocsp.md', `host = '${DEFAULTS.devOcspHost}', validityMinutes = ${DEFAULTS.devOcspValidityMinutes},`],
+    ['docs/ocsp.md', `[--port ${DEFAULTS.devOcspPort}] [--host ${DEFAULTS.devOcspHost}]`],
+    ['docs/ocsp.md', `(answers valid ${DEFAULTS.devOcspValidityMinutes} minutes)`],
+    ['docs/getting-started.md', `\`http://${DEFAULTS.devOcspHost}:${DEFAULTS.devOcspPort}/\``],
+    ['docs/client.md', `\`minRetryDelayMs\` (default ${spaced(DEFAULTS.jobRetry.minRetryDelayMs)},`],
+    ['docs/client.md', `\`maxRetryDelayMs\` (default ${spaced(DEFAULTS.jobRetry.maxRetryDelayMs)})`],
+    ['docs/client.md', `\`noProgressTimeoutMs\` (default ${spaced(DEFAULTS.jobRetry.noProgressTimeoutMs)},`],
+    ['docs/client.md', `no data for \`timeoutMs\` (default ${DEFAULTS.jobTimeoutMs / 1000} s)`],
+  ];
+  for (const [file, fact] of facts) assert.ok(doc(file).includes(fact), `${file} states ${fact}`);
 });
 
 test('a config file sets keys, flags override it, defaults fill the rest', () => {

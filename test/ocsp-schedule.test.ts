@@ -71,12 +71,13 @@ test('validLongEnough: SrvOcspRespMinValiditySeconds', () => {
 });
 
 test('resolveSettings rejects bad values, keeps given ones', () => {
-  assert.throws(() => resolveSettings({ SrvOcspRespMinValiditySeconds: -1 }), TypeError);
-  assert.throws(() => resolveSettings({ SrvOcspRespMinAfterNextUpdateSeconds: Number.NaN }), TypeError);
-  assert.throws(() => resolveSettings({ SrvOcspRespUrlRetrievalTimeoutMilliseconds: 0 }), TypeError);
+  const invalid = (name: string) => ({ code: 'CB_ERR_INVALID_OPTION', message: new RegExp(`^Invalid option ${name.replace('.', '\\.')}: `) });
+  assert.throws(() => resolveSettings({ SrvOcspRespMinValiditySeconds: -1 }), invalid('settings.SrvOcspRespMinValiditySeconds'));
+  assert.throws(() => resolveSettings({ SrvOcspRespMinAfterNextUpdateSeconds: Number.NaN }), invalid('settings.SrvOcspRespMinAfterNextUpdateSeconds'));
+  assert.throws(() => resolveSettings({ SrvOcspRespUrlRetrievalTimeoutMilliseconds: 0 }), invalid('settings.SrvOcspRespUrlRetrievalTimeoutMilliseconds'));
   assert.equal(resolveSettings({ SrvOcspRespMinValiditySeconds: 5 }).SrvOcspRespMinValiditySeconds, 5);
-  assert.throws(() => resolveRetryPolicy({ floorMs: 0 }), TypeError);
-  assert.throws(() => resolveRetryPolicy({ initialMs: 10, maxMs: 5 }), TypeError);
+  assert.throws(() => resolveRetryPolicy({ floorMs: 0 }), invalid('retry'));
+  assert.throws(() => resolveRetryPolicy({ initialMs: 10, maxMs: 5 }), invalid('retry'));
 });
 
 // [name, attempt, now, servableUntil, expected delay]

@@ -3,19 +3,21 @@
 // Flags) with HttpReceiveClientCertificate's buffer rules (seed 000). A pure function: the
 // server decides which token a connection has, this decides what the caller gets back.
 // https://learn.microsoft.com/windows/win32/api/http/ns-http-http_request_channel_bind_status
+import { DEFAULTS } from '../defaults.js';
 import { Win32, type Win32Status } from '../status.js';
 import { tokenBytes, type ChannelBindingType, type ChannelBindings, type TokenForm } from './binding.js';
 
-/** HttpReceiveClientCertificate flag: return the channel binding token (http.h). */
+/** HttpReceiveClientCertificate flag (http.h): return the channel binding status (the token) instead of the certificate. */
 export const HTTP_RECEIVE_SECURE_CHANNEL_TOKEN = 0x1;
 
 /**
- * Fixed part of HTTP_REQUEST_CHANNEL_BIND_STATUS on x64: two pointers (ServiceName,
+ * sizeof(HTTP_REQUEST_CHANNEL_BIND_STATUS) on x64, its fixed part: two pointers (ServiceName,
  * ChannelToken, 8 bytes each) and two ULONGs (ChannelTokenSize, Flags, 4 bytes each).
+ * src/server/receive.ts exports it as HTTP_REQUEST_CHANNEL_BIND_STATUS_SIZE.
  */
 export const CHANNEL_BIND_STATUS_FIXED_SIZE = 24;
 
-/** HTTP_REQUEST_CHANNEL_BIND_STATUS as certbound hands it out. */
+/** HTTP_REQUEST_CHANNEL_BIND_STATUS as certbound hands it out. Under ERROR_MORE_DATA only `channelTokenSize` is filled. */
 export interface HttpRequestChannelBindStatus {
   /** The service name the client supplied, where the policy asks for it (HTTP_CHANNEL_BIND_CLIENT_SERVICE); else null. */
   serviceName: string | null;
@@ -75,7 +77,8 @@ export interface SecureChannelTokenConfig {
   readonly form?: TokenForm;
 }
 
-export const SECURE_CHANNEL_TOKEN_DEFAULTS = Object.freeze({ type: 'tls-server-end-point', form: 'application-data' } as const satisfies Required<SecureChannelTokenConfig>);
+/** DEFAULTS.secureChannelToken. */
+export const SECURE_CHANNEL_TOKEN_DEFAULTS = DEFAULTS.secureChannelToken satisfies Required<SecureChannelTokenConfig>;
 
 /** The token a connection has for the configured type and form, or undefined (→ ERROR_NOT_FOUND). */
 export function secureChannelToken(bindings: ChannelBindings, config: SecureChannelTokenConfig = {}): Buffer | undefined {

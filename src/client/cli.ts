@@ -5,6 +5,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { hresultHex } from '../status.js';
 import { HResult, hresultName, succeeded } from './hresult.js';
 import { JobState, type JobStateValue } from './job.js';
 import { JobManager, type Job, type JobManagerOptions, type JobSnapshot } from './job-manager.js';
@@ -62,7 +63,7 @@ const OPTIONS = {
 class UsageError extends Error {}
 
 function hrText(hr: number): string {
-  return `0x${(hr >>> 0).toString(16).padStart(8, '0')} ${hresultName(hr) ?? ''}`.trim();
+  return `${hresultHex(hr)} ${hresultName(hr) ?? ''}`.trim();
 }
 
 /** Runs `certbound job …` / `certbound store …`; argv starts with 'job' or 'store'. */

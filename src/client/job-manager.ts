@@ -11,6 +11,8 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, wri
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { DEFAULTS } from '../defaults.js';
+import { hresultHex } from '../status.js';
 import { HResult, hresultName } from './hresult.js';
 import {
   applyCall, applyEvent, DEFAULT_RETRY_POLICY, isActive, isFinal, JobState, jobStateName, noProgressExpired, retryDelayMs,
@@ -272,7 +274,7 @@ export class Job {
   }
 
   /** Resolves with the job's state once it is one of `states` (or after `timeoutMs`, with the current state). */
-  waitFor(states: readonly JobStateValue[], timeoutMs = 30_000): Promise<JobStateValue> {
+  waitFor(states: readonly JobStateValue[], timeoutMs: number = DEFAULTS.jobWaitTimeoutMs): Promise<JobStateValue> {
     return this.#manager.waitFor(this.#record, states, timeoutMs);
   }
 
@@ -445,7 +447,7 @@ export class JobManager extends EventEmitter {
         previous: previous === undefined ? null : jobStateName(previous),
         owner: record.owner,
         bytesTransferred: snap.progress.bytesTransferred,
-        hr: failed ? `0x${(failed.hr >>> 0).toString(16).padStart(8, '0')}` : null,
+        hr: failed ? hresultHex(failed.hr) : null,
         error: failed ? `${failed.name}: ${failed.message}` : null,
       }, 'job state');
     }
@@ -580,7 +582,7 @@ export class JobManager extends EventEmitter {
         ...(file.validators ? { validators: file.validators } : {}),
         tls,
         signal,
-        timeoutMs: this.#options.timeoutMs ?? 60_000,
+        timeoutMs: this.#options.timeoutMs ?? DEFAULTS.jobTimeoutMs,
         onConnected: (validators) => {
           if (signal.aborted) return;
           file.validators = validators;

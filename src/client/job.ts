@@ -1,6 +1,7 @@
 // The transfer job state machine, as BITS's (BG_JOB_STATE, bits.h). Calls (Resume, Suspend,
 // Cancel, Complete, AddFile, the certificate setters) and engine events (connect, data,
 // errors, retries) are pure functions of the current state; the manager applies them.
+import { DEFAULTS } from '../defaults.js';
 import { HResult } from './hresult.js';
 
 /** BG_JOB_STATE (bits.h). */
@@ -117,11 +118,8 @@ export interface RetryPolicy {
   readonly noProgressTimeoutMs: number;
 }
 
-export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
-  minRetryDelayMs: 600_000,
-  maxRetryDelayMs: 3_600_000,
-  noProgressTimeoutMs: 1_209_600_000,
-});
+/** DEFAULTS.jobRetry. */
+export const DEFAULT_RETRY_POLICY: RetryPolicy = DEFAULTS.jobRetry;
 
 /** The delay before retry number `attempt` (1-based): min · 2^(attempt−1), capped at max. */
 export function retryDelayMs(attempt: number, policy: RetryPolicy): number {

@@ -1,6 +1,7 @@
 // Picking a client certificate from a store, as SetClientCertificateByID (20-byte SHA-1
 // thumbprint) and SetClientCertificateByName (simple subject name) do. The argument checks are
 // small pure functions; the look-up reads the store. Every outcome is an HRESULT value.
+import { WinStatus } from '../status.js';
 import { HResult } from './hresult.js';
 import { checkStoreName, isStoreLocation, openStore, type StoreEntry, type StoreOptions } from './store.js';
 import { subjectMatches } from './subject-name.js';
@@ -9,8 +10,8 @@ import { subjectMatches } from './subject-name.js';
 export const THUMBPRINT_BYTES = 20;
 /** SubjectName is limited to 256 characters including the terminator (SetClientCertificateByName). */
 export const MAX_SUBJECT_NAME_CHARS = 255;
-/** NTE_NO_KEY 0x8009000D: the certificate is in the store but its private key is not (certbound's addition). */
-export const NTE_NO_KEY = 0x8009000d;
+/** The certificate is in the store but its private key is not (value in src/status.ts). */
+export const NTE_NO_KEY = WinStatus.NTE_NO_KEY;
 
 /** A thumbprint as callers hand it over: bytes, or hex (colons and spaces ignored). */
 export type ThumbprintInput = Uint8Array | string | null | undefined;

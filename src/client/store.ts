@@ -1,12 +1,13 @@
 // File-backed certificate stores. A BITS store location (BG_CERT_STORE_LOCATION) and a store
 // name (MY, CA, ROOT, SPC or an application store) name a directory; its entries are PEM files
 // (certificate, chain, optionally the key, or the key in a sibling .key file) and PKCS#12 files.
-// Status values are returned as HRESULTs (hresult.ts), never thrown.
+// Status values are returned as HRESULTs (src/status.ts), never thrown.
 import { readdirSync, readFileSync, statSync, existsSync } from 'node:fs';
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { homedir } from 'node:os';
 import { basename, extname, join } from 'node:path';
 import { pemBlocks } from '../tls/pem.js';
+import { WinStatus } from '../status.js';
 import { HResult } from './hresult.js';
 import { readPkcs12 } from './pkcs12.js';
 import { displaySubjectName, simpleSubjectName, subjectAttributes } from './subject-name.js';
@@ -143,12 +144,10 @@ export type OpenStoreResult =
 
 const PEM_EXT = new Set(['.pem', '.crt', '.cer']);
 const P12_EXT = new Set(['.p12', '.pfx']);
-/** HRESULT_FROM_WIN32(ERROR_INVALID_PASSWORD 86): what PFXImportCertStore answers for a wrong password. */
-export const E_INVALID_PASSWORD = 0x80070056;
-/** NTE_BAD_ALGID 0x80090008: a PKCS#12 encryption scheme pkijs does not implement. */
-export const NTE_BAD_ALGID = 0x80090008;
-/** CRYPT_E_ASN1_BADTAG 0x8009310B: a file that does not parse. */
-export const CRYPT_E_ASN1_BADTAG = 0x8009310b;
+// Store-entry problems (values and meanings in src/status.ts).
+export const E_INVALID_PASSWORD = WinStatus.E_INVALID_PASSWORD;
+export const NTE_BAD_ALGID = WinStatus.NTE_BAD_ALGID;
+export const CRYPT_E_ASN1_BADTAG = WinStatus.CRYPT_E_ASN1_BADTAG;
 
 /** Finds `name` in `parent` case-insensitively, as Windows store names are. */
 function resolveCaseInsensitive(parent: string, name: string): string {

@@ -10,6 +10,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { DEFAULTS } from '../defaults.js';
 import { HResult } from './hresult.js';
 import { classifyError, classifyStatus, type TransferFailure } from './transfer-error.js';
 
@@ -41,6 +42,7 @@ export interface DownloadOptions {
   readonly onConnected?: (validators: Validators) => void;
   /** Bytes in the partial file so far, and the file size when known. */
   readonly onProgress?: (transferred: number, total: number | undefined) => void;
+  /** Redirects followed before the attempt fails. Default: 5. */
   readonly maxRedirects?: number;
 }
 
@@ -93,7 +95,7 @@ export async function downloadOnce(options: DownloadOptions): Promise<DownloadOu
   for (let redirects = 0; ; redirects++) {
     const outcome = await attempt(url, options);
     if (outcome.kind !== 'redirect') return outcome;
-    if (redirects >= (options.maxRedirects ?? 5)) return { kind: 'failed', failure: { hr: HResult.ERROR_WINHTTP_CONNECTION_ERROR, transient: false, message: 'too many redirects' } };
+    if (redirects >= (options.maxRedirects ?? DEFAULTS.transferMaxRedirects)) return { kind: 'failed', failure: { hr: HResult.ERROR_WINHTTP_CONNECTION_ERROR, transient: false, message: 'too many redirects' } };
     url = new URL(outcome.location, url).toString();
     if (!url.startsWith('https:')) return { kind: 'failed', failure: { hr: HResult.E_INVALIDARG, transient: false, message: `redirect to a non-HTTPS URL: ${url}` } };
   }

@@ -8,6 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { loadIssuer } from '../tls/cert-builder.js';
 import { DEV_OCSP_PORT, devPkiPaths, ensureDevPki } from '../tls/dev-pki.js';
+import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { issueResponderCertificate, startDevOcspResponder, type DevOcspResponder } from './responder.js';
 import type { OcspSettings } from './schedule.js';
@@ -15,15 +16,18 @@ import type { OcspSettings } from './schedule.js';
 /** Files of the delegated responder inside the dev PKI directory. */
 export const DEV_OCSP_RESPONDER_FILES = Object.freeze({ cert: 'ocsp-responder.pem', key: 'ocsp-responder.key' });
 
-/** Default validity of the dev responder's answers (minutes). */
-export const DEV_OCSP_VALIDITY_MINUTES = 60;
+/** Default validity of the dev responder's answers (minutes): DEFAULTS.devOcspValidityMinutes. */
+export const DEV_OCSP_VALIDITY_MINUTES = DEFAULTS.devOcspValidityMinutes;
 
 /** Environment variable that sets the validity (minutes) for `certbound serve`'s responder. */
 export const DEV_OCSP_VALIDITY_ENV = 'CERTBOUND_DEV_OCSP_VALIDITY_MINUTES';
 
 export interface DevPkiResponderOptions {
+  /** Default: 8889 (DEV_OCSP_PORT, the port in the dev server certificate's AIA). */
   port?: number;
+  /** Default: '127.0.0.1'. */
   host?: string;
+  /** nextUpdate − thisUpdate of the answers, in minutes. Default: 60. */
   validityMinutes?: number;
   /** Revoked serial numbers (hex). */
   revoked?: string[];
@@ -55,7 +59,7 @@ export async function startDevPkiResponder(dir: string, options: DevPkiResponder
     issuer: root,
     responder,
     port: options.port ?? DEV_OCSP_PORT,
-    host: options.host ?? '127.0.0.1',
+    host: options.host ?? DEFAULTS.devOcspHost,
     validityMinutes: options.validityMinutes ?? DEV_OCSP_VALIDITY_MINUTES,
     ...(options.revoked ? { revoked: options.revoked } : {}),
   });
@@ -105,7 +109,7 @@ export async function runOcspResponderCli(args: string[]): Promise<DevOcspRespon
     ...(validityMinutes !== undefined ? { validityMinutes } : {}),
     ...(values.revoke ? { revoked: values.revoke } : {}),
   }).catch((err: NodeJS.ErrnoException) => {
-    throw new CertboundError('CB_ERR_LISTEN', [values.host ?? '127.0.0.1', port ?? DEV_OCSP_PORT, err.code ?? err.message], { cause: err });
+    throw new CertboundError('CB_ERR_LISTEN', [values.host ?? DEFAULTS.devOcspHost, port ?? DEV_OCSP_PORT, err.code ?? err.message], { cause: err });
   });
   console.log(`certbound: dev OCSP responder for ${paths.rootCa} on ${responder.url} (answers valid ${validityMinutes ?? DEV_OCSP_VALIDITY_MINUTES} min)`);
   return responder;

@@ -4,6 +4,8 @@
 // normal event for the scheduler, not an exception.
 import http from 'node:http';
 import https from 'node:https';
+import { DEFAULTS } from '../defaults.js';
+import { CertboundError } from '../errors.js';
 
 export type FetchFailure =
   /** Connection refused (nothing listens). */
@@ -61,7 +63,7 @@ export function fetchDocument(url: string, options: FetchOptions): Promise<Fetch
 
 function httpExchange(url: string, method: 'GET' | 'POST', body: Buffer | undefined, headers: Record<string, string>, options: FetchOptions): Promise<FetchResult> {
   const started = Date.now();
-  const maxBytes = options.maxBytes ?? 65536;
+  const maxBytes = options.maxBytes ?? DEFAULTS.ocspMaxResponseBytes;
   return new Promise<FetchResult>((resolve) => {
     let settled = false;
     const done = (r: { ok: true; body: Buffer } | { ok: false; reason: FetchFailure; detail: string }) => {
@@ -120,7 +122,7 @@ function httpExchange(url: string, method: 'GET' | 'POST', body: Buffer | undefi
  * schedules coincide, then never send a responder a burst.
  */
 export function limitConcurrency(fetcher: OcspFetcher, max: number): OcspFetcher {
-  if (!Number.isInteger(max) || max < 1) throw new TypeError(`max concurrent retrievals must be an integer >= 1, got ${max}`);
+  if (!Number.isInteger(max) || max < 1) throw new CertboundError('CB_ERR_INVALID_OPTION', ['maxConcurrentRetrievals', `must be an integer >= 1, got ${max}`]);
   let running = 0;
   const waiting: Array<() => void> = [];
   return async (url, der, options) => {

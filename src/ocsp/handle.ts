@@ -15,26 +15,13 @@ import {
   type OcspSettings, type PrefetchRule, type RetryPolicy,
 } from './schedule.js';
 import type { StapleStorage } from './storage.js';
+import { OcspHandleStatus, type OcspHandleStatusValue } from '../status.js';
 
 /** dwFlags of CertOpenServerOcspResponse: return at once, without the initial retrieval. */
 export const CERT_SERVER_OCSP_RESPONSE_ASYNC_FLAG = 0x1;
 
-/**
- * What the handle functions return (winerror.h values).
- * https://learn.microsoft.com/windows/win32/api/wincrypt/nf-wincrypt-certopenserverocspresponse
- * https://learn.microsoft.com/windows/win32/api/wincrypt/nf-wincrypt-certgetserverocspresponsecontext
- */
-export const OcspHandleStatus = Object.freeze({
-  /** Success. */
-  NO_ERROR: 0,
-  /** ERROR_INVALID_PARAMETER (87): unknown flag bits, a chain without its issuer, a closed handle or a freed context. */
-  ERROR_INVALID_PARAMETER: 87,
-  /** CRYPT_E_REVOCATION_OFFLINE 0x80092013: no time-valid response (none yet, refused, unknown, or valid for < SrvOcspRespMinValiditySeconds). */
-  CRYPT_E_REVOCATION_OFFLINE: 0x80092013,
-  /** CRYPT_E_NOT_IN_REVOCATION_DATABASE 0x80092014: the end certificate has no OCSP URL in its AIA. */
-  CRYPT_E_NOT_IN_REVOCATION_DATABASE: 0x80092014,
-} as const);
-export type OcspHandleStatusValue = (typeof OcspHandleStatus)[keyof typeof OcspHandleStatus];
+// What the handle functions return: the values are in src/status.ts (OcspHandleStatus).
+export { OcspHandleStatus, type OcspHandleStatusValue };
 
 /** Timer functions the scheduler uses; injected in tests. Returned refs may have unref(). */
 export interface OcspTimers {

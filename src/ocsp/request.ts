@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import { cryptoEngine, pkijs } from '../tls/pkijs-engine.js';
+import { CertboundError } from '../errors.js';
 
 /** id-pkix-ocsp-nonce (RFC 6960 4.4.1). */
 export const OID_OCSP_NONCE = '1.3.6.1.5.5.7.48.1.2';
@@ -18,13 +19,13 @@ export interface BuiltOcspRequest {
   readonly nonce?: Buffer;
 }
 
-/** Parses a DER certificate with pkijs; throws a TypeError when it is not one. */
+/** Parses a DER certificate with pkijs; throws CB_ERR_INVALID_ARGUMENT when it is not one. */
 export function parseCertificate(der: Uint8Array): pkijs.Certificate {
   cryptoEngine();
   try {
     return pkijs.Certificate.fromBER(der);
   } catch (err) {
-    throw new TypeError(`not a DER X.509 certificate: ${(err as Error).message}`);
+    throw new CertboundError('CB_ERR_INVALID_ARGUMENT', ['der', `not a DER X.509 certificate: ${(err as Error).message}`], { cause: err });
   }
 }
 

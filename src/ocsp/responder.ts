@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as asn1js from 'asn1js';
+import { DEFAULTS } from '../defaults.js';
 import { cryptoEngine, pkijs } from '../tls/pkijs-engine.js';
 import { issueCertificate, OID, type IssuedCertificate } from '../tls/cert-builder.js';
 import { OID_OCSP_NONCE } from './request.js';
@@ -137,7 +138,7 @@ export async function startDevOcspResponder(options: DevOcspResponderOptions): P
   const revoked = new Map<string, Date>();
   for (const s of options.revoked ?? []) revoked.set(normSerial(s), new Date((options.now ?? Date.now)()));
   const good = options.good ? new Set([...options.good].map(normSerial)) : undefined;
-  const validityMs = (options.validityMinutes ?? 60) * 60_000;
+  const validityMs = (options.validityMinutes ?? DEFAULTS.devOcspValidityMinutes) * 60_000;
   const now = options.now ?? Date.now;
   let requests = 0;
 
@@ -217,7 +218,7 @@ export async function startDevOcspResponder(options: DevOcspResponderOptions): P
   });
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
-  const host = options.host ?? '127.0.0.1';
+  const host = options.host ?? DEFAULTS.devOcspHost;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, host, () => { server.off('error', reject); resolve(); });

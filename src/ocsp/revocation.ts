@@ -5,6 +5,7 @@
 // value for certFlags. Asynchronous, once per connection: never on the handshake path.
 // https://learn.microsoft.com/windows/win32/api/http/ns-http-http_service_config_ssl_param
 import * as asn1js from 'asn1js';
+import { DEFAULTS } from '../defaults.js';
 import { CertStatus } from '../status.js';
 import { pemBlocks } from '../tls/pem.js';
 import { cryptoEngine, pkijs } from '../tls/pkijs-engine.js';
@@ -29,8 +30,8 @@ export const CertCheckMode = Object.freeze({
   NO_USAGE_CHECK: 0x10000,
 } as const);
 
-/** HTTP.sys's defaults for the two numbers. */
-export const DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS = 15_000;
+/** HTTP.sys's DefaultRevocationUrlRetrievalTimeout (ms): DEFAULTS.revocationUrlRetrievalTimeoutMs. */
+export const DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS = DEFAULTS.revocationUrlRetrievalTimeoutMs;
 
 export interface RevocationOptions {
   /** DefaultCertCheckMode (bits of CertCheckMode). Default: 0 (check). */
@@ -144,7 +145,7 @@ export class RevocationChecker {
    * Resolves, never rejects.
    */
   async check(chain: readonly ChainInput[], override: { certCheckMode?: number } = {}): Promise<RevocationResult> {
-    const mode = override.certCheckMode ?? this.#opts.certCheckMode ?? CertCheckMode.CHECK;
+    const mode = override.certCheckMode ?? this.#opts.certCheckMode ?? DEFAULTS.revocationCertCheckMode;
     if (mode & CertCheckMode.NO_REVOCATION_CHECK) return result(0, 'skipped', false, null);
     let cert: pkijs.Certificate;
     let issuer: pkijs.Certificate;
@@ -157,7 +158,7 @@ export class RevocationChecker {
       return this.#undecided(false, 'malformed-chain');
     }
     const cachedOnly = (mode & CertCheckMode.CACHED_ONLY) !== 0;
-    const freshnessMs = (mode & CertCheckMode.FRESHNESS_TIME) !== 0 ? (this.#opts.revocationFreshnessTimeSeconds ?? 0) * 1000 : 0;
+    const freshnessMs = (mode & CertCheckMode.FRESHNESS_TIME) !== 0 ? (this.#opts.revocationFreshnessTimeSeconds ?? DEFAULTS.revocationFreshnessTimeSeconds) * 1000 : 0;
     let offline = false;
     let reason: string | null = null;
 
@@ -188,7 +189,7 @@ export class RevocationChecker {
 
   #undecided(offline: boolean, reason: string): RevocationResult {
     const status = offline ? CertStatus.CRYPT_E_REVOCATION_OFFLINE : CertStatus.CRYPT_E_NO_REVOCATION_CHECK;
-    const hard = (this.#opts.failMode ?? 'hard') === 'hard';
+    const hard = (this.#opts.failMode ?? DEFAULTS.revocationFailMode) === 'hard';
     return Object.freeze({ certFlags: hard ? status : 0, revocationStatus: status, source: 'none', fromCache: false, reason, revocationTime: null, nextUpdate: null });
   }
 
@@ -230,7 +231,7 @@ export class RevocationChecker {
     const now = this.#now();
     const usable = async (crl: pkijs.CertificateRevocationList): Promise<boolean> => {
       if (!crl.issuer.isEqual(issuer.subject)) return false;
-      if (crl.thisUpdate.value.getTime() > now + 5 * 60_000) return false;
+      if (crl.thisUpdate.value.getTime() > now + DEFAULTS.clockSkewMs) return false;
       if (!crl.nextUpdate || crl.nextUpdate.value.getTime() <= now) return false;
       try {
         return await crl.verify({ issuerCertificate: issuer });

@@ -1,6 +1,8 @@
 // The prefetch schedule of CertOpenServerOcspResponse (seed 004) and the retry policy, as
 // pure functions of (now, thisUpdate, nextUpdate, settings): no clock, no timers, so every
 // branch is tested with a table. The handle (handle.ts) is the thin shell that arms timers.
+import { DEFAULTS } from '../defaults.js';
+import { CertboundError } from '../errors.js';
 
 /**
  * The five settings of CertOpenServerOcspResponse, under the names of their registry values
@@ -20,14 +22,8 @@ export interface OcspSettings {
   readonly SrvOcspRespMinAfterNextUpdateSeconds: number;
 }
 
-/** wincrypt.h's defaults (CERT_SRV_OCSP_RESP_*_DEFAULT). */
-export const DEFAULT_OCSP_SETTINGS: OcspSettings = Object.freeze({
-  SrvOcspRespMinValiditySeconds: 10 * 60,
-  SrvOcspRespUrlRetrievalTimeoutMilliseconds: 15 * 1000,
-  SrvOcspRespMaxBeforeNextUpdateSeconds: 4 * 60 * 60,
-  SrvOcspRespMinBeforeNextUpdateSeconds: 2 * 60,
-  SrvOcspRespMinAfterNextUpdateSeconds: 1 * 60,
-});
+/** wincrypt.h's defaults (CERT_SRV_OCSP_RESP_*_DEFAULT): DEFAULTS.ocspSettings. */
+export const DEFAULT_OCSP_SETTINGS: OcspSettings = DEFAULTS.ocspSettings;
 
 /** The retry policy after a failed or refused retrieval (not in the seed: certbound's own). */
 export interface RetryPolicy {
@@ -39,22 +35,24 @@ export interface RetryPolicy {
   readonly floorMs: number;
 }
 
-export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({ initialMs: 60_000, maxMs: 3_600_000, floorMs: 5_000 });
+/** DEFAULTS.ocspRetry. */
+export const DEFAULT_RETRY_POLICY: RetryPolicy = DEFAULTS.ocspRetry;
 
-/** Settings with the defaults filled in; throws a TypeError on a negative or non-finite value. */
+/** Settings with the defaults filled in; throws CB_ERR_INVALID_OPTION on a negative or non-finite value. */
 export function resolveSettings(partial: Partial<OcspSettings> = {}): OcspSettings {
   const out = { ...DEFAULT_OCSP_SETTINGS, ...partial };
   for (const [k, v] of Object.entries(out)) {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new TypeError(`OCSP setting ${k} must be a number >= 0, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new CertboundError('CB_ERR_INVALID_OPTION', [`settings.${k}`, `must be a number >= 0, got ${String(v)}`]);
   }
-  if (out.SrvOcspRespUrlRetrievalTimeoutMilliseconds === 0) throw new TypeError('SrvOcspRespUrlRetrievalTimeoutMilliseconds must be > 0');
+  if (out.SrvOcspRespUrlRetrievalTimeoutMilliseconds === 0) throw new CertboundError('CB_ERR_INVALID_OPTION', ['settings.SrvOcspRespUrlRetrievalTimeoutMilliseconds', 'must be > 0']);
   return Object.freeze(out);
 }
 
+/** The retry policy with the defaults filled in; throws CB_ERR_INVALID_OPTION unless 0 < floorMs <= initialMs <= maxMs. */
 export function resolveRetryPolicy(partial: Partial<RetryPolicy> = {}): RetryPolicy {
   const out = { ...DEFAULT_RETRY_POLICY, ...partial };
   if (!(out.floorMs > 0 && out.initialMs >= out.floorMs && out.maxMs >= out.initialMs)) {
-    throw new TypeError(`retry policy needs 0 < floorMs <= initialMs <= maxMs, got ${JSON.stringify(out)}`);
+    throw new CertboundError('CB_ERR_INVALID_OPTION', ['retry', `needs 0 < floorMs <= initialMs <= maxMs, got ${JSON.stringify(out)}`]);
   }
   return Object.freeze(out);
 }

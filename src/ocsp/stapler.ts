@@ -12,6 +12,7 @@ import {
 import { StapleCache } from './staple-cache.js';
 import { FileStapleStorage, type StapleStorage } from './storage.js';
 import { fetchOcsp, limitConcurrency, type OcspFetcher } from './fetch.js';
+import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 
 /** Diagnostics channel that receives every OcspUpdate. */
@@ -78,7 +79,7 @@ export class OcspStapler extends EventEmitter<{ update: [OcspUpdate]; revoked: [
   constructor(options: StaplerOptions = {}) {
     super();
     this.#options = options;
-    this.#fetcher = limitConcurrency(options.fetcher ?? fetchOcsp, options.maxConcurrentRetrievals ?? 4);
+    this.#fetcher = limitConcurrency(options.fetcher ?? fetchOcsp, options.maxConcurrentRetrievals ?? DEFAULTS.ocspMaxConcurrentRetrievals);
     this.#storage = options.storage ?? (options.cacheDir ? new FileStapleStorage(options.cacheDir) : undefined);
     this.#log = options.logger?.child({ component: 'ocsp' });
   }

@@ -3,6 +3,7 @@
 // so a shared store can replace the file one without touching the schedule.
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CertboundError } from '../errors.js';
 
 /** Keys are lowercase hex SHA-256 fingerprints of the certificate's DER. */
 export interface StapleStorage {
@@ -20,7 +21,7 @@ const KEY = /^[0-9a-f]{64}$/;
 
 function checkKey(key: string): string {
   // Keys become file names: only fingerprints, never a path.
-  if (!KEY.test(key)) throw new TypeError(`storage key must be a hex SHA-256 fingerprint, got ${JSON.stringify(key)}`);
+  if (!KEY.test(key)) throw new CertboundError('CB_ERR_INVALID_ARGUMENT', ['key', `a storage key must be a hex SHA-256 fingerprint, got ${JSON.stringify(key)}`]);
   return key;
 }
 

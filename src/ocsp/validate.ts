@@ -8,6 +8,7 @@ import * as asn1js from 'asn1js';
 import { cryptoEngine, pkijs } from '../tls/pkijs-engine.js';
 import { OID_OCSP_NONCE } from './request.js';
 import type { FetchFailure } from './fetch.js';
+import { DEFAULTS } from '../defaults.js';
 
 const OID_PKIX_OCSP_BASIC = '1.3.6.1.5.5.7.48.1.1';
 const OID_EXT_KEY_USAGE = '2.5.29.37';
@@ -82,8 +83,8 @@ export interface VerifyOptions {
   nonce?: Buffer;
 }
 
-/** Default clock skew allowed for thisUpdate (ms). */
-export const DEFAULT_SKEW_MS = 5 * 60 * 1000;
+/** Default clock skew allowed for thisUpdate (ms): DEFAULTS.clockSkewMs. */
+export const DEFAULT_SKEW_MS: number = DEFAULTS.clockSkewMs;
 
 const RESPONSE_STATUS: Record<number, OcspRefusal> = {
   1: 'status-malformed-request', 2: 'status-internal-error', 3: 'status-try-later', 5: 'status-sig-required', 6: 'status-unauthorized',

@@ -5,6 +5,7 @@ import { relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
+import { DEFAULTS } from '../defaults.js';
 import { createDevPki, ensureDevPki } from '../tls/dev-pki.js';
 import { assertKeyMatches, loadCertificates, loadPrivateKey } from '../tls/pem.js';
 import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
@@ -250,7 +251,7 @@ async function serveWorker(args: string[]): Promise<number | undefined> {
   // A worker stays alive while its IPC channel is open: a start-up error must end it here.
   const server = await serve(args, (running) => {
     const stop = () => {
-      const force = setTimeout(() => process.exit(1), 10_000);
+      const force = setTimeout(() => process.exit(1), DEFAULTS.shutdownGraceMs);
       force.unref();
       link.close();
       running.close().then(() => process.exit(0), () => process.exit(1));
@@ -282,7 +283,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
         const server = await serve(rest, (running) => {
           const stop = (signal: string) => {
             running.app.log.info({ signal }, 'shutting down');
-            const force = setTimeout(() => process.exit(1), 10_000);
+            const force = setTimeout(() => process.exit(1), DEFAULTS.shutdownGraceMs);
             force.unref();
             running.close().then(() => process.exit(0), () => process.exit(1));
           };

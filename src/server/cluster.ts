@@ -9,13 +9,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type { Server as TlsServer } from 'node:tls';
 import { validLongEnough } from '../ocsp/schedule.js';
+import { DEFAULTS } from '../defaults.js';
 
 /** Size of a tls.Server ticket key set (HMAC secret, AES key, key name: 16 bytes each). */
 export const TICKET_KEY_BYTES = 48;
-/** Default ticket-key rotation interval (ms). Tickets issued before a rotation no longer resume. */
-export const DEFAULT_TICKET_KEY_ROTATION_MS = 3_600_000;
-/** How long a worker waits for its first ticket keys from the primary (ms). */
-export const TICKET_KEY_WAIT_MS = 10_000;
+/** Default ticket-key rotation interval (ms): DEFAULTS.ticketKeyRotationMs. Tickets issued before a rotation no longer resume. */
+export const DEFAULT_TICKET_KEY_ROTATION_MS = DEFAULTS.ticketKeyRotationMs;
+/** How long a worker waits for its first ticket keys from the primary (ms): DEFAULTS.ticketKeyWaitMs. */
+export const TICKET_KEY_WAIT_MS = DEFAULTS.ticketKeyWaitMs;
 /** Environment variable holding a worker's index (0-based). */
 export const WORKER_INDEX_ENV = 'CERTBOUND_WORKER_INDEX';
 /** Environment variable holding a worker's connection-id epoch (1..65535, new for every fork). */
@@ -185,8 +186,8 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
       clearInterval(rotation);
       if (byIndex.size === 0) resolveExited(exitCode);
       for (const w of byIndex.values()) w.process.kill('SIGTERM');
-      // Workers drain for at most 10 s (cli.ts); a stuck one is killed a little later.
-      const force = setTimeout(() => { for (const w of byIndex.values()) w.process.kill('SIGKILL'); }, 12_000);
+      // Workers drain for at most DEFAULTS.shutdownGraceMs (cli.ts); a stuck one is killed a little later.
+      const force = setTimeout(() => { for (const w of byIndex.values()) w.process.kill('SIGKILL'); }, DEFAULTS.shutdownGraceMs + 2_000);
       const c = await exited;
       clearTimeout(force);
       return c;

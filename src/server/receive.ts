@@ -3,17 +3,19 @@
 // never thrown. Buffer rules (x64 sizes): HTTP_SSL_CLIENT_CERT_INFO's fixed part is 32
 // bytes, HTTP_REQUEST_CHANNEL_BIND_STATUS's 24.
 import { Win32 } from '../status.js';
+import {
+  CHANNEL_BIND_STATUS_FIXED_SIZE as HTTP_REQUEST_CHANNEL_BIND_STATUS_SIZE, HTTP_RECEIVE_SECURE_CHANNEL_TOKEN, type HttpRequestChannelBindStatus,
+} from '../cbt/channel-bind-status.js';
 import type { ClientCertificate, ConnectionEntry, ConnectionRegistry, TrustReason } from './registry.js';
 
-/** Flags value: return the channel binding status instead of the certificate. */
-export const HTTP_RECEIVE_SECURE_CHANNEL_TOKEN = 0x1;
+// HTTP_REQUEST_CHANNEL_BIND_STATUS, its size and the flag that asks for it are defined once in
+// src/cbt/channel-bind-status.ts; exported here under the names this module has always had.
+export { HTTP_REQUEST_CHANNEL_BIND_STATUS_SIZE, HTTP_RECEIVE_SECURE_CHANNEL_TOKEN, type HttpRequestChannelBindStatus };
 /** Every flag bit this implementation knows. */
 const KNOWN_FLAGS = HTTP_RECEIVE_SECURE_CHANNEL_TOKEN;
 
 /** sizeof(HTTP_SSL_CLIENT_CERT_INFO) on x64. */
 export const HTTP_SSL_CLIENT_CERT_INFO_SIZE = 32;
-/** sizeof(HTTP_REQUEST_CHANNEL_BIND_STATUS) on x64. */
-export const HTTP_REQUEST_CHANNEL_BIND_STATUS_SIZE = 24;
 
 /** HTTP_SSL_CLIENT_CERT_INFO. Under ERROR_MORE_DATA only `certEncodedSize` is filled. */
 export interface HttpSslClientCertInfo {
@@ -35,14 +37,6 @@ export interface HttpSslClientCertInfo {
   authorized: boolean;
   /** certbound addition: why (`TrustReason`: 'authorized', 'untrusted', 'revoked', …); null under ERROR_MORE_DATA. */
   reason: TrustReason | null;
-}
-
-/** HTTP_REQUEST_CHANNEL_BIND_STATUS. Under ERROR_MORE_DATA only `channelTokenSize` is filled. */
-export interface HttpRequestChannelBindStatus {
-  serviceName: string | null;
-  channelToken: Buffer | null;
-  channelTokenSize: number;
-  flags: number;
 }
 
 export interface ReceiveResult {

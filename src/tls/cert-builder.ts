@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import * as asn1js from 'asn1js';
 import { cryptoEngine, pkijs } from './pkijs-engine.js';
 import { pemBlocks, toPem } from './pem.js';
+import { CertboundError } from '../errors.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 
@@ -246,7 +247,7 @@ export function subjectKeyId(cert: pkijs.Certificate): Buffer {
 export async function loadIssuer(certPem: string, keyPem: string, hash: HashName = 'SHA-256'): Promise<IssuedCertificate> {
   cryptoEngine();
   const der = pemBlocks(certPem, 'CERTIFICATE')[0];
-  if (!der) throw new TypeError('no certificate in PEM');
+  if (!der) throw new CertboundError('CB_ERR_INVALID_ARGUMENT', ['certPem', 'no certificate in PEM']);
   const certificate = pkijs.Certificate.fromBER(der);
   const keyObject = createPrivateKey(keyPem);
   const pkcs8 = keyObject.export({ type: 'pkcs8', format: 'der' });

@@ -4,11 +4,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
+import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { issueCertificate, OID, type IssuedCertificate } from './cert-builder.js';
 
-/** Default port of the dev OCSP responder named in the server certificate's AIA. */
-export const DEV_OCSP_PORT = 8889;
+/** Default port of the dev OCSP responder named in the server certificate's AIA: DEFAULTS.devOcspPort. */
+export const DEV_OCSP_PORT = DEFAULTS.devOcspPort;
 
 /** File names inside a dev PKI directory. */
 export const DEV_PKI_FILES = Object.freeze({
@@ -64,7 +65,7 @@ export async function createDevPki(dir: string, options: DevPkiOptions = {}): Pr
     issuer: root,
     extKeyUsage: [OID.serverAuth],
     altNames: ['localhost', '127.0.0.1', '::1', ...(options.serverNames ?? [])],
-    ocspUrl: options.ocspUrl ?? `http://127.0.0.1:${DEV_OCSP_PORT}/`,
+    ocspUrl: options.ocspUrl ?? `http://${DEFAULTS.devOcspHost}:${DEV_OCSP_PORT}/`,
   });
   const client = await issueCertificate({ subject: { commonName: 'dev-client', organization: org, organizationalUnit: 'users' }, issuer: clientCa, extKeyUsage: [OID.clientAuth] });
   const expired = await issueCertificate({

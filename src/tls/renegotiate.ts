@@ -20,6 +20,7 @@ export interface Renegotiable {
   /** Records the handshake that just completed (new chain, new decision). */
   recordHandshake(): unknown;
 }
+import { DEFAULTS } from '../defaults.js';
 
 /**
  * - `certificate`: the connection has a client certificate (already, or after negotiating).
@@ -42,11 +43,12 @@ export interface NegotiationResult {
 }
 
 export interface NegotiationOptions {
-  /** Time limit (ms) for the client to complete the renegotiation. Default: 10000. */
+  /** Time limit (ms) for the client to complete the renegotiation. Default: 10000 (DEFAULTS.negotiationTimeoutMs). */
   timeoutMs?: number;
 }
 
-export const DEFAULT_NEGOTIATION_TIMEOUT_MS = 10_000;
+/** DEFAULTS.negotiationTimeoutMs, under its old name. */
+export const DEFAULT_NEGOTIATION_TIMEOUT_MS = DEFAULTS.negotiationTimeoutMs;
 
 /**
  * Server renegotiations one connection may do. Node counts handshakes per connection
