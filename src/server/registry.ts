@@ -6,6 +6,7 @@ import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import { certFlagsFor } from '../tls/verdict.js';
 import type { CompiledMapper, MappingOutcome } from '../tls/mapper.js';
 import { compileMapper } from '../tls/mapper.js';
+import { installRenegotiationGuard, type RenegotiationGuard } from '../tls/renegotiation-guard.js';
 
 /** What the server recorded at one handshake it ran (frozen; replaced after each one). */
 export interface HandshakeRecord {
@@ -173,10 +174,11 @@ export class ConnectionEntry {
   #handshake: HandshakeRecord;
   #cert: ClientCertificate | null | undefined;
   readonly #mapper: CompiledMapper;
-  #serverHandshake = false;
-  /** 'secure' events seen (one per completed handshake after the first), and the count at the last recorded one. */
-  #secureEvents = 0;
-  #recordedAtSecure = 0;
+  /** Refuses handshakes the server did not start; counts the ones it did (src/tls/renegotiation-guard.ts). */
+  readonly #guard: RenegotiationGuard;
+  #endServerHandshake: (() => void) | undefined;
+  /** guard.handshakes at the last recorded handshake. */
+  #recordedAtHandshakes = 0;
   readonly #anchors: readonly X509Certificate[] | undefined;
   /** The parsed leaf of the current handshake, when the fast capture made one. */
   #leaf: X509Certificate | undefined;
@@ -194,15 +196,11 @@ export class ConnectionEntry {
     this.#mapper = mapper;
     this.#anchors = anchors;
     this.#handshake = this.#record(1);
-    // 'secure' fires after every later handshake. One the server did not start (a
-    // client-initiated renegotiation) could swap the certificate while socket.authorized
-    // stays stale: the connection is closed before it can carry another byte.
-    socket.on('secure', () => {
-      this.#secureEvents += 1;
-      if (this.#serverHandshake) return;
-      onRogueHandshake?.(this);
-      socket.destroy();
-    });
+    // A handshake the server did not start (a client-initiated renegotiation) could swap the
+    // certificate while socket.authorized stays stale: the guard closes the connection at its
+    // ClientHello, before the server answers. A legacy renegotiation that OpenSSL refused
+    // itself is ignored: that connection keeps serving.
+    this.#guard = installRenegotiationGuard(socket, { onRefused: () => onRogueHandshake?.(this) });
     // After the server's own renegotiation, renegotiation is disabled: a client that tries
     // again gets these errors at handshake start, and the connection goes.
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -246,7 +244,8 @@ export class ConnectionEntry {
 
   /** @internal Brackets a handshake the server starts (renegotiation), so the guard lets it pass. */
   expectServerHandshake(on: boolean): void {
-    this.#serverHandshake = on;
+    this.#endServerHandshake?.();
+    this.#endServerHandshake = on ? this.#guard.beginServerHandshake() : undefined;
   }
 
   /**
@@ -257,11 +256,12 @@ export class ConnectionEntry {
   identityIntact(): boolean {
     if (this.socket.destroyed) return false;
     // The peer certificate can only change through a handshake, and Node emits 'secure' after
-    // every completed one (or holds it in _securePending until a newSession callback is done).
-    // So "no handshake since the last recorded one" is a counter comparison: reading the
-    // certificate back (getPeerX509Certificate, a copy and a parse per request) cost about
-    // 8 % of a keep-alive request (bench/keepalive.ts, docs/performance.md).
-    if (this.#secureEvents !== this.#recordedAtSecure) return false;
+    // every completed one (or holds it in _securePending until a newSession callback is done);
+    // the guard counts the real ones. So "no handshake since the last recorded one" is a
+    // counter comparison: reading the certificate back (getPeerX509Certificate, a copy and a
+    // parse per request) cost about 8 % of a keep-alive request (bench/keepalive.ts,
+    // docs/performance.md).
+    if (this.#guard.handshakes !== this.#recordedAtHandshakes) return false;
     return (this.socket as unknown as { _securePending?: boolean })._securePending !== true;
   }
 
@@ -280,7 +280,7 @@ export class ConnectionEntry {
    */
   recordHandshake(): HandshakeRecord {
     this.#handshake = this.#record(this.#handshake.sequence + 1);
-    this.#recordedAtSecure = this.#secureEvents;
+    this.#recordedAtHandshakes = this.#guard.handshakes;
     this.#cert = undefined;
     return this.#handshake;
   }
