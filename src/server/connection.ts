@@ -11,6 +11,7 @@ import {
 } from '../tls/client-certificate.js';
 import type { CompiledMapper } from '../tls/mapper.js';
 import { readHandshake, type HandshakeRecord } from '../tls/peer-chain.js';
+import { installRenegotiationGuard, type RenegotiationGuard } from '../tls/renegotiation-guard.js';
 import type { Renegotiable } from '../tls/renegotiate.js';
 import { RequestOrder, type OrderedConnection } from './request-order.js';
 
@@ -59,10 +60,11 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   #settling: Promise<ClientCertificate | null> | undefined;
   /** Other values derived from the current handshake (channel bindings), reset with it. */
   #derived = new Map<object, unknown>();
-  #serverHandshake = false;
-  /** 'secure' events seen (one per completed handshake after the first), and the count at the last recorded one. */
-  #secureEvents = 0;
-  #recordedAtSecure = 0;
+  /** Refuses handshakes the server did not start; counts the ones it did (src/tls/renegotiation-guard.ts). */
+  readonly #guard: RenegotiationGuard;
+  #endServerHandshake: (() => void) | undefined;
+  /** guard.handshakes at the last recorded handshake. */
+  #recordedAtHandshakes = 0;
 
   constructor(id: bigint, socket: TLSSocket, policy: TrustPolicy, onRogueHandshake?: (entry: ConnectionEntry) => void) {
     this.id = id;
@@ -70,15 +72,11 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
     this.openedAt = Date.now();
     this.#policy = policy;
     ({ record: this.#handshake, leaf: this.#leaf } = readHandshake(socket, 1, policy.anchors));
-    // 'secure' fires after every later handshake. One the server did not start (a
-    // client-initiated renegotiation) could swap the certificate while socket.authorized
-    // stays stale: the connection is closed before it can carry another byte.
-    socket.on('secure', () => {
-      this.#secureEvents += 1;
-      if (this.#serverHandshake) return;
-      onRogueHandshake?.(this);
-      socket.destroy();
-    });
+    // A handshake the server did not start (a client-initiated renegotiation) could swap the
+    // certificate while socket.authorized stays stale: the guard closes the connection at its
+    // ClientHello, before the server answers. A legacy renegotiation that OpenSSL refused
+    // itself is ignored: that connection keeps serving.
+    this.#guard = installRenegotiationGuard(socket, { onRefused: () => onRogueHandshake?.(this) });
     // After the server's own renegotiation, renegotiation is disabled: a client that tries
     // again gets these errors at handshake start, and the connection goes.
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -100,7 +98,8 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
 
   /** @internal Brackets a handshake the server starts (renegotiation), so the guard lets it pass. */
   expectServerHandshake(on: boolean): void {
-    this.#serverHandshake = on;
+    this.#endServerHandshake?.();
+    this.#endServerHandshake = on ? this.#guard.beginServerHandshake() : undefined;
   }
 
   /**
@@ -111,10 +110,11 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   identityIntact(): boolean {
     if (this.socket.destroyed) return false;
     // The peer certificate can only change through a handshake, and Node emits 'secure' after
-    // every completed one (or holds it in _securePending until a newSession callback is done).
-    // So "no handshake since the last recorded one" is a counter comparison: reading the
-    // certificate back per request cost about 8 % of a keep-alive request (docs/performance.md).
-    if (this.#secureEvents !== this.#recordedAtSecure) return false;
+    // every completed one (or holds it in _securePending until a newSession callback is done);
+    // the guard counts the real ones. So "no handshake since the last recorded one" is a
+    // counter comparison: reading the certificate back per request cost about 8 % of a
+    // keep-alive request (docs/performance.md).
+    if (this.#guard.handshakes !== this.#recordedAtHandshakes) return false;
     return (this.socket as unknown as { _securePending?: boolean })._securePending !== true;
   }
 
@@ -124,7 +124,7 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
    */
   recordHandshake(): HandshakeRecord {
     ({ record: this.#handshake, leaf: this.#leaf } = readHandshake(this.socket, this.#handshake.sequence + 1, this.#policy.anchors));
-    this.#recordedAtSecure = this.#secureEvents;
+    this.#recordedAtHandshakes = this.#guard.handshakes;
     this.#facts = undefined;
     this.#view = undefined;
     this.#final = false;
