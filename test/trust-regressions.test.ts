@@ -275,3 +275,31 @@ test('finding 10: the plugin\'s default mode is optional: a route marked require
   }
   assert.deepEqual(await call(pki.client, pki.clientKey), { status: 200, body: '{"certFlags":0}' });
 });
+
+test('require mode over HTTP/2: a revoked certificate gets 403 and the session is closed (no Connection header on h2)', async (t) => {
+  const pki = await devPki();
+  const dir = tempDir();
+  const clientCa = await loadIssuer(readFileSync(pki.clientCa, 'utf8'), readFileSync(pki.clientCaKey, 'utf8'));
+  const victim = await issueCertificate({ subject: { commonName: 'revoked-h2' }, issuer: clientCa, extKeyUsage: [OID.clientAuth] });
+  const v = files(dir, 'victim', victim);
+  const crl = await issueCrl({ issuer: clientCa, revoked: [victim] });
+  const { port } = await startServer(t, 'require', { http2: true, revocation: { crls: [crl], ocsp: false, fetchCrlDistributionPoints: false } });
+  const { connect: h2connect } = await import('node:http2');
+  const session = h2connect(`https://127.0.0.1:${port}`, { servername: 'localhost', ca: readFileSync(pki.rootCa), cert: readFileSync(v.cert), key: readFileSync(v.key) });
+  session.on('error', () => {});
+  const closed = new Promise<void>((r) => session.once('close', () => r()));
+  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = session.request({ ':path': '/connection' });
+    let body = '';
+    let status = 0;
+    req.on('response', (h) => { status = Number(h[':status']); });
+    req.on('data', (d: Buffer) => { body += d.toString(); });
+    req.on('end', () => resolve({ status, body }));
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(answer.status, 403, answer.body);
+  assert.equal((JSON.parse(answer.body) as Refused).certFlagsName, 'CERT_E_REVOKED');
+  await closed;
+  assert.ok(session.closed || session.destroyed, 'the server closed the session');
+});

@@ -211,7 +211,13 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
 
   const send = (request: FastifyRequest, reply: FastifyReply, r: Refusal): FastifyReply => {
     request.log.info({ refused: r.code, ...r.extra }, 'refused: client certificate');
-    if (r.close) reply.header('connection', 'close');
+    if (r.close) {
+      // HTTP/1.1: close after this answer. HTTP/2 has no Connection header: the session is
+      // closed once the stream's answer is out.
+      const session = (request.raw as unknown as { stream?: { session?: { close(): void } } }).stream?.session;
+      if (session) reply.raw.once('finish', () => session.close());
+      else reply.header('connection', 'close');
+    }
     return refuse(reply, new CertboundError(r.code, r.args), r.extra);
   };
 
