@@ -22,6 +22,7 @@ import { CertStatus, Win32 } from '../src/status.js';
 import { servableRelayedStaple } from '../src/server/cluster.js';
 import { isCertboundError } from '../src/errors.js';
 import { devPki, tempDir } from './helpers/pki.js';
+import { run } from './helpers/exec.js';
 import { get, startServer } from './helpers/server.js';
 
 interface Refused { code: string; certFlagsName?: string }
@@ -302,4 +303,50 @@ test('require mode over HTTP/2: a revoked certificate gets 403 and the session i
   assert.equal((JSON.parse(answer.body) as Refused).certFlagsName, 'CERT_E_REVOKED');
   await closed;
   assert.ok(session.closed || session.destroyed, 'the server closed the session');
+});
+
+test('a revoked certificate stays revoked whatever the client sends after it (the issuer is the one that signed it), library and plugin, soft fail', async (t) => {
+  const pki = await devPki();
+  const dir = tempDir();
+  const clientCa = await loadIssuer(readFileSync(pki.clientCa, 'utf8'), readFileSync(pki.clientCaKey, 'utf8'));
+  const victim = await issueCertificate({ subject: { commonName: 'revoked-with-extras' }, issuer: clientCa, extKeyUsage: [OID.clientAuth] });
+  const v = files(dir, 'victim', victim);
+  const crl = await issueCrl({ issuer: clientCa, revoked: [victim] });
+  // A look-alike of the client CA: same name, same subject key id, another key (openssl makes it).
+  const ski = /Subject Key Identifier:\s*\n\s*([0-9A-F:]+)/.exec((await run('openssl', ['x509', '-in', pki.clientCa, '-noout', '-ext', 'subjectKeyIdentifier'])).stdout)?.[1];
+  assert.ok(ski, 'read the client CA\'s subject key id');
+  const fake = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', join(dir, 'fake.key'), '-out', join(dir, 'fake.pem'),
+    '-subj', '/O=certbound dev/CN=certbound dev client CA', '-addext', `subjectKeyIdentifier=${ski}`, '-addext', 'basicConstraints=critical,CA:TRUE']);
+  assert.equal(fake.code, 0, fake.stderr);
+  const extras: Array<[string, string]> = [['nothing', ''], ['the root CA', readFileSync(pki.rootCa, 'utf8')], ['another user\'s certificate', readFileSync(pki.client, 'utf8')], ['a look-alike CA with the real key id', readFileSync(join(dir, 'fake.pem'), 'utf8')]];
+  const revocation = { crls: [crl], ocsp: false, fetchCrlDistributionPoints: false, failMode: 'soft' as const };
+  const lib = await startServer(t, 'require', { revocation }, ({ app }) => app.get('/req', { config: { clientCertificate: 'required' } }, async () => 'served'));
+  const plugged = Fastify({ https: { cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), requestCert: true, rejectUnauthorized: true } });
+  await plugged.register(certboundPlugin, { clientAuth: 'require', revocation });
+  plugged.get('/req', { config: { clientCertificate: 'required' } }, async () => 'served');
+  await plugged.listen({ host: '127.0.0.1', port: 0 });
+  t.after(() => plugged.close());
+  for (const [name, extra] of extras) {
+    writeFileSync(join(dir, 'sent.pem'), victim.pem + extra);
+    for (const [where, port] of [['createServer', lib.port], ['plugin', (plugged.server.address() as AddressInfo).port]] as const) {
+      for (const path of where === 'plugin' ? ['/req'] : ['/req', '/connection']) {
+        const r = await get(port, path, { cert: join(dir, 'sent.pem'), key: v.key });
+        assert.equal(r.status, 403, `${where} ${path}, revoked + ${name}: ${r.body}`);
+        assert.equal((r.json() as Refused).certFlagsName, 'CERT_E_REVOKED', `${where} ${path}, revoked + ${name}`);
+      }
+    }
+  }
+});
+
+test('the plugin refuses to be registered inside an encapsulated context, whose hooks would not guard its siblings', async () => {
+  const app = Fastify();
+  app.register(async (child) => child.get('/early-child', { config: { clientCertificate: 'required' } }, async () => 'served'));
+  app.register(async (scope) => { await scope.register(certboundPlugin); });
+  await assert.rejects(async () => { await app.ready(); }, (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && /root fastify instance/.test((err as Error).message));
+  // At the root (also through another fastify-plugin wrapper) it is accepted.
+  const root = Fastify();
+  root.register((await import('fastify-plugin')).default(async (wrapper) => { await wrapper.register(certboundPlugin); }));
+  await root.ready();
+  assert.equal(root.certbound.clientAuth, 'optional');
+  await root.close();
 });

@@ -151,11 +151,16 @@ export class RevocationChecker {
     let issuer: pkijs.Certificate;
     try {
       const ders = chain.flatMap((c) => typeof c === 'string' ? pemBlocks(c, 'CERTIFICATE') : [c instanceof X509Certificate ? c.raw : Buffer.from(c)]);
-      if (ders.length < 2) return this.#undecided(false, 'no-issuer');
+      // Without the certificate that really issued the leaf, no OCSP answer or CRL can be
+      // judged: a wrong issuer would turn "revoked" into "cannot tell". Never soft-failed.
+      if (ders.length < 2) return this.#undecided(false, 'no-issuer', true);
+      const leaf = new X509Certificate(ders[0] as Buffer);
+      const issuerX509 = new X509Certificate(ders[1] as Buffer);
+      if (!leaf.checkIssued(issuerX509) || !leaf.verify(issuerX509.publicKey)) return this.#undecided(false, 'issuer-mismatch', true);
       cert = parseCertificate(ders[0] as Buffer);
       issuer = parseCertificate(ders[1] as Buffer);
     } catch {
-      return this.#undecided(false, 'malformed-chain');
+      return this.#undecided(false, 'malformed-chain', true);
     }
     const cachedOnly = (mode & CertCheckMode.CACHED_ONLY) !== 0;
     const freshnessMs = (mode & CertCheckMode.FRESHNESS_TIME) !== 0 ? (this.#opts.revocationFreshnessTimeSeconds ?? DEFAULTS.revocationFreshnessTimeSeconds) * 1000 : 0;
@@ -187,9 +192,10 @@ export class RevocationChecker {
     this.#crlByUrl.clear();
   }
 
-  #undecided(offline: boolean, reason: string): RevocationResult {
+  /** Revocation could not be told; `alwaysHard` for a chain whose issuer is not established (the soft fail mode does not apply). */
+  #undecided(offline: boolean, reason: string, alwaysHard = false): RevocationResult {
     const status = offline ? CertStatus.CRYPT_E_REVOCATION_OFFLINE : CertStatus.CRYPT_E_NO_REVOCATION_CHECK;
-    const hard = (this.#opts.failMode ?? DEFAULTS.revocationFailMode) === 'hard';
+    const hard = alwaysHard || (this.#opts.failMode ?? DEFAULTS.revocationFailMode) === 'hard';
     return Object.freeze({ certFlags: hard ? status : 0, revocationStatus: status, source: 'none', fromCache: false, reason, revocationTime: null, nextUpdate: null });
   }
 

@@ -27,10 +27,10 @@ export interface TrustPolicy {
   /** Revocation checking of client certificates; undefined when off. */
   readonly revocation: ConnectionRevocationCheck | undefined;
   /**
-   * The trusted client CAs. When given, the peer chain is captured from
-   * getPeerX509Certificate() plus the anchor that issued it (docs/performance.md).
+   * The trusted client CAs: the chain of each connection is built from them and what the peer
+   * sent, link by link with signatures (src/tls/peer-chain.ts).
    */
-  readonly anchors: readonly X509Certificate[] | undefined;
+  readonly anchors: readonly X509Certificate[];
 }
 
 /** A revocation checker that threw: fail closed, whatever the fail mode. */

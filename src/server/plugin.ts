@@ -9,6 +9,7 @@ import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import type { ClientAuthMode } from '../tls/client-auth.js';
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
+import { serverAnchors } from '../tls/peer-chain.js';
 import { negotiateCertificate, type NegotiationOptions, type NegotiationResult } from '../tls/renegotiate.js';
 import { channelTokenProvider, type ServerChannelBindingConfig } from '../cbt/server-bindings.js';
 import { decorateChannelBinding } from '../cbt/request-decorator.js';
@@ -161,13 +162,19 @@ function checkRouteConfig(config: RouteConfig, url: string): void {
  */
 export function installCertbound(app: FastifyInstance, options: CertboundPluginOptions): void {
   validateOptions(PLUGIN_OPTIONS, options, 'certbound');
+  // Its guard must see every route of the app: hooks added to an encapsulated child never
+  // reach its siblings or parents, whose routes would then be served unchecked. A child
+  // instance is an Object.create() of its parent (fastify's override); the root is not.
+  if (Object.getPrototypeOf(app) !== Object.prototype) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', ['certbound', 'register the plugin on the root fastify instance (not inside another plugin\'s encapsulated context), so that it guards every route']);
+  }
   if (options.registry && (options.mapper !== undefined || options.revocation !== undefined)) {
     throw new CertboundError('CB_ERR_INVALID_OPTION', [options.mapper !== undefined ? 'mapper' : 'revocation', 'belongs to the registry when `registry` is given (new ConnectionRegistry({ mapper, revocation }))']);
   }
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
   const revocation = options.revocation === undefined ? undefined
     : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker(options.revocation);
-  const registry = options.registry ?? new ConnectionRegistry({ mapper: compileMapper(options.mapper), revocation, logger: app.log });
+  const registry = options.registry ?? new ConnectionRegistry({ mapper: compileMapper(options.mapper), revocation, anchors: serverAnchors(app.server), logger: app.log });
   const queue = options.queue ?? new RequestQueue(registry);
   const logBindings = options.logBindings ?? true;
   const rejectDeniedByMapper = options.rejectDeniedByMapper ?? true;

@@ -52,7 +52,7 @@ export class ConnectionRegistry {
   rogueHandshakes = 0;
 
   constructor(options: RegistryOptions = {}) {
-    this.policy = Object.freeze({ mapper: options.mapper ?? compileMapper(undefined), revocation: options.revocation, anchors: options.anchors });
+    this.policy = Object.freeze({ mapper: options.mapper ?? compileMapper(undefined), revocation: options.revocation, anchors: options.anchors ?? [] });
     this.#logger = options.logger;
   }
 

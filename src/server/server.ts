@@ -4,7 +4,8 @@ import { constants as cryptoConstants, createPrivateKey, X509Certificate } from 
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Server as TlsServer, TLSSocket } from 'node:tls';
+import { rootCertificates, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { anchorsFromPem } from '../tls/peer-chain.js';
 import { createSecureServer as createHttp2Server } from 'node:http2';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure';
@@ -163,14 +164,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   }
   const logger = makeLogger(options.logger);
   const mapper = compileMapper(options.mapper);
-  // The trust anchors let the registry capture client chains cheaply (see RegistryOptions.anchors).
-  const anchors = ca.flatMap((p) => pemBlocks(p.toString(), 'CERTIFICATE')).flatMap((der) => {
-    try {
-      return [new X509Certificate(der)];
-    } catch {
-      return [];
-    }
-  });
+  // The client CAs OpenSSL verifies against (Node's bundled roots without `ca`): each
+  // connection's chain is built from them, link by link with signatures.
+  const anchors = anchorsFromPem(ca.length > 0 ? ca : rootCertificates);
   const revocation = options.revocation === undefined ? undefined
     : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker(options.revocation);
   const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors });
