@@ -47,3 +47,19 @@ test('decideTrust: the mapper runs only on an authorized chain; revocation befor
   assert.ok(Object.isFrozen(view));
   assert.equal(certificateFacts(Object.freeze({ ...record(der, null), chain: [] })), null);
 });
+
+test('a custom mapper that answers anything but the documented shapes denies (an async function, a number identity, an empty one)', () => {
+  const input = { sha1: 'a'.repeat(40), sha256: 'b'.repeat(64), subject: 'CN=x', issuer: 'CN=y', serialNumber: '01', certFlags: 0, der: Buffer.alloc(1) };
+  const bad: Array<[string, () => unknown]> = [
+    ['a Promise', () => Promise.resolve({ identity: 'alice' })],
+    ['a number identity', () => ({ identity: 42 })],
+    ['an empty identity', () => ({ identity: '' })],
+    ['a string', () => 'alice'],
+    ['denied without true', () => ({ denied: 'yes' })],
+  ];
+  for (const [name, fn] of bad) {
+    const out = compileMapper(fn as never)(input);
+    assert.deepEqual([out.identity, out.deniedByMapper], [null, true], name);
+  }
+  assert.deepEqual([compileMapper(() => null)(input).deniedByMapper, compileMapper(() => ({ identity: 'alice' }))(input).identity], [false, 'alice']);
+});

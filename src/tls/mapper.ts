@@ -444,8 +444,13 @@ export function compileMapper(config: MapperConfig | CertificateMapperFn | undef
       } catch (err) {
         return { identity: null, deniedByMapper: true, reason: `custom mapper threw: ${(err as Error).message}`, by: 'custom' };
       }
-      if (r && 'identity' in r) return { identity: r.identity, deniedByMapper: false, reason: null, by: 'custom' };
-      if (r && 'denied' in r) return { identity: null, deniedByMapper: true, reason: r.reason, by: 'custom' };
+      // Only the documented answers count; anything else (a Promise from an async function, an
+      // identity that is not a non-empty string) is a refusal, never "no opinion".
+      if (r !== null && r !== undefined) {
+        if (typeof r === 'object' && 'identity' in r && typeof r.identity === 'string' && r.identity !== '') return { identity: r.identity, deniedByMapper: false, reason: null, by: 'custom' };
+        if (typeof r === 'object' && 'denied' in r && r.denied === true) return { identity: null, deniedByMapper: true, reason: typeof r.reason === 'string' ? r.reason : 'denied by the custom mapper', by: 'custom' };
+        return { identity: null, deniedByMapper: true, reason: 'custom mapper returned an invalid answer (it must be synchronous and return { identity: string }, { denied: true, reason } or null)', by: 'custom' };
+      }
     }
     const one = oneToOne.get(cert.sha1);
     if (one !== undefined) return { identity: one, deniedByMapper: false, reason: null, by: 'one-to-one' };
