@@ -35,6 +35,14 @@ function files(dir: string, name: string, c: IssuedCertificate): { cert: string;
   return { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
 }
 
+/** A client certificate of the dev client CA, and that CA's CRL listing it. */
+async function revokedByDevCa(dir: string, commonName: string) {
+  const pki = await devPki();
+  const clientCa = await loadIssuer(readFileSync(pki.clientCa, 'utf8'), readFileSync(pki.clientCaKey, 'utf8'));
+  const victim = await issueCertificate({ subject: { commonName }, issuer: clientCa, extKeyUsage: [OID.clientAuth] });
+  return { victim, v: files(dir, 'victim', victim), crl: await issueCrl({ issuer: clientCa, revoked: [victim] }) };
+}
+
 /** A client CA whose CRL distribution point (a loopback HTTP server) lists `revoked`. */
 async function crlDpPki(t: { after(fn: () => unknown): void }) {
   const dir = tempDir();
@@ -72,12 +80,8 @@ test('finding 1: serve --client-auth require --client-revocation check refuses a
 });
 
 test('finding 2: receiveClientCertificate (every form), negotiateClientCertificate and request.negotiateClientCertificate() read the revocation verdict', async (t) => {
-  const pki = await devPki();
   const dir = tempDir();
-  const clientCa = await loadIssuer(readFileSync(pki.clientCa, 'utf8'), readFileSync(pki.clientCaKey, 'utf8'));
-  const victim = await issueCertificate({ subject: { commonName: 'revoked-by-crl' }, issuer: clientCa, extKeyUsage: [OID.clientAuth] });
-  const v = files(dir, 'victim', victim);
-  const crl = await issueCrl({ issuer: clientCa, revoked: [victim] });
+  const { v, crl } = await revokedByDevCa(dir, 'revoked-by-crl');
   const outside: Promise<[ReceiveResult, ReceiveResult]>[] = [];
   const started = await startServer(t, 'accept-untrusted', { revocation: { crls: [crl], ocsp: false, fetchCrlDistributionPoints: false } }, ({ app, server, queue }) => {
     // Before any request: the synchronous form fails closed while the check runs; the
@@ -280,10 +284,7 @@ test('finding 10: the plugin\'s default mode is optional: a route marked require
 test('require mode over HTTP/2: a revoked certificate gets 403 and the session is closed (no Connection header on h2)', async (t) => {
   const pki = await devPki();
   const dir = tempDir();
-  const clientCa = await loadIssuer(readFileSync(pki.clientCa, 'utf8'), readFileSync(pki.clientCaKey, 'utf8'));
-  const victim = await issueCertificate({ subject: { commonName: 'revoked-h2' }, issuer: clientCa, extKeyUsage: [OID.clientAuth] });
-  const v = files(dir, 'victim', victim);
-  const crl = await issueCrl({ issuer: clientCa, revoked: [victim] });
+  const { v, crl } = await revokedByDevCa(dir, 'revoked-h2');
   const { port } = await startServer(t, 'require', { http2: true, revocation: { crls: [crl], ocsp: false, fetchCrlDistributionPoints: false } });
   const { connect: h2connect } = await import('node:http2');
   const session = h2connect(`https://127.0.0.1:${port}`, { servername: 'localhost', ca: readFileSync(pki.rootCa), cert: readFileSync(v.cert), key: readFileSync(v.key) });
@@ -308,10 +309,7 @@ test('require mode over HTTP/2: a revoked certificate gets 403 and the session i
 test('a revoked certificate stays revoked whatever the client sends after it (the issuer is the one that signed it), library and plugin, soft fail', async (t) => {
   const pki = await devPki();
   const dir = tempDir();
-  const clientCa = await loadIssuer(readFileSync(pki.clientCa, 'utf8'), readFileSync(pki.clientCaKey, 'utf8'));
-  const victim = await issueCertificate({ subject: { commonName: 'revoked-with-extras' }, issuer: clientCa, extKeyUsage: [OID.clientAuth] });
-  const v = files(dir, 'victim', victim);
-  const crl = await issueCrl({ issuer: clientCa, revoked: [victim] });
+  const { victim, v, crl } = await revokedByDevCa(dir, 'revoked-with-extras');
   // A look-alike of the client CA: same name, same subject key id, another key (openssl makes it).
   const ski = /Subject Key Identifier:\s*\n\s*([0-9A-F:]+)/.exec((await run('openssl', ['x509', '-in', pki.clientCa, '-noout', '-ext', 'subjectKeyIdentifier'])).stdout)?.[1];
   assert.ok(ski, 'read the client CA\'s subject key id');
