@@ -70,13 +70,28 @@ test('malformed ClientHellos are invalid with a reason', async () => {
     assert.equal(r.status, 'invalid', name);
     if (r.status === 'invalid') assert.match(r.reason, reason, name);
   }
-  // A bad SNI: a host name with a space.
+  // The SNI host_name: OpenSSL accepts 1–255 bytes without a NUL, and so does the reader.
   const idx = hello.indexOf(Buffer.from('a.test'));
   assert.ok(idx > 0);
-  const bad = Buffer.from(hello);
-  bad[idx + 1] = 0x20;
-  const r = parseClientHello(bad);
-  assert.equal(r.status, 'invalid');
+  const withByte = (byte: number) => { const b = Buffer.from(hello); b[idx + 1] = byte; return parseClientHello(b); };
+  assert.equal(withByte(0x00).status, 'invalid', 'a NUL byte in the name');
+  for (const [byte, name] of [[0x5f, 'a_test'], [0x20, 'a test'], [0x2a, 'a*test']] as const) {
+    const r = withByte(byte);
+    assert.equal(r.status, 'ok', name);
+    if (r.status === 'ok') assert.equal(r.hello.serverName, name);
+  }
+});
+
+test('onDemandHosts: an SNI with an underscore (internal DNS) is routed like any other name, not closed before TLS', async (t) => {
+  const pki = await devPki();
+  const { port } = await startServer(t, 'none', { ca: readFileSync(pki.caBundle), onDemandHosts: ['my_host.internal'] });
+  const protocolFor = async (servername: string) => {
+    const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername, '-CAfile', pki.rootCa], { input: '', timeoutMs: 8000 });
+    return /New, (TLSv1\.[23])/.exec(r.stdout)?.[1] ?? `no TLS: ${r.stdout.slice(0, 200)} ${r.stderr.slice(0, 200)}`;
+  };
+  assert.equal(await protocolFor('my_host.internal'), 'TLSv1.2', 'the listed host goes to the TLS 1.2 twin');
+  assert.equal(await protocolFor('other_host.internal'), 'TLSv1.3', 'another underscore name is served by the main listener');
+  assert.equal(await protocolFor('localhost'), 'TLSv1.3');
 });
 
 function u16(n: number): Buffer { const b = Buffer.alloc(2); b.writeUInt16BE(n & 0xffff); return b; }

@@ -83,7 +83,13 @@ class Reader {
   }
 }
 
-const HOST = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/;
+/**
+ * The longest host_name OpenSSL accepts (TLSEXT_MAXLEN_host_name). OpenSSL takes any
+ * host_name of 1–255 bytes without a NUL byte (ssl/statem/extensions_srvr.c,
+ * tls_parse_ctos_server_name): internal names such as `my_host.internal` included. The reader
+ * accepts the same set, so that a name the server would serve is never closed before TLS.
+ */
+const MAX_HOST_NAME = 255;
 
 function parseServerName(r: Reader): string | null | ClientHelloParse {
   const listLen = r.u16();
@@ -97,8 +103,8 @@ function parseServerName(r: Reader): string | null | ClientHelloParse {
     if (!value || len === 0) return invalid('bad server_name length');
     if (type !== 0) continue; // only host_name is defined (RFC 6066 3)
     if (name !== null) return invalid('two host_name entries');
+    if (len > MAX_HOST_NAME || value.includes(0)) return invalid('server_name is not a host name OpenSSL accepts');
     const text = value.toString('latin1').toLowerCase();
-    if (text.length > 253 || !HOST.test(text)) return invalid('server_name is not a DNS host name');
     name = text;
   }
   return name;
