@@ -24,6 +24,8 @@ export const DEFAULTS = Object.freeze({
   requestTimeoutMs: 120_000,
   /** Idle keep-alive connection lifetime (ms). */
   keepAliveTimeoutMs: 65_000,
+  /** Largest request body (bytes) fastify reads (its bodyLimit), also for the body an on-demand route reads before negotiating. */
+  bodyLimitBytes: 1_048_576,
   /** Lowest TLS version accepted. */
   minVersion: 'TLSv1.2' as const,
   /** Time (ms) a client has to answer an on-demand certificate request (renegotiation). Alias: DEFAULT_NEGOTIATION_TIMEOUT_MS. */

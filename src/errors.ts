@@ -25,6 +25,7 @@ export const ERRORS = Object.freeze({
   CB_ERR_IDENTITY_CHANGED: { statusCode: 403, message: 'The client certificate changed in a handshake the server did not start' },
   CB_ERR_NEGOTIATE_TLS13: { statusCode: 403, message: 'This route needs a client certificate, and TLS 1.3 cannot ask for one after the handshake (Node has no post-handshake authentication): connect with TLS 1.2, or present a certificate at the handshake' },
   CB_ERR_NEGOTIATE_LIMIT: { statusCode: 403, message: 'This connection has already renegotiated once; open a new connection to present a client certificate' },
+  CB_ERR_BODY_TOO_LARGE: { statusCode: 413, message: 'The request body is larger than the route allows (%s bytes); an on-demand route reads it before asking for a certificate' },
   CB_ERR_NEGOTIATE_BODY: { statusCode: 500, message: 'A client certificate can only be negotiated once the request body has been read (use the route option, which negotiates in preHandler)' },
   CB_ERR_CHANNEL_BINDING: { statusCode: 403, message: 'No valid channel binding for this connection (%s): %s' },
   CB_ERR_DEV_PKI: { statusCode: 500, message: 'Cannot create the dev PKI in %s: %s' },

@@ -4,6 +4,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { TLSSocket, type Server as TlsServer } from 'node:tls';
+import type { IncomingMessage } from 'node:http';
 import { constants as h2constants } from 'node:http2';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
@@ -124,6 +125,35 @@ export function entryOfRequest(registry: ConnectionRegistry, request: FastifyReq
   const entry = ConnectionRegistry.entryOf(socket);
   if (entry) return entry;
   return socket instanceof TLSSocket && socket.encrypted ? registry.add(socket) : undefined;
+}
+
+/**
+ * Reads and discards what is left of a request body, up to `limit` bytes. Resolves true once
+ * the body has ended, false when it is larger than `limit` (the rest is not read) or the
+ * request is aborted.
+ */
+function drainBody(req: IncomingMessage, limit: number): Promise<boolean> {
+  if (req.complete || req.readableEnded) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    let seen = 0;
+    const done = (ok: boolean) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      if (!ok) req.pause();
+      resolve(ok);
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > limit) done(false);
+    };
+    const onEnd = () => done(true);
+    const onClose = () => done(req.complete);
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('close', onClose);
+    req.resume();
+  });
 }
 
 function refuse(reply: FastifyReply, err: CertboundError, extra: Readonly<Record<string, unknown>> = {}): FastifyReply {
@@ -312,6 +342,13 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     if (entry.hasCertificate()) return;
     let result: NegotiationResult;
     try {
+      // A body fastify did not read (a GET with a body, say) would sit between the client and
+      // the handshake: read it first, whatever the method, within the route's bodyLimit.
+      const limit = request.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit ?? DEFAULTS.bodyLimitBytes;
+      if (!(await drainBody(request.raw, limit))) {
+        reply.header('connection', 'close');
+        return refuse(reply, new CertboundError('CB_ERR_BODY_TOO_LARGE', [limit]));
+      }
       result = await negotiate(entry);
     } finally {
       ticketOf(request.raw)?.release();
