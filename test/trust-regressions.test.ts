@@ -348,3 +348,29 @@ test('the plugin refuses to be registered inside an encapsulated context, whose 
   assert.equal(root.certbound.clientAuth, 'optional');
   await root.close();
 });
+
+test('an on-demand route whose body arrives after another API negotiated a bad certificate on the connection still refuses (the preHandler reads the decision)', async (t) => {
+  const pki = await devPki();
+  let ran = 0;
+  const { port } = await startServer(t, 'none', { ca: readFileSync(pki.caBundle), underPressure: false }, ({ app }) => {
+    app.get('/neg', async (request) => (await request.negotiateClientCertificate()).authorized);
+    app.post('/secure', { config: { clientCertificate: 'on-demand' } }, async () => { ran++; return 'served'; });
+  });
+  const s = connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, maxVersion: 'TLSv1.2', cert: readFileSync(pki.clientUntrusted), key: readFileSync(pki.clientUntrustedKey) });
+  let data = '';
+  s.setEncoding('utf8');
+  s.on('data', (d: string) => { data += d; });
+  s.on('error', () => {});
+  await new Promise((r) => s.once('secureConnect', r));
+  // The POST's headers arrive with the GET; its body only after the GET's handler renegotiated.
+  s.write('GET /neg HTTP/1.1\r\nHost: localhost\r\n\r\nPOST /secure HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n');
+  for (let i = 0; i < 100 && !data.includes('false'); i++) await new Promise((r) => setTimeout(r, 20));
+  s.write('hello');
+  for (let i = 0; i < 100 && (data.match(/HTTP\/1\.1 /g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  s.destroy();
+  const answers = data.split(/HTTP\/1\.1 /).slice(1);
+  assert.equal(answers.length, 2, data);
+  assert.match(answers[0] as string, /^200[\s\S]*\r\n\r\nfalse$/, 'the GET negotiated an untrusted certificate');
+  assert.match(answers[1] as string, /^403[\s\S]*"certFlagsName":"CERT_E_UNTRUSTEDCA"/, 'the on-demand POST is refused');
+  assert.equal(ran, 0, 'its handler never ran');
+});

@@ -263,13 +263,14 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
    * Before an on-demand route's negotiation, a connection without a certificate passes (the
    * preHandler asks for one).
    */
-  const checkRequest = (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, requirement: RouteRequirement): boolean => {
+  const checkRequest = (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, requirement: RouteRequirement, decide = true): boolean => {
     if (!entry.identityIntact()) {
       request.log.warn('client certificate changed outside a server handshake: connection closed');
       entry.socket.destroy();
       refuse(reply, new CertboundError('CB_ERR_IDENTITY_CHANGED'));
       return true;
     }
+    if (!decide) return false;
     const cert = entry.clientCertificate();
     if (logBindings) request.log = request.log.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) });
     if (requirement === 'on-demand' && !cert) return false;
@@ -339,39 +340,44 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   const negotiateOnDemand = async (request: FastifyRequest, reply: FastifyReply) => {
     const entry = entryOfRequest(registry, request);
     if (!entry) return refuse(reply, new CertboundError('CB_ERR_TLS_REQUIRED'));
-    if (entry.hasCertificate()) return;
-    let result: NegotiationResult;
-    try {
-      // A body fastify did not read (a GET with a body, say) would sit between the client and
-      // the handshake: read it first, whatever the method, within the route's bodyLimit.
-      const limit = request.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit ?? DEFAULTS.bodyLimitBytes;
-      if (!(await drainBody(request.raw, limit))) {
-        reply.header('connection', 'close');
-        return refuse(reply, new CertboundError('CB_ERR_BODY_TOO_LARGE', [limit]));
+    if (!entry.hasCertificate()) {
+      let result: NegotiationResult;
+      try {
+        // A body fastify did not read (a GET with a body, say) would sit between the client and
+        // the handshake: read it first, whatever the method, within the route's bodyLimit.
+        const limit = request.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit ?? DEFAULTS.bodyLimitBytes;
+        if (!(await drainBody(request.raw, limit))) {
+          reply.header('connection', 'close');
+          return refuse(reply, new CertboundError('CB_ERR_BODY_TOO_LARGE', [limit]));
+        }
+        result = await negotiate(entry);
+      } finally {
+        ticketOf(request.raw)?.release();
       }
-      result = await negotiate(entry);
-    } finally {
-      ticketOf(request.raw)?.release();
-    }
-    request.log.info({ negotiation: result.status, durationMs: result.durationMs, detail: result.detail }, 'on-demand client certificate');
-    switch (result.status) {
-      case 'certificate':
-      case 'no-certificate': {
-        const cert = await entry.settle();
-        if (cert) request.log = request.log.child({ thumbprint: cert.sha1 });
-        const r = accessRefusal({ mode: clientAuth, requirement: 'on-demand', tls: true, decision: cert, rejectDeniedByMapper });
-        return r ? send(request, reply, r) : undefined;
+      request.log.info({ negotiation: result.status, durationMs: result.durationMs, detail: result.detail }, 'on-demand client certificate');
+      switch (result.status) {
+        case 'certificate':
+        case 'no-certificate':
+          break;
+        case 'tls13':
+          return refuse(reply, new CertboundError('CB_ERR_NEGOTIATE_TLS13'));
+        case 'limit':
+          return refuse(reply, new CertboundError('CB_ERR_NEGOTIATE_LIMIT'));
+        case 'http2':
+          return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
+        default:
+          // timeout, closed, error: the connection is gone; nothing can be answered.
+          return reply.hijack();
       }
-      case 'tls13':
-        return refuse(reply, new CertboundError('CB_ERR_NEGOTIATE_TLS13'));
-      case 'limit':
-        return refuse(reply, new CertboundError('CB_ERR_NEGOTIATE_LIMIT'));
-      case 'http2':
-        return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
-      default:
-        // timeout, closed, error: the connection is gone; nothing can be answered.
-        return reply.hijack();
     }
+    ticketOf(request.raw)?.release();
+    // Whoever negotiated (this route, or another API on the connection while this request's
+    // body was arriving), the handler runs only on the final decision read here.
+    if (checkRequest(request, reply, entry, 'none', false)) return reply;
+    const cert = await entry.settle();
+    if (cert) request.log = request.log.child({ thumbprint: cert.sha1 });
+    const r = accessRefusal({ mode: clientAuth, requirement: 'on-demand', tls: true, decision: cert, rejectDeniedByMapper });
+    return r ? send(request, reply, r) : undefined;
   };
 
   // Routes that need a channel binding: checked after the body (and any negotiation), before the handler.
