@@ -226,7 +226,7 @@ test('subjectAltName: parsed with pkijs, every type, IPs in canonical form', () 
     uri: ['spiffe://example.org/ns/prod/sa/alice'],
     email: ['alice@example.org'],
     dns: ['alice.example.org'],
-    ip: ['10.1.2.3', '2001:db8::1', '::ffff:10.0.0.1'],
+    ip: ['10.1.2.3', '2001:db8::1', '10.0.0.1'],
     upn: ['alice@corp.example'],
   });
   assert.deepEqual(parseSubjectAltNames(plainLeaf.der), { uri: [], email: [], dns: [], ip: [], upn: [] });
@@ -248,7 +248,9 @@ test('canonicalIp: one text per address', () => {
     ['2001:db8::0:1', '2001:db8::1'],
     ['0:0:0:0:0:0:0:1', '::1'],
     ['2001:db8:0:1:0:0:0:1', '2001:db8:0:1::1'],
-    ['0:0:0:0:0:FFFF:A00:1', '::ffff:10.0.0.1'],
+    ['0:0:0:0:0:FFFF:A00:1', '10.0.0.1'],
+    ['::ffff:10.6.6.6', '10.6.6.6'],
+    ['::ffff:0a06:0606', '10.6.6.6'],
     ['fe80::1%eth0', null],
     ['010.1.2.3', null],
     ['localhost', null],
@@ -439,4 +441,26 @@ test('a server with a CA pin: the dev client CA\'s certificate maps, the untrust
   const outsider = await get(port, '/connection', { cert: pki.clientUntrusted, key: pki.clientUntrustedKey });
   assert.equal((outsider.json() as Info).clientCertificate?.identity, null);
   assert.equal((outsider.json() as Info).clientCertificate?.authorized, false, 'the mapper does not run on an untrusted chain');
+});
+
+test('SAN deny rules cannot be dodged with another spelling: an IPv4-mapped IPv6 address, a DNS root dot, a control character', async () => {
+  const leaf = (altNames: Array<string | { upn: string }>) => issueCertificate({ subject: { commonName: 'dodger', organization: org }, issuer: realCa, extKeyUsage: [OID.clientAuth], altNames });
+  const config = (attribute: 'IP' | 'DNS' | 'UPN', match: string): MapperConfig => ({
+    manyToOne: [
+      { name: 'blocked', rules: [{ field: 'san', attribute, match }], deny: true },
+      { name: 'members', rules: [{ field: 'subject', attribute: 'O', match: org }], identity: 'member' },
+    ],
+  });
+  const rows: Array<[string, Array<string | { upn: string }>, MapperConfig]> = [
+    ['IPv4-mapped IPv6 for a denied IPv4', ['::ffff:10.6.6.6'], config('IP', '10.6.6.6')],
+    ['a denied IPv4 written as IPv6 in the rule', ['10.6.6.6'], config('IP', '::ffff:10.6.6.6')],
+    ['DNS with its root dot', ['blocked.example.com.'], config('DNS', 'blocked.example.com')],
+    ['UPN with a NUL after the denied name', [{ upn: 'mallory@corp.example\u0000' }], config('UPN', 'mallory@corp.example')],
+  ];
+  for (const [name, altNames, cfg] of rows) {
+    const c = await leaf(altNames);
+    const x = new X509Certificate(c.der);
+    const out = compileMapper(cfg)({ sha1: x.fingerprint.replace(/:/g, '').toLowerCase(), sha256: '', subject: x.subject, issuer: x.issuer, serialNumber: x.serialNumber, certFlags: 0, der: c.der, chain: [c.der, realCa.der, realRoot.der] });
+    assert.deepEqual([out.identity, out.deniedByMapper], [null, true], name);
+  }
 });

@@ -25,15 +25,21 @@ const NONE: SubjectAltNames = Object.freeze({ uri: [], email: [], dns: [], ip: [
 /**
  * The canonical text of an IP address, or null when `text` is not one: IPv4 as a dotted
  * quad (`10.1.2.3`), IPv6 as RFC 5952 writes it and Node's `net.SocketAddress` prints it
- * (lowercase, no leading zeros, the longest run of zero groups as `::`, an IPv4-mapped
- * address as `::ffff:10.0.0.1`). A zone (`%eth0`) is not an address of a certificate.
+ * (lowercase, no leading zeros, the longest run of zero groups as `::`). An IPv4-mapped
+ * IPv6 address (`::ffff:10.0.0.1`) is the IPv4 address it maps, so that a rule written for
+ * one form cannot be dodged with the other. A zone (`%eth0`) is not an address of a certificate.
  */
 export function canonicalIp(text: string): string | null {
   const family = isIP(text);
   if (family === 4) return text;
   if (family !== 6 || text.includes('%')) return null;
-  return new SocketAddress({ address: text, family: 'ipv6' }).address;
+  const v6 = new SocketAddress({ address: text, family: 'ipv6' }).address;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(v6);
+  return mapped ? (mapped[1] as string) : v6;
 }
+
+/** Control characters (a NUL among them) make a name unreadable: C-string and display tricks. */
+const CONTROL = /[\u0000-\u001f\u007f]/;
 
 function ipText(bytes: Uint8Array): string | null {
   if (bytes.length === 4) return Array.from(bytes).join('.');
@@ -82,15 +88,17 @@ export function parseSubjectAltNames(der: Uint8Array): SubjectAltNames | null {
     switch (name.type) {
       case 0: {
         const upn = upnOf(name.value);
-        if (upn === null) return null;
+        if (upn === null || (upn !== undefined && CONTROL.test(upn))) return null;
         if (upn !== undefined) out.upn.push(upn);
         break;
       }
       case 1:
       case 2:
       case 6: {
-        if (typeof name.value !== 'string') return null;
-        (name.type === 1 ? out.email : name.type === 2 ? out.dns : out.uri).push(name.value);
+        if (typeof name.value !== 'string' || CONTROL.test(name.value)) return null;
+        // A DNS name with its root dot (`host.example.`) is the same name as without.
+        if (name.type === 2) out.dns.push(name.value.endsWith('.') ? name.value.slice(0, -1) : name.value);
+        else (name.type === 1 ? out.email : out.uri).push(name.value);
         break;
       }
       case 7: {
