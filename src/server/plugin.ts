@@ -6,6 +6,7 @@ import fp from 'fastify-plugin';
 import { TLSSocket, type Server as TlsServer } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import { constants as h2constants } from 'node:http2';
+import { constants as cryptoConstants } from 'node:crypto';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import type { ClientAuthMode } from '../tls/client-auth.js';
@@ -390,12 +391,25 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     return refuse(reply, new CertboundError('CB_ERR_CHANNEL_BINDING', [refusal.reason, refusal.message]), { reason: refusal.reason });
   };
 
+  // Without SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION, OpenSSL-based clients (s_client,
+  // python, Node) resume the session in the renegotiation and never send a certificate
+  // (NODE-TLS-NOTES.md). createServer sets it; an app's own server may not: say so once.
+  let warnedResumption = false;
+  const warnResumption = () => {
+    const secureOptions = (app.server as unknown as { secureOptions?: number } | undefined)?.secureOptions;
+    if (warnedResumption || app.server === undefined || !('addContext' in app.server)) return;
+    if (((secureOptions ?? 0) & cryptoConstants.SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION) !== 0) return;
+    warnedResumption = true;
+    app.log.warn('on-demand routes: the server lacks secureOptions SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION; OpenSSL-based clients will resume instead of sending a certificate (docs/on-demand.md)');
+  };
+
   // Route options become hooks of those routes only: other routes pay nothing for them.
   const asList = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
   app.addHook('onRoute', (route) => {
     const config = (route.config ?? {}) as RouteConfig;
     checkRouteConfig(config, `${String(route.method)} ${route.url}`);
     if (config.clientCertificate === 'on-demand') {
+      warnResumption();
       route.onRequest = [...asList(route.onRequest), onDemandOverH2] as typeof route.onRequest;
       route.preHandler = [...asList(route.preHandler), negotiateOnDemand] as typeof route.preHandler;
     }
