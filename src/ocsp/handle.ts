@@ -306,7 +306,17 @@ export class ServerOcspResponseHandle {
     const now = this.#now();
     const v = await verifyOcspResponse(res.body, { ...parsed, now, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
     if (this.#closed) return;
-    if (!v.ok) { this.#fail('refused', v.reason, v.detail, method, started); return; }
+    if (!v.ok) {
+      if (v.reason === 'ambiguous') {
+        // The CA's responder signed several answers for this certificate, maybe one "revoked":
+        // its word is no longer a clean "good", so the older staple is not vouched for either.
+        this.#current = undefined;
+        await this.#opts.storage?.delete(this.fingerprint).catch(() => {});
+        if (this.#closed) return;
+      }
+      this.#fail('refused', v.reason, v.detail, method, started);
+      return;
+    }
     const refusal = stapleRefusal(v.response);
     this.#lastStatus = v.response.certStatus;
     if (refusal === 'cert-revoked') {

@@ -1,7 +1,7 @@
 // Checks an OCSP response before anything trusts it (RFC 6960 3.2, 4.2.2.2): successful
 // status, a BasicOCSPResponse signed by the issuer or by a delegated responder that the
-// issuer certified for id-kp-OCSPSigning and that is valid now, a SingleResponse for our
-// CertID, and sane times. Each refusal is a stable reason code; pkijs's numeric statuses are
+// issuer certified for id-kp-OCSPSigning and that is valid now, exactly one SingleResponse
+// for our CertID, and sane times. Each refusal is a stable reason code; pkijs's numeric statuses are
 // mapped to 'good' | 'revoked' | 'unknown' here and nowhere else.
 import { createHash } from 'node:crypto';
 import * as asn1js from 'asn1js';
@@ -35,6 +35,8 @@ export type OcspRefusal =
   | 'responder-expired'
   /** No SingleResponse for our CertID (another serial or another issuer). */
   | 'certid-mismatch'
+  /** More than one SingleResponse for our CertID (whatever their statuses): never trusted. */
+  | 'ambiguous'
   /** thisUpdate later than now plus the allowed clock skew. */
   | 'this-update-in-future'
   /** No nextUpdate: the response says nothing about how long it holds. */
@@ -193,18 +195,23 @@ export async function verifyOcspResponse(der: Buffer, options: VerifyOptions): P
   if (typeof signer !== 'string') return signer;
 
   // Compare CertIDs computed with the hash the responder used (SHA-1 normally, SHA-256 allowed).
-  let single: pkijs.SingleResponse | undefined;
+  // Every SingleResponse is looked at: a response that answers for our certificate more than
+  // once (good then revoked, good then unknown, or the same status twice, or once per hash
+  // algorithm) cannot be told from a spliced one, and the first answer is not the true one.
+  const ours: pkijs.SingleResponse[] = [];
   for (const r of basic.tbsResponseData.responses) {
     try {
       const hashAlgorithm = cryptoEngine().getAlgorithmByOID<{ name: string }>(r.certID.hashAlgorithm.algorithmId, true, 'CertID.hashAlgorithm').name;
       const mine = new pkijs.CertID();
       await mine.createForCertificate(options.cert, { hashAlgorithm, issuerCertificate: options.issuer }, cryptoEngine());
-      if (r.certID.isEqual(mine)) { single = r; break; }
+      if (r.certID.isEqual(mine)) ours.push(r);
     } catch {
       // An unknown hash algorithm in one SingleResponse: it cannot be ours.
     }
   }
+  const single = ours[0];
   if (!single) return refuse('certid-mismatch', 'no SingleResponse for this certificate\'s CertID');
+  if (ours.length > 1) return refuse('ambiguous', `${ours.length} SingleResponses for this certificate's CertID (${ours.map((r) => statusOf(r).status).join(', ')})`);
 
   if (options.nonce) {
     const got = nonceOf(basic);
