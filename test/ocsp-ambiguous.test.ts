@@ -10,19 +10,22 @@ import http from 'node:http';
 import https from 'node:https';
 import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { issueCertificate, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
+import { issueCertificate, loadIssuer, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
 import { cryptoEngine, pkijs } from '../src/tls/pkijs-engine.js';
-import { buildOcspResponse, issueResponderCertificate, type SingleAnswer } from '../src/ocsp/responder.js';
-import { certIdFor } from '../src/ocsp/request.js';
+import { buildCrl, buildOcspResponse, issueResponderCertificate, type SingleAnswer } from '../src/ocsp/responder.js';
+import { certIdFor, parseCertificate, serialHex } from '../src/ocsp/request.js';
 import { verifyOcspResponse } from '../src/ocsp/validate.js';
 import { closeServerOcspResponse, getServerOcspResponseContext, openServerOcspResponse, OcspHandleStatus, type OcspTimers, type OcspUpdate } from '../src/ocsp/handle.js';
 import { createStapler } from '../src/ocsp/stapler.js';
 import { FileStapleStorage } from '../src/ocsp/storage.js';
+import { createRevocationChecker } from '../src/ocsp/revocation.js';
+import { CertStatus } from '../src/status.js';
 import { run } from './helpers/exec.js';
-import { tempDir } from './helpers/pki.js';
+import { devPki, tempDir } from './helpers/pki.js';
+import { get, startServer } from './helpers/server.js';
 
 const H = 3600_000;
 const inertTimers: OcspTimers = { setTimeout: () => ({}), clearTimeout: () => {} };
@@ -142,4 +145,81 @@ test('stapling: an ambiguous answer is refused, logged and counted, never staple
   assert.deepEqual(updates.map((u) => [u.outcome, u.reason, u.serving]), [['stapled', null, true], ['refused', 'ambiguous', false]]);
   assert.equal(getServerOcspResponseContext(handle).status, OcspHandleStatus.CRYPT_E_REVOCATION_OFFLINE, 'the older good staple is no longer handed out');
   assert.deepEqual(await storage.list(), [], 'nor kept for the next start');
+});
+
+test('client revocation: an ambiguous OCSP answer is never a pass (hard or soft fail, CRL "good" or not); a CRL "revoked" still decides', async (t) => {
+  const ca = await issueCertificate({ subject: { commonName: 'ambiguous client CA' }, ca: true });
+  const signer = await issueResponderCertificate(ca);
+  const now = Date.now();
+  const mk = (certId: pkijs.CertID, status: SingleAnswer['status']): SingleAnswer => ({ certId, status, thisUpdate: new Date(now - 60_000), nextUpdate: new Date(now + H), ...(status === 'revoked' ? { revocationTime: new Date(now - H) } : {}) });
+  let body: Buffer = Buffer.alloc(0);
+  const responder = await fixedResponder(t, () => body);
+  let crl: Buffer = Buffer.alloc(0);
+  const crlServer = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(crl));
+  await new Promise<void>((resolve) => crlServer.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { crlServer.close(() => resolve()); crlServer.closeAllConnections(); }));
+  const crlUrl = `http://127.0.0.1:${(crlServer.address() as AddressInfo).port}/ca.crl`;
+  const client = await issueCertificate({ subject: { commonName: 'ambiguous client' }, issuer: ca, extKeyUsage: [OID.clientAuth], ocspUrl: responder.url, crlUrl });
+  const certId = await certIdFor(client.certificate, ca.certificate);
+  const setAnswers = async (f: (id: pkijs.CertID) => SingleAnswer[]) => { body = await buildOcspResponse({ signer, responses: f(certId) }); };
+
+  await setAnswers((id) => [mk(id, 'good'), mk(id, 'revoked')]);
+  crl = await buildCrl({ issuer: ca });
+  const results: Array<[string, unknown]> = [];
+  const { lines, logger } = capture();
+  for (const failMode of ['hard', 'soft'] as const) {
+    for (const useCrl of [false, true]) {
+      const checker = createRevocationChecker({ failMode, fetchCrlDistributionPoints: useCrl, logger });
+      const r = await checker.check([client.der, ca.der]);
+      results.push([`${failMode}${useCrl ? ' + CRL good' : ''}`, { certFlags: r.certFlags, revocationStatus: r.revocationStatus, source: r.source, reason: r.reason }]);
+    }
+  }
+  const undecided = { certFlags: CertStatus.CRYPT_E_REVOCATION_OFFLINE, revocationStatus: CertStatus.CRYPT_E_REVOCATION_OFFLINE, source: 'none', reason: 'ambiguous' };
+  assert.deepEqual(results, [['hard', undecided], ['hard + CRL good', undecided], ['soft', undecided], ['soft + CRL good', undecided]]);
+  assert.equal(lines.length, 4, 'one log line per refused response');
+  for (const l of lines) {
+    assert.deepEqual({ level: l.level, event: l.event, outcome: l.outcome, reason: l.reason, detail: l.detail, serial: l.serial, url: l.url }, {
+      level: 40, event: 'revocation-ocsp', outcome: 'refused', reason: 'ambiguous', detail: '2 SingleResponses for this certificate\'s CertID (good, revoked)', serial: serialHex(client.certificate), url: responder.url,
+    });
+  }
+
+  // "good, then unknown" as well; a CRL that lists the certificate still makes it revoked.
+  await setAnswers((id) => [mk(id, 'good'), mk(id, 'unknown')]);
+  const unknownDup = await createRevocationChecker({ failMode: 'soft', fetchCrlDistributionPoints: false }).check([client.der, ca.der]);
+  assert.deepEqual({ certFlags: unknownDup.certFlags, reason: unknownDup.reason }, { certFlags: CertStatus.CRYPT_E_REVOCATION_OFFLINE, reason: 'ambiguous' });
+  crl = await buildCrl({ issuer: ca, revoked: [{ serialHex: serialHex(client.certificate) }] });
+  const byCrl = await createRevocationChecker({ failMode: 'soft' }).check([client.der, ca.der]);
+  assert.deepEqual({ certFlags: byCrl.certFlags, source: byCrl.source }, { certFlags: CertStatus.CERT_E_REVOKED, source: 'crl' });
+
+  // Control: the same responder answering once is a pass.
+  await setAnswers((id) => [mk(id, 'good')]);
+  const once = await createRevocationChecker({ fetchCrlDistributionPoints: false }).check([client.der, ca.der]);
+  assert.deepEqual({ certFlags: once.certFlags, source: once.source }, { certFlags: 0, source: 'ocsp' });
+});
+
+test('server: a client certificate whose responder answers "good, then revoked" is refused over TLS, and the server logs why', async (t) => {
+  const pki = await devPki();
+  const dir = tempDir();
+  const clientCa = await loadIssuer(readFileSync(pki.clientCa, 'utf8'), readFileSync(pki.clientCaKey, 'utf8'));
+  const signer = await issueResponderCertificate(clientCa);
+  let body: Buffer = Buffer.alloc(0);
+  const responder = await fixedResponder(t, () => body);
+  const client = await issueCertificate({ subject: { commonName: 'ambiguous-client' }, issuer: clientCa, extKeyUsage: [OID.clientAuth], ocspUrl: responder.url });
+  writeFileSync(join(dir, 'c.pem'), client.pem);
+  writeFileSync(join(dir, 'c.key'), client.keyPem);
+  const certId = await certIdFor(parseCertificate(client.der), clientCa.certificate);
+  const now = Date.now();
+  body = await buildOcspResponse({ signer, responses: [
+    { certId, status: 'good', thisUpdate: new Date(now - 60_000), nextUpdate: new Date(now + H) },
+    { certId, status: 'revoked', revocationTime: new Date(now - H), thisUpdate: new Date(now - 60_000), nextUpdate: new Date(now + H) },
+  ] });
+  const { lines, logger } = capture();
+  const optional = await startServer(t, 'optional', { logger, revocation: { fetchCrlDistributionPoints: false, failMode: 'soft' } });
+  const refused = await get(optional.port, '/connection', { cert: join(dir, 'c.pem'), key: join(dir, 'c.key') });
+  assert.equal(refused.status, 403);
+  assert.deepEqual((refused.json() as { code: string; certFlagsName: string }).certFlagsName, 'CRYPT_E_REVOCATION_OFFLINE');
+  assert.equal((refused.json() as { code: string }).code, 'CB_ERR_CLIENT_CERT_UNTRUSTED');
+  assert.equal(responder.requests(), 1);
+  const why = lines.filter((l) => l.event === 'revocation-ocsp');
+  assert.deepEqual(why.map((l) => [l.component, l.reason, l.serial]), [['revocation', 'ambiguous', serialHex(client.certificate)]]);
 });
