@@ -228,10 +228,10 @@ export class ServerOcspResponseHandle {
     if (!stored.ok) { await this.#discard(stored.reason, stored.detail, started); return false; }
     const v = await verifyOcspResponse(stored.der, { ...this.#parsed(), now: started, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
     if (!v.ok) { await this.#discard(v.reason, v.detail, started); return false; }
+    // A verified answer is evidence, as after a retrieval: a "revoked" stays known.
+    this.#lastStatus = v.response.certStatus;
     const refusal = stapleRefusal(v.response);
     if (refusal) {
-      // A genuine "revoked" stays known, as after a retrieval that said so.
-      if (refusal === 'cert-revoked') this.#lastStatus = 'revoked';
       await this.#discard(refusal, v.response.revocationTime ? `revoked at ${v.response.revocationTime.toISOString()}` : `certificate status ${v.response.certStatus}`, started, v.response);
       return false;
     }
