@@ -66,7 +66,7 @@ export const DEFAULTS = Object.freeze({
   ocspRetry: Object.freeze({ initialMs: 60_000, maxMs: 3_600_000, floorMs: 5_000 }),
   /** Allowed clock skew (ms) for a thisUpdate in the future, of OCSP responses and CRLs (5 min). Alias: DEFAULT_SKEW_MS. */
   clockSkewMs: 300_000,
-  /** Largest OCSP response accepted (bytes); CRL retrievals pass their own limit. */
+  /** Largest OCSP response accepted (bytes), retrieved or read from a persisted staple file (a larger file is refused unread); CRL retrievals pass their own limit. */
   ocspMaxResponseBytes: 65_536,
   /** OCSP retrievals in flight at once across all certificates of one stapler. */
   ocspMaxConcurrentRetrievals: 4,

@@ -13,6 +13,8 @@ import { pino } from 'pino';
 import { issueCertificate, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
 import { buildOcspResponse, errorOcspResponse, issueResponderCertificate, startDevOcspResponder, type SingleAnswer } from '../src/ocsp/responder.js';
 import { certIdFor, parseCertificate } from '../src/ocsp/request.js';
+import * as asn1js from 'asn1js';
+import { pkijs } from '../src/tls/pkijs-engine.js';
 import {
   closeServerOcspResponse, getServerOcspResponseContext, openServerOcspResponse, OcspHandleStatus, type OcspTimers, type OcspUpdate,
   type ServerOcspResponseHandle,
@@ -57,6 +59,14 @@ test('every fault: refused, logged, counted, never stapled; the last good staple
   const H = 3600_000;
   const answer = (a: Partial<SingleAnswer> = {}): SingleAnswer => ({ certId, status: 'good', thisUpdate: new Date(now - 60_000), nextUpdate: new Date(now + 2 * H), ...a });
   const signed = (a: Partial<SingleAnswer> = {}, s: IssuedCertificate = signer) => buildOcspResponse({ signer: s, responses: [answer(a)] });
+  // A good response whose BasicOCSPResponse is followed by bytes inside responseBytes (outside the signed part).
+  const innerTrailing = async (): Promise<Buffer> => {
+    const outer = pkijs.OCSPResponse.fromBER(await signed());
+    const basic = new Uint8Array(outer.responseBytes?.response.valueBlock.valueHexView ?? []);
+    const padded = Buffer.concat([basic, Buffer.alloc(8)]);
+    outer.responseBytes = new pkijs.ResponseBytes({ responseType: outer.responseBytes?.responseType ?? '', response: new asn1js.OctetString({ valueHex: new Uint8Array(padded).buffer }) });
+    return Buffer.from(outer.toSchema().toBER(false));
+  };
 
   const lines: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'info' }, new Writable({ write(chunk: Buffer, _e, cb) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); cb(); } }));
@@ -77,6 +87,8 @@ test('every fault: refused, logged, counted, never stapled; the last good staple
     ['HTTP 503', 'fetch-http-status', (_req, res) => { res.writeHead(503).end('busy'); }],
     ['hanging past the timeout', 'fetch-timeout', () => { /* never answers */ }],
     ['garbage', 'malformed', (_req, res) => { res.writeHead(200, { 'content-type': 'application/ocsp-response' }).end(Buffer.from('\x30\x82\xff\xffgarbage')); }],
+    ['a good response followed by bytes', 'malformed', ocsp(Buffer.concat([await signed(), Buffer.alloc(16)]))],
+    ['a good BasicOCSPResponse followed by bytes inside responseBytes', 'malformed', ocsp(await innerTrailing())],
     ['HTML page', 'fetch-content-type', (_req, res) => { res.writeHead(200, { 'content-type': 'text/html' }).end('<html>maintenance</html>'); }],
     ['HTML served as OCSP', 'malformed', (_req, res) => { res.writeHead(200, { 'content-type': 'application/ocsp-response' }).end('<html>maintenance</html>'); }],
     ['tryLater', 'status-try-later', ocsp(errorOcspResponse(3))],

@@ -14,7 +14,7 @@ import {
   nextPrefetch, resolveRetryPolicy, resolveSettings, retryDelay, validLongEnough,
   type OcspSettings, type PrefetchRule, type RetryPolicy,
 } from './schedule.js';
-import type { StapleStorage } from './storage.js';
+import type { StapleStorage, StoredStaple } from './storage.js';
 import { OcspHandleStatus, type OcspHandleStatusValue } from '../status.js';
 
 /** dwFlags of CertOpenServerOcspResponse: return at once, without the initial retrieval. */
@@ -43,14 +43,18 @@ export interface OcspUpdate {
   /** SHA-256 of the certificate's DER, hex. */
   readonly fingerprint: string;
   readonly url: string;
-  /** stapled: a new good response serves; loaded: a persisted one was reloaded; refused: a response failed a check; failed: the retrieval itself failed. */
-  readonly outcome: 'stapled' | 'loaded' | 'refused' | 'failed';
+  /**
+   * stapled: a new good response serves; loaded: a persisted one was reloaded; discarded: a
+   * persisted one was refused (file or check) and deleted; refused: a retrieved response
+   * failed a check; failed: the retrieval itself failed.
+   */
+  readonly outcome: 'stapled' | 'loaded' | 'discarded' | 'refused' | 'failed';
   readonly reason: OcspRefusal | null;
   readonly detail: string | null;
   readonly certStatus: CertStatusName | null;
   readonly thisUpdate: string | null;
   readonly nextUpdate: string | null;
-  /** When the next retrieval is planned (ISO time), and by which rule. */
+  /** When the next retrieval is planned (ISO time), and by which rule; null for 'discarded' (the open that follows decides). */
   readonly nextRefresh: string | null;
   readonly rule: PrefetchRule | 'retry' | null;
   /** Consecutive failed or refused retrievals so far. */
@@ -98,7 +102,7 @@ export interface OpenServerOcspResponseOptions {
   storage?: StapleStorage;
   /** Receives every update (also logged when `logger` is given). */
   onUpdate?: (update: OcspUpdate) => void;
-  /** pino logger: one line per update (info stapled/loaded, warn refused/failed, error revoked). */
+  /** pino logger: one line per update (info stapled/loaded, warn discarded/refused/failed, error revoked). */
   logger?: Logger;
 }
 
@@ -203,16 +207,36 @@ export class ServerOcspResponseHandle {
     });
   }
 
-  /** @internal reloads a persisted response; true when one is kept. */
+  /**
+   * @internal reloads a persisted response; true when one is kept. One that is refused (by the
+   * storage: symlink, size, type, read error; or by any check a retrieved response passes) is
+   * deleted and reported as a 'discarded' update with its reason.
+   */
   async loadPersisted(): Promise<boolean> {
     const storage = this.#opts.storage;
     if (!storage) return false;
-    const der = await storage.load(this.fingerprint);
-    if (!der) return false;
     const started = this.#now();
-    const v = await verifyOcspResponse(der, { ...this.#parsed(), now: started, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
-    if (!v.ok || stapleRefusal(v.response) || !validLongEnough(started, v.response.nextUpdate.getTime(), this.#settings)) {
-      await storage.delete(this.fingerprint).catch(() => {});
+    let stored: StoredStaple | undefined;
+    try {
+      stored = await storage.load(this.fingerprint);
+    } catch (err) {
+      stored = { ok: false, reason: 'file-unreadable', detail: (err as Error)?.message ?? String(err) };
+    }
+    // A storage written against the older interface hands back the DER itself.
+    if (Buffer.isBuffer(stored as unknown)) stored = { ok: true, der: stored as unknown as Buffer };
+    if (!stored) return false;
+    if (!stored.ok) { await this.#discard(stored.reason, stored.detail, started); return false; }
+    const v = await verifyOcspResponse(stored.der, { ...this.#parsed(), now: started, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
+    if (!v.ok) { await this.#discard(v.reason, v.detail, started); return false; }
+    // A verified answer is evidence, as after a retrieval: a "revoked" stays known.
+    this.#lastStatus = v.response.certStatus;
+    const refusal = stapleRefusal(v.response);
+    if (refusal) {
+      await this.#discard(refusal, v.response.revocationTime ? `revoked at ${v.response.revocationTime.toISOString()}` : `certificate status ${v.response.certStatus}`, started, v.response);
+      return false;
+    }
+    if (!validLongEnough(started, v.response.nextUpdate.getTime(), this.#settings)) {
+      await this.#discard('shorter-than-min-validity', `valid until ${v.response.nextUpdate.toISOString()}, less than SrvOcspRespMinValiditySeconds (${this.#settings.SrvOcspRespMinValiditySeconds} s) from now`, started, v.response);
       return false;
     }
     this.#current = v.response;
@@ -220,6 +244,15 @@ export class ServerOcspResponseHandle {
     const plan = nextPrefetch(started, v.response.thisUpdate.getTime(), v.response.nextUpdate.getTime(), this.#settings);
     this.#report({ outcome: 'loaded', reason: null, detail: null, method: null, durationMs: this.#now() - started, at: plan.at, rule: plan.rule });
     return true;
+  }
+
+  /** Deletes the persisted response and reports why (one 'discarded' update). */
+  async #discard(reason: OcspRefusal, detail: string, started: number, response?: VerifiedOcspResponse): Promise<void> {
+    let note = '';
+    await this.#opts.storage?.delete(this.fingerprint).catch((err: unknown) => {
+      note = `; not deleted: ${(err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? String(err)}`;
+    });
+    this.#report({ outcome: 'discarded', reason, detail: `persisted staple: ${detail}${note}`, method: null, durationMs: this.#now() - started, at: null, rule: null, ...(response ? { response } : {}) });
   }
 
   /** @internal true when a loaded response needs no retrieval yet. */
@@ -306,7 +339,17 @@ export class ServerOcspResponseHandle {
     const now = this.#now();
     const v = await verifyOcspResponse(res.body, { ...parsed, now, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
     if (this.#closed) return;
-    if (!v.ok) { this.#fail('refused', v.reason, v.detail, method, started); return; }
+    if (!v.ok) {
+      if (v.reason === 'ambiguous') {
+        // The CA's responder signed several answers for this certificate, maybe one "revoked":
+        // its word is no longer a clean "good", so the older staple is not vouched for either.
+        this.#current = undefined;
+        await this.#opts.storage?.delete(this.fingerprint).catch(() => {});
+        if (this.#closed) return;
+      }
+      this.#fail('refused', v.reason, v.detail, method, started);
+      return;
+    }
     const refusal = stapleRefusal(v.response);
     this.#lastStatus = v.response.certStatus;
     if (refusal === 'cert-revoked') {
@@ -368,10 +411,10 @@ export class ServerOcspResponseHandle {
     this.#arm(at);
   }
 
-  #report(u: { outcome: OcspUpdate['outcome']; reason: OcspRefusal | null; detail: string | null; method: 'GET' | 'POST' | null; durationMs: number; at: number; rule: PrefetchRule | 'retry'; response?: VerifiedOcspResponse }): void {
+  #report(u: { outcome: OcspUpdate['outcome']; reason: OcspRefusal | null; detail: string | null; method: 'GET' | 'POST' | null; durationMs: number; at: number | null; rule: PrefetchRule | 'retry' | null; response?: VerifiedOcspResponse }): void {
     this.#lastOutcome = u.outcome;
     this.#lastReason = u.reason;
-    this.#nextAt = u.at;
+    if (u.at !== null) this.#nextAt = u.at;
     const shown = u.response ?? this.#current;
     const update: OcspUpdate = Object.freeze({
       event: 'ocsp-update',
@@ -385,7 +428,7 @@ export class ServerOcspResponseHandle {
       certStatus: u.response ? u.response.certStatus : (u.outcome === 'loaded' ? 'good' : null),
       thisUpdate: shown ? shown.thisUpdate.toISOString() : null,
       nextUpdate: shown ? shown.nextUpdate.toISOString() : null,
-      nextRefresh: new Date(u.at).toISOString(),
+      nextRefresh: u.at !== null ? new Date(u.at).toISOString() : null,
       rule: u.rule,
       failures: this.#failures,
       method: u.method,
@@ -396,6 +439,7 @@ export class ServerOcspResponseHandle {
     if (log) {
       if (u.reason === 'cert-revoked') log.error(update, 'OCSP update: certificate REVOKED, not stapled');
       else if (u.outcome === 'stapled' || u.outcome === 'loaded') log.info(update, 'OCSP update');
+      else if (u.outcome === 'discarded') log.warn(update, 'OCSP persisted staple discarded');
       else log.warn(update, 'OCSP update refused');
     }
     try {

@@ -32,7 +32,7 @@ export {
   type PrefetchRule,
 } from './schedule.js';
 export { createStapler, OcspStapler, OCSP_UPDATE_CHANNEL, type StaplerOptions, type OcspMetrics } from './stapler.js';
-export { FileStapleStorage, type StapleStorage } from './storage.js';
+export { FileStapleStorage, type StapleStorage, type StoredStaple, type StorageRefusal } from './storage.js';
 export { verifyOcspResponse, DEFAULT_SKEW_MS, type OcspRefusal, type VerifiedOcspResponse, type ValidationResult, type CertStatusName } from './validate.js';
 export { buildOcspRequest, ocspUrlOf } from './request.js';
 export { fetchOcsp, limitConcurrency, type OcspFetcher, type FetchResult, type FetchFailure } from './fetch.js';

@@ -58,6 +58,13 @@ export interface RevocationOptions {
   fetcher?: OcspFetcher;
   /** CRL retrieval. Default: fetchDocument. */
   crlFetcher?: (url: string, options: FetchOptions) => Promise<FetchResult>;
+  /** Receives one `warn` line per OCSP retrieval that gave no verified answer (pino and fastify loggers fit). Default: none. */
+  logger?: RevocationLogger;
+}
+
+/** The one logger method the checker uses. */
+export interface RevocationLogger {
+  warn(obj: object, msg: string): void;
 }
 
 export interface RevocationResult {
@@ -166,6 +173,7 @@ export class RevocationChecker {
     const freshnessMs = (mode & CertCheckMode.FRESHNESS_TIME) !== 0 ? (this.#opts.revocationFreshnessTimeSeconds ?? DEFAULTS.revocationFreshnessTimeSeconds) * 1000 : 0;
     let offline = false;
     let reason: string | null = null;
+    let ambiguous = false;
 
     if (this.#opts.ocsp !== false) {
       const url = ocspUrlOf(cert);
@@ -174,13 +182,16 @@ export class RevocationChecker {
         if (o.status === 'good' || o.status === 'revoked') {
           return result(o.status === 'revoked' ? CertStatus.CERT_E_REVOKED : 0, 'ocsp', o.fromCache, null, o.entry);
         }
-        if ('reason' in o) { offline = o.status === 'offline'; reason = o.reason; }
+        if ('reason' in o) { offline = o.status === 'offline'; reason = o.reason; ambiguous = o.reason === 'ambiguous'; }
       }
     }
     const c = await this.#crl(cert, issuer, cachedOnly, freshnessMs);
-    if (c.status === 'good' || c.status === 'revoked') {
+    if (c.status === 'revoked' || (c.status === 'good' && !ambiguous)) {
       return result(c.status === 'revoked' ? CertStatus.CERT_E_REVOKED : 0, 'crl', c.fromCache, null, c.entry, c.revocationTime);
     }
+    // The issuer's own responder signed more than one answer for this certificate (one of
+    // them may be "revoked"): no CRL "good" and no soft fail mode turns that into a pass.
+    if (ambiguous) return this.#undecided(true, 'ambiguous', true);
     if (c.status === 'offline') offline = true;
     const crlReason = 'reason' in c ? c.reason : null;
     return this.#undecided(offline, reason ?? crlReason ?? (cachedOnly ? 'not-cached' : 'no-revocation-source'));
@@ -217,9 +228,15 @@ export class RevocationChecker {
     if (cachedOnly) return { status: 'not-cached', reason: 'not-cached' };
     const req = await buildOcspRequest(cert, issuer, { nonce: true });
     const res = await (this.#opts.fetcher ?? fetchOcsp)(url, req.der, { timeoutMs: this.#opts.urlRetrievalTimeoutMs ?? DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS });
-    if (!res.ok) return { status: 'offline', reason: res.reason };
+    if (!res.ok) {
+      this.#opts.logger?.warn({ event: 'revocation-ocsp', outcome: 'failed', reason: res.reason, detail: res.detail, serial: serialHex(cert), url }, 'client certificate OCSP retrieval failed');
+      return { status: 'offline', reason: res.reason };
+    }
     const v = await verifyOcspResponse(res.body, { cert, issuer, now: this.#now(), ...(req.nonce ? { nonce: req.nonce } : {}) });
-    if (!v.ok) return { status: 'offline', reason: v.reason };
+    if (!v.ok) {
+      this.#opts.logger?.warn({ event: 'revocation-ocsp', outcome: 'refused', reason: v.reason, detail: v.detail, serial: serialHex(cert), url }, 'client certificate OCSP response refused');
+      return { status: 'offline', reason: v.reason };
+    }
     const entry: CachedOcsp = {
       status: v.response.certStatus,
       thisUpdate: v.response.thisUpdate.getTime(),

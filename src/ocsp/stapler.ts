@@ -42,11 +42,13 @@ export interface OcspMetrics {
   updates: number;
   stapled: number;
   loaded: number;
+  /** Persisted responses refused at load and deleted (their reasons are in byReason too). */
+  discarded: number;
   failed: number;
   refused: number;
   /** Responses that said 'revoked' (never stapled). */
   revoked: number;
-  /** Failed or refused updates by reason code. */
+  /** Discarded, failed or refused updates by reason code. */
   byReason: Record<string, number>;
   /** Handshakes where the client asked for a staple, with and without one given. */
   handshakesStapled: number;
@@ -65,7 +67,7 @@ export class OcspStapler extends EventEmitter<{ update: [OcspUpdate]; revoked: [
   readonly #log: Logger | undefined;
   readonly #servers = new Set<TlsServer>();
   readonly #metrics: OcspMetrics = {
-    certificates: 0, stapledNow: 0, noOcspUrl: 0, updates: 0, stapled: 0, loaded: 0, failed: 0, refused: 0, revoked: 0, byReason: {}, handshakesStapled: 0, handshakesUnstapled: 0,
+    certificates: 0, stapledNow: 0, noOcspUrl: 0, updates: 0, stapled: 0, loaded: 0, discarded: 0, failed: 0, refused: 0, revoked: 0, byReason: {}, handshakesStapled: 0, handshakesUnstapled: 0,
   };
   readonly #onOcspRequest = (cert: Buffer, _issuer: Buffer | null, cb: (err: Error | null, resp: Buffer | null) => void): void => {
     const der = this.#cache.stapleFor(cert);

@@ -1,14 +1,33 @@
 // Where verified OCSP responses are persisted so that a restart staples from the first
 // handshake, even while the responder is down. A small interface (as certmagic's Storage)
 // so a shared store can replace the file one without touching the schedule.
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { chmod, lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
+
+/** Why a stored staple was not even parsed. Stable: logs, metrics and docs use them. */
+export type StorageRefusal =
+  /** The file is a symbolic link: never followed (it could point anywhere). */
+  | 'file-symlink'
+  /** Larger than DEFAULTS.ocspMaxResponseBytes: no response that was stored can be. */
+  | 'file-too-large'
+  /** A directory, FIFO, socket or device where a staple file should be. */
+  | 'file-not-regular'
+  /** Cannot be read (EACCES, EIO…), or a custom storage's load() threw. */
+  | 'file-unreadable';
+
+/** What load() found: the DER, or why it was refused (absent keys are `undefined`). */
+export type StoredStaple =
+  | { readonly ok: true; readonly der: Buffer }
+  | { readonly ok: false; readonly reason: StorageRefusal; readonly detail: string };
 
 /** Keys are lowercase hex SHA-256 fingerprints of the certificate's DER. */
 export interface StapleStorage {
-  /** The stored DER OCSPResponse, or undefined when there is none (or it cannot be read). */
-  load(key: string): Promise<Buffer | undefined>;
+  /** The stored DER OCSPResponse, a refusal, or undefined when there is none (or the key is unusable). */
+  load(key: string): Promise<StoredStaple | undefined>;
   /** Stores (replaces) the response for `key`. */
   store(key: string, der: Buffer): Promise<void>;
   /** Removes the response for `key`; absent keys are fine. */
@@ -18,6 +37,13 @@ export interface StapleStorage {
 }
 
 const KEY = /^[0-9a-f]{64}$/;
+// Directory and files are certbound's state: only its own user reads or replaces them.
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+// Not defined on Windows; there the lstat check alone guards (no symlinks without privileges).
+const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+// A FIFO swapped in after the lstat must not block open().
+const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
 
 function checkKey(key: string): string {
   // Keys become file names: only fingerprints, never a path.
@@ -25,30 +51,88 @@ function checkKey(key: string): string {
   return key;
 }
 
-/** One `<fingerprint>.ocsp` file per certificate in `dir`, written atomically (temp + rename). */
+const refuse = (reason: StorageRefusal, detail: string): StoredStaple => ({ ok: false, reason, detail });
+
+/**
+ * One `<fingerprint>.ocsp` file per certificate in `dir`, written atomically (temp + rename).
+ * The directory is made 0700 and every file 0600 whatever the umask or earlier modes; a
+ * stored file is read only when it is a regular file (never through a symlink) of at most
+ * DEFAULTS.ocspMaxResponseBytes, and never more than that is read.
+ */
 export class FileStapleStorage implements StapleStorage {
   readonly dir: string;
+  readonly #maxBytes = DEFAULTS.ocspMaxResponseBytes;
   constructor(dir: string) {
     this.dir = dir;
   }
 
-  async load(key: string): Promise<Buffer | undefined> {
+  async load(key: string): Promise<StoredStaple | undefined> {
+    if (!KEY.test(key)) return undefined;
+    const path = join(this.dir, `${key}.ocsp`);
     try {
-      return await readFile(join(this.dir, `${checkKey(key)}.ocsp`));
-    } catch {
-      return undefined;
+      const st = await lstat(path);
+      if (st.isSymbolicLink()) return refuse('file-symlink', `${path} is a symbolic link`);
+      if (!st.isFile()) return refuse('file-not-regular', `${path} is not a regular file`);
+      if (st.size > this.#maxBytes) return refuse('file-too-large', `${path} has ${st.size} bytes, more than ${this.#maxBytes}`);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return undefined;
+      return refuse('file-unreadable', `${path}: ${code ?? (err as Error).message}`);
+    }
+    // Checked again on the open file: it may have been replaced since the lstat.
+    let fh;
+    try {
+      fh = await open(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return undefined;
+      if (code === 'ELOOP' || code === 'EMLINK') return refuse('file-symlink', `${path} is a symbolic link`);
+      return refuse('file-unreadable', `${path}: ${code ?? (err as Error).message}`);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) return refuse('file-not-regular', `${path} is not a regular file`);
+      if (st.size > this.#maxBytes) return refuse('file-too-large', `${path} has ${st.size} bytes, more than ${this.#maxBytes}`);
+      // One byte more than allowed tells a file that grew after the stat.
+      const buf = Buffer.alloc(this.#maxBytes + 1);
+      let got = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+        if (got > this.#maxBytes) return refuse('file-too-large', `${path} has more than ${this.#maxBytes} bytes`);
+      }
+      return { ok: true, der: Buffer.from(buf.subarray(0, got)) };
+    } catch (err) {
+      return refuse('file-unreadable', `${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    } finally {
+      await fh.close().catch(() => {});
     }
   }
 
   async store(key: string, der: Buffer): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const final = join(this.dir, `${checkKey(key)}.ocsp`);
-    const tmp = `${final}.${process.pid}.tmp`;
-    await writeFile(tmp, der, { mode: 0o644 });
-    await rename(tmp, final);
+    // mkdir's mode applies only to directories it creates, and through the umask: set it.
+    await mkdir(this.dir, { recursive: true, mode: DIR_MODE });
+    await chmod(this.dir, DIR_MODE);
+    // A fresh name, created exclusively: a leftover or planted file (or symlink) is never written through.
+    const tmp = `${final}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, FILE_MODE);
+    try {
+      await fh.chmod(FILE_MODE);
+      await fh.writeFile(der);
+      await fh.close();
+      // rename replaces whatever was at `final` (file or link) with this 0600 file.
+      await rename(tmp, final);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await rm(tmp, { force: true }).catch(() => {});
+      throw err;
+    }
   }
 
   async delete(key: string): Promise<void> {
+    // rm removes a symlink itself, never its target; a directory is left alone (no recursion).
     await rm(join(this.dir, `${checkKey(key)}.ocsp`), { force: true });
   }
 

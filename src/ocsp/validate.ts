@@ -1,13 +1,14 @@
 // Checks an OCSP response before anything trusts it (RFC 6960 3.2, 4.2.2.2): successful
 // status, a BasicOCSPResponse signed by the issuer or by a delegated responder that the
-// issuer certified for id-kp-OCSPSigning and that is valid now, a SingleResponse for our
-// CertID, and sane times. Each refusal is a stable reason code; pkijs's numeric statuses are
+// issuer certified for id-kp-OCSPSigning and that is valid now, exactly one SingleResponse
+// for our CertID, and sane times. Each refusal is a stable reason code; pkijs's numeric statuses are
 // mapped to 'good' | 'revoked' | 'unknown' here and nowhere else.
 import { createHash } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import { cryptoEngine, pkijs } from '../tls/pkijs-engine.js';
 import { OID_OCSP_NONCE } from './request.js';
 import type { FetchFailure } from './fetch.js';
+import type { StorageRefusal } from './storage.js';
 import { DEFAULTS } from '../defaults.js';
 
 const OID_PKIX_OCSP_BASIC = '1.3.6.1.5.5.7.48.1.1';
@@ -17,7 +18,9 @@ const OID_KP_OCSP_SIGNING = '1.3.6.1.5.5.7.3.9';
 /** Why a response (or a retrieval) was refused. Stable: logs, metrics and docs use them. */
 export type OcspRefusal =
   | FetchFailure
-  /** Not a DER OCSPResponse (garbage, truncated). */
+  /** (persisted staples) the stored file itself was refused before parsing. */
+  | StorageRefusal
+  /** Not a DER OCSPResponse (garbage, truncated, or followed by trailing bytes). */
   | 'malformed'
   /** responseStatus malformedRequest (1) … unauthorized (6): the responder gave no answer. */
   | 'status-malformed-request' | 'status-internal-error' | 'status-try-later' | 'status-sig-required' | 'status-unauthorized' | 'status-other'
@@ -35,6 +38,8 @@ export type OcspRefusal =
   | 'responder-expired'
   /** No SingleResponse for our CertID (another serial or another issuer). */
   | 'certid-mismatch'
+  /** More than one SingleResponse for our CertID (whatever their statuses): never trusted. */
+  | 'ambiguous'
   /** thisUpdate later than now plus the allowed clock skew. */
   | 'this-update-in-future'
   /** No nextUpdate: the response says nothing about how long it holds. */
@@ -160,6 +165,17 @@ async function checkSigner(basic: pkijs.BasicOCSPResponse, issuer: pkijs.Certifi
   return failure ?? refuse('bad-signature', 'no signer verified');
 }
 
+/**
+ * The one structure that fills `bytes` exactly. pkijs's fromBER ignores what follows the
+ * first structure, so a good response with bytes appended would pass, and be stapled as is.
+ */
+function parseWhole(bytes: Uint8Array, what: string): { schema: asn1js.AsnType } | { error: string } {
+  const asn = asn1js.fromBER(bytes);
+  if (asn.offset === -1) return { error: `not a DER ${what}: ${asn.result.error || 'cannot be decoded'}` };
+  if (asn.offset !== bytes.length) return { error: `not a DER ${what}: ${bytes.length - asn.offset} bytes after it` };
+  return { schema: asn.result };
+}
+
 function nonceOf(basic: pkijs.BasicOCSPResponse): Buffer | undefined {
   const ext = basic.tbsResponseData.responseExtensions?.find((e) => e.extnID === OID_OCSP_NONCE);
   if (!ext) return undefined;
@@ -175,8 +191,10 @@ function nonceOf(basic: pkijs.BasicOCSPResponse): Buffer | undefined {
 export async function verifyOcspResponse(der: Buffer, options: VerifyOptions): Promise<ValidationResult> {
   cryptoEngine();
   let response: pkijs.OCSPResponse;
+  const outer = parseWhole(der, 'OCSPResponse');
+  if ('error' in outer) return refuse('malformed', outer.error);
   try {
-    response = pkijs.OCSPResponse.fromBER(der);
+    response = new pkijs.OCSPResponse({ schema: outer.schema });
   } catch (err) {
     return refuse('malformed', `not a DER OCSPResponse: ${(err as Error).message}`);
   }
@@ -184,8 +202,10 @@ export async function verifyOcspResponse(der: Buffer, options: VerifyOptions): P
   if (status !== 0) return refuse(RESPONSE_STATUS[status] ?? 'status-other', `responseStatus ${status}`);
   if (!response.responseBytes || response.responseBytes.responseType !== OID_PKIX_OCSP_BASIC) return refuse('not-basic', 'no id-pkix-ocsp-basic responseBytes');
   let basic: pkijs.BasicOCSPResponse;
+  const inner = parseWhole(response.responseBytes.response.valueBlock.valueHexView, 'BasicOCSPResponse');
+  if ('error' in inner) return refuse('malformed', inner.error);
   try {
-    basic = pkijs.BasicOCSPResponse.fromBER(response.responseBytes.response.valueBlock.valueHexView);
+    basic = new pkijs.BasicOCSPResponse({ schema: inner.schema });
   } catch (err) {
     return refuse('malformed', `not a BasicOCSPResponse: ${(err as Error).message}`);
   }
@@ -193,18 +213,23 @@ export async function verifyOcspResponse(der: Buffer, options: VerifyOptions): P
   if (typeof signer !== 'string') return signer;
 
   // Compare CertIDs computed with the hash the responder used (SHA-1 normally, SHA-256 allowed).
-  let single: pkijs.SingleResponse | undefined;
+  // Every SingleResponse is looked at: a response that answers for our certificate more than
+  // once (good then revoked, good then unknown, or the same status twice, or once per hash
+  // algorithm) cannot be told from a spliced one, and the first answer is not the true one.
+  const ours: pkijs.SingleResponse[] = [];
   for (const r of basic.tbsResponseData.responses) {
     try {
       const hashAlgorithm = cryptoEngine().getAlgorithmByOID<{ name: string }>(r.certID.hashAlgorithm.algorithmId, true, 'CertID.hashAlgorithm').name;
       const mine = new pkijs.CertID();
       await mine.createForCertificate(options.cert, { hashAlgorithm, issuerCertificate: options.issuer }, cryptoEngine());
-      if (r.certID.isEqual(mine)) { single = r; break; }
+      if (r.certID.isEqual(mine)) ours.push(r);
     } catch {
       // An unknown hash algorithm in one SingleResponse: it cannot be ours.
     }
   }
+  const single = ours[0];
   if (!single) return refuse('certid-mismatch', 'no SingleResponse for this certificate\'s CertID');
+  if (ours.length > 1) return refuse('ambiguous', `${ours.length} SingleResponses for this certificate's CertID (${ours.map((r) => statusOf(r).status).join(', ')})`);
 
   if (options.nonce) {
     const got = nonceOf(basic);

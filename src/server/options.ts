@@ -88,6 +88,7 @@ export const REVOCATION_OPTIONS: Schema = Object.freeze({
   now: is.function,
   fetcher: is.function,
   crlFetcher: is.function,
+  logger: is.object,
 });
 
 /** ServerChannelBindingConfig (src/cbt/server-bindings.ts). */

@@ -204,7 +204,7 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   }
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
   const revocation = options.revocation === undefined ? undefined
-    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker(options.revocation);
+    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker({ logger: app.log.child({ component: 'revocation' }), ...options.revocation });
   const registry = options.registry ?? new ConnectionRegistry({ mapper: compileMapper(options.mapper), revocation, anchors: serverAnchors(app.server), logger: app.log });
   const queue = options.queue ?? new RequestQueue(registry);
   const logBindings = options.logBindings ?? true;

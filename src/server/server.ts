@@ -168,7 +168,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   // connection's chain is built from them, link by link with signatures.
   const anchors = anchorsFromPem(ca.length > 0 ? ca : rootCertificates);
   const revocation = options.revocation === undefined ? undefined
-    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker(options.revocation);
+    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker({ logger: logger.child({ component: 'revocation' }), ...options.revocation });
   const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors });
   const queue = new RequestQueue(registry);
 
