@@ -39,7 +39,7 @@ export function canonicalIp(text: string): string | null {
 }
 
 /** Control characters (a NUL among them) make a name unreadable: C-string and display tricks. */
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = { test: (text: string): boolean => { for (let i = 0; i < text.length; i++) { const c = text.charCodeAt(i); if (c < 0x20 || c === 0x7f) return true; } return false; } };
 
 function ipText(bytes: Uint8Array): string | null {
   if (bytes.length === 4) return Array.from(bytes).join('.');
