@@ -39,7 +39,13 @@ export function canonicalIp(text: string): string | null {
 }
 
 /** Control characters (a NUL among them) make a name unreadable: C-string and display tricks. */
-const CONTROL = { test: (text: string): boolean => { for (let i = 0; i < text.length; i++) { const c = text.charCodeAt(i); if (c < 0x20 || c === 0x7f) return true; } return false; } };
+function hasControl(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
 
 function ipText(bytes: Uint8Array): string | null {
   if (bytes.length === 4) return Array.from(bytes).join('.');
@@ -88,14 +94,14 @@ export function parseSubjectAltNames(der: Uint8Array): SubjectAltNames | null {
     switch (name.type) {
       case 0: {
         const upn = upnOf(name.value);
-        if (upn === null || (upn !== undefined && CONTROL.test(upn))) return null;
+        if (upn === null || (upn !== undefined && hasControl(upn))) return null;
         if (upn !== undefined) out.upn.push(upn);
         break;
       }
       case 1:
       case 2:
       case 6: {
-        if (typeof name.value !== 'string' || CONTROL.test(name.value)) return null;
+        if (typeof name.value !== 'string' || hasControl(name.value)) return null;
         // A DNS name with its root dot (`host.example.`) is the same name as without.
         if (name.type === 2) out.dns.push(name.value.endsWith('.') ? name.value.slice(0, -1) : name.value);
         else (name.type === 1 ? out.email : out.uri).push(name.value);
