@@ -5,6 +5,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { isCertboundError } from '../errors.js';
 import { hresultHex } from '../status.js';
 import { HResult, hresultName, succeeded } from './hresult.js';
 import { JobState, type JobStateValue } from './job.js';
@@ -106,6 +107,7 @@ export async function runClientCli(argv: string[], io: ClientCliIo = { stdout: p
       autoRun: runs ? (id) => id.startsWith(args[0] ?? '\0') : false,
     };
     const manager = await JobManager.open(managerOptions);
+    for (const w of manager.warnings) err(`warning: ${w.code}: ${w.message}`);
     // Ctrl-C stops running the job here; it stays queued for the next runner (a restart, as BITS sees it).
     const onSigint = () => {
       void manager.close().finally(() => process.exit(130));
@@ -123,7 +125,7 @@ export async function runClientCli(argv: string[], io: ClientCliIo = { stdout: p
       out(USAGE);
       return 2;
     }
-    err((e as Error).message);
+    err(isCertboundError(e) ? `${e.code}: ${e.message}` : (e as Error).message);
     return 1;
   }
 }
