@@ -1,7 +1,8 @@
 // Job state files as untrusted input (issue 12): the jobs directory and its files end 0700 / 0600
 // whatever was there and whatever the umask; a file whose paths leave their place, whose schema
 // fails or that is torn is quarantined with one warning naming it, and the other jobs work; the
-// partial file is never written through a link.
+// partial file is never written through a link; each command applies the options it is given or
+// refuses them with CB_ERR_INVALID_OPTION.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { HResult } from '../src/client/hresult.js';
 import { JobManager } from '../src/client/job-manager.js';
 import { isCertboundError } from '../src/errors.js';
 import { devPki, tempDir } from './helpers/pki.js';
+import { freePort } from './helpers/exec.js';
 import { capture, startFileServer } from './client-fixtures.js';
 
 const mode = (path: string) => (statSync(path).mode & 0o7777).toString(8);
@@ -187,4 +189,72 @@ test('the partial file is never written through a link; cancel removes the link,
   assert.equal(await cli.run('job', 'cancel', id), 0);
   assert.equal(existsSync(`${dest}.certbound-part`), false);
   assert.equal(readFileSync(victim, 'utf8'), 'precious');
+});
+
+test('--retry-delay and --no-progress-timeout apply to resume and watch of an existing job', async () => {
+  const { jobsDir, cli, good } = await withGoodJob('cb-retry-opts-', `https://127.0.0.1:${await freePort()}/a`);
+  const policy = () => (JSON.parse(readFileSync(join(jobsDir, `${good}.json`), 'utf8')) as { policy: unknown }).policy;
+  assert.equal(await cli.run('job', 'resume', good, '--retry-delay', '40', '--no-progress-timeout', '400'), 0);
+  assert.deepEqual(policy(), { minRetryDelayMs: 40, maxRetryDelayMs: 3_600_000, noProgressTimeoutMs: 400 });
+  assert.equal(await cli.run('job', 'suspend', good), 0);
+  // Runs here against a dead port: retried after 40 ms, 80 ms, …, in ERROR once 300 ms pass without progress.
+  const started = Date.now();
+  assert.equal(await cli.run('job', 'resume', good, '--wait', '--no-progress-timeout', '300', '--store-root', tempDir('cb-empty-stores-')), 1);
+  assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+  assert.match(cli.err(), new RegExp(`^certbound: job ${good} failed: 0x80072efd ERROR_WINHTTP_CANNOT_CONNECT`));
+  assert.deepEqual(policy(), { minRetryDelayMs: 40, maxRetryDelayMs: 3_600_000, noProgressTimeoutMs: 300 });
+  assert.equal(await cli.run('job', 'watch', good, '--retry-delay', '7'), 1, 'watch reports the ERROR; the policy is set first');
+  assert.deepEqual(policy(), { minRetryDelayMs: 7, maxRetryDelayMs: 3_600_000, noProgressTimeoutMs: 300 });
+  assert.equal(await cli.run('job', 'create', 'fast', '--retry-delay', '5'), 0);
+  const fast = cli.out().trim();
+  assert.deepEqual((JSON.parse(readFileSync(join(jobsDir, `${fast}.json`), 'utf8')) as { policy: unknown }).policy, { minRetryDelayMs: 5, maxRetryDelayMs: 3_600_000, noProgressTimeoutMs: 1_209_600_000 });
+  assert.equal(await cli.run('job', 'resume', good, '--retry-delay', 'soon'), 2);
+  assert.match(cli.err(), /^certbound: CB_ERR_INVALID_OPTION: Invalid option --retry-delay: takes a number of ms, got "soon"\n/);
+});
+
+test('every job command refuses the options it does not use, before it does anything', async () => {
+  const { jobsDir, cli, good } = await withGoodJob('cb-opts-');
+  const file = join(jobsDir, `${good}.json`);
+  const before = readFileSync(file, 'utf8');
+  // The options each command uses (src/client/cli.ts COMMAND_OPTIONS), written out here.
+  const uses: Record<string, string[]> = {
+    'job create': ['jobs-dir', 'as', 'retry-delay', 'no-progress-timeout'],
+    'job add': ['jobs-dir'],
+    'job set-cert': ['jobs-dir', 'as', 'store-root', 'location', 'store', 'thumbprint', 'subject', 'remove'],
+    'job resume': ['jobs-dir', 'retry-delay', 'no-progress-timeout', 'wait', 'store-root', 'ca-file'],
+    'job suspend': ['jobs-dir'],
+    'job cancel': ['jobs-dir'],
+    'job complete': ['jobs-dir'],
+    'job list': ['jobs-dir', 'json'],
+    'job watch': ['jobs-dir', 'retry-delay', 'no-progress-timeout', 'store-root', 'ca-file'],
+    'store list': ['store-root', 'location', 'store', 'json'],
+  };
+  const flags = ['jobs-dir', 'store-root', 'ca-file', 'as', 'retry-delay', 'no-progress-timeout', 'location', 'store', 'thumbprint', 'subject', 'remove', 'wait', 'json'];
+  const booleans = new Set(['remove', 'wait', 'json']);
+  const positionals: Record<string, string[]> = { 'job create': ['n'], 'job add': [good, 'https://127.0.0.1:9/c', '/tmp/c'], 'job list': [], 'store list': [] };
+  let refused = 0;
+  for (const [command, allowed] of Object.entries(uses)) {
+    for (const flag of flags.filter((f) => !allowed.includes(f))) {
+      const args = [...command.split(' '), ...(positionals[command] ?? [good]), `--${flag}`, ...(booleans.has(flag) ? [] : ['1'])];
+      assert.equal(await cli.run(...args), 2, args.join(' '));
+      const users = Object.entries(uses).filter(([, o]) => o.includes(flag)).map(([c]) => c).join(', ');
+      assert.ok(cli.err().startsWith(`certbound: CB_ERR_INVALID_OPTION: Invalid option --${flag}: ${command} does not use it (it applies to ${users})\n`), `${args.join(' ')}: ${cli.err()}`);
+      refused++;
+    }
+  }
+  assert.equal(refused, 97);
+  const rules: [string[], string][] = [
+    [['job', 'resume', good, '--ca-file', 'x.pem'], 'Invalid option --ca-file: job resume uses it only with --wait (the run that transfers)'],
+    [['job', 'resume', good, '--store-root', 'x'], 'Invalid option --store-root: job resume uses it only with --wait (the run that transfers)'],
+    [['job', 'set-cert', good, '--remove', '--thumbprint', 'ab'.repeat(20)], 'Invalid option set-cert: takes exactly one of --thumbprint, --subject, --remove (got --thumbprint, --remove)'],
+    [['job', 'set-cert', good, '--thumbprint', 'ab'.repeat(20), '--subject', 'x'], 'Invalid option set-cert: takes exactly one of --thumbprint, --subject, --remove (got --thumbprint, --subject)'],
+    [['job', 'set-cert', good], 'Invalid option set-cert: takes exactly one of --thumbprint, --subject, --remove (got none)'],
+    [['job', 'set-cert', good, '--remove', '--store', 'CA'], 'Invalid option --store: set-cert --remove does not use it'],
+  ];
+  for (const [args, message] of rules) {
+    assert.equal(await cli.run(...args), 2, args.join(' '));
+    assert.ok(cli.err().startsWith(`certbound: CB_ERR_INVALID_OPTION: ${message}\n`), cli.err());
+  }
+  assert.equal(readFileSync(file, 'utf8'), before, 'no command ran');
+  assert.deepEqual(readdirSync(jobsDir), [`${good}.json`], 'no job was created');
 });
