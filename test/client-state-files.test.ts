@@ -13,7 +13,7 @@ import { JobManager } from '../src/client/job-manager.js';
 import { isCertboundError } from '../src/errors.js';
 import { devPki, tempDir } from './helpers/pki.js';
 import { freePort } from './helpers/exec.js';
-import { capture, startFileServer } from './client-fixtures.js';
+import { capture, makeStoreRoot, startFileServer } from './client-fixtures.js';
 
 const mode = (path: string) => (statSync(path).mode & 0o7777).toString(8);
 const ID = (n: number) => `0000000${n}-0000-4000-8000-000000000000`;
@@ -189,6 +189,20 @@ test('the partial file is never written through a link; cancel removes the link,
   assert.equal(await cli.run('job', 'cancel', id), 0);
   assert.equal(existsSync(`${dest}.certbound-part`), false);
   assert.equal(readFileSync(victim, 'utf8'), 'precious');
+});
+
+test('store list warns about a private key that group or others can read', async () => {
+  const pki = await devPki();
+  const root = await makeStoreRoot(tempDir('cb-key-modes-'), pki);
+  const key = join(root, 'current-user', 'MY', 'dev-client.key');
+  chmodSync(key, 0o644);
+  const cli = cliWith({ CERTBOUND_STORE_ROOT: root });
+  assert.equal(await cli.run('store', 'list', '--location', 'current-user', '--store', 'MY'), 0);
+  assert.ok(cli.out().includes(`      warning: CB_ERR_SECRET_FILE_MODE: The secret file ${key} is mode 0644: group or others can access it (chmod 600 it)\n`), cli.out());
+  chmodSync(key, 0o600);
+  assert.equal(await cli.run('store', 'list', '--location', 'current-user', '--store', 'MY', '--json'), 0);
+  const [store] = JSON.parse(cli.out()) as { entries: { warnings: string[] }[] }[];
+  assert.deepEqual(store?.entries.map((e) => e.warnings), [[]]);
 });
 
 test('--retry-delay and --no-progress-timeout apply to resume and watch of an existing job', async () => {

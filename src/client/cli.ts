@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CertboundError, isCertboundError } from '../errors.js';
+import { checkSecretFile } from '../secret-file.js';
 import { hresultHex } from '../status.js';
 import { HResult, hresultName, succeeded } from './hresult.js';
 import { JobState, type JobStateValue, type RetryPolicy } from './job.js';
@@ -363,6 +364,7 @@ async function storeList(locationText: string | undefined, storeName: string | u
         clientAuth: e.clientAuth,
         format: e.format,
         file: e.file,
+        warnings: e.secretFiles.flatMap(secretFileWarning),
       }));
       if (json) {
         listing.push({ location: loc, store: name, dir: store.dir, entries, problems: store.problems.map((p) => ({ ...p, error: hresultName(p.hr) })) });
@@ -373,6 +375,7 @@ async function storeList(locationText: string | undefined, storeName: string | u
       for (const e of entries) {
         out(`  ${e.thumbprint}  ${e.subject}`);
         out(`      valid ${e.notBefore.slice(0, 10)} to ${e.notAfter.slice(0, 10)}  ${e.hasKey ? 'private key' : 'no key'}  ${e.format}  ${e.file.split('/').pop()}`);
+        for (const w of e.warnings) out(`      warning: ${w}`);
       }
       for (const p of store.problems) out(`  unreadable ${p.file.split('/').pop()}: ${hrText(p.hr)}: ${p.message}`);
     }
@@ -381,3 +384,12 @@ async function storeList(locationText: string | undefined, storeName: string | u
   return failures > 0 ? 1 : 0;
 }
 
+/** `CODE: message` when group or others can access a file holding a private key (or its password); reported, not refused. */
+function secretFileWarning(path: string): string[] {
+  try {
+    const report = checkSecretFile(path);
+    return report ? [`${report.code}: ${report.message}`] : [];
+  } catch (e) {
+    return isCertboundError(e) ? [`${e.code}: ${e.message}`] : [];
+  }
+}
