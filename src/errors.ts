@@ -31,6 +31,11 @@ export const ERRORS = Object.freeze({
   CB_ERR_DEV_PKI: { statusCode: 500, message: 'Cannot create the dev PKI in %s: %s' },
   CB_ERR_OCSP_CHAIN: { statusCode: 500, message: 'OCSP stapling needs the certificate chain, leaf first, then its issuer (%s)' },
   CB_ERR_OCSP_CLOSED: { statusCode: 500, message: 'The OCSP stapler is closed' },
+  CB_ERR_PRIVATE_DIR: { statusCode: 500, message: 'Cannot use %s as a private directory (mode 0700, owned by this user): %s' },
+  CB_ERR_SECRET_FILE: { statusCode: 500, message: 'Cannot use the secret file %s: %s' },
+  CB_ERR_SECRET_FILE_MODE: { statusCode: 500, message: 'The secret file %s is mode %s: group or others can access it (chmod 600 it)' },
+  CB_ERR_JOB_FILE_INVALID: { statusCode: 500, message: 'Job file %s is not a valid job (%s); %s' },
+  CB_ERR_JOB_FILE_UNSAFE: { statusCode: 500, message: 'Job file %s names a path outside its place (%s); %s' },
 } as const satisfies Record<string, ErrorSpec>);
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -7,22 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { expectTypeOf } from 'expect-type';
-import { runClientCli, type ClientCliIo } from '../src/client/cli.js';
+import { runClientCli } from '../src/client/cli.js';
 import { JobManager, type Job } from '../src/index.js';
 import { main } from '../src/server/cli.js';
 import { devPki, tempDir } from './helpers/pki.js';
-import { makeStoreRoot, sha256File, startFileServer, thumbprintOf } from './client-fixtures.js';
-
-function capture(env: NodeJS.ProcessEnv, isTTY = false) {
-  let stdout = '';
-  let stderr = '';
-  const io: ClientCliIo = {
-    stdout: { write: (s: string) => { stdout += s; return true; }, isTTY },
-    stderr: { write: (s: string) => { stderr += s; return true; } },
-    env,
-  };
-  return { io, out: () => stdout, err: () => stderr, reset: () => { stdout = ''; stderr = ''; } };
-}
+import { capture, makeStoreRoot, sha256File, startFileServer, thumbprintOf } from './client-fixtures.js';
 
 test('store list: thumbprint, subject and validity of each entry', async () => {
   const pki = await devPki();

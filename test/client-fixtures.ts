@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import type { DevPkiPaths } from '../src/tls/dev-pki.js';
+import type { ClientCliIo } from '../src/client/cli.js';
 import { LOCATION_DIRS } from '../src/client/store.js';
 import { run } from './helpers/exec.js';
 
@@ -34,6 +35,18 @@ export async function makeStoreRoot(dir: string, pki: DevPkiPaths): Promise<stri
   if (r.code !== 0) throw new Error(`openssl pkcs12: ${r.stderr}`);
   writeFileSync(`${p12}.password`, `${P12_PASSWORD}\n`, { mode: 0o600 });
   return dir;
+}
+
+/** A ClientCliIo that keeps what the CLI writes. */
+export function capture(env: NodeJS.ProcessEnv, isTTY = false) {
+  let stdout = '';
+  let stderr = '';
+  const io: ClientCliIo = {
+    stdout: { write: (s: string) => { stdout += s; return true; }, isTTY },
+    stderr: { write: (s: string) => { stderr += s; return true; } },
+    env,
+  };
+  return { io, out: () => stdout, err: () => stderr, reset: () => { stdout = ''; stderr = ''; } };
 }
 
 /** SHA-1 thumbprint (hex) of the first certificate of a PEM file. */

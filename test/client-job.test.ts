@@ -7,7 +7,8 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HResult, hresultName } from '../src/client/hresult.js';
 import { applyCall, applyEvent, DEFAULT_RETRY_POLICY, JobState, jobStateName, noProgressExpired, retryDelayMs, type EngineEvent, type JobCall } from '../src/client/job.js';
-import { JobManager, jobProgress, SIZE_UNKNOWN } from '../src/client/job-manager.js';
+import { SIZE_UNKNOWN } from '../src/client/job-file.js';
+import { JobManager, jobProgress } from '../src/client/job-manager.js';
 import { classifyError, classifyStatus } from '../src/client/transfer-error.js';
 import { parseContentRange, resumeHeaders } from '../src/client/transfer.js';
 import { devPki, tempDir } from './helpers/pki.js';
@@ -112,6 +113,8 @@ test('transfer errors: TLS, socket and HTTP outcomes as HRESULTs, transient or n
     [{ code: 'CB_TIMEOUT', message: 'x' }, none, HResult.ERROR_WINHTTP_TIMEOUT, true],
     [{ code: 'ENOTFOUND', message: 'x' }, none, HResult.ERROR_WINHTTP_NAME_NOT_RESOLVED, true],
     [{ code: 'EACCES', message: 'x' }, none, HResult.E_ACCESSDENIED, false],
+    [{ code: 'ELOOP', message: 'x' }, none, HResult.E_ACCESSDENIED, false],
+    [{ code: 'EISDIR', message: 'x' }, none, HResult.E_ACCESSDENIED, false],
   ];
   for (const [err, ctx, hr, transient] of table) {
     const f = classifyError(err, ctx);

@@ -2,12 +2,16 @@
 // no background service: `job resume` queues a job, and the process that runs transfers is
 // `job watch` (or `job resume --wait`), which also draws the progress. Failures print the
 // HRESULT and its name; the exit code is 0 on success, 1 on a failed call or job, 2 on usage.
+// Each command takes only the options it uses (COMMAND_OPTIONS): any other is refused with
+// CB_ERR_INVALID_OPTION, never silently ignored.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CertboundError, isCertboundError } from '../errors.js';
+import { checkSecretFile } from '../secret-file.js';
 import { hresultHex } from '../status.js';
 import { HResult, hresultName, succeeded } from './hresult.js';
-import { JobState, type JobStateValue } from './job.js';
+import { JobState, type JobStateValue, type RetryPolicy } from './job.js';
 import { JobManager, type Job, type JobManagerOptions, type JobSnapshot } from './job-manager.js';
 import { renderProgressBar, renderProgressLine, percent } from './progress-bar.js';
 import { LOCATION_DIRS, openStore, parseStoreLocation, locationDir, type StoreOptions } from './store.js';
@@ -37,9 +41,12 @@ const USAGE = `certbound job|store: BITS-style transfer jobs with client certifi
   certbound job watch JOB                       run the job's transfer here, with a progress bar
   certbound store list [--location L] [--store NAME] [--json]
 
-Options: --jobs-dir DIR (env ${JOBS_DIR_ENV}; default $XDG_STATE_HOME/certbound/jobs)
-         --store-root DIR (env CERTBOUND_STORE_ROOT)  --ca-file PEM  --as CALLER
-         --retry-delay MS  --no-progress-timeout MS
+Options: --jobs-dir DIR (env ${JOBS_DIR_ENV}; default $XDG_STATE_HOME/certbound/jobs): job commands
+         --as CALLER: create (the owner), set-cert (the owner check)
+         --retry-delay MS, --no-progress-timeout MS: create, resume, watch (set the job's policy)
+         --store-root DIR (env CERTBOUND_STORE_ROOT): set-cert, watch, resume --wait, store list
+         --ca-file PEM: watch, resume --wait
+         A command refuses any option it does not use (CB_ERR_INVALID_OPTION, exit 2).
 Locations: ${LOCATION_DIRS.join(', ')} (or 0-7, or BITS names)
 `;
 
@@ -60,7 +67,47 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-class UsageError extends Error {}
+type OptionName = keyof typeof OPTIONS;
+
+/** The options each command uses ('help' goes with any). */
+const COMMAND_OPTIONS: Readonly<Record<string, readonly OptionName[]>> = Object.freeze({
+  'job create': ['jobs-dir', 'as', 'retry-delay', 'no-progress-timeout'],
+  'job add': ['jobs-dir'],
+  'job set-cert': ['jobs-dir', 'as', 'store-root', 'location', 'store', 'thumbprint', 'subject', 'remove'],
+  'job resume': ['jobs-dir', 'retry-delay', 'no-progress-timeout', 'wait', 'store-root', 'ca-file'],
+  'job suspend': ['jobs-dir'],
+  'job cancel': ['jobs-dir'],
+  'job complete': ['jobs-dir'],
+  'job list': ['jobs-dir', 'json'],
+  'job watch': ['jobs-dir', 'retry-delay', 'no-progress-timeout', 'store-root', 'ca-file'],
+  'store list': ['store-root', 'location', 'store', 'json'],
+});
+
+const usage = (name: string, why: string) => new CertboundError('CB_ERR_INVALID_OPTION', [name, why]);
+
+/**
+ * Throws CB_ERR_INVALID_OPTION for an option the command would not use: an option given to a
+ * command applies to that command, or the command refuses it.
+ */
+function checkCommandOptions(command: string, values: Partial<Record<OptionName, unknown>>): void {
+  const allowed = COMMAND_OPTIONS[command];
+  if (!allowed) throw usage('command', `unknown command ${command}`);
+  const given = (Object.keys(values) as OptionName[]).filter((k) => values[k] !== undefined && k !== 'help');
+  for (const name of given) {
+    if (!allowed.includes(name)) {
+      const users = Object.entries(COMMAND_OPTIONS).filter(([, opts]) => opts.includes(name)).map(([c]) => c);
+      throw usage(`--${name}`, `${command} does not use it (it applies to ${users.join(', ')})`);
+    }
+  }
+  if (command === 'job resume' && !values.wait) {
+    for (const name of ['store-root', 'ca-file'] as const) if (values[name] !== undefined) throw usage(`--${name}`, 'job resume uses it only with --wait (the run that transfers)');
+  }
+  if (command === 'job set-cert') {
+    const how = (['thumbprint', 'subject', 'remove'] as const).filter((k) => values[k] !== undefined);
+    if (how.length !== 1) throw usage('set-cert', `takes exactly one of --thumbprint, --subject, --remove (got ${how.length === 0 ? 'none' : how.map((k) => `--${k}`).join(', ')})`);
+    if (values.remove) for (const name of ['location', 'store', 'store-root'] as const) if (values[name] !== undefined) throw usage(`--${name}`, 'set-cert --remove does not use it');
+  }
+}
 
 function hrText(hr: number): string {
   return `${hresultHex(hr)} ${hresultName(hr) ?? ''}`.trim();
@@ -85,52 +132,53 @@ export async function runClientCli(argv: string[], io: ClientCliIo = { stdout: p
   }
   const storeOptions: StoreOptions = { env: io.env, ...(v['store-root'] ? { root: v['store-root'] } : {}) };
   try {
-    if (area === 'store' && cmd === 'list') return await storeList(v.location, v.store, Boolean(v.json), storeOptions, out);
-    if (area !== 'job') throw new UsageError(`unknown command ${area} ${cmd}`);
+    checkCommandOptions(`${area} ${cmd}`, v);
+    if (area === 'store') return await storeList(v.location, v.store, Boolean(v.json), storeOptions, out);
     const num = (name: string, text: string | undefined) => {
       if (text === undefined) return undefined;
       const n = Number(text);
-      if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} takes a number of ms`);
+      if (text.trim() === '' || !Number.isFinite(n) || n < 0) throw usage(`--${name}`, `takes a number of ms, got ${JSON.stringify(text)}`);
       return n;
     };
     const retryDelay = num('retry-delay', v['retry-delay']);
     const noProgress = num('no-progress-timeout', v['no-progress-timeout']);
+    const policy = { ...(retryDelay !== undefined ? { minRetryDelayMs: retryDelay } : {}), ...(noProgress !== undefined ? { noProgressTimeoutMs: noProgress } : {}) };
     const runs = cmd === 'watch' || (cmd === 'resume' && v.wait);
     const managerOptions: JobManagerOptions = {
       dir: v['jobs-dir'] ?? io.env[JOBS_DIR_ENV] ?? join(io.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'certbound', 'jobs'),
       store: storeOptions,
       ...(v.as ? { caller: v.as } : {}),
       ...(v['ca-file'] ? { caFile: v['ca-file'] } : {}),
-      retry: { ...(retryDelay !== undefined ? { minRetryDelayMs: retryDelay } : {}), ...(noProgress !== undefined ? { noProgressTimeoutMs: noProgress } : {}) },
       // Only `watch` (and `resume --wait`) transfer, and only the job they name.
       autoRun: runs ? (id) => id.startsWith(args[0] ?? '\0') : false,
     };
     const manager = await JobManager.open(managerOptions);
+    for (const w of manager.warnings) err(`warning: ${w.code}: ${w.message}`);
     // Ctrl-C stops running the job here; it stays queued for the next runner (a restart, as BITS sees it).
     const onSigint = () => {
       void manager.close().finally(() => process.exit(130));
     };
     if (runs) process.once('SIGINT', onSigint);
     try {
-      return await jobCommand(manager, cmd, args, v, io, out, err);
+      return await jobCommand(manager, cmd, args, v, policy, io, out, err);
     } finally {
       process.off('SIGINT', onSigint);
       await manager.close();
     }
   } catch (e) {
-    if (e instanceof UsageError) {
-      err(e.message);
+    if (isCertboundError(e, 'CB_ERR_INVALID_OPTION')) {
+      err(`${e.code}: ${e.message}`);
       out(USAGE);
       return 2;
     }
-    err((e as Error).message);
+    err(isCertboundError(e) ? `${e.code}: ${e.message}` : (e as Error).message);
     return 1;
   }
 }
 
 async function jobCommand(
   manager: JobManager, cmd: string, args: string[], v: { location?: string; store?: string; thumbprint?: string; subject?: string; remove?: boolean; wait?: boolean; json?: boolean },
-  io: ClientCliIo, out: (s: string) => void, err: (s: string) => void,
+  policy: Partial<RetryPolicy>, io: ClientCliIo, out: (s: string) => void, err: (s: string) => void,
 ): Promise<number> {
   const report = (hr: number, what: string) => {
     if (succeeded(hr)) {
@@ -140,9 +188,12 @@ async function jobCommand(
     err(`${what} failed: ${hrText(hr)}`);
     return 1;
   };
-  const need = (n: number, usage: string) => {
-    if (args.length !== n) throw new UsageError(`usage: certbound job ${usage}`);
+  const need = (n: number, text: string) => {
+    if (args.length !== n) throw usage(cmd, `usage: certbound job ${text}`);
   };
+  // --retry-delay / --no-progress-timeout set the job's policy (SetMinimumRetryDelay,
+  // SetNoProgressTimeout) before the command acts, so they hold for this run and the next.
+  const applyPolicy = (job: Job): number => (Object.keys(policy).length === 0 ? HResult.S_OK : job.setRetryPolicy(policy));
   const jobOf = (id: string | undefined): Job => {
     const found = manager.getJob(id ?? '');
     if (!found.job) throw Object.assign(new Error(`job ${id}: ${hrText(found.hr)}`), { hr: found.hr });
@@ -153,6 +204,11 @@ async function jobCommand(
       need(1, 'create NAME');
       const { hr, job } = manager.createJob(args[0] as string);
       if (!job) return report(hr, 'create');
+      const policyHr = applyPolicy(job);
+      if (policyHr !== HResult.S_OK) {
+        job.cancel();
+        return report(policyHr, 'create');
+      }
       out(job.id);
       return 0;
     }
@@ -167,12 +223,13 @@ async function jobCommand(
       const location = v.location === undefined ? 0 : parseStoreLocation(v.location) ?? Number.NaN;
       const store = v.store ?? 'MY';
       if (v.thumbprint !== undefined) return report(await job.setClientCertificateByID(location, store, v.thumbprint), 'set certificate');
-      if (v.subject !== undefined) return report(await job.setClientCertificateByName(location, store, v.subject), 'set certificate');
-      throw new UsageError('set-cert needs --thumbprint, --subject or --remove');
+      return report(await job.setClientCertificateByName(location, store, v.subject ?? ''), 'set certificate');
     }
     case 'resume': {
       need(1, 'resume JOB [--wait]');
       const job = jobOf(args[0]);
+      const policyHr = applyPolicy(job);
+      if (policyHr !== HResult.S_OK) return report(policyHr, 'resume');
       const hr = job.resume();
       if (!succeeded(hr) || !v.wait) return report(hr, 'resume');
       return watch(manager, job, io, out, err);
@@ -200,10 +257,13 @@ async function jobCommand(
     }
     case 'watch': {
       need(1, 'watch JOB');
-      return watch(manager, jobOf(args[0]), io, out, err);
+      const job = jobOf(args[0]);
+      const policyHr = applyPolicy(job);
+      if (policyHr !== HResult.S_OK) return report(policyHr, 'watch');
+      return watch(manager, job, io, out, err);
     }
     default:
-      throw new UsageError(`unknown command job ${cmd}`);
+      throw usage('command', `unknown command job ${cmd}`);
   }
 }
 
@@ -268,7 +328,7 @@ async function storeList(locationText: string | undefined, storeName: string | u
     locations = LOCATION_DIRS.map((_, i) => i);
   } else {
     const loc = parseStoreLocation(locationText);
-    if (loc === undefined) throw new UsageError(`unknown location ${locationText} (${LOCATION_DIRS.join(', ')}, 0-7)`);
+    if (loc === undefined) throw usage('--location', `unknown location ${locationText} (${LOCATION_DIRS.join(', ')}, 0-7)`);
     locations = [loc];
   }
   const listing: unknown[] = [];
@@ -304,6 +364,7 @@ async function storeList(locationText: string | undefined, storeName: string | u
         clientAuth: e.clientAuth,
         format: e.format,
         file: e.file,
+        warnings: e.secretFiles.flatMap(secretFileWarning),
       }));
       if (json) {
         listing.push({ location: loc, store: name, dir: store.dir, entries, problems: store.problems.map((p) => ({ ...p, error: hresultName(p.hr) })) });
@@ -314,10 +375,21 @@ async function storeList(locationText: string | undefined, storeName: string | u
       for (const e of entries) {
         out(`  ${e.thumbprint}  ${e.subject}`);
         out(`      valid ${e.notBefore.slice(0, 10)} to ${e.notAfter.slice(0, 10)}  ${e.hasKey ? 'private key' : 'no key'}  ${e.format}  ${e.file.split('/').pop()}`);
+        for (const w of e.warnings) out(`      warning: ${w}`);
       }
       for (const p of store.problems) out(`  unreadable ${p.file.split('/').pop()}: ${hrText(p.hr)}: ${p.message}`);
     }
   }
   if (json) out(JSON.stringify(listing, null, 2));
   return failures > 0 ? 1 : 0;
+}
+
+/** `CODE: message` when group or others can access a file holding a private key (or its password); reported, not refused. */
+function secretFileWarning(path: string): string[] {
+  try {
+    const report = checkSecretFile(path);
+    return report ? [`${report.code}: ${report.message}`] : [];
+  } catch (e) {
+    return isCertboundError(e) ? [`${e.code}: ${e.message}`] : [];
+  }
 }

@@ -17,8 +17,9 @@ export {
   JobState, jobStateName, isFinal, applyCall, applyEvent, retryDelayMs, noProgressExpired, DEFAULT_RETRY_POLICY,
   type JobStateValue, type JobCall, type EngineEvent, type RetryPolicy,
 } from './job.js';
+export { JobManager, Job, jobProgress, JOB_STATE_CHANNEL, type JobManagerOptions, type JobSnapshot, type JobProgress } from './job-manager.js';
 export {
-  JobManager, Job, jobProgress, SIZE_UNKNOWN, ErrorContext, JOB_STATE_CHANNEL,
-  type JobManagerOptions, type JobSnapshot, type JobProgress, type JobError, type JobFile, type JobCertificate, type JobRecord,
-} from './job-manager.js';
+  SIZE_UNKNOWN, ErrorContext, QUARANTINE_DIR,
+  type JobError, type JobFile, type JobCertificate, type JobRecord, type JobFileWarning,
+} from './job-file.js';
 export { runClientCli, JOBS_DIR_ENV, type ClientCliIo } from './cli.js';

@@ -1,89 +1,33 @@
 // Transfer jobs as BITS runs them: a job downloads one or more HTTPS URLs to local files,
 // starts SUSPENDED, moves through the BG_JOB_STATE machine (job.ts), retries transient errors
 // with backoff until its no-progress timeout, keeps partial files and continues them with
-// Range, and is persisted as JSON (written to a temporary file, then renamed) so that a new
+// Range, and is persisted as JSON (job-file.ts: secret files, checked on load) so that a new
 // manager on the same directory carries on. Only the owner may set the client certificate.
 // Every call returns an HRESULT; nothing here throws for a status.
 import { channel } from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { DEFAULTS } from '../defaults.js';
+import { ensurePrivateDir } from '../secret-file.js';
+import { validateOptions } from '../server/options.js';
 import { hresultHex } from '../status.js';
 import { HResult, hresultName } from './hresult.js';
+import {
+  ErrorContext, jobFilePath, partPathFor, readJobDir, removeJobFile, RETRY_POLICY_SCHEMA, SIZE_UNKNOWN, writeJobFile,
+  type JobCertificate, type JobError, type JobFile, type JobFileWarning, type JobRecord,
+} from './job-file.js';
 import {
   applyCall, applyEvent, DEFAULT_RETRY_POLICY, isActive, isFinal, JobState, jobStateName, noProgressExpired, retryDelayMs,
   type EngineEvent, type JobCall, type JobStateValue, type RetryPolicy,
 } from './job.js';
 import { checkByIdArguments, checkByNameArguments, findCertificateById, findCertificateByName, type FindResult, type ThumbprintInput } from './selection.js';
 import { hresultFromFsError, openStore, StoreLocation, type StoreLocationValue, type StoreOptions } from './store.js';
-import { downloadOnce, type DownloadTls, type Validators } from './transfer.js';
+import { downloadOnce, type DownloadTls } from './transfer.js';
 import type { TransferFailure } from './transfer-error.js';
-
-/** BG_SIZE_UNKNOWN: the size of a file (or job) is not known yet. */
-export const SIZE_UNKNOWN = -1;
-
-/** BG_ERROR_CONTEXT (bits.h): where an error happened. */
-export const ErrorContext = Object.freeze({
-  NONE: 0,
-  UNKNOWN: 1,
-  GENERAL_QUEUE_MANAGER: 2,
-  QUEUE_MANAGER_NOTIFICATION: 3,
-  LOCAL_FILE: 4,
-  REMOTE_FILE: 5,
-  GENERAL_TRANSPORT: 6,
-  REMOTE_APPLICATION: 7,
-} as const);
-
-export interface JobFile {
-  readonly remoteUrl: string;
-  readonly localName: string;
-  /** The partial file next to the destination; renamed to `localName` by Complete. */
-  readonly partPath: string;
-  bytesTotal: number;
-  bytesTransferred: number;
-  completed: boolean;
-  validators?: Validators;
-}
-
-export interface JobCertificate {
-  readonly location: StoreLocationValue;
-  readonly storeName: string;
-  /** SHA-1 thumbprint, lowercase hex. */
-  readonly thumbprint: string;
-  /** Simple subject name (BITS order). */
-  readonly subjectName: string;
-}
-
-export interface JobError {
-  readonly hr: number;
-  readonly name: string;
-  readonly message: string;
-  readonly context: number;
-  /** The remote URL of the file that failed, when one did. */
-  readonly remoteUrl?: string;
-}
-
-/** What is persisted for a job (one JSON file). */
-export interface JobRecord {
-  readonly version: 1;
-  readonly id: string;
-  displayName: string;
-  owner: string;
-  state: JobStateValue;
-  files: JobFile[];
-  certificate?: JobCertificate;
-  error?: JobError;
-  policy: RetryPolicy;
-  /** Retry bookkeeping: consecutive attempts without progress, since when, next retry time (ms since epoch). */
-  retry: { attempt: number; noProgressSince?: number; nextRetryAt?: number };
-  createdAt: number;
-  modifiedAt: number;
-  transferCompletedAt?: number;
-}
 
 /** BG_JOB_PROGRESS. */
 export interface JobProgress {
@@ -204,11 +148,11 @@ export class Job {
     } catch {
       return HResult.E_INVALIDARG;
     }
-    if (url.protocol !== 'https:' || !localName) return HResult.E_INVALIDARG;
+    if (url.protocol !== 'https:' || !localName || localName.includes('\0')) return HResult.E_INVALIDARG;
     const out = this.#manager.call(this.#record, 'addFile');
     if (out !== HResult.S_OK) return out;
     const local = resolve(localName);
-    this.#record.files.push({ remoteUrl: url.toString(), localName: local, partPath: `${local}.certbound-part`, bytesTotal: SIZE_UNKNOWN, bytesTransferred: 0, completed: false });
+    this.#record.files.push({ remoteUrl: url.toString(), localName: local, partPath: partPathFor(local), bytesTotal: SIZE_UNKNOWN, bytesTransferred: 0, completed: false });
     this.#manager.changed(this.#record, true);
     return HResult.S_OK;
   }
@@ -267,7 +211,9 @@ export class Job {
   /** SetMinimumRetryDelay / SetNoProgressTimeout, in ms (BITS takes seconds and clamps the delay to ≥ 5 s; certbound does not clamp). */
   setRetryPolicy(policy: Partial<RetryPolicy>): number {
     if (isFinal(this.#record.state)) return HResult.BG_E_INVALID_STATE;
-    for (const v of Object.values(policy)) if (typeof v !== 'number' || !(v >= 0)) return HResult.E_INVALIDARG;
+    // Only the three known keys, finite: the policy is persisted and must pass the job file's schema again.
+    const known = Object.keys(DEFAULT_RETRY_POLICY);
+    for (const [k, v] of Object.entries(policy)) if (!known.includes(k) || typeof v !== 'number' || !Number.isFinite(v) || v < 0) return HResult.E_INVALIDARG;
     this.#record.policy = { ...this.#record.policy, ...policy };
     this.#manager.changed(this.#record, true);
     return HResult.S_OK;
@@ -313,6 +259,8 @@ export class JobManager extends EventEmitter {
   #closed = false;
   /** Tells this manager's lock files from another manager's, in this process or another. */
   readonly #token = randomUUID();
+  /** The job files `open` did not load (quarantined), one warning each; also logged with `warn`. */
+  readonly warnings: readonly JobFileWarning[] = [];
 
   private constructor(options: JobManagerOptions) {
     super();
@@ -323,31 +271,27 @@ export class JobManager extends EventEmitter {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Opens (or creates) a job directory and loads its jobs. Interrupted transfers go back to QUEUED. */
+  /**
+   * Opens (or creates) a job directory and loads its jobs. Interrupted transfers go back to
+   * QUEUED. The directory is made private (mode 0700, this user's; CB_ERR_PRIVATE_DIR when it
+   * cannot be); a job file that fails its checks is quarantined and listed in `warnings`.
+   * Rejects with CB_ERR_INVALID_OPTION for a bad `retry`.
+   */
   static async open(options: JobManagerOptions): Promise<JobManager> {
+    validateOptions(RETRY_POLICY_SCHEMA, options.retry, 'retry');
     const m = new JobManager(options);
-    mkdirSync(m.dir, { recursive: true, mode: 0o700 });
-    for (const name of readdirSync(m.dir)) {
-      if (!name.endsWith('.json')) continue;
-      let record: JobRecord;
-      try {
-        record = JSON.parse(readFileSync(join(m.dir, name), 'utf8')) as JobRecord;
-      } catch {
-        continue; // a torn or foreign file; atomic writes mean ours are whole
-      }
-      if (record.version !== 1 || typeof record.id !== 'string') continue;
+    ensurePrivateDir(m.dir);
+    const { records, warnings } = readJobDir(m.dir);
+    (m.warnings as JobFileWarning[]).push(...warnings);
+    for (const w of warnings) m.#options.logger?.warn({ file: w.file, code: w.code, quarantinedTo: w.quarantinedTo ?? null }, w.message);
+    for (const record of records) {
       m.#jobs.set(record.id, record);
       // A job another live process is running is left as that process wrote it.
       if (m.lockHolder(record.id) !== undefined) continue;
       record.state = applyEvent(record.state, 'restart');
       for (const f of record.files) {
-        if (f.completed) continue;
         // The partial file on disk is the truth about how far the transfer got.
-        try {
-          f.bytesTransferred = statSync(f.partPath).size;
-        } catch {
-          f.bytesTransferred = 0;
-        }
+        if (!f.completed) f.bytesTransferred = partSize(f.partPath);
       }
     }
     for (const record of m.#jobs.values()) {
@@ -472,18 +416,12 @@ export class JobManager extends EventEmitter {
   }
 
   #persist(record: JobRecord): void {
-    const file = join(this.dir, `${record.id}.json`);
     this.#lastPersist.set(record.id, this.#now());
     this.#dirty.delete(record.id);
     try {
-      if (isFinal(record.state)) {
-        // BITS removes completed and cancelled jobs from its queue.
-        rmSync(file, { force: true });
-        return;
-      }
-      const tmp = `${file}.${process.pid}.tmp`;
-      writeFileSync(tmp, JSON.stringify(record, null, 2), { mode: 0o600 });
-      renameSync(tmp, file);
+      // BITS removes completed and cancelled jobs from its queue.
+      if (isFinal(record.state)) removeJobFile(this.dir, record.id);
+      else writeJobFile(this.dir, record);
     } catch (err) {
       this.#options.logger?.warn({ jobId: record.id, err }, 'cannot persist the job');
       this.emit('persistError', { id: record.id, error: err });
@@ -516,16 +454,17 @@ export class JobManager extends EventEmitter {
 
   #readLock(id: string): { pid: number; token: string } | undefined {
     try {
-      return JSON.parse(readFileSync(join(this.dir, `${id}.lock`), 'utf8')) as { pid: number; token: string };
+      return JSON.parse(readFileSync(jobFilePath(this.dir, id, '.lock'), 'utf8')) as { pid: number; token: string };
     } catch {
       return undefined;
     }
   }
 
   #acquire(record: JobRecord): boolean {
-    const path = join(this.dir, `${record.id}.lock`);
+    const path = jobFilePath(this.dir, record.id, '.lock');
     for (let i = 0; i < 2; i++) {
       try {
+        // O_EXCL makes it a new file, so its mode is 0600 (or less) whatever the umask.
         writeFileSync(path, JSON.stringify({ pid: process.pid, token: this.#token }), { flag: 'wx', mode: 0o600 });
         return true;
       } catch (err) {
@@ -538,7 +477,7 @@ export class JobManager extends EventEmitter {
   }
 
   #release(record: JobRecord): void {
-    if (this.#readLock(record.id)?.token === this.#token) rmSync(join(this.dir, `${record.id}.lock`), { force: true });
+    if (this.#readLock(record.id)?.token === this.#token) rmSync(jobFilePath(this.dir, record.id, '.lock'), { force: true });
   }
 
   #schedule(record: JobRecord): void {
@@ -601,11 +540,7 @@ export class JobManager extends EventEmitter {
         if (outcome.validators) file.validators = outcome.validators;
         // Bytes counted but not yet written when the connection broke are not there: the
         // partial file is what the next attempt continues from.
-        try {
-          file.bytesTransferred = statSync(file.partPath).size;
-        } catch {
-          file.bytesTransferred = 0;
-        }
+        file.bytesTransferred = partSize(file.partPath);
         const context = outcome.failure.hr >>> 16 === 0x8019 ? ErrorContext.REMOTE_FILE : outcome.failure.hr === HResult.E_ACCESSDENIED ? ErrorContext.LOCAL_FILE : ErrorContext.GENERAL_TRANSPORT;
         return this.#fail(record, outcome.failure, context, file.remoteUrl);
       }
@@ -704,6 +639,8 @@ export class JobManager extends EventEmitter {
     for (const f of record.files) {
       if (!f.completed) continue;
       try {
+        // Only the partial file itself moves into place, never a link someone put there.
+        if (!lstatSync(f.partPath).isFile()) return HResult.E_ACCESSDENIED;
         renameSync(f.partPath, f.localName);
       } catch (err) {
         return hresultFromFsError(err);
@@ -716,7 +653,23 @@ export class JobManager extends EventEmitter {
   #removeParts(record: JobRecord): void {
     for (const f of record.files) {
       if (record.state === JobState.ACKNOWLEDGED && f.completed) continue;
-      rmSync(f.partPath, { force: true });
+      // Unlinks a file or a link (never what a link names); leaves anything else alone.
+      try {
+        const st = lstatSync(f.partPath);
+        if (st.isFile() || st.isSymbolicLink()) rmSync(f.partPath, { force: true });
+      } catch {
+        // already gone
+      }
     }
+  }
+}
+
+/** The size of a partial file, 0 when there is none (or when it is not a regular file: a link is not followed). */
+function partSize(path: string): number {
+  try {
+    const st = lstatSync(path);
+    return st.isFile() ? st.size : 0;
+  } catch {
+    return 0;
   }
 }

@@ -1,6 +1,7 @@
 // How `certbound job watch` draws a transfer: a bar on a terminal, plain lines otherwise.
 // Pure functions of the job's progress; the CLI decides where and when to print.
-import { SIZE_UNKNOWN, type JobProgress } from './job-manager.js';
+import { SIZE_UNKNOWN } from './job-file.js';
+import type { JobProgress } from './job-manager.js';
 
 /** 1536 → "1.5 KiB" (IEC units, one decimal from KiB up). */
 export function formatBytes(n: number): string {

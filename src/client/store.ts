@@ -129,6 +129,8 @@ export interface StoreEntry {
   readonly privateKey?: KeyObject;
   /** True when the certificate allows client authentication (no EKU, or EKU with clientAuth). */
   readonly clientAuth: boolean;
+  /** The files that hold the private key or unlock it (the PEM or its sibling `.key`, the PKCS#12 file and its `.password`); empty without a key. */
+  readonly secretFiles: readonly string[];
 }
 
 /** A file of the store directory that could not be read, and why (an HRESULT). */
@@ -204,7 +206,7 @@ export async function openStore(location: unknown, storeName: string | null | un
   return { hr: HResult.S_OK, dir, entries, problems };
 }
 
-function makeEntry(file: string, format: StoreEntry['format'], ders: Buffer[], keys: KeyObject[]): StoreEntry | StoreProblem {
+function makeEntry(file: string, format: StoreEntry['format'], ders: Buffer[], keys: KeyObject[], keyFiles: readonly string[]): StoreEntry | StoreProblem {
   const certs = ders.map((d) => new X509Certificate(d));
   // The leaf is the certificate whose key is present; without a key, the first one.
   let leafIndex = certs.findIndex((c) => keys.some((k) => safeCheckKey(c, k)));
@@ -227,6 +229,7 @@ function makeEntry(file: string, format: StoreEntry['format'], ders: Buffer[], k
     notAfter: new Date(leaf.validTo),
     ...(privateKey ? { privateKey } : {}),
     clientAuth: allowsClientAuth(leaf),
+    secretFiles: Object.freeze(privateKey ? [...keyFiles] : []),
   });
 }
 
@@ -250,12 +253,14 @@ function readPemEntry(file: string): StoreEntry | StoreProblem {
   const format: StoreEntry['format'] = ders.length > 0 ? 'pem' : 'der';
   if (ders.length === 0) ders = [raw]; // a .cer may be DER
   const keys: KeyObject[] = [];
-  const keyTexts = [text];
+  const keyFiles: string[] = [];
+  const keyTexts: [string, string][] = [[file, text]];
   const sibling = join(file.slice(0, file.length - extname(file).length) + '.key');
-  if (existsSync(sibling)) keyTexts.push(readFileSync(sibling, 'latin1'));
-  for (const t of keyTexts) {
+  if (existsSync(sibling)) keyTexts.push([sibling, readFileSync(sibling, 'latin1')]);
+  for (const [source, t] of keyTexts) {
     for (const label of ['PRIVATE KEY', 'EC PRIVATE KEY', 'RSA PRIVATE KEY']) {
       for (const der of pemBlocks(t, label)) {
+        if (!keyFiles.includes(source)) keyFiles.push(source);
         try {
           keys.push(createPrivateKey({ key: der, format: 'der', type: label === 'PRIVATE KEY' ? 'pkcs8' : label === 'EC PRIVATE KEY' ? 'sec1' : 'pkcs1' }));
         } catch {
@@ -265,7 +270,7 @@ function readPemEntry(file: string): StoreEntry | StoreProblem {
     }
   }
   try {
-    return makeEntry(file, format, ders, keys);
+    return makeEntry(file, format, ders, keys, keyFiles);
   } catch (err) {
     return { file, hr: CRYPT_E_ASN1_BADTAG, message: `not a certificate: ${(err as Error).message}` };
   }
@@ -282,7 +287,7 @@ async function readPkcs12Entry(file: string, options: StoreOptions): Promise<Sto
   }
   const keys = result.privateKeys.map((k) => createPrivateKey({ key: k, format: 'der', type: 'pkcs8' }));
   try {
-    return makeEntry(file, 'pkcs12', result.certificates, keys);
+    return makeEntry(file, 'pkcs12', result.certificates, keys, existsSync(sidecar) ? [file, sidecar] : [file]);
   } catch (err) {
     return { file, hr: CRYPT_E_ASN1_BADTAG, message: (err as Error).message };
   }

@@ -64,9 +64,12 @@ export function classifyError(err: unknown, ctx: FailureContext): TransferFailur
     case 'ERR_STREAM_PREMATURE_CLOSE':
     case 'CB_PREMATURE_END':
       return { hr: HResult.ERROR_WINHTTP_CONNECTION_ERROR, transient: true, message };
+    // ELOOP, EISDIR: the partial file is a symbolic link (opened with O_NOFOLLOW) or a directory.
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':
+    case 'ELOOP':
+    case 'EISDIR':
       return { hr: HResult.E_ACCESSDENIED, transient: false, message };
     case 'ENOSPC':
       return { hr: E_DISK_FULL, transient: false, message };

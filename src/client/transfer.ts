@@ -5,7 +5,7 @@
 // 1.3 alerts, TLS 1.2 renegotiation).
 import { request, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import { createWriteStream, statSync, truncateSync } from 'node:fs';
+import { closeSync, constants, createWriteStream, lstatSync, openSync } from 'node:fs';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isIP } from 'node:net';
@@ -81,12 +81,20 @@ export function resumeHeaders(have: number, validators: Validators | undefined):
   return { range: `bytes=${have}-`, 'if-range': ifRange };
 }
 
+/** The partial file's size; 0 when it is absent or not a regular file (a link is not followed). */
 function fileSize(path: string): number {
   try {
-    return statSync(path).size;
+    const st = lstatSync(path);
+    return st.isFile() ? st.size : 0;
   } catch {
     return 0;
   }
+}
+
+/** Opens the partial file for writing without following a link there (ELOOP instead). */
+function openPart(path: string, mode: 'truncate' | 'append'): number {
+  const { O_WRONLY, O_CREAT, O_NOFOLLOW, O_TRUNC, O_APPEND } = constants;
+  return openSync(path, O_WRONLY | O_CREAT | O_NOFOLLOW | (mode === 'truncate' ? O_TRUNC : O_APPEND));
 }
 
 /** Runs one attempt. Never throws: failures come back as an outcome with an HRESULT. */
@@ -203,7 +211,11 @@ async function handleResponse(
   } else if (status === 416 && askedRange) {
     // The partial file no longer fits the resource: start over on the next attempt.
     res.resume();
-    truncateSync(options.partPath, 0);
+    try {
+      closeSync(openPart(options.partPath, 'truncate'));
+    } catch (err) {
+      return fail(err);
+    }
     return finish({ kind: 'failed', failure: { hr: HResult.BG_E_INVALID_SERVER_RESPONSE, transient: true, message: 'range not satisfiable; restarting the file' } });
   } else {
     res.resume();
@@ -219,8 +231,15 @@ async function handleResponse(
       cb(null, chunk);
     },
   });
+  let fd: number;
   try {
-    await pipeline(res, counter, createWriteStream(options.partPath, { flags: start === 0 ? 'w' : 'a' }));
+    fd = openPart(options.partPath, start === 0 ? 'truncate' : 'append');
+  } catch (err) {
+    res.destroy();
+    return fail(err, { validators, ...(total !== undefined ? { total } : {}) });
+  }
+  try {
+    await pipeline(res, counter, createWriteStream(options.partPath, { fd }));
   } catch (err) {
     return fail(err, { validators, ...(total !== undefined ? { total } : {}) });
   }

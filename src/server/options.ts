@@ -21,6 +21,17 @@ export const is = {
   function: ((v, p) => { if (typeof v !== 'function') bad(p, `expected a function, got ${show(v)}`); }) as Check,
   positiveInteger: ((v, p) => { if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) bad(p, `expected a positive integer, got ${show(v)}`); }) as Check,
   nonNegativeInteger: ((v, p) => { if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(p, `expected an integer >= 0, got ${show(v)}`); }) as Check,
+  nonNegativeNumber: ((v, p) => { if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) bad(p, `expected a finite number >= 0, got ${show(v)}`); }) as Check,
+  string: ((v, p) => { if (typeof v !== 'string') bad(p, `expected a string, got ${show(v)}`); }) as Check,
+  /** A string `re` matches entirely; `what` names it in the message ("a 40-digit hex thumbprint"). */
+  matching: (re: RegExp, what: string): Check => (v, p) => {
+    if (typeof v !== 'string' || !re.test(v)) bad(p, `expected ${what}, got ${show(v)}`);
+  },
+  /** A list whose every item passes `check` (each named `path[i]`). */
+  arrayOf: (check: Check): Check => (v, p) => {
+    if (!Array.isArray(v)) bad(p, `expected a list, got ${show(v)}`);
+    v.forEach((x, i) => check(x, `${p}[${i}]`));
+  },
   pem: ((v, p) => { if (typeof v !== 'string' && !Buffer.isBuffer(v)) bad(p, `expected PEM text (string or Buffer), got ${show(v)}`); }) as Check,
   pemList: ((v, p) => {
     const list = Array.isArray(v) ? v : [v];
@@ -50,19 +61,26 @@ export const is = {
   instanceOf: (cls: abstract new (...args: never[]) => unknown, name: string): Check => (v, p) => {
     if (!(v instanceof cls)) bad(p, `expected a ${name}`);
   },
-  shape: (schema: Schema): Check => (v, p) => validateOptions(schema, v, p),
+  /** An object checked against `schema`; the keys in `required` must be present. */
+  shape: (schema: Schema, required: readonly string[] = []): Check => (v, p) => {
+    if (v === undefined || v === null) bad(p, `expected an object, got ${show(v)}`);
+    validateOptions(schema, v, p, required);
+  },
 };
 
 /** key → check; every key not listed is an error. */
 export type Schema = Readonly<Record<string, Check>>;
 
 /**
- * Validates `options` against `schema`: unknown keys and bad values throw
- * CB_ERR_INVALID_OPTION with the key's path. `undefined` values count as absent.
+ * Validates `options` against `schema`: unknown keys, bad values and absent `required` keys
+ * throw CB_ERR_INVALID_OPTION with the key's path. `undefined` values count as absent.
  */
-export function validateOptions(schema: Schema, options: unknown, path: string): void {
-  if (options === undefined) return;
+export function validateOptions(schema: Schema, options: unknown, path: string, required: readonly string[] = []): void {
+  if (options === undefined && required.length === 0) return;
   if (typeof options !== 'object' || options === null || Array.isArray(options)) bad(path, `expected an object, got ${show(options)}`);
+  for (const key of required) {
+    if ((options as Record<string, unknown>)[key] === undefined) bad(path ? `${path}.${key}` : key, 'required, missing');
+  }
   for (const [key, value] of Object.entries(options)) {
     const check = Object.hasOwn(schema, key) ? schema[key] : undefined;
     const where = path ? `${path}.${key}` : key;
