@@ -1,9 +1,9 @@
 // Where verified OCSP responses are persisted so that a restart staples from the first
 // handshake, even while the responder is down. A small interface (as certmagic's Storage)
 // so a shared store can replace the file one without touching the schedule.
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, open, readdir, rm } from 'node:fs/promises';
+import { writeSecretFile } from '../secret-file.js';
 import { join } from 'node:path';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
@@ -38,8 +38,6 @@ export interface StapleStorage {
 
 const KEY = /^[0-9a-f]{64}$/;
 // Directory and files are certbound's state: only its own user reads or replaces them.
-const DIR_MODE = 0o700;
-const FILE_MODE = 0o600;
 // Not defined on Windows; there the lstat check alone guards (no symlinks without privileges).
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 // A FIFO swapped in after the lstat must not block open().
@@ -111,24 +109,10 @@ export class FileStapleStorage implements StapleStorage {
   }
 
   async store(key: string, der: Buffer): Promise<void> {
-    const final = join(this.dir, `${checkKey(key)}.ocsp`);
-    // mkdir's mode applies only to directories it creates, and through the umask: set it.
-    await mkdir(this.dir, { recursive: true, mode: DIR_MODE });
-    await chmod(this.dir, DIR_MODE);
-    // A fresh name, created exclusively: a leftover or planted file (or symlink) is never written through.
-    const tmp = `${final}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, FILE_MODE);
-    try {
-      await fh.chmod(FILE_MODE);
-      await fh.writeFile(der);
-      await fh.close();
-      // rename replaces whatever was at `final` (file or link) with this 0600 file.
-      await rename(tmp, final);
-    } catch (err) {
-      await fh.close().catch(() => {});
-      await rm(tmp, { force: true }).catch(() => {});
-      throw err;
-    }
+    // The one rule for files certbound keeps as its state (src/secret-file.ts): a 0700
+    // directory of this user, a 0600 file written under a fresh name and renamed into place,
+    // whatever the umask and whatever was there (a planted link is replaced, never written through).
+    writeSecretFile(join(this.dir, `${checkKey(key)}.ocsp`), der);
   }
 
   async delete(key: string): Promise<void> {
