@@ -16,6 +16,7 @@ export const ERRORS = Object.freeze({
   CB_ERR_PEM_MISSING: { statusCode: 500, message: 'Cannot read %s file %s: %s' },
   CB_ERR_PEM_INVALID: { statusCode: 500, message: 'The %s file %s holds no valid %s' },
   CB_ERR_KEY_MISMATCH: { statusCode: 500, message: 'The key in %s does not match the certificate in %s' },
+  CB_ERR_TLS_CONTEXT: { statusCode: 500, message: 'Node\'s TLS layer refused %s: %s' },
   CB_ERR_LISTEN: { statusCode: 500, message: 'Cannot listen on %s:%s: %s' },
   CB_ERR_CLIENT_CERT_REQUIRED: { statusCode: 403, message: 'A client certificate is required' },
   CB_ERR_CLIENT_CERT_UNTRUSTED: { statusCode: 403, message: 'The client certificate did not verify (%s)' },
@@ -28,7 +29,8 @@ export const ERRORS = Object.freeze({
   CB_ERR_BODY_TOO_LARGE: { statusCode: 413, message: 'The request body is larger than the route allows (%s bytes); an on-demand route reads it before asking for a certificate' },
   CB_ERR_NEGOTIATE_BODY: { statusCode: 500, message: 'A client certificate can only be negotiated once the request body has been read (use the route option, which negotiates in preHandler)' },
   CB_ERR_CHANNEL_BINDING: { statusCode: 403, message: 'No valid channel binding for this connection (%s): %s' },
-  CB_ERR_DEV_PKI: { statusCode: 500, message: 'Cannot create the dev PKI in %s: %s' },
+  CB_ERR_DEV_PKI: { statusCode: 500, message: 'Cannot use the dev PKI directory %s: %s' },
+  CB_ERR_OCSP_CACHE: { statusCode: 500, message: 'Cannot use the OCSP cache directory %s: %s' },
   CB_ERR_OCSP_CHAIN: { statusCode: 500, message: 'OCSP stapling needs the certificate chain, leaf first, then its issuer (%s)' },
   CB_ERR_OCSP_CLOSED: { statusCode: 500, message: 'The OCSP stapler is closed' },
   CB_ERR_PRIVATE_DIR: { statusCode: 500, message: 'Cannot use %s as a private directory (mode 0700, owned by this user): %s' },
@@ -36,6 +38,7 @@ export const ERRORS = Object.freeze({
   CB_ERR_SECRET_FILE_MODE: { statusCode: 500, message: 'The secret file %s is mode %s: group or others can access it (chmod 600 it)' },
   CB_ERR_JOB_FILE_INVALID: { statusCode: 500, message: 'Job file %s is not a valid job (%s); %s' },
   CB_ERR_JOB_FILE_UNSAFE: { statusCode: 500, message: 'Job file %s names a path outside its place (%s); %s' },
+  CB_ERR_INTERNAL: { statusCode: 500, message: 'Unexpected error (a bug in certbound: please report it with this line): %s' },
 } as const satisfies Record<string, ErrorSpec>);
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -11,6 +11,7 @@ import { pemBlocks } from '../tls/pem.js';
 import { cryptoEngine, pkijs } from '../tls/pkijs-engine.js';
 import { fetchDocument, fetchOcsp, type FetchOptions, type FetchResult, type OcspFetcher } from './fetch.js';
 import type { ChainInput } from './handle.js';
+import { CertboundError } from '../errors.js';
 import { buildOcspRequest, ocspUrlOf, parseCertificate, serialHex } from './request.js';
 import { StapleCache } from './staple-cache.js';
 import { verifyOcspResponse } from './validate.js';
@@ -108,6 +109,18 @@ function parseCrls(input: Buffer | string): pkijs.CertificateRevocationList[] {
   return ders.map((d) => pkijs.CertificateRevocationList.fromBER(d));
 }
 
+/** CRLs given as options: an entry without one, or one that does not parse, is CB_ERR_PEM_INVALID (never skipped: that would fail open). */
+function loadedCrls(input: Buffer | string, where: string): pkijs.CertificateRevocationList[] {
+  let crls: pkijs.CertificateRevocationList[];
+  try {
+    crls = parseCrls(input);
+  } catch (err) {
+    throw new CertboundError('CB_ERR_PEM_INVALID', ['CRL', where, 'X.509 CRL (it does not parse)'], { cause: err });
+  }
+  if (crls.length === 0) throw new CertboundError('CB_ERR_PEM_INVALID', ['CRL', where, 'CRL (PEM -----BEGIN X509 CRL----- or DER)']);
+  return crls;
+}
+
 /** Checks client certificates; keep one per server (its caches are shared by connections). */
 export class RevocationChecker {
   readonly #opts: RevocationOptions;
@@ -121,7 +134,7 @@ export class RevocationChecker {
     cryptoEngine();
     this.#opts = options;
     this.#now = options.now ?? Date.now;
-    this.#loadedCrls = (options.crls ?? []).flatMap(parseCrls);
+    this.#loadedCrls = (options.crls ?? []).flatMap((input, i, all) => loadedCrls(input, all.length > 1 ? `(revocation.crls option, entry ${i})` : '(revocation.crls option)'));
   }
 
   /**

@@ -3,6 +3,9 @@
 // TLS listeners, and reports the staple state for GET /connection. A certificate without an
 // OCSP URL, or whose issuer is not at hand, is logged once and served without a staple.
 import { X509Certificate } from 'node:crypto';
+import { access, mkdir, stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { CertboundError } from '../errors.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { Logger } from 'pino';
 import { pemBlocks } from '../tls/pem.js';
@@ -40,7 +43,10 @@ declare module 'fastify' {
 export interface ServerStapling {
   readonly stapler: OcspStapler;
   attach(server: TlsServer): void;
-  /** Opens the handle (first retrieval done, or persisted response reloaded). Never rejects. */
+  /**
+   * Opens the handle (first retrieval done, or persisted response reloaded). Rejects only with
+   * CB_ERR_OCSP_CACHE, when `cacheDir` cannot be created or written; an OCSP failure is logged.
+   */
   start(): Promise<void>;
   summary(): OcspStapleSummary | null;
   close(): Promise<void>;
@@ -63,6 +69,23 @@ function issuerChain(cert: Pem, extra: Pem[]): Buffer[] | undefined {
   return undefined;
 }
 
+/**
+ * Creates the OCSP cache directory, or checks the one there can be written: a cache that
+ * cannot be written would only show up in a warning at the first response, and as a restart
+ * that staples nothing while the responder is down.
+ */
+async function prepareCacheDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    await access(dir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? `a file that is not a directory is in the way (${e.code})` : e.code ?? e.message;
+    throw new CertboundError('CB_ERR_OCSP_CACHE', [dir, why], { cause: err });
+  }
+}
+
 /** Stapling for one server certificate. */
 export function createServerStapling(input: { cert: Pem; ca: Pem[]; options: ServerOcspOptions; logger: Logger }): ServerStapling {
   const { issuer, ...staplerOptions } = input.options;
@@ -74,6 +97,7 @@ export function createServerStapling(input: { cert: Pem; ca: Pem[]; options: Ser
     attach: (server) => { stapler.attach(server); },
     start() {
       started ??= (async () => {
+        if (staplerOptions.cacheDir !== undefined && staplerOptions.storage === undefined) await prepareCacheDir(staplerOptions.cacheDir);
         const chain = issuerChain(input.cert, [...(issuer ? [issuer] : []), ...input.ca]);
         if (!chain) {
           log.warn({ event: 'ocsp-skip', reason: 'no-issuer' }, 'OCSP stapling off: the issuer of the server certificate is not in cert, ocsp.issuer or ca');

@@ -6,14 +6,15 @@ import { parseArgs } from 'node:util';
 import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
-import { createDevPki, ensureDevPki } from '../tls/dev-pki.js';
-import { assertKeyMatches, loadCertificates, loadPrivateKey } from '../tls/pem.js';
+import { createDevPki, DEV_OCSP_CACHE_DIR, ensureDevPki } from '../tls/dev-pki.js';
+import { assertKeyMatches, loadCertificates, loadCrlText, loadPrivateKey } from '../tls/pem.js';
+import { checkServable, crlsOf } from '../tls/secure-context.js';
 import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
 import { createServer, type CertboundServer } from './server.js';
 import { runClientCli } from '../client/cli.js';
 import cluster from 'node:cluster';
 import { fileURLToPath } from 'node:url';
-import { createHash } from 'node:crypto';
+import { createHash, type X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { pemBlocks } from '../tls/pem.js';
@@ -23,7 +24,7 @@ import { defaultWorkerCount, joinPrimary, startPrimary, workerEpoch, workerIndex
 import { resolveSettings } from '../ocsp/schedule.js';
 import { setConnectionIdPrefix } from './registry.js';
 import { join } from 'node:path';
-import { devStaplingSettings, runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
+import { devResponderPort, devStaplingSettings, runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
 import type { DevOcspResponder } from '../ocsp/responder.js';
 import { CertCheckMode } from '../ocsp/revocation.js';
 
@@ -66,26 +67,92 @@ function parse(args: string[], options: ReturnType<typeof serveArgSpec>, allowPo
 
 interface Loaded { cert: string; key: string; ca: string[]; crl: string[]; dev: boolean; devDir?: string }
 
+/**
+ * Reads and checks every TLS file of `serve` (the dev PKI's when --cert is absent, created or
+ * reused): each problem is a CB_ERR_* naming the file, before anything starts.
+ */
 async function loadTlsMaterial(cfg: ServeConfig): Promise<Loaded> {
+  let certPath: string;
+  let keyPath: string;
+  let devDir: string | undefined;
+  let devCa: string | undefined;
   if (cfg.cert && cfg.key) {
-    const cert = loadCertificates(cfg.cert, 'certificate');
-    const key = loadPrivateKey(cfg.key);
-    const leaf = cert.certs[0];
-    if (leaf) assertKeyMatches(leaf, key.key, cfg.key, cfg.cert);
-    const ca = (cfg.ca ?? []).map((p) => loadCertificates(p, 'CA').pem);
-    const crl = (cfg.crl ?? []).map((p) => {
-      try {
-        return readFileSync(p, 'utf8');
-      } catch (err) {
-        throw new CertboundError('CB_ERR_PEM_MISSING', ['CRL', p, (err as NodeJS.ErrnoException).code ?? '']);
-      }
-    });
-    return { cert: cert.pem, key: key.pem, ca, crl, dev: false };
+    certPath = cfg.cert;
+    keyPath = cfg.key;
+  } else {
+    const { paths, created, tightened } = await ensureDevPki(resolve(cfg.devPkiDir));
+    if (created) console.log(`certbound: created a dev PKI in ${paths.dir}`);
+    if (tightened.length > 0) console.log(`certbound: ${tightened.join(', ')} in ${paths.dir} could be read by other users: now mode 0600 (delete the directory for new keys)`);
+    ({ server: certPath, serverKey: keyPath, caBundle: devCa, dir: devDir } = paths);
   }
-  const { paths, created } = await ensureDevPki(resolve(cfg.devPkiDir));
-  if (created) console.log(`certbound: created a dev PKI in ${paths.dir}`);
-  const ca = cfg.ca ? cfg.ca.map((p) => loadCertificates(p, 'CA').pem) : [readFileSync(paths.caBundle, 'utf8')];
-  return { cert: readFileSync(paths.server, 'utf8'), key: readFileSync(paths.serverKey, 'utf8'), ca, crl: [], dev: true, devDir: paths.dir };
+  const cert = loadCertificates(certPath, 'certificate');
+  const key = loadPrivateKey(keyPath);
+  assertKeyMatches(cert.certs[0] as X509Certificate, key.key, keyPath, certPath);
+  checkServable({ cert: cert.pem, key: key.pem }, `${certPath}, ${keyPath}`);
+  const ca = cfg.ca ? cfg.ca.map((p) => loadCertificates(p, 'CA').pem) : devCa ? [loadCertificates(devCa, 'CA').pem] : [];
+  const crl = (cfg.crl ?? []).flatMap((p) => crlsOf(loadCrlText(p), p));
+  return { cert: cert.pem, key: key.pem, ca, crl, dev: devDir !== undefined, ...(devDir !== undefined ? { devDir } : {}) };
+}
+
+/** The options of createServer for this configuration (the same in one process, a cluster primary's check and its workers). */
+function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServerOptions, 'ocsp' | 'tls' | 'stapleSource' | 'logger'>): CreateServerOptions {
+  return {
+    cert: loaded.cert,
+    key: loaded.key,
+    ca: loaded.ca,
+    ...(loaded.crl.length > 0 ? { crl: loaded.crl } : {}),
+    clientAuth: cfg.clientAuth,
+    ...(cfg.mapper ? { mapper: cfg.mapper } : {}),
+    logger: { level: cfg.logLevel },
+    underPressure: cfg.maxEventLoopDelay > 0 ? { maxEventLoopDelay: cfg.maxEventLoopDelay } : { maxEventLoopDelay: 0 },
+    handshakeTimeout: cfg.handshakeTimeout,
+    negotiationTimeout: cfg.negotiationTimeout,
+    ...(cfg.clientRevocation !== 'off' ? {
+      revocation: {
+        certCheckMode: cfg.clientRevocation === 'cached-only' ? CertCheckMode.CACHED_ONLY : CertCheckMode.CHECK,
+        failMode: cfg.revocationFailMode,
+        ...(loaded.crl.length > 0 ? { crls: loaded.crl } : {}),
+      },
+    } : {}),
+    ...(cfg.onDemandHosts ? { onDemandHosts: cfg.onDemandHosts } : {}),
+    referenceRoutes: true,
+    ...extra,
+  };
+}
+
+/**
+ * With the dev PKI, the dev OCSP responder, on the port the dev server certificate names, so
+ * the demo staples from the first handshake. A port already taken (another certbound, or
+ * `certbound ocsp-responder`) is not an error: stapling uses whatever answers there.
+ */
+async function startDevResponder(loaded: Loaded, validityMinutes: number): Promise<DevOcspResponder | undefined> {
+  if (!loaded.devDir) return undefined;
+  return startDevPkiResponder(loaded.devDir, { validityMinutes, port: devResponderPort(loaded.devDir) }).catch((err: unknown) => {
+    if (!isCertboundError(err, 'CB_ERR_LISTEN')) throw err;
+    const cause = err.cause as NodeJS.ErrnoException | undefined;
+    console.error(`certbound: dev OCSP responder not started (${cause?.code ?? err.message}); stapling uses whatever answers on the AIA URL`);
+    return undefined;
+  });
+}
+
+/**
+ * What start-up has started so far, closed in reverse order when a later step fails: a dev
+ * responder left listening would keep the process alive after the error line.
+ */
+class StartedResources {
+  readonly #closers: (() => Promise<void>)[] = [];
+  add(close: () => Promise<void>): void {
+    this.#closers.push(close);
+  }
+  async closeAll(): Promise<void> {
+    for (const close of this.#closers.splice(0).reverse()) await close().catch(() => {});
+  }
+}
+
+/** `close` run at most once, however many owners call it. */
+function once(close: () => Promise<void>): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return () => (closing ??= close());
 }
 
 function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: CertboundServer): string {
@@ -121,57 +188,33 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
   }
   const cfg = resolveServeConfig(values);
   const loaded = await loadTlsMaterial(cfg);
-  // With the dev PKI, the dev OCSP responder runs in-process so the demo staples from the first handshake.
-  let devResponder: DevOcspResponder | undefined;
   const validityMinutes = validityFromEnv();
-  // In a cluster the primary runs the responder and the stapler (servePrimary).
-  if (loaded.dev && loaded.devDir && !worker) {
-    devResponder = await startDevPkiResponder(loaded.devDir, { validityMinutes }).catch((err: NodeJS.ErrnoException) => {
-      console.error(`certbound: dev OCSP responder not started (${err.code ?? err.message}); stapling uses whatever answers on the AIA URL`);
-      return undefined;
-    });
-  }
-  const server = createServer({
-    cert: loaded.cert,
-    key: loaded.key,
-    ca: loaded.ca,
-    ...(loaded.crl.length > 0 ? { crl: loaded.crl } : {}),
-    clientAuth: cfg.clientAuth,
-    ...(cfg.mapper ? { mapper: cfg.mapper } : {}),
-    logger: { level: cfg.logLevel },
-    underPressure: cfg.maxEventLoopDelay > 0 ? { maxEventLoopDelay: cfg.maxEventLoopDelay } : { maxEventLoopDelay: 0 },
-    handshakeTimeout: cfg.handshakeTimeout,
-    negotiationTimeout: cfg.negotiationTimeout,
-    ...(cfg.clientRevocation !== 'off' ? {
-      revocation: {
-        certCheckMode: cfg.clientRevocation === 'cached-only' ? CertCheckMode.CACHED_ONLY : CertCheckMode.CHECK,
-        failMode: cfg.revocationFailMode,
-        ...(loaded.crl.length > 0 ? { crls: loaded.crl } : {}),
-      },
-    } : {}),
-    ...(cfg.onDemandHosts ? { onDemandHosts: cfg.onDemandHosts } : {}),
-    referenceRoutes: true,
-    ocsp: worker ? false : staplingOptions(loaded, validityMinutes),
-    // Cluster workers share the primary's session-ticket keys and staples, on every listener (src/server/cluster.ts).
-    ...(worker ? { tls: { ticketKeys: worker.ticketKeys }, stapleSource: worker } : {}),
-  });
-  if (worker) worker.follow(server);
-  if (devResponder) {
-    const r = devResponder;
-    server.app.addHook('onClose', async () => { await r.close(); });
-  }
-  const addr = await server.listen({ host: cfg.host, port: cfg.port }).catch(async (err: unknown) => {
-    await devResponder?.close();
+  const started = new StartedResources();
+  try {
+    // In a cluster the primary runs the responder and the stapler (servePrimary).
+    const devResponder = worker ? undefined : await startDevResponder(loaded, validityMinutes);
+    const closeResponder = devResponder ? once(() => devResponder.close()) : undefined;
+    if (closeResponder) started.add(closeResponder);
+    const server = createServer(serverOptions(cfg, loaded, worker
+      // Cluster workers share the primary's session-ticket keys and staples, on every listener (src/server/cluster.ts).
+      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, stapleSource: worker }
+      : { ocsp: staplingOptions(loaded, validityMinutes) }));
+    started.add(() => server.close());
+    if (worker) worker.follow(server);
+    if (closeResponder) server.app.addHook('onClose', closeResponder);
+    const addr = await server.listen({ host: cfg.host, port: cfg.port });
+    onListening?.(server);
+    // In a cluster the primary prints the banner once.
+    if (!worker) console.log(banner(cfg, addr.port, loaded, server));
+    return server;
+  } catch (err) {
+    await started.closeAll();
     throw err;
-  });
-  onListening?.(server);
-  // In a cluster the primary prints the banner once.
-  if (!worker) console.log(banner(cfg, addr.port, loaded, server));
-  return server;
+  }
 }
 
 function staplingOptions(loaded: Loaded, validityMinutes: number): CreateServerOptions['ocsp'] {
-  return loaded.dev && loaded.devDir ? { cacheDir: join(loaded.devDir, 'ocsp-cache'), settings: devStaplingSettings(validityMinutes) } : true;
+  return loaded.devDir ? { cacheDir: join(loaded.devDir, DEV_OCSP_CACHE_DIR), settings: devStaplingSettings(validityMinutes) } : true;
 }
 
 /**
@@ -197,23 +240,36 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   const { values } = parse(args, serveArgSpec(), false);
   const cfg = resolveServeConfig(values);
   const loaded = await loadTlsMaterial(cfg);
+  // The workers build the same server: a mistake in the options (a mapper, a CRL) is found
+  // here once, as one line, instead of once per worker.
+  await createServer(serverOptions(cfg, loaded, { ocsp: false, logger: false })).close();
   // The workers' listen goes through the primary; a port in use would fail in every worker,
   // each with its own line. Found here once, before any worker starts.
   await assertCanListen(cfg.host, cfg.port);
   const validityMinutes = validityFromEnv();
-  const devResponder = loaded.dev && loaded.devDir
-    ? await startDevPkiResponder(loaded.devDir, { validityMinutes }).catch((err: NodeJS.ErrnoException) => {
-      console.error(`certbound: dev OCSP responder not started (${err.code ?? err.message}); stapling uses whatever answers on the AIA URL`);
-      return undefined;
-    })
-    : undefined;
+  const started = new StartedResources();
+  let primary: ReturnType<typeof startPrimary>;
+  let stapling: ReturnType<typeof createServerStapling>;
+  let devResponder: DevOcspResponder | undefined;
   const ocsp = staplingOptions(loaded, validityMinutes);
-  const stapling = createServerStapling({ cert: loaded.cert, ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: pino({ level: cfg.logLevel }) });
+  try {
+    devResponder = await startDevResponder(loaded, validityMinutes);
+    const r = devResponder;
+    if (r) started.add(() => r.close());
+    stapling = createServerStapling({ cert: loaded.cert, ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: pino({ level: cfg.logLevel }) });
+    const s = stapling;
+    started.add(() => s.close());
+    // As in one process, the first retrieval (or the persisted response) comes before the workers listen.
+    await stapling.start();
+    // Workers run the bin (never the script that called main(), e.g. a test file).
+    const bin = fileURLToPath(new URL('../../bin/certbound.js', import.meta.url));
+    primary = startPrimary({ workers, exec: bin, args: ['serve', ...args], ticketKeyRotationMs: cfg.ticketKeyRotation, log: (m) => console.error(`certbound: ${m}`) });
+  } catch (err) {
+    await started.closeAll();
+    throw err;
+  }
   // Workers apply the same minimum validity before serving a relayed staple.
   const minValiditySeconds = resolveSettings(ocsp === true || !ocsp ? {} : ocsp.settings).SrvOcspRespMinValiditySeconds;
-  // Workers run the bin (never the script that called main(), e.g. a test file).
-  const bin = fileURLToPath(new URL('../../bin/certbound.js', import.meta.url));
-  const primary = startPrimary({ workers, exec: bin, args: ['serve', ...args], ticketKeyRotationMs: cfg.ticketKeyRotation, log: (m) => console.error(`certbound: ${m}`) });
   // One stapler per machine: every update goes to every worker (and to workers started later).
   const leafDer = pemBlocks(loaded.cert, 'CERTIFICATE')[0];
   if (leafDer) {
@@ -223,7 +279,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
       primary.relayStaple(leafSha256, stapling.stapler.stapleFor(leafDer) ?? null, state?.nextUpdate ? new Date(state.nextUpdate) : null, minValiditySeconds);
     };
     stapling.stapler.on('update', relay);
-    void stapling.start().then(relay);
+    relay();
   }
   const stop = () => { void primary.close(); };
   process.once('SIGINT', stop);
@@ -264,9 +320,20 @@ async function serveWorker(args: string[]): Promise<number | undefined> {
   return undefined;
 }
 
+/**
+ * Any error as a CertboundError: an error without a code (a bug, or a failure nothing
+ * expected) becomes CB_ERR_INTERNAL with its message, so that no start-up line lacks a code.
+ */
+function startupError(err: unknown): CertboundError {
+  if (isCertboundError(err)) return err;
+  const message = err instanceof Error ? `${err.message}${(err as NodeJS.ErrnoException).code ? ` (${(err as NodeJS.ErrnoException).code})` : ''}` : String(err);
+  return new CertboundError('CB_ERR_INTERNAL', [message], { cause: err });
+}
+
+/** Prints the one start-up error line, `certbound: CODE: message`, and answers the exit code 1. */
 function fail(err: unknown): number {
-  if (isCertboundError(err)) console.error(`certbound: ${err.code}: ${err.message}`);
-  else console.error(`certbound: ${(err as Error)?.message ?? String(err)}`);
+  const e = startupError(err);
+  console.error(`certbound: ${e.code}: ${e.message.replace(/\s*\n\s*/g, ' ')}`);
   return 1;
 }
 

@@ -50,7 +50,7 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'cert', flag: 'cert', kind: 'string', description: 'PEM file with the server certificate, optionally followed by its chain. Without it the embedded dev PKI is used.' },
   { key: 'key', flag: 'key', kind: 'string', description: 'PEM file with the private key of --cert.' },
   { key: 'ca', flag: 'ca', kind: 'string[]', description: 'PEM file(s) with the trusted client CAs and intermediates (repeatable).' },
-  { key: 'crl', flag: 'crl', kind: 'string[]', description: 'PEM CRL file(s), one per CA of the client chains (repeatable).' },
+  { key: 'crl', flag: 'crl', kind: 'string[]', description: 'PEM CRL file(s) of the CAs of the client chains (repeatable; a file may hold several CRLs). Used with the dev PKI too.' },
   { key: 'clientAuth', flag: 'client-auth', kind: 'enum', values: CLIENT_AUTH_MODES, default: DEFAULTS.clientAuth, description: 'Client-certificate mode: none, optional, require, accept-untrusted.' },
   { key: 'devPkiDir', flag: 'dev-pki-dir', kind: 'string', default: DEFAULTS.devPkiDir, description: 'Where the embedded dev PKI is created on first run (used when --cert is not given).' },
   { key: 'logLevel', flag: 'log-level', kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: DEFAULTS.logLevel, description: 'pino log level.' },

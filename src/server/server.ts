@@ -1,6 +1,6 @@
 // createServer: an HTTPS server on fastify 5 that owns its TLS server (serverFactory), a
 // connection registry and a request queue, with under-pressure load shedding and pino logs.
-import { constants as cryptoConstants, createPrivateKey, X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants, type X509Certificate } from 'node:crypto';
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,7 +14,8 @@ import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { tlsOptionsForMode, type ClientAuthMode } from '../tls/client-auth.js';
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
-import { pemBlocks } from '../tls/pem.js';
+import { parseCertificates, parsePrivateKey } from '../tls/pem.js';
+import { checkServable, crlsOf, makeTlsListener } from '../tls/secure-context.js';
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { installCertbound, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
@@ -36,7 +37,7 @@ export interface CreateServerOptions {
   key: Pem;
   /** Trusted client CAs and intermediates (PEM). */
   ca?: Pem | Pem[];
-  /** CRLs (PEM), one per CA of the client chains (Node reads only the first CRL of a buffer). */
+  /** CRLs (PEM) of the CAs of the client chains; an entry may hold several (certbound hands Node one per CRL, as it reads only the first of each). */
   crl?: Pem | Pem[];
   /** Client-certificate mode at handshake. Default: 'optional'. */
   clientAuth?: ClientAuthMode;
@@ -125,24 +126,17 @@ function asList(v: Pem | Pem[] | undefined): Pem[] {
   return v === undefined ? [] : Array.isArray(v) ? v : [v];
 }
 
-/** Throws CB_ERR_* when the certificate or key is unusable or they do not match. */
-function checkIdentity(cert: Pem, key: Pem): void {
-  const ders = pemBlocks(cert.toString(), 'CERTIFICATE');
-  const leafDer = ders[0];
-  if (!leafDer) throw new CertboundError('CB_ERR_PEM_INVALID', ['certificate', '(cert option)', 'PEM certificate']);
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(leafDer);
-  } catch {
-    throw new CertboundError('CB_ERR_PEM_INVALID', ['certificate', '(cert option)', 'X.509 certificate']);
-  }
-  let k;
-  try {
-    k = createPrivateKey(key);
-  } catch {
-    throw new CertboundError('CB_ERR_PEM_INVALID', ['key', '(key option)', 'private key']);
-  }
+/**
+ * Throws CB_ERR_* when the certificate chain, the key (with `tls.passphrase`) or the CAs do
+ * not parse, the key is not the certificate's, or Node cannot serve them. Node itself would
+ * skip a CA block it cannot parse without a word.
+ */
+function checkTlsMaterial(cert: Pem, key: Pem, ca: Pem[], passphrase: string | undefined): void {
+  const leaf = parseCertificates(cert.toString(), 'certificate', '(cert option)')[0] as X509Certificate;
+  const k = parsePrivateKey(key, '(key option)', passphrase);
   if (!leaf.checkPrivateKey(k)) throw new CertboundError('CB_ERR_KEY_MISMATCH', ['(key option)', '(cert option)']);
+  ca.forEach((pem, i) => parseCertificates(pem.toString(), 'CA', ca.length > 1 ? `(ca option, entry ${i})` : '(ca option)'));
+  checkServable({ cert, key, ...(passphrase !== undefined ? { passphrase } : {}) }, 'cert and key options');
 }
 
 function makeLogger(option: CreateServerOptions['logger']): Logger {
@@ -157,8 +151,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   if (options.cert === undefined || options.key === undefined) throw new CertboundError('CB_ERR_INVALID_OPTION', [options.cert === undefined ? 'cert' : 'key', 'is required']);
   if (options.ocsp && options.stapleSource) throw new CertboundError('CB_ERR_INVALID_OPTION', ['stapleSource', 'cannot be combined with ocsp']);
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
-  checkIdentity(options.cert, options.key);
   const ca = asList(options.ca);
+  checkTlsMaterial(options.cert, options.key, ca, options.tls?.passphrase);
+  const crl = asList(options.crl).flatMap((pem, i, all) => crlsOf(pem, all.length > 1 ? `(crl option, entry ${i})` : '(crl option)'));
   if (clientAuth !== 'none' && clientAuth !== 'accept-untrusted' && ca.length === 0) {
     throw new CertboundError('CB_ERR_INVALID_OPTION', ['ca', `client-auth ${clientAuth} needs the trusted client CAs`]);
   }
@@ -180,7 +175,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     cert: options.cert,
     key: options.key,
     ...(ca.length > 0 ? { ca } : {}),
-    ...(options.crl !== undefined ? { crl: asList(options.crl) } : {}),
+    ...(crl.length > 0 ? { crl } : {}),
     ...tlsOptionsForMode(clientAuth),
     handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs,
     ...(options.http2 ? {} : { ALPNProtocols: ['http/1.1'] }),
@@ -208,9 +203,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     },
     serverFactory: (h) => {
       handler = h;
-      server = options.http2
+      server = makeTlsListener(() => (options.http2
         ? (createHttp2Server({ ...tlsOptions, allowHTTP1: true }, h as never) as unknown as HttpsServer)
-        : createHttpsServer(tlsOptions, h);
+        : createHttpsServer(tlsOptions, h)));
       return server;
     },
   });
@@ -230,7 +225,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   const onDemandHosts = options.onDemandHosts ?? [];
   if (onDemandHosts.length > 0) {
     // The TLS 1.2 twin: same certificates and handler, renegotiation possible.
-    const capped = createHttpsServer({ ...tlsOptions, maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, handler);
+    const capped = makeTlsListener(() => createHttpsServer({ ...tlsOptions, maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, handler));
     addListener(capped);
     const cappedSockets = new Set<TLSSocket>();
     capped.on('secureConnection', (s: TLSSocket) => {

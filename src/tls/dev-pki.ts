@@ -1,12 +1,14 @@
 // The dev PKI: a root CA, a client-issuing intermediate, a server certificate for localhost
 // and 127.0.0.1, and client certificates for each verdict (valid, expired, untrusted CA,
 // no clientAuth usage). Made with pkijs; used by `certbound dev-pki` and `npm start`.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// Its private keys are 0600 in a 0700 directory, whatever the umask or what was there.
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { DEFAULTS } from '../defaults.js';
-import { CertboundError } from '../errors.js';
+import { CertboundError, isCertboundError } from '../errors.js';
 import { issueCertificate, OID, type IssuedCertificate } from './cert-builder.js';
+import { ensurePrivateDir, tightenSecretFile, writeFileExact, writeSecretFile } from './secret-file.js';
 
 /** Default port of the dev OCSP responder named in the server certificate's AIA: DEFAULTS.devOcspPort. */
 export const DEV_OCSP_PORT = DEFAULTS.devOcspPort;
@@ -33,6 +35,44 @@ export const DEV_PKI_FILES = Object.freeze({
   untrustedCaKey: 'untrusted-ca.key',
 });
 
+/** The dev OCSP responder's delegated certificate, issued on first use (src/ocsp/dev-responder.ts). */
+export const DEV_OCSP_RESPONDER_FILES = Object.freeze({ cert: 'ocsp-responder.pem', key: 'ocsp-responder.key' });
+
+/** Where `certbound serve` keeps its OCSP responses inside the dev PKI directory. */
+export const DEV_OCSP_CACHE_DIR = 'ocsp-cache';
+
+/** Every private-key file a dev PKI directory may hold. */
+const KEY_FILES: readonly string[] = [...Object.values(DEV_PKI_FILES).filter((f) => f.endsWith('.key')), DEV_OCSP_RESPONDER_FILES.key];
+
+const DEV_PKI_ENTRIES: ReadonlySet<string> = new Set([...Object.values(DEV_PKI_FILES), ...Object.values(DEV_OCSP_RESPONDER_FILES), DEV_OCSP_CACHE_DIR]);
+
+/** What a dev PKI directory may hold: its files, the responder's, the OCSP cache, and temporary files of an interrupted write. */
+function isDevPkiEntry(name: string): boolean {
+  return DEV_PKI_ENTRIES.has(name) || /\.(pem|key)\.\d+\.[0-9a-f]+\.tmp$/.test(name);
+}
+
+/** A failure in the dev PKI directory `dir` (reading, writing, a key that does not load) as CB_ERR_DEV_PKI. */
+export function devPkiError(dir: string, err: unknown): CertboundError {
+  if (isCertboundError(err, 'CB_ERR_DEV_PKI')) return err;
+  return new CertboundError('CB_ERR_DEV_PKI', [dir, (err as Error)?.message ?? String(err)], { cause: err });
+}
+
+function inDevPkiDir<T>(dir: string, step: () => T): T {
+  try {
+    return step();
+  } catch (err) {
+    throw devPkiError(dir, err);
+  }
+}
+
+/**
+ * Makes the dev PKI directory private (created 0700; an existing one narrowed to 0700 when it
+ * holds only dev PKI files, refused with CB_ERR_DEV_PKI when it is shared with other files).
+ */
+function ensureDevPkiDir(dir: string): void {
+  inDevPkiDir(dir, () => ensurePrivateDir(dir, { ownEntry: isDevPkiEntry }));
+}
+
 export type DevPkiPaths = { readonly [K in keyof typeof DEV_PKI_FILES]: string } & { readonly dir: string };
 
 export interface DevPkiOptions {
@@ -51,11 +91,7 @@ export function devPkiPaths(dir: string): DevPkiPaths {
 /** Writes a fresh dev PKI into `dir` (created if needed) and returns the file paths. */
 export async function createDevPki(dir: string, options: DevPkiOptions = {}): Promise<DevPkiPaths> {
   const paths = devPkiPaths(dir);
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    throw new CertboundError('CB_ERR_DEV_PKI', [dir, (err as Error).message]);
-  }
+  ensureDevPkiDir(dir);
   const org = 'certbound dev';
   const day = 24 * 60 * 60 * 1000;
   const root = await issueCertificate({ subject: { commonName: 'certbound dev root CA', organization: org }, ca: true, notAfter: new Date(Date.now() + 3650 * day) });
@@ -79,21 +115,32 @@ export async function createDevPki(dir: string, options: DevPkiOptions = {}): Pr
   const untrustedCa = await issueCertificate({ subject: { commonName: 'certbound untrusted CA', organization: 'elsewhere' }, ca: true });
   const untrusted = await issueCertificate({ subject: { commonName: 'dev-client-untrusted', organization: 'elsewhere' }, issuer: untrustedCa, extKeyUsage: [OID.clientAuth] });
 
-  const write = (path: string, text: string, secret = false) => writeFileSync(path, text, { mode: secret ? 0o600 : 0o644 });
+  // Every file is a new one renamed into place: a key file that was there (0644, say) does not lend it its mode.
   const pair = (cert: string, key: string, c: IssuedCertificate, chain: IssuedCertificate[] = []) => {
-    write(cert, c.pem + chain.map((x) => x.pem).join(''));
-    write(key, c.keyPem, true);
+    writeFileExact(cert, c.pem + chain.map((x) => x.pem).join(''), 0o644);
+    writeSecretFile(key, c.keyPem);
   };
-  pair(paths.rootCa, paths.rootCaKey, root);
-  pair(paths.clientCa, paths.clientCaKey, clientCa);
-  write(paths.caBundle, root.pem + clientCa.pem);
-  pair(paths.server, paths.serverKey, server);
-  pair(paths.client, paths.clientKey, client, [clientCa]);
-  pair(paths.clientExpired, paths.clientExpiredKey, expired, [clientCa]);
-  pair(paths.clientWrongUsage, paths.clientWrongUsageKey, wrongUsage, [clientCa]);
-  pair(paths.untrustedCa, paths.untrustedCaKey, untrustedCa);
-  pair(paths.clientUntrusted, paths.clientUntrustedKey, untrusted);
+  inDevPkiDir(dir, () => {
+    pair(paths.rootCa, paths.rootCaKey, root);
+    pair(paths.clientCa, paths.clientCaKey, clientCa);
+    writeFileExact(paths.caBundle, root.pem + clientCa.pem, 0o644);
+    pair(paths.server, paths.serverKey, server);
+    pair(paths.client, paths.clientKey, client, [clientCa]);
+    pair(paths.clientExpired, paths.clientExpiredKey, expired, [clientCa]);
+    pair(paths.clientWrongUsage, paths.clientWrongUsageKey, wrongUsage, [clientCa]);
+    pair(paths.untrustedCa, paths.untrustedCaKey, untrustedCa);
+    pair(paths.clientUntrusted, paths.clientUntrustedKey, untrusted);
+  });
   return paths;
+}
+
+/**
+ * The private-key files of the dev PKI in `dir` that group or others could read, brought to
+ * 0600 (and the directory to 0700). Returns their names. Throws CB_ERR_DEV_PKI when it cannot.
+ */
+function tightenDevPki(dir: string): string[] {
+  ensureDevPkiDir(dir);
+  return inDevPkiDir(dir, () => KEY_FILES.filter((f) => existsSync(join(dir, f)) && tightenSecretFile(join(dir, f))));
 }
 
 /** True when `dir` holds a complete dev PKI whose server and client certificates are still valid. */
@@ -108,8 +155,12 @@ export function devPkiUsable(dir: string): boolean {
   }
 }
 
-/** The dev PKI in `dir`, created on first use (or when it is incomplete or about to expire). */
-export async function ensureDevPki(dir: string, options: DevPkiOptions = {}): Promise<{ paths: DevPkiPaths; created: boolean }> {
-  if (devPkiUsable(dir)) return { paths: devPkiPaths(dir), created: false };
-  return { paths: await createDevPki(dir, options), created: true };
+/**
+ * The dev PKI in `dir`, created on first use (or when it is incomplete or about to expire).
+ * A dev PKI that is reused has its key files tightened to 0600 and its directory to 0700:
+ * `tightened` names the key files that group or others could read until then.
+ */
+export async function ensureDevPki(dir: string, options: DevPkiOptions = {}): Promise<{ paths: DevPkiPaths; created: boolean; tightened: string[] }> {
+  if (devPkiUsable(dir)) return { paths: devPkiPaths(dir), created: false, tightened: tightenDevPki(dir) };
+  return { paths: await createDevPki(dir, options), created: true, tightened: [] };
 }

@@ -29,29 +29,55 @@ function readText(path: string, what: string): string {
   }
 }
 
-/** Certificates of a PEM file (leaf first), each parsed; throws CB_ERR_PEM_* when none is valid. */
-export function loadCertificates(path: string, what = 'certificate'): { pem: string; certs: X509Certificate[] } {
-  const pem = readText(path, what);
+/**
+ * Every certificate of PEM text (leaf first), parsed. Throws CB_ERR_PEM_INVALID naming `what`
+ * and `where` (a file, or an option) when there is none or a block does not parse: Node's TLS
+ * layer would skip such a CA block without a word.
+ */
+export function parseCertificates(pem: string, what: string, where: string): X509Certificate[] {
   const ders = pemBlocks(pem, 'CERTIFICATE');
-  if (ders.length === 0) throw new CertboundError('CB_ERR_PEM_INVALID', [what, path, 'PEM certificate']);
-  const certs = ders.map((der) => {
+  if (ders.length === 0) throw new CertboundError('CB_ERR_PEM_INVALID', [what, where, 'PEM certificate']);
+  return ders.map((der) => {
     try {
       return new X509Certificate(der);
     } catch {
-      throw new CertboundError('CB_ERR_PEM_INVALID', [what, path, 'X.509 certificate (a block does not parse)']);
+      throw new CertboundError('CB_ERR_PEM_INVALID', [what, where, 'X.509 certificate (a block does not parse)']);
     }
   });
-  return { pem, certs };
 }
 
-/** A private key from a PEM file; throws CB_ERR_PEM_* when absent or unparsable. */
+/** Certificates of a PEM file (leaf first), each parsed; throws CB_ERR_PEM_* when none is valid. */
+export function loadCertificates(path: string, what = 'certificate'): { pem: string; certs: X509Certificate[] } {
+  const pem = readText(path, what);
+  return { pem, certs: parseCertificates(pem, what, path) };
+}
+
+const ENCRYPTED_KEY = /-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m;
+
+/**
+ * The private key of PEM text; throws CB_ERR_PEM_INVALID naming `where`, and saying so when the
+ * key is encrypted and `passphrase` is absent or does not decrypt it.
+ */
+export function parsePrivateKey(pem: string | Buffer, where: string, passphrase?: string): KeyObject {
+  try {
+    return createPrivateKey(passphrase === undefined ? pem : { key: pem, passphrase });
+  } catch {
+    const why = !ENCRYPTED_KEY.test(pem.toString()) ? 'private key'
+      : passphrase === undefined ? 'private key it can use (the key is encrypted and no passphrase was given)'
+        : 'private key it can use (the passphrase does not decrypt it)';
+    throw new CertboundError('CB_ERR_PEM_INVALID', ['key', where, why]);
+  }
+}
+
+/** A private key from a PEM file (not encrypted); throws CB_ERR_PEM_* when absent or unparsable. */
 export function loadPrivateKey(path: string): { pem: string; key: KeyObject } {
   const pem = readText(path, 'key');
-  try {
-    return { pem, key: createPrivateKey(pem) };
-  } catch {
-    throw new CertboundError('CB_ERR_PEM_INVALID', ['key', path, 'private key']);
-  }
+  return { pem, key: parsePrivateKey(pem, path) };
+}
+
+/** The text of a CRL file; throws CB_ERR_PEM_MISSING when it cannot be read. */
+export function loadCrlText(path: string): string {
+  return readText(path, 'CRL');
 }
 
 /** Throws CB_ERR_KEY_MISMATCH unless `key` is the private key of `cert`. */
