@@ -3,7 +3,7 @@
 // given to writeFileSync applies only when the file is created, and the umask trims it; so the
 // file is written under a temporary name with an exact fchmod and renamed over the old one.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, constants, fchmodSync, fsyncSync, mkdirSync, openSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CertboundError } from './errors.js';
 
@@ -12,17 +12,33 @@ export const SECRET_FILE_MODE = 0o600;
 /** Mode of every directory that holds secret files. */
 export const PRIVATE_DIR_MODE = 0o700;
 
+/** A CB_ERR_PRIVATE_DIR / CB_ERR_SECRET_FILE error that keeps its reason in `detail`, for callers that say it in their own words. */
+function fileError(code: 'CB_ERR_PRIVATE_DIR' | 'CB_ERR_SECRET_FILE', args: [string, string], options?: { cause?: unknown }): CertboundError & { detail: string } {
+  return Object.assign(new CertboundError(code, args, options), { detail: args[1] });
+}
+
 const octal = (mode: number) => `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
 const reason = (err: unknown) => (err as NodeJS.ErrnoException).code ?? (err as Error).message;
 
+export interface PrivateDirOptions {
+  /**
+   * True for the names this directory may hold. When given, an existing directory open to
+   * group or others is narrowed only if every entry passes, it has no sticky bit and this user
+   * can write it: a directory shared with other files (a project directory, /tmp) is refused
+   * rather than changed under its other users. Without it, a wider mode is simply chmodded.
+   */
+  readonly ownEntry?: (name: string) => boolean;
+}
+
 /**
  * Creates `dir` (and missing parents, mode 0700) or takes the existing one, and leaves it mode
- * 0700. An existing directory with a wider mode is chmodded, not refused. A symbolic link is
- * followed: the directory it names is the one checked. Returns that real path.
- * Throws CB_ERR_PRIVATE_DIR when `dir` is not a directory, belongs to another user (its owner
- * could change the files in it whatever their modes), or cannot be chmodded.
+ * 0700. An existing directory with a wider mode is chmodded (see `options.ownEntry` for the
+ * stricter rule). A symbolic link is followed: the directory it names is the one checked.
+ * Returns that real path. Throws CB_ERR_PRIVATE_DIR when `dir` is not a directory, belongs to
+ * another user (its owner could change the files in it whatever their modes), or cannot be
+ * made private.
  */
-export function ensurePrivateDir(dir: string): string {
+export function ensurePrivateDir(dir: string, options: PrivateDirOptions = {}): string {
   let real: string;
   let st;
   try {
@@ -32,19 +48,76 @@ export function ensurePrivateDir(dir: string): string {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // mkdir -p answers EEXIST for a file in the way (ENOTDIR when it is a parent).
-    throw new CertboundError('CB_ERR_PRIVATE_DIR', [dir, code === 'EEXIST' || code === 'ENOTDIR' ? 'not a directory' : reason(err)], { cause: err });
+    throw fileError('CB_ERR_PRIVATE_DIR', [dir, code === 'EEXIST' || code === 'ENOTDIR' ? `not a directory (${code})` : reason(err)], { cause: err });
   }
-  if (!st.isDirectory()) throw new CertboundError('CB_ERR_PRIVATE_DIR', [dir, 'not a directory']);
+  if (!st.isDirectory()) throw fileError('CB_ERR_PRIVATE_DIR', [dir, 'not a directory']);
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) throw new CertboundError('CB_ERR_PRIVATE_DIR', [dir, `owned by uid ${st.uid}, not by this user (uid ${uid})`]);
-  if ((st.mode & 0o7777) !== PRIVATE_DIR_MODE) {
+  if (uid !== undefined && st.uid !== uid) throw fileError('CB_ERR_PRIVATE_DIR', [dir, `owned by uid ${st.uid}, not by this user (uid ${uid})`]);
+  if ((st.mode & 0o7777) === PRIVATE_DIR_MODE) return real;
+  if (options.ownEntry && (st.mode & 0o077) !== 0) {
+    const open = `it is open to other users (mode ${(st.mode & 0o7777).toString(8).padStart(3, '0')})`;
+    if ((st.mode & 0o1000) !== 0) throw fileError('CB_ERR_PRIVATE_DIR', [dir, `${open} and is shared (sticky bit)`]);
+    const own = options.ownEntry;
+    const foreign = readdirSync(real).filter((name) => !own(name));
+    if (foreign.length > 0) {
+      const shown = foreign.slice(0, 3).join(', ') + (foreign.length > 3 ? ', …' : '');
+      throw fileError('CB_ERR_PRIVATE_DIR', [dir, `${open} and holds other files (${shown}): give it a directory of its own, or chmod 700 it`]);
+    }
     try {
-      chmodSync(real, PRIVATE_DIR_MODE);
+      accessSync(real, constants.W_OK | constants.X_OK);
     } catch (err) {
-      throw new CertboundError('CB_ERR_PRIVATE_DIR', [dir, `mode ${octal(st.mode)} cannot be changed to 0700: ${reason(err)}`], { cause: err });
+      throw fileError('CB_ERR_PRIVATE_DIR', [dir, `it cannot be written by this user (${reason(err)})`], { cause: err });
     }
   }
+  try {
+    chmodSync(real, PRIVATE_DIR_MODE);
+  } catch (err) {
+    throw fileError('CB_ERR_PRIVATE_DIR', [dir, `mode ${octal(st.mode)} cannot be changed to 0700: ${reason(err)}`], { cause: err });
+  }
   return real;
+}
+
+/**
+ * Writes `data` to `path` with exactly `mode`, as a new file under a temporary name in the same
+ * directory (O_EXCL, O_NOFOLLOW, fchmod, fsync) renamed over whatever `path` was: an existing
+ * file's mode is not kept, a symbolic link is replaced and never written through, readers see
+ * the old content or the new. The directory is the caller's business (writeSecretFile makes it
+ * private). Throws CB_ERR_SECRET_FILE.
+ */
+export function writeFileExact(path: string, data: string | Uint8Array, mode: number): void {
+  const target = resolve(path);
+  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode & SECRET_FILE_MODE);
+    fchmodSync(fd, mode); // the umask may have taken bits away; the mode is exact either way
+    writeFileSync(fd, data);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, target);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw fileError('CB_ERR_SECRET_FILE', [target, reason(err)], { cause: err });
+  }
+}
+
+/**
+ * Brings an existing secret file to 0600 when group or others have any access to it. Returns
+ * true when it changed the mode. Throws CB_ERR_SECRET_FILE when `path` is not a regular file.
+ */
+export function tightenSecretFile(path: string): boolean {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    throw fileError('CB_ERR_SECRET_FILE', [path, reason(err)], { cause: err });
+  }
+  if (!st.isFile()) throw fileError('CB_ERR_SECRET_FILE', [path, 'not a regular file']);
+  if ((st.mode & 0o077) === 0) return false;
+  chmodSync(path, SECRET_FILE_MODE);
+  return true;
 }
 
 /**
@@ -57,21 +130,7 @@ export function ensurePrivateDir(dir: string): string {
 export function writeSecretFile(path: string, data: string | Uint8Array): void {
   const target = resolve(path);
   ensurePrivateDir(dirname(target));
-  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, SECRET_FILE_MODE);
-    fchmodSync(fd, SECRET_FILE_MODE); // the umask may have taken bits away; the mode is exact either way
-    writeFileSync(fd, data);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, target);
-  } catch (err) {
-    if (fd !== undefined) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw new CertboundError('CB_ERR_SECRET_FILE', [target, reason(err)], { cause: err });
-  }
+  writeFileExact(target, data, SECRET_FILE_MODE);
 }
 
 /** What checkSecretFile found: group or others have some access to a secret file. */
@@ -96,9 +155,9 @@ export function checkSecretFile(path: string): SecretFileReport | undefined {
   try {
     st = statSync(path);
   } catch (err) {
-    throw new CertboundError('CB_ERR_SECRET_FILE', [path, reason(err)], { cause: err });
+    throw fileError('CB_ERR_SECRET_FILE', [path, reason(err)], { cause: err });
   }
-  if (!st.isFile()) throw new CertboundError('CB_ERR_SECRET_FILE', [path, 'not a regular file']);
+  if (!st.isFile()) throw fileError('CB_ERR_SECRET_FILE', [path, 'not a regular file']);
   const mode = st.mode & 0o7777;
   if ((mode & 0o077) === 0) return undefined;
   return Object.freeze({ path, mode, code: 'CB_ERR_SECRET_FILE_MODE', message: new CertboundError('CB_ERR_SECRET_FILE_MODE', [path, octal(mode)]).message });

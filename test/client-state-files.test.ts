@@ -70,7 +70,7 @@ test('the jobs directory and job files end 0700 / 0600 under umask 0, whatever m
   await assert.rejects(JobManager.open({ dir: notADir }), (e: unknown) => isCertboundError(e, 'CB_ERR_PRIVATE_DIR'));
   const cli = cliWith({ CERTBOUND_JOBS_DIR: notADir });
   assert.equal(await cli.run('job', 'list'), 1);
-  assert.equal(cli.err(), `certbound: CB_ERR_PRIVATE_DIR: Cannot use ${notADir} as a private directory (mode 0700, owned by this user): not a directory\n`);
+  assert.equal(cli.err(), `certbound: CB_ERR_PRIVATE_DIR: Cannot use ${notADir} as a private directory (mode 0700, owned by this user): not a directory (EEXIST)\n`);
 });
 
 test('paths in job files are confined: an escaping id, a foreign partPath, a bad store name or a link are quarantined, never followed', async () => {

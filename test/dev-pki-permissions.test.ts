@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevPki, DEV_OCSP_RESPONDER_FILES, DEV_PKI_FILES } from '../src/tls/dev-pki.js';
 import { startDevPkiResponder } from '../src/ocsp/dev-responder.js';
-import { ensurePrivateDir, writeSecretFile } from '../src/tls/secret-file.js';
+import { ensurePrivateDir, writeSecretFile } from '../src/secret-file.js';
 import { freePort, run } from './helpers/exec.js';
 import { tempDir } from './helpers/pki.js';
 
@@ -144,7 +144,7 @@ test('the secret-file helpers under umask 0 in this process: 0600 over a 0644 fi
   const previous = process.umask(0);
   try {
     writeSecretFile(file, 'new\n');
-    assert.equal(ensurePrivateDir(join(base, 'new', 'dir')), false);
+    assert.equal(ensurePrivateDir(join(base, 'new', 'dir')), join(base, 'new', 'dir'));
   } finally {
     process.umask(previous);
   }
@@ -156,7 +156,7 @@ test('the secret-file helpers under umask 0 in this process: 0600 over a 0644 fi
   mkdirSync(own);
   chmodSync(own, 0o750);
   writeFileSync(join(own, 'a.key'), 'x');
-  assert.equal(ensurePrivateDir(own, { ownEntry: (n) => n === 'a.key' }), true);
+  assert.equal(ensurePrivateDir(own, { ownEntry: (n) => n === 'a.key' }), own);
   assert.equal(mode(own), 0o700);
   const sticky = join(base, 'sticky');
   mkdirSync(sticky);

@@ -76,9 +76,9 @@ test('ensurePrivateDir: fixes a wide mode, refuses a file and another user\'s di
   assert.equal(mode(wide).toString(8), '700');
   const file = join(root, 'a-file');
   writeFileSync(file, '');
-  assert.throws(() => ensurePrivateDir(file), code('CB_ERR_PRIVATE_DIR', `Cannot use ${file} as a private directory (mode 0700, owned by this user): not a directory`));
-  assert.throws(() => writeSecretFile(join(file, 'x.key'), 'k'), code('CB_ERR_PRIVATE_DIR', `Cannot use ${file} as a private directory (mode 0700, owned by this user): not a directory`));
-  assert.throws(() => ensurePrivateDir(join(file, 'sub')), code('CB_ERR_PRIVATE_DIR', `Cannot use ${join(file, 'sub')} as a private directory (mode 0700, owned by this user): not a directory`));
+  assert.throws(() => ensurePrivateDir(file), code('CB_ERR_PRIVATE_DIR', `Cannot use ${file} as a private directory (mode 0700, owned by this user): not a directory (EEXIST)`));
+  assert.throws(() => writeSecretFile(join(file, 'x.key'), 'k'), code('CB_ERR_PRIVATE_DIR', `Cannot use ${file} as a private directory (mode 0700, owned by this user): not a directory (EEXIST)`));
+  assert.throws(() => ensurePrivateDir(join(file, 'sub')), code('CB_ERR_PRIVATE_DIR', `Cannot use ${join(file, 'sub')} as a private directory (mode 0700, owned by this user): not a directory (ENOTDIR)`));
   if (process.getuid?.() === 0) {
     // Its owner could replace the files whatever their modes: refused, not chmodded.
     const theirs = join(root, 'theirs');

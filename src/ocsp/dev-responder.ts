@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { loadIssuer, type IssuedCertificate } from '../tls/cert-builder.js';
 import { DEV_OCSP_PORT, DEV_OCSP_RESPONDER_FILES, devPkiError, devPkiPaths, ensureDevPki } from '../tls/dev-pki.js';
-import { tightenSecretFile, writeFileExact, writeSecretFile } from '../tls/secret-file.js';
+import { tightenSecretFile, writeFileExact, writeSecretFile } from '../secret-file.js';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { issueResponderCertificate, startDevOcspResponder, type DevOcspResponder } from './responder.js';

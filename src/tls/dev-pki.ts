@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { issueCertificate, OID, type IssuedCertificate } from './cert-builder.js';
-import { ensurePrivateDir, tightenSecretFile, writeFileExact, writeSecretFile } from './secret-file.js';
+import { ensurePrivateDir, tightenSecretFile, writeFileExact, writeSecretFile } from '../secret-file.js';
 
 /** Default port of the dev OCSP responder named in the server certificate's AIA: DEFAULTS.devOcspPort. */
 export const DEV_OCSP_PORT = DEFAULTS.devOcspPort;
@@ -54,6 +54,9 @@ function isDevPkiEntry(name: string): boolean {
 /** A failure in the dev PKI directory `dir` (reading, writing, a key that does not load) as CB_ERR_DEV_PKI. */
 export function devPkiError(dir: string, err: unknown): CertboundError {
   if (isCertboundError(err, 'CB_ERR_DEV_PKI')) return err;
+  // A private-directory or secret-file refusal: its reason, said for the dev PKI directory.
+  const detail = (err as { detail?: unknown }).detail;
+  if ((isCertboundError(err, 'CB_ERR_PRIVATE_DIR') || isCertboundError(err, 'CB_ERR_SECRET_FILE')) && typeof detail === 'string') return new CertboundError('CB_ERR_DEV_PKI', [dir, detail], { cause: err });
   return new CertboundError('CB_ERR_DEV_PKI', [dir, (err as Error)?.message ?? String(err)], { cause: err });
 }
 
