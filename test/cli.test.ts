@@ -3,7 +3,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -240,4 +240,14 @@ test('dev-pki DIR writes a PKI that openssl verifies: client chain, SANs and the
   assert.match(text.stdout, /OCSP - URI:http:\/\/127\.0\.0\.1:8889\//);
   const key = await run('openssl', ['pkey', '-in', 'client.key', '-noout'], { cwd: dir });
   assert.equal(key.code, 0, 'the key is a PEM private key openssl reads');
+});
+
+test('--help anywhere prints the subcommand\'s help and does nothing else (dev-pki --help wrote a PKI into a folder named --help)', async () => {
+  const cwd = tempDir('certbound-help-');
+  for (const [args, first] of [[['dev-pki', '--help'], 'Usage: certbound dev-pki DIR'], [['dev-pki', 'somewhere', '-h'], 'Usage: certbound dev-pki DIR'], [['ocsp-responder', '--help'], 'Usage: certbound ocsp-responder']] as const) {
+    const r = await cli([...args], cwd);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.split('\n')[0]?.trimEnd().startsWith(first), true, r.stdout);
+  }
+  assert.deepEqual(readdirSync(cwd), [], 'nothing was written');
 });

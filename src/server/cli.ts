@@ -331,6 +331,30 @@ function startupError(err: unknown): CertboundError {
 }
 
 /** Prints the one start-up error line, `certbound: CODE: message`, and answers the exit code 1. */
+const DEV_PKI_HELP = `Usage: certbound dev-pki DIR
+
+Writes a dev PKI into DIR: a root CA, a client CA, a server certificate for localhost and
+127.0.0.1, client certificates to try (valid, expired, from an untrusted CA, without the
+clientAuth usage) and the dev OCSP responder's certificate. Keys are mode 0600 in a 0700
+directory; an existing DIR that holds other files and is open to other users is refused.`;
+
+const OCSP_RESPONDER_HELP = `Usage: certbound ocsp-responder [--dev-pki-dir DIR] [--port N] [--host ADDR]
+                                [--validity-minutes N] [--revoke SERIAL ...]
+
+Runs the dev OCSP responder for the dev PKI in DIR (default .certbound): it answers for the
+certificates that PKI issued, each response valid for --validity-minutes, and says revoked
+for every --revoke SERIAL (hex).`;
+
+/** True when a subcommand's arguments ask for help (`--help` or `-h` anywhere). */
+function wantsHelp(args: readonly string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
+}
+
+function help(text: string): number {
+  console.log(text);
+  return 0;
+}
+
 function fail(err: unknown): number {
   const e = startupError(err);
   console.error(`certbound: ${e.code}: ${e.message.replace(/\s*\n\s*/g, ' ')}`);
@@ -360,6 +384,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return server ? undefined : 0;
       }
       case 'dev-pki': {
+        // `--help` anywhere prints help and does nothing else (it is never a directory name).
+        if (wantsHelp(rest)) return help(DEV_PKI_HELP);
         const dir = rest[0];
         if (!dir || rest.length > 1) throw new CertboundError('CB_ERR_INVALID_OPTION', ['dev-pki', 'usage: certbound dev-pki DIR']);
         const paths = await createDevPki(resolve(dir));
@@ -367,6 +393,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return 0;
       }
       case 'ocsp-responder': {
+        if (wantsHelp(rest)) return help(OCSP_RESPONDER_HELP);
         const responder = await runOcspResponderCli(rest);
         const stop = () => { responder.close().then(() => process.exit(0), () => process.exit(1)); };
         process.once('SIGINT', stop);
