@@ -71,3 +71,11 @@ test('underPressure: false turns load shedding off (no /healthz, no 503)', async
   assert.equal(held.status, 200);
   assert.equal((await get(port, '/healthz')).status, 404);
 });
+
+test('GET /readyz: 200 ready once listen() has finished (the first staple attempt included), beside /healthz', async (t) => {
+  const { port } = await startServer(t, 'optional');
+  const r = await get(port, '/readyz');
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.json(), { status: 'ready', ocsp: null });
+  assert.equal((await get(port, '/healthz')).status, 200);
+});

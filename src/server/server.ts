@@ -259,6 +259,18 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   installCertbound(app, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
   if (options.referenceRoutes) app.register(referenceRoutes);
 
+  // Readiness (GET /readyz, beside under-pressure's /healthz liveness): ready once listen()
+  // has finished — which waits for the first staple (or its first retrieval attempt) — and
+  // until close() starts; 503 before and after. The staple state is shown, not required:
+  // a responder that is down must not take a server out of a load balancer.
+  let ready = false;
+  if (options.underPressure !== false) {
+    app.get('/readyz', async (_request, reply) => {
+      const ocsp = stapling?.summary() ?? null;
+      const body = { status: ready ? 'ready' : closing ? 'closing' : 'starting', ocsp: ocsp && { stapled: ocsp.stapled, certStatus: ocsp.certStatus, nextUpdate: ocsp.nextUpdate } };
+      return reply.code(ready ? 200 : 503).send(body);
+    });
+  }
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -277,12 +289,14 @@ export function createServer(options: CreateServerOptions): CertboundServer {
         const e = err as NodeJS.ErrnoException;
         throw new CertboundError('CB_ERR_LISTEN', [host, port, e.code === 'EADDRINUSE' ? 'the port is in use (EADDRINUSE)' : e.code ?? e.message], { cause: err });
       }
+      ready = closing === undefined;
       return server.address() as AddressInfo;
     },
     setTicketKeys(keys) {
       for (const l of tlsListeners) l.setTicketKeys(keys);
     },
     close() {
+      ready = false;
       closing ??= (async () => {
         queue.close();
         await app.close();
