@@ -70,6 +70,14 @@ console.log(JSON.stringify({ certFlags: info.clientCertificate.certFlags, noErro
   assert.equal(js.code, 0, js.stderr);
   assert.deepEqual(JSON.parse(js.stdout.trim()), { certFlags: 0, noError: 0 });
 
+  // certbound/client: the client part alone, without fastify or pino (checked with a resolve hook).
+  writeFileSync(join(project, 'hook.mjs'), "export async function resolve(s, c, n) { const r = await n(s, c); if (r.url.includes('/node_modules/fastify/') || r.url.includes('/node_modules/pino/')) console.log('LOADED ' + r.url); return r; }");
+  writeFileSync(join(project, 'register.mjs'), "import { register } from 'node:module'; register('./hook.mjs', import.meta.url);");
+  writeFileSync(join(project, 'client-only.mjs'), "const c = await import('certbound/client'); console.log(typeof c.JobManager === 'function' ? 'client ok' : 'no JobManager');");
+  const clientOnly = await run(process.execPath, ['--import', './register.mjs', 'client-only.mjs'], { cwd: project, timeoutMs: 60_000 });
+  assert.equal(clientOnly.code, 0, clientOnly.stderr);
+  assert.equal(clientOnly.stdout.trim(), 'client ok', 'certbound/client loads neither fastify nor pino');
+
   const version = await run('npx', ['--no-install', 'certbound', '--version'], { cwd: project, timeoutMs: 60_000 });
   assert.equal(version.code, 0, version.stderr);
   assert.match(version.stdout, /^\d+\.\d+\.\d+/);
