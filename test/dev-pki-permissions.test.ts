@@ -123,7 +123,7 @@ test('serve and ocsp-responder reusing a dev PKI whose keys others could read: k
   const allKeys = [...KEYS, DEV_OCSP_RESPONDER_FILES.key];
 
   loosen(dir);
-  const served = await startUmask0(t, ['serve', '--dev-pki-dir', dir, '--port', '0', '--log-level', 'warn'], base, /serving https:/);
+  const served = await startUmask0(t, ['serve', '--workers', '1', '--dev-pki-dir', dir, '--port', '0', '--log-level', 'warn'], base, /serving https:/);
   assert.deepEqual(modes(dir, allKeys), expected(allKeys));
   assert.match(served.output, new RegExp(`certbound: ${allKeys.join(', ').replace(/\./g, '\\.')} in ${dir} could be read by other users: now mode 0600 \\(delete the directory for new keys\\)\\n`));
   assert.doesNotMatch(served.output, /created a dev PKI/, 'the dev PKI was reused');

@@ -226,7 +226,8 @@ function staplingOptions(loaded: Loaded, validityMinutes: number): CreateServerO
  */
 /** Throws CB_ERR_LISTEN (as createServer's listen would) when host:port cannot be bound now. */
 function assertCanListen(host: string, port: number): Promise<void> {
-  if (port === 0) return Promise.resolve();
+  // Port 0 too: the address itself may not be local (EADDRNOTAVAIL), which every worker would
+  // then report on its own line.
   return new Promise((resolveProbe, reject) => {
     const probe = createNetServer();
     probe.once('error', (err: NodeJS.ErrnoException) => {
@@ -394,10 +395,17 @@ export async function main(argv: string[]): Promise<number | undefined> {
       }
       case 'ocsp-responder': {
         if (wantsHelp(rest)) return help(OCSP_RESPONDER_HELP);
-        const responder = await runOcspResponderCli(rest);
-        const stop = () => { responder.close().then(() => process.exit(0), () => process.exit(1)); };
+        // The handlers are in place before the responder says it is up: whoever waits for that
+        // line may signal at once.
+        const state: { responder?: DevOcspResponder; stopping: boolean } = { stopping: false };
+        const stop = () => {
+          state.stopping = true;
+          state.responder?.close().then(() => process.exit(0), () => process.exit(1));
+        };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
+        state.responder = await runOcspResponderCli(rest);
+        if (state.stopping) stop();
         return undefined;
       }
       case 'job':
