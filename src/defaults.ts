@@ -26,6 +26,10 @@ export const DEFAULTS = Object.freeze({
   keepAliveTimeoutMs: 65_000,
   /** Largest request body (bytes) fastify reads (its bodyLimit), also for the body an on-demand route reads before negotiating. */
   bodyLimitBytes: 1_048_576,
+  /** Largest PEM file (certificate, key, CA bundle, CRL) certbound reads (bytes); large CRLs fit. */
+  maxPemFileBytes: 16_777_216,
+  /** Largest config or state file (config, job, lock, password) certbound reads (bytes). */
+  maxStateFileBytes: 1_048_576,
   /** Lowest TLS version accepted. */
   minVersion: 'TLSv1.2' as const,
   /** Time (ms) a client has to answer an on-demand certificate request (renegotiation). Alias: DEFAULT_NEGOTIATION_TIMEOUT_MS. */

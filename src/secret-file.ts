@@ -32,8 +32,9 @@ export interface PrivateDirOptions {
 
 /**
  * Creates `dir` (and missing parents, mode 0700) or takes the existing one, and leaves it mode
- * 0700. An existing directory with a wider mode is chmodded (see `options.ownEntry` for the
- * stricter rule). A symbolic link is followed: the directory it names is the one checked.
+ * 0700. An existing directory open to group or others is narrowed only when it is not shared:
+ * no sticky bit (as /tmp), no entry owned by another user, and with `options.ownEntry` no entry
+ * the rule does not own; otherwise it is refused and left as it is. A symbolic link is followed: the directory it names is the one checked.
  * Returns that real path. Throws CB_ERR_PRIVATE_DIR when `dir` is not a directory, belongs to
  * another user (its owner could change the files in it whatever their modes), or cannot be
  * made private.
@@ -54,11 +55,22 @@ export function ensurePrivateDir(dir: string, options: PrivateDirOptions = {}): 
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid) throw fileError('CB_ERR_PRIVATE_DIR', [dir, `owned by uid ${st.uid}, not by this user (uid ${uid})`]);
   if ((st.mode & 0o7777) === PRIVATE_DIR_MODE) return real;
-  if (options.ownEntry && (st.mode & 0o077) !== 0) {
+  if ((st.mode & 0o077) !== 0) {
+    // A directory others may use is never taken over: not a shared one (sticky bit, as /tmp),
+    // not one holding another user's files, and with `ownEntry` not one holding other files.
     const open = `it is open to other users (mode ${(st.mode & 0o7777).toString(8).padStart(3, '0')})`;
     if ((st.mode & 0o1000) !== 0) throw fileError('CB_ERR_PRIVATE_DIR', [dir, `${open} and is shared (sticky bit)`]);
-    const own = options.ownEntry;
-    const foreign = readdirSync(real).filter((name) => !own(name));
+    const names = readdirSync(real);
+    const theirs = uid === undefined ? [] : names.filter((name) => {
+      try {
+        return lstatSync(join(real, name)).uid !== uid;
+      } catch {
+        return false;
+      }
+    });
+    if (theirs.length > 0) throw fileError('CB_ERR_PRIVATE_DIR', [dir, `${open} and holds files of other users (${theirs.slice(0, 3).join(', ')}${theirs.length > 3 ? ', …' : ''})`]);
+    const own = options.ownEntry ?? (() => true);
+    const foreign = names.filter((name) => !own(name));
     if (foreign.length > 0) {
       const shown = foreign.slice(0, 3).join(', ') + (foreign.length > 3 ? ', …' : '');
       throw fileError('CB_ERR_PRIVATE_DIR', [dir, `${open} and holds other files (${shown}): give it a directory of its own, or chmod 700 it`]);

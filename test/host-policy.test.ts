@@ -75,6 +75,10 @@ test('malformed ClientHellos are invalid with a reason', async () => {
   assert.ok(idx > 0);
   const withByte = (byte: number) => { const b = Buffer.from(hello); b[idx + 1] = byte; return parseClientHello(b); };
   assert.equal(withByte(0x00).status, 'invalid', 'a NUL byte in the name');
+  // OpenSSL checks only the major record version: a 0x0305 record is read like any other.
+  const minor5 = Buffer.from(hello);
+  minor5[2] = 5;
+  assert.equal(parseClientHello(minor5).status, 'ok', 'record version 0x0305');
   for (const [byte, name] of [[0x5f, 'a_test'], [0x20, 'a test'], [0x2a, 'a*test']] as const) {
     const r = withByte(byte);
     assert.equal(r.status, 'ok', name);

@@ -49,6 +49,10 @@ test('an on-demand route reads a GET body before renegotiating: under the body l
   assert.match(refused.data, /^HTTP\/1\.1 413/, refused.data.slice(0, 300));
   assert.match(refused.data, /"code":"CB_ERR_BODY_TOO_LARGE"/);
   assert.ok(refused.ms < 8000, `answered in ${refused.ms} ms, before the 10 s negotiation timeout`);
+  // A declared length over the limit is refused without waiting for the bytes.
+  const declared = await send(port, `GET /od HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${big}\r\n\r\n`, 0, pki.client, pki.clientKey);
+  assert.match(declared.data, /^HTTP\/1\.1 413/, declared.data.slice(0, 300));
+  assert.ok(declared.ms < 3000, `answered in ${declared.ms} ms without the body`);
   // A chunked GET body too.
   const chunked = await send(port, 'GET /od HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n', 0, pki.client, pki.clientKey);
   assert.match(chunked.data, /^HTTP\/1\.1 200/, chunked.data.slice(0, 300));

@@ -3,7 +3,8 @@
 // confined: the id names the file itself, a certificate's store name stays in its location, and
 // each partial file sits next to its destination. A file that fails is moved to `quarantine/`
 // and reported with a CB_ERR_JOB_FILE_* code, never followed.
-import { closeSync, constants, lstatSync, openSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { DEFAULTS } from '../defaults.js';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { ensurePrivateDir, writeSecretFile } from '../secret-file.js';
@@ -179,6 +180,8 @@ function readJobFile(file: string, name: string): Verdict {
   let value: unknown;
   try {
     // The parser's message may quote the content; the warning says only what is wrong.
+    // Bounded: a sparse 3 GiB "job" is refused before it is read.
+    if (fstatSync(fd).size > DEFAULTS.maxStateFileBytes) return { code: 'CB_ERR_JOB_FILE_INVALID', why: `larger than ${DEFAULTS.maxStateFileBytes} bytes` };
     value = JSON.parse(readFileSync(fd, 'utf8'));
   } catch {
     return { code: 'CB_ERR_JOB_FILE_INVALID', why: 'not JSON: truncated or corrupt' };

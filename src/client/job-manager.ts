@@ -7,7 +7,8 @@
 import { channel } from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readRegularFile } from '../read-file.js';
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -454,7 +455,8 @@ export class JobManager extends EventEmitter {
 
   #readLock(id: string): { pid: number; token: string } | undefined {
     try {
-      return JSON.parse(readFileSync(jobFilePath(this.dir, id, '.lock'), 'utf8')) as { pid: number; token: string };
+      // Bounded, regular files only, no link: a FIFO or /dev/zero planted as a lock is no lock.
+      return JSON.parse(readRegularFile(jobFilePath(this.dir, id, '.lock'), DEFAULTS.maxStateFileBytes, { noFollow: true }).toString('utf8')) as { pid: number; token: string };
     } catch {
       return undefined;
     }
@@ -618,7 +620,7 @@ export class JobManager extends EventEmitter {
   async #trustedRoots(): Promise<{ roots?: string[] } | { hr: number; message: string }> {
     if (this.#options.caFile) {
       try {
-        return { roots: [readFileSync(this.#options.caFile, 'utf8')] };
+        return { roots: [readRegularFile(this.#options.caFile, DEFAULTS.maxPemFileBytes).toString('utf8')] };
       } catch (err) {
         return { hr: hresultFromFsError(err), message: `cannot read the CA file ${this.#options.caFile}: ${(err as Error).message}` };
       }

@@ -2,7 +2,9 @@
 // name (MY, CA, ROOT, SPC or an application store) name a directory; its entries are PEM files
 // (certificate, chain, optionally the key, or the key in a sibling .key file) and PKCS#12 files.
 // Status values are returned as HRESULTs (src/status.ts), never thrown.
-import { readdirSync, readFileSync, statSync, existsSync } from 'node:fs';
+import { readdirSync, statSync, existsSync } from 'node:fs';
+import { readRegularFile } from '../read-file.js';
+import { DEFAULTS } from '../defaults.js';
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { homedir } from 'node:os';
 import { basename, extname, join } from 'node:path';
@@ -247,7 +249,7 @@ function allowsClientAuth(cert: X509Certificate): boolean {
 }
 
 function readPemEntry(file: string): StoreEntry | StoreProblem {
-  const raw = readFileSync(file);
+  const raw = readRegularFile(file, DEFAULTS.maxPemFileBytes);
   const text = raw.toString('latin1');
   let ders = pemBlocks(text, 'CERTIFICATE');
   const format: StoreEntry['format'] = ders.length > 0 ? 'pem' : 'der';
@@ -256,7 +258,7 @@ function readPemEntry(file: string): StoreEntry | StoreProblem {
   const keyFiles: string[] = [];
   const keyTexts: [string, string][] = [[file, text]];
   const sibling = join(file.slice(0, file.length - extname(file).length) + '.key');
-  if (existsSync(sibling)) keyTexts.push([sibling, readFileSync(sibling, 'latin1')]);
+  if (existsSync(sibling)) keyTexts.push([sibling, readRegularFile(sibling, DEFAULTS.maxPemFileBytes).toString('latin1')]);
   for (const [source, t] of keyTexts) {
     for (const label of ['PRIVATE KEY', 'EC PRIVATE KEY', 'RSA PRIVATE KEY']) {
       for (const der of pemBlocks(t, label)) {
@@ -277,9 +279,9 @@ function readPemEntry(file: string): StoreEntry | StoreProblem {
 }
 
 async function readPkcs12Entry(file: string, options: StoreOptions): Promise<StoreEntry | StoreProblem> {
-  const der = readFileSync(file);
+  const der = readRegularFile(file, DEFAULTS.maxPemFileBytes);
   const sidecar = `${file}.password`;
-  const password = existsSync(sidecar) ? readFileSync(sidecar, 'utf8').replace(/\r?\n$/, '') : (options.pkcs12Password ?? '');
+  const password = existsSync(sidecar) ? readRegularFile(sidecar, DEFAULTS.maxStateFileBytes).toString('utf8').replace(/\r?\n$/, '') : (options.pkcs12Password ?? '');
   const result = await readPkcs12(der, password);
   if (!result.ok) {
     const hr = result.failure === 'bad-password' ? E_INVALID_PASSWORD : result.failure === 'unsupported-algorithm' ? NTE_BAD_ALGID : CRYPT_E_ASN1_BADTAG;

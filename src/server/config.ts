@@ -1,6 +1,6 @@
 // The configuration of `certbound serve`: one schema for the flags, the config file, the
 // validation and the generated reference (docs/configuration.md).
-import { readFileSync } from 'node:fs';
+import { readRegularFile } from '../read-file.js';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { CLIENT_AUTH_MODES, type ClientAuthMode } from '../tls/client-auth.js';
@@ -104,7 +104,8 @@ function coerce(spec: SettingSpec, value: unknown, from: 'flag' | 'file'): unkno
 export function readConfigFile(path: string): Partial<ServeConfig> {
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    // A regular file within bounds (read-file.ts): a FIFO or /dev/zero is a clear error, not a hang.
+    raw = JSON.parse(readRegularFile(path, DEFAULTS.maxStateFileBytes).toString('utf8'));
   } catch (err) {
     throw new CertboundError('CB_ERR_CONFIG_FILE', [path, (err as NodeJS.ErrnoException).code ?? (err as Error).message]);
   }

@@ -135,6 +135,9 @@ export function entryOfRequest(registry: ConnectionRegistry, request: FastifyReq
  */
 function drainBody(req: IncomingMessage, limit: number): Promise<boolean> {
   if (req.complete || req.readableEnded) return Promise.resolve(true);
+  // A declared length over the limit is refused at once, without waiting for the bytes.
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return Promise.resolve(false);
   return new Promise((resolve) => {
     let seen = 0;
     const done = (ok: boolean) => {

@@ -35,7 +35,8 @@ function handshakeBytes(buf: Buffer): Buffer | ClientHelloParse {
   for (;;) {
     if (buf.length < off + 5) return buf.length >= MAX_CLIENT_HELLO_BYTES ? invalid('too long') : INCOMPLETE;
     if (buf[off] !== 22) return invalid(off === 0 ? 'not a TLS handshake record' : 'ClientHello interrupted by another record type');
-    if (buf[off + 1] !== 3 || (buf[off + 2] ?? 0) > 4) return invalid('bad record version');
+    // OpenSSL checks the record's major version only (a 0x0305 record version is served).
+    if (buf[off + 1] !== 3) return invalid('bad record version');
     const len = buf.readUInt16BE(off + 3);
     if (len === 0 || len > MAX_RECORD) return invalid('bad record length');
     if (buf.length < off + 5 + len) return off + 5 + len > MAX_CLIENT_HELLO_BYTES ? invalid('too long') : INCOMPLETE;
@@ -100,8 +101,10 @@ function parseServerName(r: Reader): string | null | ClientHelloParse {
     const len = r.u16();
     if (type === null || len === null) return invalid('truncated server_name entry');
     const value = r.bytes(len);
-    if (!value || len === 0) return invalid('bad server_name length');
+    if (!value) return invalid('bad server_name length');
     if (type !== 0) continue; // only host_name is defined (RFC 6066 3)
+    // OpenSSL takes an empty host_name as no name at all: so does the policy (no SNI).
+    if (len === 0) continue;
     if (name !== null) return invalid('two host_name entries');
     if (len > MAX_HOST_NAME || value.includes(0)) return invalid('server_name is not a host name OpenSSL accepts');
     const text = value.toString('latin1').toLowerCase();

@@ -1,5 +1,6 @@
 // PEM <-> DER, and loading certificates and keys from files with errors that name the file.
-import { readFileSync } from 'node:fs';
+import { readRegularFile, readFailure } from '../read-file.js';
+import { DEFAULTS } from '../defaults.js';
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { CertboundError } from '../errors.js';
 
@@ -22,10 +23,9 @@ export function toPem(der: Uint8Array | ArrayBuffer, label: string): string {
 
 function readText(path: string, what: string): string {
   try {
-    return readFileSync(path, 'utf8');
+    return readRegularFile(path, DEFAULTS.maxPemFileBytes).toString('utf8');
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new CertboundError('CB_ERR_PEM_MISSING', [what, path, e.code ?? e.message]);
+    throw new CertboundError('CB_ERR_PEM_MISSING', [what, path, readFailure(err)]);
   }
 }
 
