@@ -36,6 +36,7 @@ export const ERRORS = Object.freeze({
   CB_ERR_PRIVATE_DIR: { statusCode: 500, message: 'Cannot use %s as a private directory (mode 0700, owned by this user): %s' },
   CB_ERR_SECRET_FILE: { statusCode: 500, message: 'Cannot use the secret file %s: %s' },
   CB_ERR_SECRET_FILE_MODE: { statusCode: 500, message: 'The secret file %s is mode %s: group or others can access it (chmod 600 it)' },
+  CB_ERR_STORE_DIR_UNSAFE: { statusCode: 500, message: 'The store directory %s %s: whoever can write it can add certificates and keys to the store (chmod go-w it; it should belong to this user or root)' },
   CB_ERR_JOB_FILE_INVALID: { statusCode: 500, message: 'Job file %s is not a valid job (%s); %s' },
   CB_ERR_JOB_FILE_UNSAFE: { statusCode: 500, message: 'Job file %s names a path outside its place (%s); %s' },
   CB_ERR_INTERNAL: { statusCode: 500, message: 'Unexpected error (a bug in certbound: please report it with this line): %s' },

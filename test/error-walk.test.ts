@@ -89,6 +89,14 @@ const WAYS = {
     const report = checkSecretFile(path);
     return report ? `${report.code}: ${report.message}` : 'no report';
   }, /wide\.key is mode 0?644/),
+  CB_ERR_STORE_DIR_UNSAFE: warning('certbound store list on a store directory that others can write', async (fx) => {
+    const store = join(fx.dir, 'stores-wide', 'current-user', 'MY');
+    mkdirSync(store, { recursive: true });
+    chmodSync(store, 0o777);
+    const r = await run(process.execPath, [BIN, 'store', 'list', '--store-root', join(fx.dir, 'stores-wide'), '--location', 'current-user', '--store', 'MY'], { timeoutMs: 15_000 });
+    assert.equal(r.code, 0, 'the store is still listed');
+    return r.stdout;
+  }, /stores-wide\/current-user\/MY is mode 0777 \(group or others can write it\)/),
   CB_ERR_JOB_FILE_INVALID: warning('certbound job list with a truncated job file', async (fx) => {
     const jobs = join(fx.dir, 'jobs-invalid');
     mkdirSync(jobs, { recursive: true, mode: 0o700 });

@@ -366,11 +366,14 @@ async function storeList(locationText: string | undefined, storeName: string | u
         file: e.file,
         warnings: e.secretFiles.flatMap(secretFileWarning),
       }));
+      // A store directory others can write: they can plant certificates and keys (reported, not refused).
+      const storeWarnings = store.warnings.map((w) => `${w.code}: ${w.message}`);
       if (json) {
-        listing.push({ location: loc, store: name, dir: store.dir, entries, problems: store.problems.map((p) => ({ ...p, error: hresultName(p.hr) })) });
+        listing.push({ location: loc, store: name, dir: store.dir, warnings: storeWarnings, entries, problems: store.problems.map((p) => ({ ...p, error: hresultName(p.hr) })) });
         continue;
       }
       out(`${label}  (${store.dir})`);
+      for (const w of storeWarnings) out(`  warning: ${w}`);
       if (entries.length === 0 && store.problems.length === 0) out('  (empty)');
       for (const e of entries) {
         out(`  ${e.thumbprint}  ${e.subject}`);

@@ -27,7 +27,7 @@ import {
 } from './job.js';
 import { checkByIdArguments, checkByNameArguments, findCertificateById, findCertificateByName, type FindResult, type ThumbprintInput } from './selection.js';
 import { hresultFromFsError, openStore, StoreLocation, type StoreLocationValue, type StoreOptions } from './store.js';
-import { downloadOnce, type DownloadTls } from './transfer.js';
+import { downloadOnce, isOwnPartFile, partFileSize, type DownloadTls } from './transfer.js';
 import type { TransferFailure } from './transfer-error.js';
 
 /** BG_JOB_PROGRESS. */
@@ -641,8 +641,9 @@ export class JobManager extends EventEmitter {
     for (const f of record.files) {
       if (!f.completed) continue;
       try {
-        // Only the partial file itself moves into place, never a link someone put there.
-        if (!lstatSync(f.partPath).isFile()) return HResult.E_ACCESSDENIED;
+        // Only the partial file itself moves into place: never a link someone put there, another
+        // user's file (pre-created in a shared directory) or a hard link to another file.
+        if (!isOwnPartFile(lstatSync(f.partPath))) return HResult.E_ACCESSDENIED;
         renameSync(f.partPath, f.localName);
       } catch (err) {
         return hresultFromFsError(err);
@@ -666,12 +667,7 @@ export class JobManager extends EventEmitter {
   }
 }
 
-/** The size of a partial file, 0 when there is none (or when it is not a regular file: a link is not followed). */
+/** The size of a partial file, 0 when there is none or it is not ours to continue (transfer.ts isOwnPartFile: a link is not followed). */
 function partSize(path: string): number {
-  try {
-    const st = lstatSync(path);
-    return st.isFile() ? st.size : 0;
-  } catch {
-    return 0;
-  }
+  return partFileSize(path);
 }

@@ -7,7 +7,8 @@ import { readRegularFile } from '../read-file.js';
 import { DEFAULTS } from '../defaults.js';
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { homedir } from 'node:os';
-import { basename, extname, join } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
+import { CertboundError } from '../errors.js';
 import { pemBlocks } from '../tls/pem.js';
 import { WinStatus } from '../status.js';
 import { HResult } from './hresult.js';
@@ -142,9 +143,40 @@ export interface StoreProblem {
   readonly message: string;
 }
 
+/** A store directory others could plant entries in (checkStoreDir); reported, not refused. */
+export interface StoreWarning {
+  readonly dir: string;
+  readonly code: 'CB_ERR_STORE_DIR_UNSAFE';
+  /** The CB_ERR_STORE_DIR_UNSAFE message, naming the directory, its mode and owner. */
+  readonly message: string;
+}
+
 export type OpenStoreResult =
-  | { hr: 0; dir: string; entries: StoreEntry[]; problems: StoreProblem[] }
-  | { hr: number; dir?: string; entries?: undefined; problems?: undefined };
+  | { hr: 0; dir: string; entries: StoreEntry[]; problems: StoreProblem[]; warnings: StoreWarning[] }
+  | { hr: number; dir?: string; entries?: undefined; problems?: undefined; warnings?: undefined };
+
+/**
+ * Reports a directory of a store that someone other than this user and root can change: one
+ * that group or others may write (sticky or not), or that belongs to another user (root's
+ * directories are fine for everyone; when this process is root, only root's are). Whoever can
+ * write it can add a certificate and key to MY, or a trust root to ROOT and CA. A symbolic link
+ * is followed. Undefined when it is safe or cannot be examined (openStore reports that).
+ */
+export function checkStoreDir(dir: string): StoreWarning | undefined {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    return undefined;
+  }
+  const mode = st.mode & 0o7777;
+  const uid = process.geteuid?.();
+  const why: string[] = [];
+  if ((mode & 0o022) !== 0) why.push(`is mode 0${mode.toString(8)} (group or others can write it)`);
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) why.push(`belongs to uid ${st.uid}, neither this user (uid ${uid}) nor root`);
+  if (why.length === 0) return undefined;
+  return Object.freeze({ dir, code: 'CB_ERR_STORE_DIR_UNSAFE', message: new CertboundError('CB_ERR_STORE_DIR_UNSAFE', [dir, why.join(' and ')]).message });
+}
 
 const PEM_EXT = new Set(['.pem', '.crt', '.cer']);
 const P12_EXT = new Set(['.p12', '.pfx']);
@@ -186,6 +218,14 @@ export async function openStore(location: unknown, storeName: string | null | un
   const dir = found.dir;
   const entries: StoreEntry[] = [];
   const problems: StoreProblem[] = [];
+  // The store directory and the ones between it and its location directory ("svc\\MY").
+  const warnings: StoreWarning[] = [];
+  const top = locationDir(location as StoreLocationValue, options);
+  for (let d = dir; ; d = dirname(d)) {
+    const w = checkStoreDir(d);
+    if (w) warnings.push(w);
+    if (d === top || dirname(d) === d || !d.startsWith(top)) break;
+  }
   let names: string[];
   try {
     names = readdirSync(dir).sort();
@@ -205,7 +245,7 @@ export async function openStore(location: unknown, storeName: string | null | un
       problems.push({ file, hr: hresultFromFsError(err), message: (err as Error).message });
     }
   }
-  return { hr: HResult.S_OK, dir, entries, problems };
+  return { hr: HResult.S_OK, dir, entries, problems, warnings };
 }
 
 function makeEntry(file: string, format: StoreEntry['format'], ders: Buffer[], keys: KeyObject[], keyFiles: readonly string[]): StoreEntry | StoreProblem {
@@ -281,7 +321,7 @@ function readPemEntry(file: string): StoreEntry | StoreProblem {
 async function readPkcs12Entry(file: string, options: StoreOptions): Promise<StoreEntry | StoreProblem> {
   const der = readRegularFile(file, DEFAULTS.maxPemFileBytes);
   const sidecar = `${file}.password`;
-  const password = existsSync(sidecar) ? readRegularFile(sidecar, DEFAULTS.maxStateFileBytes).toString('utf8').replace(/\r?\n$/, '') : (options.pkcs12Password ?? '');
+  const password = existsSync(sidecar) ? firstLine(readRegularFile(sidecar, DEFAULTS.maxStateFileBytes).toString('utf8')) : (options.pkcs12Password ?? '');
   const result = await readPkcs12(der, password);
   if (!result.ok) {
     const hr = result.failure === 'bad-password' ? E_INVALID_PASSWORD : result.failure === 'unsupported-algorithm' ? NTE_BAD_ALGID : CRYPT_E_ASN1_BADTAG;
@@ -293,4 +333,9 @@ async function readPkcs12Entry(file: string, options: StoreOptions): Promise<Sto
   } catch (err) {
     return { file, hr: CRYPT_E_ASN1_BADTAG, message: (err as Error).message };
   }
+}
+
+/** The first line of a `.password` file, without its line end (LF, CRLF or CR): the rest of the file is not the password. */
+function firstLine(text: string): string {
+  return text.split(/\r\n|\n|\r/, 1)[0] ?? '';
 }

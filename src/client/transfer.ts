@@ -5,7 +5,7 @@
 // 1.3 alerts, TLS 1.2 renegotiation).
 import { request, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import { closeSync, constants, createWriteStream, lstatSync, openSync } from 'node:fs';
+import { closeSync, constants, createWriteStream, fchmodSync, fstatSync, lstatSync, openSync, unlinkSync, type Stats } from 'node:fs';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isIP } from 'node:net';
@@ -81,20 +81,82 @@ export function resumeHeaders(have: number, validators: Validators | undefined):
   return { range: `bytes=${have}-`, 'if-range': ifRange };
 }
 
-/** The partial file's size; 0 when it is absent or not a regular file (a link is not followed). */
-function fileSize(path: string): number {
+/** Mode of a partial file: it may hold a secret (a token, a key) until Complete moves it into place. */
+export const PART_FILE_MODE = 0o600;
+
+/**
+ * True when a partial file may be continued: a regular file (not a link), of this user, with one
+ * link. Another user's file (pre-created in a shared directory) or a hard link to some other
+ * file is never appended to or moved into place.
+ */
+export function isOwnPartFile(st: Stats): boolean {
+  const uid = process.geteuid?.();
+  return st.isFile() && st.nlink === 1 && (uid === undefined || st.uid === uid);
+}
+
+/** The size of the partial file an attempt continues: 0 when it is absent or not ours to continue (isOwnPartFile; a link is not followed). */
+export function partFileSize(path: string): number {
   try {
     const st = lstatSync(path);
-    return st.isFile() ? st.size : 0;
+    return isOwnPartFile(st) ? st.size : 0;
   } catch {
     return 0;
   }
 }
 
-/** Opens the partial file for writing without following a link there (ELOOP instead). */
-function openPart(path: string, mode: 'truncate' | 'append'): number {
-  const { O_WRONLY, O_CREAT, O_NOFOLLOW, O_TRUNC, O_APPEND } = constants;
-  return openSync(path, O_WRONLY | O_CREAT | O_NOFOLLOW | (mode === 'truncate' ? O_TRUNC : O_APPEND));
+const linkError = (path: string) => Object.assign(new Error(`ELOOP: the partial file ${path} is a symbolic link; it is never written through`), { code: 'ELOOP' });
+
+/**
+ * A new, empty partial file, opened for writing: whatever file was at the path is unlinked first
+ * (never reused: it may be another user's, or a hard link), then created with O_EXCL and
+ * O_NOFOLLOW and fchmodded to 0600 whatever the umask. A symbolic link there fails (ELOOP), a
+ * directory too (EISDIR): neither is removed.
+ */
+function createPart(path: string): number {
+  let st: Stats | undefined;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (st?.isSymbolicLink()) throw linkError(path);
+  if (st?.isDirectory()) throw Object.assign(new Error(`EISDIR: the partial file ${path} is a directory`), { code: 'EISDIR' });
+  if (st) unlinkSync(path);
+  const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
+  const fd = openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, PART_FILE_MODE);
+  try {
+    fchmodSync(fd, PART_FILE_MODE);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  return fd;
+}
+
+/**
+ * Opens the partial file to append to it, without creating it or following a link (ELOOP): the
+ * opened file must still be ours to continue (isOwnPartFile) and hold exactly `have` bytes, the
+ * offset the request asked for; undefined otherwise (it changed since the request).
+ */
+function openPartToAppend(path: string, have: number): number | undefined {
+  const { O_WRONLY, O_APPEND, O_NOFOLLOW } = constants;
+  let fd: number;
+  try {
+    fd = openSync(path, O_WRONLY | O_APPEND | O_NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  let st: Stats;
+  try {
+    st = fstatSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  if (isOwnPartFile(st) && st.size === have) return fd;
+  closeSync(fd);
+  return undefined;
 }
 
 /** Runs one attempt. Never throws: failures come back as an outcome with an HRESULT. */
@@ -114,7 +176,7 @@ type AttemptOutcome = DownloadOutcome | { readonly kind: 'redirect'; readonly lo
 async function attempt(url: string, options: DownloadOptions): Promise<AttemptOutcome> {
   if (options.signal.aborted) return { kind: 'aborted' };
   const target = new URL(url);
-  const have = fileSize(options.partPath);
+  const have = partFileSize(options.partPath);
   const extra = resumeHeaders(have, options.validators);
   const hasCertificate = Boolean(options.tls.cert && options.tls.key);
   let certificateRequested = false;
@@ -212,7 +274,7 @@ async function handleResponse(
     // The partial file no longer fits the resource: start over on the next attempt.
     res.resume();
     try {
-      closeSync(openPart(options.partPath, 'truncate'));
+      closeSync(createPart(options.partPath));
     } catch (err) {
       return fail(err);
     }
@@ -231,9 +293,15 @@ async function handleResponse(
       cb(null, chunk);
     },
   });
-  let fd: number;
+  let fd: number | undefined;
   try {
-    fd = openPart(options.partPath, start === 0 ? 'truncate' : 'append');
+    fd = start === 0 ? createPart(options.partPath) : openPartToAppend(options.partPath, start);
+    if (fd === undefined) {
+      // Replaced, grown or linked since the request: start again from byte 0 on the next attempt.
+      res.destroy();
+      closeSync(createPart(options.partPath));
+      return finish({ kind: 'failed', failure: { hr: HResult.BG_E_LOCAL_FILE_CHANGED, transient: true, message: `the partial file ${options.partPath} changed during the attempt; restarting it` }, validators });
+    }
   } catch (err) {
     res.destroy();
     return fail(err, { validators, ...(total !== undefined ? { total } : {}) });
