@@ -49,9 +49,9 @@ const ROWS: readonly (readonly [ErrorCode, Row])[] = [
 
   // File-system errors of every file serve reads or writes.
   ['CB_ERR_PEM_MISSING', cli('a --key file the user may not read', (fx) => ['serve', '--cert', fx.file('readable.pem', readFileSync(fx.pki.server)), '--key', fx.unreadable('secret.key', readFileSync(fx.pki.serverKey))], /key file \S*secret\.key: EACCES/, { unprivileged: true })],
-  ['CB_ERR_PEM_MISSING', cli('a --ca path that is a directory', (fx) => ['serve', ...fx.tlsFlags, '--ca', fx.dir], /CA file \S+: EISDIR/)],
+  ['CB_ERR_PEM_MISSING', cli('a --ca path that is a directory', (fx) => ['serve', ...fx.tlsFlags, '--ca', fx.dir], /CA file \S+: not a regular file/)],
   ['CB_ERR_PEM_MISSING', cli('a missing --crl file', (fx) => ['serve', ...fx.tlsFlags, '--crl', join(fx.dir, 'nope.crl')], /CRL file \S*nope\.crl: ENOENT/)],
-  ['CB_ERR_CONFIG_FILE', cli('a config file that is a directory', (fx) => ['serve', '--config', fx.dir], /EISDIR/)],
+  ['CB_ERR_CONFIG_FILE', cli('a config file that is a directory', (fx) => ['serve', '--config', fx.dir], /: not a regular file/)],
   ['CB_ERR_CONFIG_FILE', cli('a config file the user may not read', (fx) => ['serve', '--config', fx.unreadable('secret.json', '{}')], /secret\.json: EACCES/, { unprivileged: true })],
   ['CB_ERR_DEV_PKI', cli('dev-pki under a regular file', (fx) => ['dev-pki', join(fx.file('plain-file', 'x'), 'pki')], /plain-file\/pki: .*(ENOTDIR|EEXIST)/)],
   ['CB_ERR_DEV_PKI', cli('serve with a --dev-pki-dir under a regular file', (fx) => ['serve', '--dev-pki-dir', join(fx.file('plain-file-2', 'x'), 'pki')], /(ENOTDIR|EEXIST)/)],
