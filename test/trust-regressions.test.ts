@@ -374,3 +374,25 @@ test('an on-demand route whose body arrives after another API negotiated a bad c
   assert.match(answers[1] as string, /^403[\s\S]*"certFlagsName":"CERT_E_UNTRUSTEDCA"/, 'the on-demand POST is refused');
   assert.equal(ran, 0, 'its handler never ran');
 });
+
+test('a route that returns request.connectionId (a bigint) answers it as a decimal string, in plugin and createServer apps', async (t) => {
+  const pki = await devPki();
+  const { port } = await startServer(t, 'optional', {}, ({ app }) => app.get('/id', async (request) => ({ id: request.connectionId })));
+  const r = await get(port, '/id', { cert: pki.client, key: pki.clientKey });
+  assert.equal(r.status, 200, r.body);
+  assert.match((r.json() as { id: string }).id, /^\d+$/);
+  const app = Fastify();
+  await app.register(certboundPlugin);
+  app.get('/big', async () => ({ n: 2n ** 70n, nested: [{ m: 1n }] }));
+  const reply = await app.inject('/big');
+  assert.equal(reply.statusCode, 200);
+  assert.deepEqual(reply.json(), { n: '1180591620717411303424', nested: [{ m: '1' }] });
+  await app.close();
+  // An app's own reply serialiser is kept.
+  const own = Fastify();
+  own.setReplySerializer(() => '"mine"');
+  await own.register(certboundPlugin);
+  own.get('/', async () => ({ a: 1 }));
+  assert.equal((await own.inject('/')).body, '"mine"');
+  await own.close();
+});

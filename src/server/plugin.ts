@@ -221,6 +221,19 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   }
 
   app.decorate('certbound', Object.freeze({ queue, registry, clientAuth }));
+  // Connection ids are bigints: a route that returns one (or a bigint anywhere) answers it as a
+  // decimal string instead of failing serialisation. JSON.stringify is tried first, so other
+  // replies pay nothing; routes with a response schema use their own serialiser. An app that
+  // set its own reply serialiser keeps it (fastify's kReplySerializerDefault, read by name).
+  const ownSerializer = Object.getOwnPropertySymbols(app).find((k) => k.description === 'fastify.replySerializerDefault');
+  if (!ownSerializer || (app as unknown as Record<symbol, unknown>)[ownSerializer] == null) app.setReplySerializer((payload) => {
+    try {
+      return JSON.stringify(payload);
+    } catch (err) {
+      if (!(err instanceof TypeError) || !/BigInt/i.test(err.message)) throw err;
+      return JSON.stringify(payload, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
+    }
+  });
   app.decorateRequest('connection', {
     getter(this: FastifyRequest) {
       return entryOfRequest(registry, this);
