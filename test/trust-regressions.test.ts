@@ -396,3 +396,23 @@ test('a route that returns request.connectionId (a bigint) answers it as a decim
   assert.equal((await own.inject('/')).body, '"mine"');
   await own.close();
 });
+
+test('plugin mode: fastify\'s own "request completed" line carries the connection id and the thumbprint, as request.log does', async (t) => {
+  const pki = await devPki();
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>); } };
+  const app = Fastify({ logger: { level: 'info', stream }, https: { cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), requestCert: true, rejectUnauthorized: false } });
+  await app.register(certboundPlugin);
+  app.get('/x', async (request) => { request.log.info('in the handler'); return 'ok'; });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.after(() => app.close());
+  const r = await get((app.server.address() as AddressInfo).port, '/x', { cert: pki.client, key: pki.clientKey });
+  assert.equal(r.status, 200);
+  const sha1 = new X509Certificate(readFileSync(pki.client)).fingerprint.replace(/:/g, '').toLowerCase();
+  for (const msg of ['in the handler', 'request completed']) {
+    const line = lines.find((l) => l.msg === msg);
+    assert.ok(line, msg);
+    assert.match(String(line.connectionId), /^\d+$/, msg);
+    assert.equal(line.thumbprint, sha1, msg);
+  }
+});

@@ -289,7 +289,8 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     }
     if (!decide) return false;
     const cert = entry.clientCertificate();
-    if (logBindings) request.log = request.log.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) });
+    // The reply's log too, so that fastify's own "request completed" line carries them.
+    if (logBindings) reply.log = request.log = request.log.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) });
     if (requirement === 'on-demand' && !cert) return false;
     const r = accessRefusal({ mode: clientAuth, requirement, tls: true, decision: cert, rejectDeniedByMapper });
     if (!r) return false;
@@ -392,7 +393,7 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     // body was arriving), the handler runs only on the final decision read here.
     if (checkRequest(request, reply, entry, 'none', false)) return reply;
     const cert = await entry.settle();
-    if (cert) request.log = request.log.child({ thumbprint: cert.sha1 });
+    if (cert) reply.log = request.log = request.log.child({ thumbprint: cert.sha1 });
     const r = accessRefusal({ mode: clientAuth, requirement: 'on-demand', tls: true, decision: cert, rejectDeniedByMapper });
     return r ? send(request, reply, r) : undefined;
   };
