@@ -11,6 +11,7 @@ import { runClientCli } from '../src/client/cli.js';
 import { JobManager, type Job } from '../src/index.js';
 import { main } from '../src/server/cli.js';
 import { devPki, tempDir } from './helpers/pki.js';
+import { run } from './helpers/exec.js';
 import { capture, makeStoreRoot, sha256File, startFileServer, thumbprintOf } from './client-fixtures.js';
 
 test('store list: thumbprint, subject and validity of each entry', async () => {
@@ -134,4 +135,15 @@ test('public types: the client is exported from the package entry with HRESULT-r
   expectTypeOf<Job['resume']>().returns.toEqualTypeOf<number>();
   expectTypeOf<Job['getClientCertificate']>().returns.toHaveProperty('hr').toEqualTypeOf<number>();
   expectTypeOf(JobManager.open).returns.resolves.toEqualTypeOf<JobManager>();
+});
+
+test('job list | head: a reader that goes away ends the command quietly (no EPIPE stack trace)', async () => {
+  const jobs = tempDir('cb-epipe-');
+  const bin = join(import.meta.dirname, '..', 'bin', 'certbound.js');
+  const created = await run(process.execPath, [bin, 'job', 'create', 'x', '--jobs-dir', jobs]);
+  assert.equal(created.code, 0, created.stderr);
+  // head reads nothing and exits: certbound's next write meets a closed pipe.
+  const r = await run('bash', ['-c', `"${process.execPath}" "${bin}" job list --jobs-dir "${jobs}" | head -c 0; echo "\${PIPESTATUS[0]}"`]);
+  assert.equal(r.stdout.trim(), '0', `certbound's own exit code (stderr: ${r.stderr})`);
+  assert.equal(r.stderr, '', 'nothing on stderr');
 });
