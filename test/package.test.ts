@@ -2,7 +2,7 @@
 // project, import it from TypeScript (type-checked) and JavaScript, run a server, use the bin.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tempDir } from './helpers/pki.js';
 import { run } from './helpers/exec.js';
@@ -21,6 +21,18 @@ test('npm pack → install in a fresh project → TypeScript, JavaScript and npx
   assert.match(list.stdout, /package\/dist\/index\.d\.ts/);
   assert.match(list.stdout, /package\/bin\/certbound\.js/);
   assert.doesNotMatch(list.stdout, /package\/(test|src|\.certbound|node_modules)\//, 'no sources, tests or dev PKI in the package');
+  assert.match(list.stdout, /^package\/LICENSE$/m, 'the licence ships');
+  // Source maps name ../src files that do not ship: each carries its sources inline.
+  const maps = list.stdout.split('\n').filter((f) => f.endsWith('.js.map'));
+  assert.ok(maps.length > 10, 'source maps ship');
+  const extracted = join(dir, 'extracted');
+  mkdirSync(extracted);
+  assert.equal((await run('tar', ['-xzf', join(dir, tarball), '-C', extracted])).code, 0);
+  for (const m of maps) {
+    const map = JSON.parse(readFileSync(join(extracted, m), 'utf8')) as { sources: string[]; sourcesContent?: Array<string | null> };
+    assert.equal(map.sourcesContent?.length, map.sources.length, `${m} carries its sources`);
+    assert.ok(map.sourcesContent?.every((c) => typeof c === 'string' && c.length > 0), `${m} carries its sources`);
+  }
 
   const project = join(dir, 'consumer');
   mkdirSync(project);
