@@ -3,7 +3,7 @@
 // given to writeFileSync applies only when the file is created, and the umask trims it; so the
 // file is written under a temporary name with an exact fchmod and renamed over the old one.
 import { randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, closeSync, constants, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CertboundError } from './errors.js';
 
@@ -115,18 +115,24 @@ export function writeFileExact(path: string, data: string | Uint8Array, mode: nu
   }
 }
 
+/** The stat of a secret file that must be a regular file (`follow`: through a symbolic link); CB_ERR_SECRET_FILE otherwise. */
+function regularFileStat(path: string, follow: boolean): Stats {
+  let st: Stats;
+  try {
+    st = follow ? statSync(path) : lstatSync(path);
+  } catch (err) {
+    throw fileError('CB_ERR_SECRET_FILE', [path, reason(err)], { cause: err });
+  }
+  if (!st.isFile()) throw fileError('CB_ERR_SECRET_FILE', [path, 'not a regular file']);
+  return st;
+}
+
 /**
  * Brings an existing secret file to 0600 when group or others have any access to it. Returns
  * true when it changed the mode. Throws CB_ERR_SECRET_FILE when `path` is not a regular file.
  */
 export function tightenSecretFile(path: string): boolean {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch (err) {
-    throw fileError('CB_ERR_SECRET_FILE', [path, reason(err)], { cause: err });
-  }
-  if (!st.isFile()) throw fileError('CB_ERR_SECRET_FILE', [path, 'not a regular file']);
+  const st = regularFileStat(path, false);
   if ((st.mode & 0o077) === 0) return false;
   chmodSync(path, SECRET_FILE_MODE);
   return true;
@@ -163,13 +169,7 @@ export interface SecretFileReport {
  * not a regular file.
  */
 export function checkSecretFile(path: string): SecretFileReport | undefined {
-  let st;
-  try {
-    st = statSync(path);
-  } catch (err) {
-    throw fileError('CB_ERR_SECRET_FILE', [path, reason(err)], { cause: err });
-  }
-  if (!st.isFile()) throw fileError('CB_ERR_SECRET_FILE', [path, 'not a regular file']);
+  const st = regularFileStat(path, true);
   const mode = st.mode & 0o7777;
   if ((mode & 0o077) === 0) return undefined;
   return Object.freeze({ path, mode, code: 'CB_ERR_SECRET_FILE_MODE', message: new CertboundError('CB_ERR_SECRET_FILE_MODE', [path, octal(mode)]).message });

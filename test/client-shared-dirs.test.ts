@@ -4,7 +4,7 @@
 // another user) is reported with CB_ERR_STORE_DIR_UNSAFE; a `.password` sidecar is read up to
 // its first line end. The other user is `nobody`, in a process of its own, when the tests run
 // as root; the hard-link cases need no second user.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { runClientCli } from '../src/client/cli.js';
 import { HResult, hresultName } from '../src/client/hresult.js';
 import { JobState } from '../src/client/job.js';
-import { JobManager, type JobSnapshot } from '../src/client/job-manager.js';
+import { JobManager, type Job, type JobSnapshot } from '../src/client/job-manager.js';
 import { openStore, StoreLocation } from '../src/client/store.js';
 import { devPki, tempDir } from './helpers/pki.js';
 import { run } from './helpers/exec.js';
@@ -32,6 +32,23 @@ function cliWith(env: NodeJS.ProcessEnv) {
 }
 
 /** A directory other users can reach: a 1777 directory in a 0755 one. */
+/** A job manager in `root` trusting the dev root, closed after the test. */
+async function managerIn(t: TestContext, root: string, pki: { rootCa: string }): Promise<JobManager> {
+  const manager = await JobManager.open({ dir: join(root, 'jobs'), caller: 'tester', caFile: pki.rootCa, store: { root: join(root, 'stores') }, retry: FAST, timeoutMs: 5000 });
+  t.after(() => manager.close());
+  return manager;
+}
+
+/** Creates a job downloading `url` to `dest`, resumes it and waits until it is TRANSFERRED. */
+async function transferred(manager: JobManager, url: string, dest: string, timeoutMs = 10_000): Promise<Job> {
+  const { job } = manager.createJob('t');
+  assert.ok(job);
+  assert.equal(job.addFile(url, dest), 0);
+  assert.equal(job.resume(), 0);
+  assert.equal(await job.waitFor([JobState.TRANSFERRED, JobState.ERROR], timeoutMs), JobState.TRANSFERRED, job.error?.message);
+  return job;
+}
+
 function sharedDir(prefix: string): string {
   const root = tempDir(prefix);
   chmodSync(root, 0o755);
@@ -73,13 +90,7 @@ test('a partial file that is a hard link to another file is replaced, never writ
   writeFileSync(victim, 'precious');
   const dest = join(root, 'out.bin');
   linkSync(victim, `${dest}.certbound-part`);
-  const manager = await JobManager.open({ dir: join(root, 'jobs'), caller: 'tester', caFile: pki.rootCa, store: { root: join(root, 'stores') }, retry: FAST, timeoutMs: 5000 });
-  t.after(() => manager.close());
-  const { job } = manager.createJob('t');
-  assert.ok(job);
-  assert.equal(job.addFile(srv.url, dest), 0);
-  assert.equal(job.resume(), 0);
-  assert.equal(await job.waitFor([JobState.TRANSFERRED, JobState.ERROR], 10_000), JobState.TRANSFERRED, job.error?.message);
+  const job = await transferred(await managerIn(t, root, pki), srv.url, dest);
   assert.equal(readFileSync(victim, 'utf8'), 'precious');
   assert.deepEqual([statSync(victim).nlink, statSync(`${dest}.certbound-part`).nlink, mode(`${dest}.certbound-part`)], [1, 1, '600']);
   assert.equal(job.complete(), HResult.S_OK);
@@ -93,13 +104,7 @@ test('complete refuses a partial file that gained a hard link (or, as root, anot
   const root = tempDir('cb-complete-check-');
   const dest = join(root, 'out.bin');
   const part = `${dest}.certbound-part`;
-  const manager = await JobManager.open({ dir: join(root, 'jobs'), caller: 'tester', caFile: pki.rootCa, store: { root: join(root, 'stores') }, retry: FAST, timeoutMs: 5000 });
-  t.after(() => manager.close());
-  const { job } = manager.createJob('t');
-  assert.ok(job);
-  assert.equal(job.addFile(srv.url, dest), 0);
-  assert.equal(job.resume(), 0);
-  assert.equal(await job.waitFor([JobState.TRANSFERRED, JobState.ERROR], 10_000), JobState.TRANSFERRED, job.error?.message);
+  const job = await transferred(await managerIn(t, root, pki), srv.url, dest);
   const extra = join(root, 'extra-link');
   linkSync(part, extra);
   assert.equal(job.complete(), HResult.E_ACCESSDENIED);
@@ -152,15 +157,10 @@ test('a partial file replaced while a resumed request is on its way is restarted
   t.after(() => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()); }));
   const addr = server.address();
   const url = `https://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}/file`;
-  const manager = await JobManager.open({ dir: join(root, 'jobs'), caller: 'tester', caFile: pki.rootCa, store: { root: join(root, 'stores') }, retry: FAST, timeoutMs: 5000 });
-  t.after(() => manager.close());
+  const manager = await managerIn(t, root, pki);
   const errors: string[] = [];
   manager.on('state', (s: JobSnapshot) => { if (s.stateName === 'TRANSIENT_ERROR') errors.push(hresultName(s.error?.hr ?? 0) ?? ''); });
-  const { job } = manager.createJob('t');
-  assert.ok(job);
-  assert.equal(job.addFile(url, dest), 0);
-  assert.equal(job.resume(), 0);
-  assert.equal(await job.waitFor([JobState.TRANSFERRED, JobState.ERROR], 15_000), JobState.TRANSFERRED, job.error?.message);
+  const job = await transferred(manager, url, dest, 15_000);
   assert.deepEqual(log, ['full', `bytes=${half}-`, 'full']);
   assert.deepEqual(errors.filter((e, i) => e !== errors[i - 1]), ['ERROR_WINHTTP_CONNECTION_ERROR', 'BG_E_LOCAL_FILE_CHANGED']);
   assert.ok(readFileSync(elsewhere).equals(body.subarray(0, half)), 'the other link keeps the first half: nothing was appended through it');
