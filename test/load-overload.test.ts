@@ -86,7 +86,16 @@ test('requests that saturate the event loop get 503 + Retry-After without reachi
     after = (await get(port, '/healthz')).status;
   }
   assert.equal(after, 200, '/healthz recovers once the load stops');
-  assert.equal((await get(port, '/heavy')).status, 200, 'requests are served again');
+  // The event-loop delay is sampled: on a busy machine (CI runs two test files at once) one more
+  // sample may still be over the limit right after /healthz said 200. Shedding must end, within
+  // a bounded time, and until then every answer is a clean 503.
+  const heavy: number[] = [];
+  for (let i = 0; i < 40 && heavy.at(-1) !== 200; i++) {
+    if (i > 0) await sleep(50);
+    heavy.push((await get(port, '/heavy')).status);
+  }
+  assert.equal(heavy.at(-1), 200, `requests are served again (${heavy.join(', ')})`);
+  assert.ok(heavy.every((s) => s === 200 || s === 503), `only 200 or 503 while recovering (${heavy.join(', ')})`);
 
   await started.server.close();
   let extra: string[] = [];
