@@ -20,7 +20,7 @@ import { accessRefusal, ROUTE_REQUIREMENTS, type Refusal, type RouteRequirement 
 import { routeChannelBindingRefusal, type RouteChannelBinding } from './channel-binding-route.js';
 import type { ConnectionEntry } from './connection.js';
 import { negotiationWin32Override } from './negotiate.js';
-import { is, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
+import { compileOptions, is, PLUGIN_SCHEMA, validateOptions } from './options.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ClientCertificate } from './registry.js';
 import { orderRequests, ticketOf } from './request-order.js';
@@ -71,14 +71,8 @@ export interface CertboundPluginOptions {
   logBindings?: boolean;
 }
 
-/** The plugin's option schema (src/server/options.ts). */
-export const PLUGIN_OPTIONS = Object.freeze({
-  ...SHARED_OPTIONS,
-  revocation: is.either(is.instanceOf(RevocationChecker, 'RevocationChecker'), is.shape(REVOCATION_OPTIONS)),
-  registry: is.instanceOf(ConnectionRegistry, 'ConnectionRegistry'),
-  queue: is.instanceOf(RequestQueue, 'RequestQueue'),
-  logBindings: is.boolean,
-});
+/** Validates the plugin's options against PLUGIN_SCHEMA (src/server/options.ts): CB_ERR_INVALID_OPTION. */
+const validatePluginOptions = compileOptions(PLUGIN_SCHEMA, { RevocationChecker, ConnectionRegistry, RequestQueue });
 
 /** What `app.certbound` holds. */
 export interface CertboundDecoration {
@@ -224,7 +218,7 @@ function checkRouteConfig(config: RouteConfig, url: string): void {
  * with certbound options that it did not see is refused, never served unchecked.
  */
 export function installCertbound(app: FastifyInstance, options: CertboundPluginOptions): void {
-  validateOptions(PLUGIN_OPTIONS, options, 'certbound');
+  validatePluginOptions(options, 'certbound');
   // Its guard must see every route of the app: hooks added to an encapsulated child never
   // reach its siblings or parents, whose routes would then be served unchecked. A child
   // instance is an Object.create() of its parent (fastify's override); the root is not.

@@ -22,7 +22,7 @@ import { RequestQueue } from './receive.js';
 import { ConnectionRegistry } from './registry.js';
 import { installListener, type StapleSource } from './listeners.js';
 import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
-import { is, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
+import { compileOptions, SERVER_SCHEMA } from './options.js';
 import { referenceRoutes } from './routes.js';
 import { createServerStapling, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
@@ -85,25 +85,8 @@ export interface CreateServerOptions {
   stapleSource?: StapleSource;
 }
 
-/** createServer's option schema (src/server/options.ts): the plugin's shared options and its own. */
-export const SERVER_OPTIONS = Object.freeze({
-  ...SHARED_OPTIONS,
-  cert: is.pem,
-  key: is.pem,
-  ca: is.pemList,
-  crl: is.pemList,
-  logger: is.either(is.boolean, is.object),
-  underPressure: is.either(is.oneOf([false]), is.object),
-  referenceRoutes: is.boolean,
-  http2: is.boolean,
-  revocation: is.either(is.instanceOf(RevocationChecker, 'RevocationChecker'), is.shape(REVOCATION_OPTIONS)),
-  onDemandHosts: is.stringList,
-  handshakeTimeout: is.positiveInteger,
-  tls: is.object,
-  fastify: is.object,
-  ocsp: is.either(is.boolean, is.object),
-  stapleSource: is.object,
-});
+/** Validates createServer's options against SERVER_SCHEMA (src/server/options.ts): CB_ERR_INVALID_OPTION. */
+const validateServerOptions = compileOptions(SERVER_SCHEMA, { RevocationChecker });
 
 export interface CertboundServer {
   readonly app: FastifyInstance;
@@ -147,7 +130,7 @@ function makeLogger(option: CreateServerOptions['logger']): Logger {
 
 /** Builds a certbound HTTPS server. Add routes to `app`, then `listen()`. */
 export function createServer(options: CreateServerOptions): CertboundServer {
-  validateOptions(SERVER_OPTIONS, options, '');
+  validateServerOptions(options, '');
   if (options.cert === undefined || options.key === undefined) throw new CertboundError('CB_ERR_INVALID_OPTION', [options.cert === undefined ? 'cert' : 'key', 'is required']);
   if (options.ocsp && options.stapleSource) throw new CertboundError('CB_ERR_INVALID_OPTION', ['stapleSource', 'cannot be combined with ocsp']);
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
