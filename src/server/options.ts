@@ -234,22 +234,27 @@ export type OptionClass = abstract new (...args: never[]) => unknown;
  * schema's `instanceOf` keywords name.
  */
 export function compileOptions(schema: OptionSchema, classes: Readonly<Record<string, OptionClass>> = {}): (options: unknown, path: string) => void {
-  const ajv = new Ajv({ allErrors: false, strict: true, verbose: true });
-  ajv.addKeyword({ keyword: 'pem', schemaType: 'boolean', validate: (_s: boolean, v: unknown) => typeof v === 'string' || Buffer.isBuffer(v) });
-  ajv.addKeyword({ keyword: 'isFunction', schemaType: 'boolean', validate: (_s: boolean, v: unknown) => typeof v === 'function' });
-  ajv.addKeyword({
-    keyword: 'instanceOf',
-    schemaType: 'string',
-    validate: (name: string, v: unknown) => {
-      const cls = classes[name];
-      if (!cls) throw new CertboundError('CB_ERR_INTERNAL', [`option schema names an unknown class ${name}`]);
-      return v instanceof cls;
-    },
-  });
-  const validate: ValidateFunction = ajv.compile(schema as object);
+  // Compiled on first use, so that importing certbound does not pay for it.
+  let validate: ValidateFunction | undefined;
+  const compile = (): ValidateFunction => {
+    const ajv = new Ajv({ allErrors: false, strict: true, verbose: true });
+    ajv.addKeyword({ keyword: 'pem', schemaType: 'boolean', validate: (_s: boolean, v: unknown) => typeof v === 'string' || Buffer.isBuffer(v) });
+    ajv.addKeyword({ keyword: 'isFunction', schemaType: 'boolean', validate: (_s: boolean, v: unknown) => typeof v === 'function' });
+    ajv.addKeyword({
+      keyword: 'instanceOf',
+      schemaType: 'string',
+      validate: (name: string, v: unknown) => {
+        const cls = classes[name];
+        if (!cls) throw new CertboundError('CB_ERR_INTERNAL', [`option schema names an unknown class ${name}`]);
+        return v instanceof cls;
+      },
+    });
+    return ajv.compile(schema as object);
+  };
   return (options, path) => {
     if (options === undefined) return;
     if (typeof options !== 'object' || options === null || Array.isArray(options)) bad(path, `expected an object, got ${show(options)}`);
+    validate ??= compile();
     if (!validate(options)) throw new CertboundError('CB_ERR_INVALID_OPTION', explain(validate.errors ?? [], options, path));
   };
 }
