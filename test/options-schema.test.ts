@@ -17,7 +17,35 @@ import { devPki, read } from './helpers/pki.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
-test('the schemas have exactly the keys of the option interfaces (checked by tsc)', () => {
+/**
+ * The TypeScript type a schema describes, where JSON Schema can say it (enumerations, booleans,
+ * integers, PEM, lists, alternatives of those); `unknown` for the rest (objects, functions,
+ * instances), whose types the hand-written interfaces give.
+ */
+type FromSchema<S> =
+  S extends { readonly enum: readonly (infer E)[] } ? E
+    : S extends { readonly const: infer C } ? C
+      : S extends { readonly anyOf: readonly [infer A, infer B] } ? (unknown extends FromSchema<A> ? unknown : unknown extends FromSchema<B> ? unknown : FromSchema<A> | FromSchema<B>)
+        : S extends { readonly pem: true } ? string | Buffer
+          : S extends { readonly type: 'boolean' } ? boolean
+            : S extends { readonly type: 'integer' } ? number
+              : S extends { readonly type: 'string' } ? string
+                : S extends { readonly type: 'array'; readonly items: infer I } ? (unknown extends FromSchema<I> ? unknown : FromSchema<I>[])
+                  : unknown;
+/** The options whose type the schema says, with that type. */
+type Said<P> = { [K in keyof P as unknown extends FromSchema<P[K]> ? never : K]: FromSchema<P[K]> };
+/** The same options, with the interface's types. */
+type Declared<P, I> = { [K in keyof Said<P>]: K extends keyof I ? NonNullable<I[K]> : never };
+
+test('the schemas have exactly the keys of the option interfaces, and the types the schema says are the interfaces\' (checked by tsc)', () => {
+  expectTypeOf<Said<typeof PLUGIN_SCHEMA.properties>>().toEqualTypeOf<Declared<typeof PLUGIN_SCHEMA.properties, CertboundPluginOptions>>();
+  expectTypeOf<Said<typeof SERVER_SCHEMA.properties>>().toEqualTypeOf<Declared<typeof SERVER_SCHEMA.properties, CreateServerOptions>>();
+  expectTypeOf<Said<typeof REVOCATION_SCHEMA.properties>>().toEqualTypeOf<Declared<typeof REVOCATION_SCHEMA.properties, RevocationOptions>>();
+  expectTypeOf<Said<typeof CHANNEL_BINDING_SCHEMA.properties>>().toEqualTypeOf<Declared<typeof CHANNEL_BINDING_SCHEMA.properties, ServerChannelBindingConfig>>();
+  // The check covers these options (it cannot be empty and pass by accident).
+  expectTypeOf<keyof Said<typeof SERVER_SCHEMA.properties>>().toEqualTypeOf<'clientAuth' | 'rejectDeniedByMapper' | 'negotiationTimeout' | 'cert' | 'key' | 'ca' | 'crl' | 'referenceRoutes' | 'http2' | 'onDemandHosts' | 'handshakeTimeout'>();
+  expectTypeOf<Said<typeof PLUGIN_SCHEMA.properties>['clientAuth']>().toEqualTypeOf<'none' | 'optional' | 'require' | 'accept-untrusted'>();
+
   expectTypeOf<keyof typeof PLUGIN_SCHEMA.properties>().toEqualTypeOf<keyof CertboundPluginOptions>();
   expectTypeOf<keyof typeof SERVER_SCHEMA.properties>().toEqualTypeOf<keyof CreateServerOptions>();
   expectTypeOf<keyof typeof REVOCATION_SCHEMA.properties>().toEqualTypeOf<keyof RevocationOptions>();
@@ -40,6 +68,8 @@ test('app.register(certbound, bad options) stops start-up with CB_ERR_INVALID_OP
     [{ mapper: 3 }, 'Invalid option certbound.mapper: expected a function or an object, got 3'],
     [{ revocation: { failMode: 'open' } }, 'Invalid option certbound.revocation.failMode: "open" is not one of "soft", "hard"'],
     [{ revocation: { crls: ['-----BEGIN X509 CRL-----', 7] } }, 'Invalid option certbound.revocation.crls[1]: expected PEM (string or Buffer), got 7'],
+    // A single PEM passed validation before and then failed as a TypeError in the checker.
+    [{ revocation: { crls: '-----BEGIN X509 CRL-----' } }, 'Invalid option certbound.revocation.crls: expected a list, each PEM (string or Buffer), got "-----BEGIN X509 CRL-----"'],
     [{ revocation: 'on' }, 'Invalid option certbound.revocation: expected a RevocationChecker or an object, got "on"'],
     [{ registry: {} }, 'Invalid option certbound.registry: expected a ConnectionRegistry, got {}'],
     [{ channelBinding: { type: 'tls-finished' } }, 'Invalid option certbound.channelBinding.type: "tls-finished" is not one of "tls-unique", "tls-server-end-point", "tls-exporter"'],

@@ -120,7 +120,7 @@ export const REVOCATION_SCHEMA = {
     revocationFreshnessTimeSeconds: { type: 'integer', minimum: 0 },
     urlRetrievalTimeoutMs: { type: 'integer', exclusiveMinimum: 0 },
     failMode: { enum: ['soft', 'hard'] },
-    crls: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }] },
+    crls: { type: 'array', items: { pem: true } },
     fetchCrlDistributionPoints: { type: 'boolean' },
     ocsp: { type: 'boolean' },
     now: { isFunction: true },
