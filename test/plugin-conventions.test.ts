@@ -50,9 +50,9 @@ interface RawExchange { responses: Array<{ status: number; headers: Record<strin
  * Two pipelined GETs on one real TLS connection; reads until the server ends it, or until both
  * are answered (`ended` false then), within 5 s.
  */
-function pipelined(path: string, creds?: { cert: string; key: string }): Promise<RawExchange> {
+function pipelined(path: string, creds?: { cert: string; key: string }, to = port, request = `GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`): Promise<RawExchange> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(pki.rootCa), ...(creds ? { cert: readFileSync(creds.cert), key: readFileSync(creds.key) } : {}) });
+    const socket = connect({ host: '127.0.0.1', port: to, servername: 'localhost', ca: readFileSync(pki.rootCa), ...(creds ? { cert: readFileSync(creds.cert), key: readFileSync(creds.key) } : {}) });
     let data = '';
     const timer = setTimeout(() => { socket.destroy(); finish(false); }, 5000);
     const parse = () => {
@@ -75,7 +75,7 @@ function pipelined(path: string, creds?: { cert: string; key: string }): Promise
       socket.destroy();
       resolve({ responses: parse(), ended });
     };
-    socket.on('secureConnect', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\nGET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`));
+    socket.on('secureConnect', () => socket.write(request + request));
     socket.on('data', (d: Buffer) => {
       data += d.toString('latin1');
       if (parse().length === 2) finish(false);
@@ -142,4 +142,30 @@ test('every log line of a request carries connectionId (decimal string) and open
     assert.equal(line.thumbprint, thumbprint, `${line.msg as string}: ${raw}`);
     assert.equal(raw.split('"connectionId"').length, 2, `bound once: ${raw}`);
   }
+});
+
+test('an app\'s setErrorHandler also sees 413 CB_ERR_BODY_TOO_LARGE (the connection still ends) and 500 CB_ERR_ROUTE_UNGUARDED; no handler runs', async (t) => {
+  const seen: Array<[unknown, unknown]> = [];
+  let ran = 0;
+  const app2 = Fastify({ https: { cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), requestCert: true, rejectUnauthorized: false } });
+  // The error handler first: a route keeps the handler of when it was declared (fastify's rule).
+  app2.setErrorHandler((error: Error & { code?: unknown; statusCode?: number }, _request, reply) => {
+    seen.push([error.code, error.statusCode]);
+    return reply.code(error.statusCode ?? 500).send({ seen: error.code });
+  });
+  app2.get('/early', { config: { clientCertificate: 'required' } }, async () => { ran++; return 'early'; });
+  await app2.register(certboundPlugin, { clientAuth: 'optional' });
+  app2.get('/od', { bodyLimit: 10, config: { clientCertificate: 'on-demand' } }, async () => { ran++; return 'od'; });
+  await app2.listen({ host: '127.0.0.1', port: 0 });
+  t.after(() => app2.close());
+  const to = (app2.server.address() as AddressInfo).port;
+  // A GET with a body: fastify does not read it, the on-demand route must (before asking for a certificate).
+  const big = await pipelined('/od', undefined, to, `GET /od HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n${'x'.repeat(100)}`);
+  assert.equal(big.ended, true, 'the connection ends after a body too large');
+  assert.deepEqual(big.responses.map((x) => [x.status, x.headers.connection, x.body]), [[413, 'close', '{"seen":"CB_ERR_BODY_TOO_LARGE"}']]);
+  const early = await pipelined('/early', { cert: pki.client, key: pki.clientKey }, to);
+  assert.deepEqual(early.responses.map((x) => [x.status, x.body]), [[500, '{"seen":"CB_ERR_ROUTE_UNGUARDED"}'], [500, '{"seen":"CB_ERR_ROUTE_UNGUARDED"}']]);
+  // (The request pipelined behind the 413 may reach the app before the connection ends: refused the same way.)
+  assert.deepEqual([...new Set(seen.map((x) => x.join(' ')))], ['CB_ERR_BODY_TOO_LARGE 413', 'CB_ERR_ROUTE_UNGUARDED 500']);
+  assert.equal(ran, 0, 'no handler ran');
 });
