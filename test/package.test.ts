@@ -1,5 +1,7 @@
 // The published package as a consumer gets it: `npm pack`, install the tarball into a fresh
-// project, import it from TypeScript (type-checked) and JavaScript, run a server, use the bin.
+// project that has its own fastify 5 (an older 5.x than ours: fastify and pino are peer
+// dependencies, so it gets one copy of each), import it from TypeScript (type-checked against
+// that fastify's types) and JavaScript, run a server, use the bin.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -36,9 +38,22 @@ test('npm pack → install in a fresh project → TypeScript, JavaScript and npx
 
   const project = join(dir, 'consumer');
   mkdirSync(project);
-  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', type: 'module', private: true }));
+  // The app's own fastify, the oldest of our peer range (5.0 and 5.1 still typed the deprecated
+  // request.connection, which certbound's decoration replaces), and pino 9 as that fastify uses.
+  const peers = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
+  assert.deepEqual(peers.peerDependencies, { fastify: '^5.2.0', pino: '^9.0.0 || ^10.0.0' });
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', type: 'module', private: true, dependencies: { fastify: '5.2.0', pino: '^9.0.0' } }));
   const install = await run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', join(dir, tarball)], { cwd: project, timeoutMs: 180_000 });
   assert.equal(install.code, 0, install.stderr);
+  // One fastify and one pino, the app's: certbound's are deduped into them.
+  const ls = await run('npm', ['ls', 'fastify', 'pino', '--all', '--parseable', '--long'], { cwd: project, timeoutMs: 60_000 });
+  assert.equal(ls.code, 0, ls.stdout + ls.stderr);
+  const copies = (name: string) => [...new Set(ls.stdout.split('\n').filter((l) => l.includes(`/node_modules/${name}:`)).map((l) => l.split(':')[1]))];
+  assert.deepEqual(copies('fastify'), ['fastify@5.2.0'], ls.stdout);
+  assert.equal(copies('pino').length, 1, ls.stdout);
+  assert.match(copies('pino')[0] ?? '', /^pino@9\./);
+  const tree = await run('npm', ['ls', 'fastify'], { cwd: project, timeoutMs: 60_000 });
+  assert.match(tree.stdout, /certbound@[\d.]+\n.*fastify@5\.2\.0 deduped/, tree.stdout);
 
   writeFileSync(join(project, 'consumer.ts'), `
 import { createServer, receiveClientCertificate, Win32, type ClientCertificate, type ReceiveResult } from 'certbound';
@@ -53,6 +68,13 @@ s.app.get('/', async (request) => {
 const app = Fastify();
 await app.register(certbound, { clientAuth: 'optional' });
 app.get('/x', { config: { clientCertificate: 'on-demand' } }, async (req) => req.connectionId?.toString());
+app.get('/me', { config: { clientCertificate: 'required' } }, async (req) => ({ sha1: req.clientCertificate()?.sha1, id: req.connectionId }));
+app.setErrorHandler((err: Error & { code?: string; statusCode?: number }, _req, reply) => reply.code(err.statusCode ?? 500).send({ refused: err.code }));
+const mode: 'none' | 'optional' | 'require' | 'accept-untrusted' = app.certbound.clientAuth;
+// @ts-expect-error an unknown route requirement
+app.get('/y', { config: { clientCertificate: 'sometimes' } }, async () => mode);
+// @ts-expect-error an unknown plugin option
+await app.register(certbound, { colour: 'red' });
 // @ts-expect-error unknown mode
 createServer({ cert: '', key: '', clientAuth: 'sometimes' });
 `);

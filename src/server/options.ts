@@ -1,8 +1,12 @@
-// The option schema of the library and the plugin: one table per options object, checked up
-// front so that an unknown key or value stops start-up with CB_ERR_INVALID_OPTION instead of
-// being ignored (an ignored security option fails open). The CLI's flags and config keys have
-// their own schema (src/server/config.ts) and map onto these options.
+// The option schema of the library and the plugin: createServer's and the plugin's options as
+// JSON Schema, validated with ajv (fastify's validator) up front, so that an unknown key or value
+// stops start-up with CB_ERR_INVALID_OPTION instead of being ignored (an ignored security option
+// fails open); the same schema generates the options table of the README. The CLI's flags and
+// config keys have their own schema (src/server/config.ts) and map onto these options. The
+// `is.*` checks below serve the smaller option objects elsewhere (client job files, retry policy).
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { CertboundError } from '../errors.js';
+import { DEFAULTS } from '../defaults.js';
 import { CHANNEL_BINDING_TYPES } from '../cbt/binding.js';
 import { CLIENT_AUTH_MODES } from '../tls/client-auth.js';
 import { CertCheckMode } from '../ocsp/revocation.js';
@@ -14,12 +18,11 @@ function bad(path: string, why: string): never {
   throw new CertboundError('CB_ERR_INVALID_OPTION', [path, why]);
 }
 
-const show = (v: unknown): string => (typeof v === 'function' ? 'a function' : typeof v === 'bigint' ? `${v}n` : JSON.stringify(v) ?? String(v));
+const show = (v: unknown): string => (typeof v === 'function' ? 'a function' : typeof v === 'bigint' ? `${v}n` : Buffer.isBuffer(v) ? 'a Buffer' : JSON.stringify(v) ?? String(v));
 
 export const is = {
   boolean: ((v, p) => { if (typeof v !== 'boolean') bad(p, `expected true or false, got ${show(v)}`); }) as Check,
   function: ((v, p) => { if (typeof v !== 'function') bad(p, `expected a function, got ${show(v)}`); }) as Check,
-  positiveInteger: ((v, p) => { if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) bad(p, `expected a positive integer, got ${show(v)}`); }) as Check,
   nonNegativeInteger: ((v, p) => { if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(p, `expected an integer >= 0, got ${show(v)}`); }) as Check,
   nonNegativeNumber: ((v, p) => { if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) bad(p, `expected a finite number >= 0, got ${show(v)}`); }) as Check,
   string: ((v, p) => { if (typeof v !== 'string') bad(p, `expected a string, got ${show(v)}`); }) as Check,
@@ -32,15 +35,6 @@ export const is = {
     if (!Array.isArray(v)) bad(p, `expected a list, got ${show(v)}`);
     v.forEach((x, i) => check(x, `${p}[${i}]`));
   },
-  pem: ((v, p) => { if (typeof v !== 'string' && !Buffer.isBuffer(v)) bad(p, `expected PEM text (string or Buffer), got ${show(v)}`); }) as Check,
-  pemList: ((v, p) => {
-    const list = Array.isArray(v) ? v : [v];
-    list.forEach((x, i) => { if (typeof x !== 'string' && !Buffer.isBuffer(x)) bad(Array.isArray(v) ? `${p}[${i}]` : p, `expected PEM text (string or Buffer), got ${show(x)}`); });
-  }) as Check,
-  stringList: ((v, p) => {
-    if (!Array.isArray(v)) bad(p, `expected a list of strings, got ${show(v)}`);
-    v.forEach((x, i) => { if (typeof x !== 'string' || x === '') bad(`${p}[${i}]`, `expected a non-empty string, got ${show(x)}`); });
-  }) as Check,
   /** Any object (its own code validates it further). */
   object: ((v, p) => { if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(p, `expected an object, got ${show(v)}`); }) as Check,
   oneOf: (values: readonly unknown[]): Check => (v, p) => {
@@ -57,9 +51,6 @@ export const is = {
       }
     }
     bad(p, errors.map((m) => m.replace(/^Invalid option [^:]*: /, '')).join('; or '));
-  },
-  instanceOf: (cls: abstract new (...args: never[]) => unknown, name: string): Check => (v, p) => {
-    if (!(v instanceof cls)) bad(p, `expected a ${name}`);
   },
   /** An object checked against `schema`; the keys in `required` must be present. */
   shape: (schema: Schema, required: readonly string[] = []): Check => (v, p) => {
@@ -89,39 +80,196 @@ export function validateOptions(schema: Schema, options: unknown, path: string, 
   }
 }
 
-const KNOWN_CHECK_MODE_BITS = Object.values(CertCheckMode).reduce<number>((a, b) => a | b, 0);
+
+/**
+ * A JSON Schema (draft-07) of one option, with three keywords of certbound's for what JSON cannot
+ * say: `pem: true` (a string or a Buffer), `isFunction: true`, and `instanceOf: 'Name'` (an
+ * instance of the class given under that name to compileOptions). `description` and `default`
+ * (the value from src/defaults.ts, for the docs) are annotations: ajv does not fill defaults in.
+ */
+export interface OptionSchema {
+  readonly description?: string;
+  readonly default?: unknown;
+  readonly type?: string | readonly string[];
+  readonly enum?: readonly unknown[];
+  readonly const?: unknown;
+  readonly minimum?: number;
+  readonly exclusiveMinimum?: number;
+  readonly items?: OptionSchema;
+  readonly minLength?: number;
+  readonly properties?: Readonly<Record<string, OptionSchema>>;
+  readonly additionalProperties?: boolean;
+  readonly anyOf?: readonly OptionSchema[];
+  readonly pem?: true;
+  readonly isFunction?: true;
+  readonly instanceOf?: string;
+}
+
+/** Every combination of DefaultCertCheckMode's bits (0x1, 0x2, 0x4, 0x10000): the values certCheckMode takes. */
+const CHECK_MODE_VALUES: readonly number[] = Object.values(CertCheckMode)
+  .reduce<number[]>((sets, bit) => [...sets, ...sets.map((s) => s | bit)], [0])
+  .filter((v, i, all) => all.indexOf(v) === i)
+  .sort((a, b) => a - b);
 
 /** RevocationOptions (src/ocsp/revocation.ts). */
-export const REVOCATION_OPTIONS: Schema = Object.freeze({
-  certCheckMode: (v, p) => {
-    is.nonNegativeInteger(v, p);
-    if (((v as number) & ~KNOWN_CHECK_MODE_BITS) !== 0) bad(p, `${show(v)} has bits that are not DefaultCertCheckMode values (0, 0x1, 0x2, 0x4, 0x10000)`);
+export const REVOCATION_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    certCheckMode: { type: 'integer', enum: CHECK_MODE_VALUES },
+    revocationFreshnessTimeSeconds: { type: 'integer', minimum: 0 },
+    urlRetrievalTimeoutMs: { type: 'integer', exclusiveMinimum: 0 },
+    failMode: { enum: ['soft', 'hard'] },
+    crls: { type: 'array', items: { pem: true } },
+    fetchCrlDistributionPoints: { type: 'boolean' },
+    ocsp: { type: 'boolean' },
+    now: { isFunction: true },
+    fetcher: { isFunction: true },
+    crlFetcher: { isFunction: true },
+    logger: { type: 'object' },
   },
-  revocationFreshnessTimeSeconds: is.nonNegativeInteger,
-  urlRetrievalTimeoutMs: is.positiveInteger,
-  failMode: is.oneOf(['soft', 'hard']),
-  crls: is.pemList,
-  fetchCrlDistributionPoints: is.boolean,
-  ocsp: is.boolean,
-  now: is.function,
-  fetcher: is.function,
-  crlFetcher: is.function,
-  logger: is.object,
-});
+} as const satisfies OptionSchema;
 
 /** ServerChannelBindingConfig (src/cbt/server-bindings.ts). */
-export const CHANNEL_BINDING_OPTIONS: Schema = Object.freeze({
-  type: is.oneOf(CHANNEL_BINDING_TYPES),
-  form: is.oneOf(['raw', 'application-data']),
-  renegotiationDisabled: is.boolean,
-  tls12ExporterContext: is.oneOf(['empty', 'none']),
-});
+export const CHANNEL_BINDING_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    type: { enum: CHANNEL_BINDING_TYPES },
+    form: { enum: ['raw', 'application-data'] },
+    renegotiationDisabled: { type: 'boolean' },
+    tls12ExporterContext: { enum: ['empty', 'none'] },
+  },
+} as const satisfies OptionSchema;
 
 /** The options the plugin and createServer share. */
-export const SHARED_OPTIONS: Schema = Object.freeze({
-  clientAuth: is.oneOf(CLIENT_AUTH_MODES),
-  mapper: is.either(is.function, is.object),
-  rejectDeniedByMapper: is.boolean,
-  negotiationTimeout: is.positiveInteger,
-  channelBinding: is.shape(CHANNEL_BINDING_OPTIONS),
-});
+export const SHARED_OPTION_PROPERTIES = {
+  clientAuth: { enum: CLIENT_AUTH_MODES, default: DEFAULTS.clientAuth, description: 'Client-certificate mode at handshake; decides what is refused at request level (docs/client-auth-modes.md). For the plugin: the mode the TLS server was built with.' },
+  mapper: { anyOf: [{ isFunction: true }, { type: 'object' }], description: 'Certificate mapper: its config (validated by compileMapper) or a function (docs/client-auth-modes.md#the-certificate-mapper).' },
+  rejectDeniedByMapper: { type: 'boolean', default: true, description: 'Refuse (403 CB_ERR_CLIENT_CERT_DENIED) a certificate the mapper denied, in optional and require modes.' },
+  negotiationTimeout: { type: 'integer', exclusiveMinimum: 0, default: DEFAULTS.negotiationTimeoutMs, description: 'Time limit (ms) of an on-demand negotiation.' },
+  channelBinding: { ...CHANNEL_BINDING_SCHEMA, description: 'Channel bindings: the token of receiveClientCertificate flags 0x1, TLS 1.2 exporter (docs/channel-binding.md).' },
+  revocation: { anyOf: [{ instanceOf: 'RevocationChecker' }, REVOCATION_SCHEMA], description: 'Revocation checks of client certificates (OCSP, then CRLs): a RevocationChecker or its options (docs/ocsp.md). Off when absent.' },
+} as const satisfies Record<string, OptionSchema>;
+
+/** The plugin's options (CertboundPluginOptions). */
+export const PLUGIN_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...SHARED_OPTION_PROPERTIES,
+    registry: { instanceOf: 'ConnectionRegistry', description: 'Use an existing connection registry (then mapper and revocation belong to it).' },
+    queue: { instanceOf: 'RequestQueue', description: 'Use an existing request queue.' },
+    logBindings: { type: 'boolean', default: true, description: 'Put connectionId and the thumbprint on every log line of a request (the plugin wraps the app\'s child-logger factory).' },
+  },
+} as const satisfies OptionSchema;
+
+/** createServer's options (CreateServerOptions). */
+export const SERVER_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...SHARED_OPTION_PROPERTIES,
+    cert: { pem: true, description: 'Server certificate PEM, leaf first, optionally followed by its chain. Required.' },
+    key: { pem: true, description: 'Private key PEM of cert. Required.' },
+    ca: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }], description: 'Trusted client CAs and intermediates (PEM, one or a list); needed by optional and require.' },
+    crl: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }], description: 'CRLs (PEM) of the CAs of the client chains; an entry may hold several.' },
+    logger: { anyOf: [{ type: 'boolean' }, { type: 'object' }], default: `pino at ${DEFAULTS.logLevel}`, description: 'A pino logger, pino options, or false for none.' },
+    underPressure: { anyOf: [{ const: false }, { type: 'object' }], description: '@fastify/under-pressure options, or false to turn load shedding off.' },
+    referenceRoutes: { type: 'boolean', default: false, description: 'Serve the reference routes (GET /, /connection, /whoami).' },
+    http2: { type: 'boolean', default: false, description: 'Serve HTTP/2 as well (ALPN h2); on-demand routes answer h2 streams with HTTP_1_1_REQUIRED.' },
+    onDemandHosts: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'SNI names (*.domain, *) whose connections are capped at TLS 1.2 and HTTP/1.1, so that on-demand routes can renegotiate.' },
+    handshakeTimeout: { type: 'integer', exclusiveMinimum: 0, default: DEFAULTS.handshakeTimeoutMs, description: 'TLS handshake time limit (ms).' },
+    tls: { type: 'object', description: 'Extra node:https server options (minVersion, ciphers, …); certbound\'s own keys win.' },
+    fastify: { type: 'object', description: 'Extra fastify options.' },
+    ocsp: { anyOf: [{ type: 'boolean' }, { type: 'object' }], default: false, description: 'OCSP stapling of the server certificate: true or options (docs/ocsp.md).' },
+    stapleSource: { type: 'object', description: 'Staples from elsewhere instead of a local stapler (a cluster worker\'s link to the primary). Not with ocsp.' },
+  },
+} as const satisfies OptionSchema;
+
+/** What a schema accepts, in words (messages and the docs table). */
+export function describeSchema(s: OptionSchema): string {
+  if (s.anyOf) return s.anyOf.map(describeSchema).join(' or ');
+  if (s.pem) return 'PEM (string or Buffer)';
+  if (s.isFunction) return 'a function';
+  if (s.instanceOf) return `a ${s.instanceOf}`;
+  if (s.const !== undefined) return show(s.const);
+  if (s.enum) return s.enum.map(show).join(', ');
+  if (s.type === 'integer') return s.exclusiveMinimum !== undefined ? `an integer > ${s.exclusiveMinimum}` : s.minimum !== undefined ? `an integer >= ${s.minimum}` : 'an integer';
+  if (s.type === 'boolean') return 'true or false';
+  if (s.type === 'string') return s.minLength ? 'a non-empty string' : 'a string';
+  if (s.type === 'array') return s.items ? `a list, each ${describeSchema(s.items)}` : 'a list';
+  if (s.type === 'object') return 'an object';
+  return 'anything';
+}
+
+const pointer = (instancePath: string): string => instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join('');
+
+/** One readable [path, why] out of ajv's errors: the deepest ones (the most specific), branches of an anyOf joined with "or". */
+function explain(errors: readonly ErrorObject[], data: unknown, root: string): [string, string] {
+  const named = (e: ErrorObject) => (e.keyword === 'additionalProperties' ? `${e.instancePath}/${String((e.params as { additionalProperty: string }).additionalProperty)}` : e.instancePath);
+  const own = errors.filter((e) => e.keyword !== 'anyOf');
+  const depth = (e: ErrorObject) => named(e).split('/').length;
+  const deepest = Math.max(...own.map(depth));
+  const chosen = own.filter((e) => depth(e) === deepest);
+  const first = chosen[0] as ErrorObject;
+  const path = `${root}${pointer(named(first))}`.replace(/^\./, '');
+  const value = first.instancePath.split('/').slice(1).reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k.replace(/~1/g, '/').replace(/~0/g, '~')], data);
+  if (first.keyword === 'additionalProperties') {
+    const known = Object.keys((first.parentSchema as OptionSchema).properties ?? {});
+    return [path, `unknown option (known: ${known.join(', ')})`];
+  }
+  // The branches that failed at this place, said once each.
+  const whys = [...new Set(chosen.filter((e) => e.instancePath === first.instancePath).map((e) => describeSchema(e.parentSchema as OptionSchema)))];
+  const expected = whys.join(' or ');
+  return [path, first.keyword === 'enum' ? `${show(value)} is not one of ${expected}` : `expected ${expected}, got ${show(value)}`];
+}
+
+/** Abstract classes allowed as `instanceOf` targets. */
+export type OptionClass = abstract new (...args: never[]) => unknown;
+
+/**
+ * Compiles a schema into a validator that throws CB_ERR_INVALID_OPTION naming the option
+ * (`path.key`) and why. `undefined` values count as absent. `classes` gives the classes the
+ * schema's `instanceOf` keywords name.
+ */
+export function compileOptions(schema: OptionSchema, classes: Readonly<Record<string, OptionClass>> = {}): (options: unknown, path: string) => void {
+  // Compiled on first use, so that importing certbound does not pay for it.
+  let validate: ValidateFunction | undefined;
+  const compile = (): ValidateFunction => {
+    const ajv = new Ajv({ allErrors: false, strict: true, verbose: true });
+    ajv.addKeyword({ keyword: 'pem', schemaType: 'boolean', validate: (_s: boolean, v: unknown) => typeof v === 'string' || Buffer.isBuffer(v) });
+    ajv.addKeyword({ keyword: 'isFunction', schemaType: 'boolean', validate: (_s: boolean, v: unknown) => typeof v === 'function' });
+    ajv.addKeyword({
+      keyword: 'instanceOf',
+      schemaType: 'string',
+      validate: (name: string, v: unknown) => {
+        const cls = classes[name];
+        if (!cls) throw new CertboundError('CB_ERR_INTERNAL', [`option schema names an unknown class ${name}`]);
+        return v instanceof cls;
+      },
+    });
+    return ajv.compile(schema as object);
+  };
+  return (options, path) => {
+    if (options === undefined) return;
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) bad(path, `expected an object, got ${show(options)}`);
+    validate ??= compile();
+    if (!validate(options)) throw new CertboundError('CB_ERR_INVALID_OPTION', explain(validate.errors ?? [], options, path));
+  };
+}
+
+/** The options table of the README: every option of createServer and the plugin, from the schemas. */
+export function optionsReferenceMarkdown(): string {
+  const server: Readonly<Record<string, OptionSchema>> = SERVER_SCHEMA.properties;
+  const plugin: Readonly<Record<string, OptionSchema>> = PLUGIN_SCHEMA.properties;
+  const keys = [...new Set([...Object.keys(plugin), ...Object.keys(server)])];
+  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  const rows = keys.map((k) => {
+    const s = (plugin[k] ?? server[k]) as OptionSchema;
+    const where = k in plugin && k in server ? 'both' : k in plugin ? 'plugin' : 'createServer';
+    const def = s.default === undefined ? '' : typeof s.default === 'string' && !/^[a-z-]+$/.test(s.default) ? s.default : `\`${JSON.stringify(s.default)}\``;
+    return `| \`${k}\` | ${where} | ${cell(describeSchema(s))} | ${cell(def)} | ${cell(s.description ?? '')} |`;
+  });
+  return ['| option | for | accepts | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
+}

@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import { constants as h2constants } from 'node:http2';
 import { constants as cryptoConstants } from 'node:crypto';
 import { DEFAULTS } from '../defaults.js';
-import { CertboundError } from '../errors.js';
+import { CertboundError, type ErrorCode } from '../errors.js';
 import type { ClientAuthMode } from '../tls/client-auth.js';
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
 import { serverAnchors } from '../tls/peer-chain.js';
@@ -20,10 +20,12 @@ import { accessRefusal, ROUTE_REQUIREMENTS, type Refusal, type RouteRequirement 
 import { routeChannelBindingRefusal, type RouteChannelBinding } from './channel-binding-route.js';
 import type { ConnectionEntry } from './connection.js';
 import { negotiationWin32Override } from './negotiate.js';
-import { is, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
+import { compileOptions, is, PLUGIN_SCHEMA, validateOptions } from './options.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ClientCertificate } from './registry.js';
 import { orderRequests, ticketOf } from './request-order.js';
+import { connectionBindings, connectionLoggerFactory } from './request-log.js';
+import { markRefused, refusalError, restoreRefusalBody, type RefusalError } from './refusal.js';
 
 /** Route option (`config.clientCertificate`): what a route needs of the client. */
 export type RouteCertificateRequirement = Exclude<RouteRequirement, 'none'>;
@@ -61,18 +63,16 @@ export interface CertboundPluginOptions {
   /** Use an existing registry and queue (createServer passes its own). */
   registry?: ConnectionRegistry;
   queue?: RequestQueue;
-  /** Add connectionId and thumbprint to request.log (createServer does it in its logger factory). Default: true. */
+  /**
+   * Put connectionId and the client certificate's thumbprint on every log line of a request,
+   * fastify's 'incoming request' and 'request completed' included: the plugin wraps the app's
+   * child-logger factory (setChildLoggerFactory). Default: true.
+   */
   logBindings?: boolean;
 }
 
-/** The plugin's option schema (src/server/options.ts). */
-export const PLUGIN_OPTIONS = Object.freeze({
-  ...SHARED_OPTIONS,
-  revocation: is.either(is.instanceOf(RevocationChecker, 'RevocationChecker'), is.shape(REVOCATION_OPTIONS)),
-  registry: is.instanceOf(ConnectionRegistry, 'ConnectionRegistry'),
-  queue: is.instanceOf(RequestQueue, 'RequestQueue'),
-  logBindings: is.boolean,
-});
+/** Validates the plugin's options against PLUGIN_SCHEMA (src/server/options.ts): CB_ERR_INVALID_OPTION. */
+const validatePluginOptions = compileOptions(PLUGIN_SCHEMA, { RevocationChecker, ConnectionRegistry, RequestQueue });
 
 /** What `app.certbound` holds. */
 export interface CertboundDecoration {
@@ -160,9 +160,32 @@ function drainBody(req: IncomingMessage, limit: number): Promise<boolean> {
   });
 }
 
-function refuse(reply: FastifyReply, err: CertboundError, extra: Readonly<Record<string, unknown>> = {}): FastifyReply {
-  const error = err.statusCode === 403 ? 'Forbidden' : 'Internal Server Error';
-  return reply.code(err.statusCode).type('application/json').send({ statusCode: err.statusCode, code: err.code, error, message: err.message, ...extra });
+/**
+ * Ends the connection once the refusal's answer is out, whatever the error handler answered:
+ * HTTP/1.1 says Connection: close and the socket is ended after the answer; HTTP/2 has no
+ * Connection header: the session is closed once the stream's answer is out.
+ */
+function closeAfter(request: FastifyRequest, reply: FastifyReply): void {
+  const session = (request.raw as unknown as { stream?: { session?: { close(): void } } }).stream?.session;
+  if (session) {
+    reply.raw.once('finish', () => session.close());
+    return;
+  }
+  reply.header('connection', 'close');
+  const socket = request.raw.socket;
+  reply.raw.once('finish', () => socket.end());
+}
+
+/**
+ * A refusal, handed to fastify's error handling: the caller passes it to `done` (callback
+ * hooks) or throws it (async hooks), so that the route's handler never runs whatever an app's
+ * error handler answers. The default answer is today's JSON body (src/server/refusal.ts).
+ */
+function refuse(request: FastifyRequest, reply: FastifyReply, code: ErrorCode, args: readonly (string | number)[] = [], extra: Readonly<Record<string, unknown>> = {}, close = false): RefusalError {
+  const err = refusalError(code, args, extra);
+  if (close) closeAfter(request, reply);
+  markRefused(reply, err);
+  return err;
 }
 
 /** Marks a route whose certbound options the plugin installed (see the onRequest guard). */
@@ -195,7 +218,7 @@ function checkRouteConfig(config: RouteConfig, url: string): void {
  * with certbound options that it did not see is refused, never served unchecked.
  */
 export function installCertbound(app: FastifyInstance, options: CertboundPluginOptions): void {
-  validateOptions(PLUGIN_OPTIONS, options, 'certbound');
+  validatePluginOptions(options, 'certbound');
   // Its guard must see every route of the app: hooks added to an encapsulated child never
   // reach its siblings or parents, whose routes would then be served unchecked. A child
   // instance is an Object.create() of its parent (fastify's override); the root is not.
@@ -221,6 +244,11 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   }
 
   app.decorate('certbound', Object.freeze({ queue, registry, clientAuth }));
+  // Routes declared after the plugin get request loggers with the connection's bindings from
+  // the start; the others (routes declared before it, fastify's default 404 handler) get them
+  // in the onRequest check below, after fastify's 'incoming request' line.
+  const boundLoggers = new WeakSet<object>();
+  if (logBindings) app.setChildLoggerFactory(connectionLoggerFactory(registry, app.childLoggerFactory, boundLoggers));
   // Connection ids are bigints: a route that returns one (or a bigint anywhere) answers it as a
   // decimal string instead of failing serialisation. JSON.stringify is tried first, so other
   // replies pay nothing; routes with a response schema use their own serialiser. An app that
@@ -263,45 +291,35 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     return Object.freeze({ ...result, certificate, authorized: certificate?.authorized ?? false });
   });
 
-  const send = (request: FastifyRequest, reply: FastifyReply, r: Refusal): FastifyReply => {
+  const send = (request: FastifyRequest, reply: FastifyReply, r: Refusal): RefusalError => {
     request.log.info({ refused: r.code, ...r.extra }, 'refused: client certificate');
-    if (r.close) {
-      // HTTP/1.1: close after this answer. HTTP/2 has no Connection header: the session is
-      // closed once the stream's answer is out.
-      const session = (request.raw as unknown as { stream?: { session?: { close(): void } } }).stream?.session;
-      if (session) reply.raw.once('finish', () => session.close());
-      else reply.header('connection', 'close');
-    }
-    return refuse(reply, new CertboundError(r.code, r.args), r.extra);
+    return refuse(request, reply, r.code, r.args, r.extra, r.close);
   };
 
   /**
-   * The per-request check against the final decision: answers true when it sent a reply.
+   * The per-request check against the final decision: the refusal, or null to go on.
    * Before an on-demand route's negotiation, a connection without a certificate passes (the
    * preHandler asks for one).
    */
-  const checkRequest = (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, requirement: RouteRequirement, decide = true): boolean => {
+  const checkRequest = (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, requirement: RouteRequirement, decide = true): RefusalError | null => {
     if (!entry.identityIntact()) {
       request.log.warn('client certificate changed outside a server handshake: connection closed');
       entry.socket.destroy();
-      refuse(reply, new CertboundError('CB_ERR_IDENTITY_CHANGED'));
-      return true;
+      return refuse(request, reply, 'CB_ERR_IDENTITY_CHANGED');
     }
-    if (!decide) return false;
+    if (!decide) return null;
     const cert = entry.clientCertificate();
     // The reply's log too, so that fastify's own "request completed" line carries them.
-    if (logBindings) reply.log = request.log = request.log.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) });
-    if (requirement === 'on-demand' && !cert) return false;
+    if (logBindings && !boundLoggers.has(request.log) && request.log.level !== 'silent') reply.log = request.log = request.log.child(connectionBindings(entry));
+    if (requirement === 'on-demand' && !cert) return null;
     const r = accessRefusal({ mode: clientAuth, requirement, tls: true, decision: cert, rejectDeniedByMapper });
-    if (!r) return false;
-    send(request, reply, r);
-    return true;
+    return r ? send(request, reply, r) : null;
   };
 
   // A request pipelined behind a possible negotiation waits for it, so that it sees the
   // identity the connection has once the negotiation is over, never a half-made one; a
   // revocation check in flight is awaited too. Only these cases leave the synchronous path.
-  const slowCheck = async (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, requirement: RouteRequirement): Promise<boolean> => {
+  const slowCheck = async (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry, requirement: RouteRequirement): Promise<RefusalError | null> => {
     const ticket = ticketOf(request.raw);
     if (ticket) {
       await entry.order.waitForEarlier(ticket.seq);
@@ -321,23 +339,23 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     if (requirement === undefined || ((requirement !== 'none' || config.channelBinding !== undefined) && config[kGuarded] !== true)) {
       request.log.error({ url: request.routeOptions.url }, 'route with certbound options that certbound did not install: refused');
       ticketOf(request.raw)?.release();
-      refuse(reply, new CertboundError('CB_ERR_ROUTE_UNGUARDED', [`${request.method} ${request.routeOptions.url ?? request.url}`]));
+      done(refuse(request, reply, 'CB_ERR_ROUTE_UNGUARDED', [`${request.method} ${request.routeOptions.url ?? request.url}`]));
       return;
     }
     const entry = entryOfRequest(registry, request);
     if (!entry) {
       const r = accessRefusal({ mode: clientAuth, requirement, tls: false, decision: null, rejectDeniedByMapper });
-      if (r) send(request, reply, r);
-      else done();
+      done(r ? send(request, reply, r) : undefined);
       return;
     }
+    // A refusal goes to done: fastify answers it through the error handler and never runs the route.
     if (ticketOf(request.raw) || entry.negotiation || !entry.decided) {
-      slowCheck(request, reply, entry, requirement).then((sent) => { if (!sent) done(); }, done);
+      slowCheck(request, reply, entry, requirement).then((err) => done(err ?? undefined), done);
       return;
     }
-    // A hook that sent the reply must not call done (fastify's callback-style hooks).
-    if (!checkRequest(request, reply, entry, requirement)) done();
+    done(checkRequest(request, reply, entry, requirement) ?? undefined);
   });
+  app.addHook('onSend', restoreRefusalBody);
 
   /**
    * Route onRequest for `clientCertificate: 'on-demand'` on HTTP/2, which forbids
@@ -357,17 +375,15 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   // sending a body is never stuck between the body and the handshake (ASP.NET's lesson).
   const negotiateOnDemand = async (request: FastifyRequest, reply: FastifyReply) => {
     const entry = entryOfRequest(registry, request);
-    if (!entry) return refuse(reply, new CertboundError('CB_ERR_TLS_REQUIRED'));
+    if (!entry) throw refuse(request, reply, 'CB_ERR_TLS_REQUIRED');
     if (!entry.hasCertificate()) {
       let result: NegotiationResult;
       try {
         // A body fastify did not read (a GET with a body, say) would sit between the client and
         // the handshake: read it first, whatever the method, within the route's bodyLimit.
         const limit = request.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit ?? DEFAULTS.bodyLimitBytes;
-        if (!(await drainBody(request.raw, limit))) {
-          reply.header('connection', 'close');
-          return refuse(reply, new CertboundError('CB_ERR_BODY_TOO_LARGE', [limit]));
-        }
+        // The body left unread stays on the connection: it closes after the answer.
+        if (!(await drainBody(request.raw, limit))) throw refuse(request, reply, 'CB_ERR_BODY_TOO_LARGE', [limit], {}, true);
         result = await negotiate(entry);
       } finally {
         ticketOf(request.raw)?.release();
@@ -378,11 +394,11 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
         case 'no-certificate':
           break;
         case 'tls13':
-          return refuse(reply, new CertboundError('CB_ERR_NEGOTIATE_TLS13'));
+          throw refuse(request, reply, 'CB_ERR_NEGOTIATE_TLS13');
         case 'limit':
-          return refuse(reply, new CertboundError('CB_ERR_NEGOTIATE_LIMIT'));
+          throw refuse(request, reply, 'CB_ERR_NEGOTIATE_LIMIT');
         case 'http2':
-          return refuse(reply, new CertboundError('CB_ERR_CLIENT_CERT_REQUIRED'));
+          throw refuse(request, reply, 'CB_ERR_CLIENT_CERT_REQUIRED');
         default:
           // timeout, closed, error: the connection is gone; nothing can be answered.
           return reply.hijack();
@@ -391,21 +407,22 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     ticketOf(request.raw)?.release();
     // Whoever negotiated (this route, or another API on the connection while this request's
     // body was arriving), the handler runs only on the final decision read here.
-    if (checkRequest(request, reply, entry, 'none', false)) return reply;
+    const changed = checkRequest(request, reply, entry, 'none', false);
+    if (changed) throw changed;
     const cert = await entry.settle();
     if (cert) reply.log = request.log = request.log.child({ thumbprint: cert.sha1 });
     const r = accessRefusal({ mode: clientAuth, requirement: 'on-demand', tls: true, decision: cert, rejectDeniedByMapper });
-    return r ? send(request, reply, r) : undefined;
+    if (r) throw send(request, reply, r);
   };
 
   // Routes that need a channel binding: checked after the body (and any negotiation), before the handler.
   const checkChannelBindingOption = async (request: FastifyRequest, reply: FastifyReply) => {
     const option = request.routeOptions.config.channelBinding;
-    if (!option) return refuse(reply, new CertboundError('CB_ERR_ROUTE_UNGUARDED', [`${request.method} ${request.url}`]));
+    if (!option) throw refuse(request, reply, 'CB_ERR_ROUTE_UNGUARDED', [`${request.method} ${request.url}`]);
     const refusal = routeChannelBindingRefusal(request, option);
     if (!refusal) return;
     request.log.info({ reason: refusal.reason }, 'refused: channel binding');
-    return refuse(reply, new CertboundError('CB_ERR_CHANNEL_BINDING', [refusal.reason, refusal.message]), { reason: refusal.reason });
+    throw refuse(request, reply, 'CB_ERR_CHANNEL_BINDING', [refusal.reason, refusal.message], { reason: refusal.reason });
   };
 
   // Without SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION, OpenSSL-based clients (s_client,

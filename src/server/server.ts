@@ -19,10 +19,10 @@ import { checkServable, crlsOf, makeTlsListener } from '../tls/secure-context.js
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { installCertbound, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
-import { ConnectionRegistry, type ConnectionEntry } from './registry.js';
+import { ConnectionRegistry } from './registry.js';
 import { installListener, type StapleSource } from './listeners.js';
 import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
-import { is, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
+import { compileOptions, SERVER_SCHEMA } from './options.js';
 import { referenceRoutes } from './routes.js';
 import { createServerStapling, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
@@ -85,25 +85,8 @@ export interface CreateServerOptions {
   stapleSource?: StapleSource;
 }
 
-/** createServer's option schema (src/server/options.ts): the plugin's shared options and its own. */
-export const SERVER_OPTIONS = Object.freeze({
-  ...SHARED_OPTIONS,
-  cert: is.pem,
-  key: is.pem,
-  ca: is.pemList,
-  crl: is.pemList,
-  logger: is.either(is.boolean, is.object),
-  underPressure: is.either(is.oneOf([false]), is.object),
-  referenceRoutes: is.boolean,
-  http2: is.boolean,
-  revocation: is.either(is.instanceOf(RevocationChecker, 'RevocationChecker'), is.shape(REVOCATION_OPTIONS)),
-  onDemandHosts: is.stringList,
-  handshakeTimeout: is.positiveInteger,
-  tls: is.object,
-  fastify: is.object,
-  ocsp: is.either(is.boolean, is.object),
-  stapleSource: is.object,
-});
+/** Validates createServer's options against SERVER_SCHEMA (src/server/options.ts): CB_ERR_INVALID_OPTION. */
+const validateServerOptions = compileOptions(SERVER_SCHEMA, { RevocationChecker });
 
 export interface CertboundServer {
   readonly app: FastifyInstance;
@@ -147,7 +130,7 @@ function makeLogger(option: CreateServerOptions['logger']): Logger {
 
 /** Builds a certbound HTTPS server. Add routes to `app`, then `listen()`. */
 export function createServer(options: CreateServerOptions): CertboundServer {
-  validateOptions(SERVER_OPTIONS, options, '');
+  validateServerOptions(options, '');
   if (options.cert === undefined || options.key === undefined) throw new CertboundError('CB_ERR_INVALID_OPTION', [options.cert === undefined ? 'cert' : 'key', 'is required']);
   if (options.ocsp && options.stapleSource) throw new CertboundError('CB_ERR_INVALID_OPTION', ['stapleSource', 'cannot be combined with ocsp']);
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
@@ -180,27 +163,12 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs,
     ...(options.http2 ? {} : { ALPNProtocols: ['http/1.1'] }),
   };
-  const connectionLoggers = new WeakMap<ConnectionEntry, { handshake: number; parent: FastifyBaseLogger; logger: FastifyBaseLogger }>();
   let server!: HttpsServer;
   let handler!: (req: IncomingMessage, res: import('node:http').ServerResponse) => void;
   const app = Fastify({
     ...options.fastify,
     ...(options.http2 ? { http2: true as unknown as false } : {}),
     loggerInstance: logger as unknown as FastifyBaseLogger,
-    // Every request log line carries the connection id and the client certificate's thumbprint.
-    // The connection's bindings go into one child per connection and handshake; a request adds
-    // only its own (reqId). With logging off a child per request is pure cost (docs/performance.md).
-    childLoggerFactory(parent, bindings, opts, rawReq) {
-      if ((parent as unknown as Logger).levelVal === Infinity) return parent;
-      const entry = registry.add((rawReq as IncomingMessage).socket as TLSSocket);
-      let cached = connectionLoggers.get(entry);
-      if (!cached || cached.handshake !== entry.handshake.sequence || cached.parent !== parent) {
-        const cert = entry.clientCertificate();
-        cached = { handshake: entry.handshake.sequence, parent, logger: parent.child({ connectionId: entry.id.toString(), ...(cert ? { thumbprint: cert.sha1 } : {}) }) };
-        connectionLoggers.set(entry, cached);
-      }
-      return cached.logger.child(bindings, opts);
-    },
     serverFactory: (h) => {
       handler = h;
       server = makeTlsListener(() => (options.http2
@@ -256,7 +224,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     });
   }
   // Installed directly (not app.register): its hooks must exist before the caller adds routes.
-  installCertbound(app, { clientAuth, registry, queue, logBindings: false, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
+  installCertbound(app, { clientAuth, registry, queue, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
   if (options.referenceRoutes) app.register(referenceRoutes);
 
   // Readiness (GET /readyz, beside under-pressure's /healthz liveness): ready once listen()
