@@ -11,7 +11,8 @@ import { assertKeyMatches, loadCertificates, loadCrlText, loadPrivateKey } from 
 import { checkServable, crlsOf } from '../tls/secure-context.js';
 import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
 import { createServer, type CertboundServer } from './server.js';
-import { runClientCli } from '../client/cli.js';
+import { CLIENT_USAGE, runClientCli } from '../client/cli.js';
+import { EXIT, failWith, usageError, wantsHelp } from '../cli-exit.js';
 import cluster from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { createHash, type X509Certificate } from 'node:crypto';
@@ -61,7 +62,7 @@ function parse(args: string[], options: ReturnType<typeof serveArgSpec>, allowPo
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
-    throw new CertboundError('CB_ERR_INVALID_OPTION', ['(command line)', (err as Error).message]);
+    throw usageError('(command line)', (err as Error).message, 'certbound help serve');
   }
 }
 
@@ -181,11 +182,11 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: Certbou
  * test) may signal the process at once, so the signal handlers must be in place by then.
  */
 export async function serve(args: string[], onListening?: (server: CertboundServer) => void, worker?: WorkerLink): Promise<CertboundServer | undefined> {
-  const { values } = parse(args, serveArgSpec(), false);
-  if (values.help) {
+  if (wantsHelp(args)) {
     console.log(USAGE);
     return undefined;
   }
+  const { values } = parse(args, serveArgSpec(), false);
   const cfg = resolveServeConfig(values);
   const loaded = await loadTlsMaterial(cfg);
   const validityMinutes = validityFromEnv();
@@ -321,17 +322,6 @@ async function serveWorker(args: string[]): Promise<number | undefined> {
   return undefined;
 }
 
-/**
- * Any error as a CertboundError: an error without a code (a bug, or a failure nothing
- * expected) becomes CB_ERR_INTERNAL with its message, so that no start-up line lacks a code.
- */
-function startupError(err: unknown): CertboundError {
-  if (isCertboundError(err)) return err;
-  const message = err instanceof Error ? `${err.message}${(err as NodeJS.ErrnoException).code ? ` (${(err as NodeJS.ErrnoException).code})` : ''}` : String(err);
-  return new CertboundError('CB_ERR_INTERNAL', [message], { cause: err });
-}
-
-/** Prints the one start-up error line, `certbound: CODE: message`, and answers the exit code 1. */
 const DEV_PKI_HELP = `Usage: certbound dev-pki DIR
 
 Writes a dev PKI into DIR: a root CA, a client CA, a server certificate for localhost and
@@ -346,31 +336,36 @@ Runs the dev OCSP responder for the dev PKI in DIR (default .certbound): it answ
 certificates that PKI issued, each response valid for --validity-minutes, and says revoked
 for every --revoke SERIAL (hex).`;
 
-/** True when a subcommand's arguments ask for help (`--help` or `-h` anywhere). */
-function wantsHelp(args: readonly string[]): boolean {
-  return args.includes('--help') || args.includes('-h');
-}
-
 function help(text: string): number {
   console.log(text);
   return 0;
 }
 
+/** Prints the one error line, `certbound: CODE: message`, and answers the exit code (src/cli-exit.ts). */
 function fail(err: unknown): number {
-  const e = startupError(err);
-  console.error(`certbound: ${e.code}: ${e.message.replace(/\s*\n\s*/g, ' ')}`);
-  return 1;
+  return failWith(err, (line) => console.error(line));
 }
+
+/** The help of each command, for `certbound help CMD` and `certbound CMD --help`. */
+const HELP: Readonly<Record<string, string>> = Object.freeze({
+  serve: USAGE,
+  'dev-pki': DEV_PKI_HELP,
+  'ocsp-responder': OCSP_RESPONDER_HELP,
+  job: CLIENT_USAGE,
+  store: CLIENT_USAGE,
+});
 
 /** Entry point of the bin. Resolves with an exit code, or undefined while a server runs. */
 export async function main(argv: string[]): Promise<number | undefined> {
   const [cmd, ...rest] = argv;
   try {
+    // `--help` (or `-h`) anywhere after a command prints that command's help and does nothing else.
+    if (cmd !== undefined && HELP[cmd] !== undefined && wantsHelp(rest)) return help(HELP[cmd]);
     switch (cmd) {
       case 'serve': {
         if (cluster.isWorker && workerIndex() !== undefined) return await serveWorker(rest);
         const { values } = parse(rest, serveArgSpec(), false);
-        const workers = values.help ? 1 : (resolveServeConfig(values).workers ?? defaultWorkerCount());
+        const workers = resolveServeConfig(values).workers ?? defaultWorkerCount();
         if (workers > 1) return await servePrimary(rest, workers);
         const server = await serve(rest, (running) => {
           const stop = (signal: string) => {
@@ -382,19 +377,17 @@ export async function main(argv: string[]): Promise<number | undefined> {
           process.once('SIGINT', () => stop('SIGINT'));
           process.once('SIGTERM', () => stop('SIGTERM'));
         });
-        return server ? undefined : 0;
+        return server ? undefined : EXIT.ok;
       }
       case 'dev-pki': {
-        // `--help` anywhere prints help and does nothing else (it is never a directory name).
-        if (wantsHelp(rest)) return help(DEV_PKI_HELP);
         const dir = rest[0];
-        if (!dir || rest.length > 1) throw new CertboundError('CB_ERR_INVALID_OPTION', ['dev-pki', 'usage: certbound dev-pki DIR']);
+        if (!dir || rest.length > 1) throw usageError('dev-pki', 'takes one directory: certbound dev-pki DIR', 'certbound dev-pki --help');
+        if (dir.startsWith('-')) throw usageError('dev-pki', `unknown option ${dir}`, 'certbound dev-pki --help');
         const paths = await createDevPki(resolve(dir));
         console.log(`certbound: dev PKI written to ${paths.dir}`);
-        return 0;
+        return EXIT.ok;
       }
       case 'ocsp-responder': {
-        if (wantsHelp(rest)) return help(OCSP_RESPONDER_HELP);
         // The handlers are in place before the responder says it is up: whoever waits for that
         // line may signal at once.
         const state: { responder?: DevOcspResponder; stopping: boolean } = { stopping: false };
@@ -413,16 +406,22 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return await runClientCli([cmd, ...rest]);
       case '--version':
       case 'version':
+        if (rest.length > 0) throw usageError('version', `takes no arguments (got ${rest.join(' ')})`);
         console.log(version());
-        return 0;
+        return EXIT.ok;
       case undefined:
-      case 'help':
       case '--help':
       case '-h':
-        console.log(USAGE);
-        return 0;
+        return help(USAGE);
+      case 'help': {
+        const [topic, ...more] = rest;
+        if (topic === undefined) return help(USAGE);
+        const text = HELP[topic];
+        if (text === undefined || more.length > 0) throw usageError('help', `no help for ${JSON.stringify(rest.join(' '))} (commands: ${Object.keys(HELP).join(', ')})`);
+        return help(text);
+      }
       default:
-        throw new CertboundError('CB_ERR_INVALID_OPTION', ['command', `unknown command ${JSON.stringify(cmd)} (serve, dev-pki, help)`]);
+        throw usageError('command', `unknown command ${JSON.stringify(cmd)} (${Object.keys(HELP).join(', ')}, help, version)`);
     }
   } catch (err) {
     return fail(err);
