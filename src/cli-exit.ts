@@ -32,3 +32,11 @@ export function failWith(err: unknown, writeLine: (line: string) => void): numbe
 export function wantsHelp(args: readonly string[]): boolean {
   return args.includes('--help') || args.includes('-h');
 }
+
+/**
+ * The reason util.parseArgs gives, up to its first sentence ("Unknown option '--colour'"): the
+ * rest is advice about `--` that varies with the Node version and the command.
+ */
+export function parseArgsReason(err: unknown): string {
+  return (err as Error).message.split(/\.\s/)[0] ?? String(err);
+}

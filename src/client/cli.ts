@@ -9,7 +9,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isCertboundError } from '../errors.js';
-import { EXIT, failWith, usageError, wantsHelp } from '../cli-exit.js';
+import { EXIT, failWith, parseArgsReason, usageError, wantsHelp } from '../cli-exit.js';
 import { checkSecretFile } from '../secret-file.js';
 import { hresultHex } from '../status.js';
 import { HResult, hresultName, succeeded } from './hresult.js';
@@ -131,7 +131,7 @@ export async function runClientCli(argv: string[], io: ClientCliIo = { stdout: p
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (e) {
-    return fail(usage('(command line)', (e as Error).message));
+    return fail(usage('(command line)', parseArgsReason(e)));
   }
   const { values: v, positionals } = parsed;
   const [area, cmd, ...args] = positionals;

@@ -12,7 +12,7 @@ import { checkServable, crlsOf } from '../tls/secure-context.js';
 import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
 import { createServer, type CertboundServer } from './server.js';
 import { CLIENT_USAGE, runClientCli } from '../client/cli.js';
-import { EXIT, failWith, usageError, wantsHelp } from '../cli-exit.js';
+import { EXIT, failWith, parseArgsReason, usageError, wantsHelp } from '../cli-exit.js';
 import cluster from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { createHash, type X509Certificate } from 'node:crypto';
@@ -62,7 +62,7 @@ function parse(args: string[], options: ReturnType<typeof serveArgSpec>, allowPo
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
-    throw usageError('(command line)', (err as Error).message, 'certbound help serve');
+    throw usageError('(command line)', parseArgsReason(err), 'certbound help serve');
   }
 }
 
