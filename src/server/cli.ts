@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
-import { createDevPki, DEV_OCSP_CACHE_DIR, ensureDevPki } from '../tls/dev-pki.js';
+import { createDevPki, DEV_CLIENT_P12_PASSWORD, DEV_OCSP_CACHE_DIR, ensureDevPki } from '../tls/dev-pki.js';
 import { assertKeyMatches, loadCertificates, loadCrlText, loadPrivateKey } from '../tls/pem.js';
 import { checkServable, crlsOf } from '../tls/secure-context.js';
 import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
@@ -17,7 +17,7 @@ import cluster from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
+import { pino, type LoggerOptions } from 'pino';
 import { pemBlocks } from '../tls/pem.js';
 import { createServerStapling } from '../ocsp/server-stapling.js';
 import type { CreateServerOptions } from './server.js';
@@ -160,13 +160,28 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: Certbou
   const host = cfg.host === '127.0.0.1' || cfg.host === '::1' || cfg.host === 'localhost' ? 'localhost' : cfg.host;
   const url = `https://${host}:${port}`;
   const lines = [`certbound: serving ${url}/ (client-auth ${cfg.clientAuth})`];
+  if (cfg.clientAuth === 'require') {
+    lines.push('In require mode a connection without a trusted client certificate is refused in the TLS handshake, with no HTTP answer:');
+    lines.push('  curl fails with a TLS alert (certificate required), a browser shows its own connection error page, and the application never sees the request.');
+  }
   if (loaded.dev && loaded.devDir) {
     const d = relative(process.cwd(), loaded.devDir) || '.';
+    const withCert = `--cacert ${d}/root-ca.pem --cert ${d}/client.pem --key ${d}/client.key`;
     lines.push('Try it with the dev client certificate:');
-    lines.push(`  curl --cacert ${d}/root-ca.pem --cert ${d}/client.pem --key ${d}/client.key ${url}/connection`);
+    lines.push(`  curl ${withCert} ${url}/connection`);
     lines.push('Without a certificate, and with an expired one:');
     lines.push(`  curl --cacert ${d}/root-ca.pem ${url}/connection`);
     lines.push(`  curl --cacert ${d}/root-ca.pem --cert ${d}/client-expired.pem --key ${d}/client-expired.key ${url}/connection`);
+    lines.push(`In a browser: import ${d}/client.p12 (password "${DEV_CLIENT_P12_PASSWORD}") as your certificate and ${d}/root-ca.pem as an authority, then open ${url}/`);
+    lines.push('  Firefox: Settings > Privacy & Security > Certificates > View Certificates: "Your Certificates" > Import (client.p12), "Authorities" > Import (root-ca.pem)');
+    lines.push('  Chromium: chrome://certificate-manager > "Your certificates" > Import (client.p12); root-ca.pem under "Trusted certificates" > Import');
+    lines.push('See an on-demand certificate: /whoami asks for one with a TLS 1.2 renegotiation when the connection has none.');
+    if (cfg.clientAuth === 'none') {
+      lines.push(`  curl --tls-max 1.2 ${withCert} ${url}/whoami`);
+    } else {
+      lines.push(`  Here the handshake already asks for one (client-auth ${cfg.clientAuth}); start with --client-auth none, then: curl --tls-max 1.2 ${withCert} ${url}/whoami`);
+    }
+    if (!cfg.onDemandHosts?.length) lines.push(`  Browsers speak TLS 1.3, which cannot renegotiate (403 CB_ERR_NEGOTIATE_TLS13): add --on-demand-host ${host} to cap that host at TLS 1.2.`);
     const staple = server?.app.ocspStaple();
     if (staple) {
       lines.push(`OCSP staple: ${staple.stapled ? `${staple.certStatus ?? ''} until ${staple.nextUpdate ?? '?'}` : 'none yet'}, next refresh ${staple.nextRefresh ?? '-'} (responder ${staple.url}); see it with:`);
@@ -197,8 +212,9 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     const closeResponder = devResponder ? once(() => devResponder.close()) : undefined;
     if (closeResponder) started.add(closeResponder);
     const server = createServer(serverOptions(cfg, loaded, worker
-      // Cluster workers share the primary's session-ticket keys and staples, on every listener (src/server/cluster.ts).
-      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, stapleSource: worker }
+      // Cluster workers share the primary's session-ticket keys and staples, on every listener
+      // (src/server/cluster.ts); the primary logs "Server listening" once for all of them.
+      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, stapleSource: worker, logger: workerLoggerOptions(cfg.logLevel) }
       : { ocsp: staplingOptions(loaded, validityMinutes) }));
     started.add(() => server.close());
     if (worker) worker.follow(server);
@@ -212,6 +228,26 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     await started.closeAll();
     throw err;
   }
+}
+
+const LISTENING = 'Server listening at ';
+
+/** The log line of a listening server, once per server: the primary's for all its workers. */
+function listeningLine(host: string, port: number): string {
+  return `${LISTENING}https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** A worker's pino options: its own "Server listening" line is dropped (pino's logMethod hook). */
+function workerLoggerOptions(level: string): LoggerOptions {
+  return {
+    level,
+    hooks: {
+      logMethod(args, method) {
+        if (typeof args[0] === 'string' && args[0].startsWith(LISTENING)) return;
+        method.apply(this, args);
+      },
+    },
+  };
 }
 
 function staplingOptions(loaded: Loaded, validityMinutes: number): CreateServerOptions['ocsp'] {
@@ -250,6 +286,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   await assertCanListen(cfg.host, cfg.port);
   const validityMinutes = validityFromEnv();
   const started = new StartedResources();
+  const log = pino({ level: cfg.logLevel });
   let primary: ReturnType<typeof startPrimary>;
   let stapling: ReturnType<typeof createServerStapling>;
   let devResponder: DevOcspResponder | undefined;
@@ -258,7 +295,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     devResponder = await startDevResponder(loaded, validityMinutes);
     const r = devResponder;
     if (r) started.add(() => r.close());
-    stapling = createServerStapling({ cert: loaded.cert, ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: pino({ level: cfg.logLevel }) });
+    stapling = createServerStapling({ cert: loaded.cert, ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: log });
     const s = stapling;
     started.add(() => s.close());
     // As in one process, the first retrieval (or the persisted response) comes before the workers listen.
@@ -297,6 +334,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   } catch {
     return await primary.exited;
   }
+  log.info(listeningLine(cfg.host, port));
   console.log(`${banner(cfg, port, loaded)}\ncertbound: ${workers} worker processes (node:cluster); session-ticket keys shared, rotated every ${cfg.ticketKeyRotation} ms`);
   return undefined;
 }
