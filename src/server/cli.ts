@@ -66,6 +66,15 @@ function parse(args: string[], options: ReturnType<typeof serveArgSpec>, allowPo
   }
 }
 
+/**
+ * The configuration `certbound serve ARGS` runs with (the flags over the config file they name),
+ * checked without starting anything: a CB_ERR_* for a flag, key or value it would refuse.
+ */
+export function serveConfigOf(args: string[]): ServeConfig {
+  const { values } = parse(args, serveArgSpec(), false);
+  return resolveServeConfig(values);
+}
+
 interface Loaded { cert: string; key: string; ca: string[]; crl: string[]; dev: boolean; devDir?: string }
 
 /**
@@ -402,8 +411,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     switch (cmd) {
       case 'serve': {
         if (cluster.isWorker && workerIndex() !== undefined) return await serveWorker(rest);
-        const { values } = parse(rest, serveArgSpec(), false);
-        const workers = resolveServeConfig(values).workers ?? defaultWorkerCount();
+        const workers = serveConfigOf(rest).workers ?? defaultWorkerCount();
         if (workers > 1) return await servePrimary(rest, workers);
         const server = await serve(rest, (running) => {
           const stop = (signal: string) => {
