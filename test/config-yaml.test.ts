@@ -3,7 +3,7 @@
 // naming the file, the line and the column.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isYamlConfig, readConfigFile, resolveServeConfig } from '../src/server/config.js';
 import { main } from '../src/server/cli.js';
@@ -97,4 +97,11 @@ test('serve --config with malformed YAML: exit code 1 and one line with the code
     console.error = error;
   }
   assert.equal(stderr, `certbound: CB_ERR_CONFIG_FILE: Cannot read config file ${path}: not YAML: line 3, column 1: Flow sequence in block collection must be sufficiently indented and end with a ]\n`);
+});
+
+test('docs/configuration.md: its YAML example and its JSON example are the same configuration', () => {
+  const text = readFileSync(join(import.meta.dirname, '..', 'docs', 'configuration.md'), 'utf8');
+  const block = (lang: string) => new RegExp('^```' + lang + '\\n([\\s\\S]*?)^```$', 'm').exec(text)?.[1] ?? '';
+  assert.deepEqual(readConfigFile(file('doc.yaml', block('yaml'))), readConfigFile(file('doc.json', block('json'))));
+  assert.equal(readConfigFile(file('doc2.yaml', block('yaml'))).port, 9443);
 });
