@@ -4,7 +4,7 @@
 // package and the apt-get command, instead of failing deep inside the run.
 //   node scripts/check-peers.mjs                     exit 0 when all are there, else 1 and one line
 //   node scripts/check-peers.mjs --missing-packages  the packages to install, one per line (for .ci/run)
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 const { peers } = JSON.parse(readFileSync(new URL('./peers.json', import.meta.url), 'utf8'));
@@ -15,7 +15,7 @@ function onPath(command) {
     if (!dir) continue;
     try {
       accessSync(join(dir, command), constants.X_OK);
-      return true;
+      if (statSync(join(dir, command)).isFile()) return true;
     } catch {
       // not here
     }

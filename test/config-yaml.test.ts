@@ -70,6 +70,7 @@ test('malformed YAML: CB_ERR_CONFIG_FILE with the file, line and column; bad val
     ['quote.yaml', 'host: "127.0.0.1\n', 'not YAML: line 2, column 1: Missing closing "quote'],
     ['alias.yaml', 'host: *nowhere\n', 'not YAML: Unresolved alias (the anchor must be set before the alias): nowhere'],
     ['list.yaml', '- port: 9443\n', 'expected a YAML mapping of keys'],
+    ['tag.yaml', 'port: 9443\nhost: !custom 0.0.0.0\n', 'not YAML: line 2, column 7: Unresolved tag: !custom'],
     ['empty.yaml', '', 'expected a YAML mapping of keys'],
   ];
   for (const [name, text, why] of cases) {

@@ -301,7 +301,8 @@ async function watch(manager: JobManager, job: Job, io: ClientCliIo, out: (s: st
       samples.length = 0;
       return '';
     }
-    const now = Date.now();
+    // A monotonic clock: a wall-clock step would make a rate up.
+    const now = performance.now();
     samples.push({ t: now, bytes: s.progress.bytesTransferred });
     while (samples.length > 2 && (now - (samples[0] as ProgressSample).t > RATE_WINDOW_MS || samples.length > RATE_MAX_SAMPLES)) samples.shift();
     return formatRateEta(rateOf(samples), bytesLeft(s.progress));

@@ -109,7 +109,7 @@ export function isYamlConfig(path: string): boolean {
 
 /**
  * The value of a config file's text: YAML 1.2 (core schema, one document, unique keys, at most
- * 100 aliases: the yaml package's defaults) or JSON. Throws an Error whose message says where
+ * 100 aliases: the yaml package's defaults; no tag it does not know) or JSON. Throws an Error whose message says where
  * the text is wrong ("line 3, column 1: …" for YAML).
  */
 function parseConfigText(text: string, yaml: boolean): unknown {
@@ -121,7 +121,9 @@ function parseConfigText(text: string, yaml: boolean): unknown {
     }
   }
   const doc = parseDocument(text);
-  const [first] = doc.errors;
+  // A warning is an error here: a tag the core schema does not know (`!custom x`) would
+  // otherwise quietly become the plain string "x".
+  const [first] = [...doc.errors, ...doc.warnings];
   if (first) {
     const at = first.linePos?.[0];
     const what = (first.message.split('\n')[0] ?? first.code).replace(/ at line \d+, column \d+:?$/, '');
