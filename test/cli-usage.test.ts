@@ -84,7 +84,7 @@ test('usage errors: exit code 1 and one line with CB_ERR_INVALID_OPTION, in ever
     assert.deepEqual({ code: r.code, stderr: r.stderr, stdout: r.stdout }, { code: 1, stderr: `certbound: CB_ERR_INVALID_OPTION: ${message}\n`, stdout: '' }, what);
   }
   // The same as the shell sees them, from the bin (bin/certbound.js sets the exit code).
-  const picked = [0, 3, 11, 16].map((i) => BAD[i] as [string[], string]);
+  const picked = [11].map((i) => BAD[i] as [string[], string]);
   const real = await Promise.all(picked.map(([args]) => certbound(args, cwd)));
   for (const [i, [args, message]] of picked.entries()) {
     assert.deepEqual({ code: real[i]?.code, stderr: real[i]?.stderr, stdout: real[i]?.stdout }, { code: 1, stderr: `certbound: CB_ERR_INVALID_OPTION: ${message}\n`, stdout: '' }, `bin: certbound ${args.join(' ')}`);
@@ -122,7 +122,7 @@ test('--help anywhere prints that command\'s help, exits 0 and does nothing else
     assert.equal(r.stderr, '', what);
     assert.equal(r.stdout.split('\n')[0], first, what);
   }
-  const bin = await Promise.all([['dev-pki', '--help'], ['job', 'create', 'x', '--help']].map((args) => certbound(args, cwd)));
-  assert.deepEqual(bin.map((r) => [r.code, r.stderr, r.stdout.split('\n')[0]]), [[0, '', 'Usage: certbound dev-pki DIR'], [0, '', 'certbound job|store: BITS-style transfer jobs with client certificates from file stores']]);
+  const bin = await certbound(['job', 'create', 'x', '--help'], cwd);
+  assert.deepEqual([bin.code, bin.stderr, bin.stdout.split('\n')[0]], [0, '', 'certbound job|store: BITS-style transfer jobs with client certificates from file stores']);
   assert.deepEqual(readdirSync(cwd), [], 'nothing was written: no dev PKI, no jobs directory, no job');
 });
