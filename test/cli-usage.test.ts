@@ -72,6 +72,8 @@ const BAD: readonly [string[], string][] = [
   [['job', 'list', '--ca-file', 'x.pem'], 'Invalid option --ca-file: job list does not use it (it applies to job create, job resume, job watch) (see certbound job --help)'],
   [['job', 'list', '--colour'], 'Invalid option (command line): Unknown option \'--colour\' (see certbound job --help)'],
   [['store'], 'Invalid option store: needs a command: store list (see certbound job --help)'],
+  [['store', 'list', 'MY'], 'Invalid option store list: takes no arguments (got MY) (see certbound job --help)'],
+  [['job', 'list', 'all'], 'Invalid option list: usage: certbound job list [--json] (see certbound job --help)'],
   [['store', 'list', '--location', 'mars'], 'Invalid option --location: unknown location mars (current-user, local-machine, current-service, services, users, current-user-group-policy, local-machine-group-policy, local-machine-enterprise, 0-7) (see certbound job --help)'],
 ];
 

@@ -139,7 +139,10 @@ export async function runClientCli(argv: string[], io: ClientCliIo = { stdout: p
   const storeOptions: StoreOptions = { env: io.env, ...(v['store-root'] ? { root: v['store-root'] } : {}) };
   try {
     checkCommandOptions(`${area} ${cmd}`, v);
-    if (area === 'store') return await storeList(v.location, v.store, Boolean(v.json), storeOptions, out);
+    if (area === 'store') {
+      if (args.length > 0) throw usage('store list', `takes no arguments (got ${args.join(' ')})`);
+      return await storeList(v.location, v.store, Boolean(v.json), storeOptions, out);
+    }
     const num = (name: string, text: string | undefined) => {
       if (text === undefined) return undefined;
       const n = Number(text);
@@ -254,6 +257,7 @@ async function jobCommand(
       return report(cmd === 'suspend' ? job.suspend() : cmd === 'cancel' ? job.cancel() : job.complete(), cmd);
     }
     case 'list': {
+      need(0, 'list [--json]');
       const jobs = manager.listJobs().map((j) => j.snapshot());
       if (v.json) {
         out(JSON.stringify(jobs, null, 2));
