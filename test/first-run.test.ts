@@ -112,7 +112,7 @@ test('--workers 2 --client-auth none: the banner\'s /whoami renegotiates; one ht
   const body = JSON.parse(answer.body) as { protocol: string; handshakes: number; subject: string; certFlags: number };
   assert.deepEqual([body.protocol, body.handshakes, body.certFlags], ['TLSv1.2', 2, 0], 'a second handshake (the renegotiation) brought the certificate');
   assert.match(body.subject, /CN=dev-client/);
-  assert.match(banner, /Browsers speak TLS 1\.3, which cannot renegotiate \(403 CB_ERR_NEGOTIATE_TLS13\): add --on-demand-host localhost/);
+  assert.match(banner, /Browsers speak TLS 1\.3, which cannot renegotiate \(403 CB_ERR_NEGOTIATE_TLS13\): add --on-demand-host localhost to cap that host at TLS 1\.2/);
 
   const ca = readFileSync(pki.rootCa);
   const statuses = await Promise.all(Array.from({ length: 16 }, () => getOnNewConnection(port, ca)));

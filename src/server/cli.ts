@@ -190,7 +190,7 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: Certbou
     } else {
       lines.push(`  Here the handshake already asks for one (client-auth ${cfg.clientAuth}); start with --client-auth none, then: curl --tls-max 1.2 ${withCert} ${url}/whoami`);
     }
-    if (!cfg.onDemandHosts?.length) lines.push(`  Browsers speak TLS 1.3, which cannot renegotiate (403 CB_ERR_NEGOTIATE_TLS13): add --on-demand-host ${host} to cap that host at TLS 1.2.`);
+    if (!cfg.onDemandHosts?.length) lines.push(`  Browsers speak TLS 1.3, which cannot renegotiate (403 CB_ERR_NEGOTIATE_TLS13): add --on-demand-host ${/^[\d.:]+$/.test(host) ? 'localhost' : host} to cap that host at TLS 1.2 (SNI names a host, never an address).`);
     const staple = server?.app.ocspStaple();
     if (staple) {
       lines.push(`OCSP staple: ${staple.stapled ? `${staple.certStatus ?? ''} until ${staple.nextUpdate ?? '?'}` : 'none yet'}, next refresh ${staple.nextRefresh ?? '-'} (responder ${staple.url}); see it with:`);
