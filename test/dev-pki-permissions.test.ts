@@ -18,7 +18,7 @@ import { tempDir } from './helpers/pki.js';
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = join(ROOT, 'bin', 'certbound.js');
 
-const KEYS = Object.values(DEV_PKI_FILES).filter((f) => f.endsWith('.key'));
+const KEYS = Object.values(DEV_PKI_FILES).filter((f) => f.endsWith('.key') || f.endsWith('.p12'));
 const PUBLIC = Object.values(DEV_PKI_FILES).filter((f) => f.endsWith('.pem'));
 const mode = (path: string) => statSync(path).mode & 0o7777;
 

@@ -1,19 +1,21 @@
 // `certbound job …` and `certbound store list`: the client side on the command line. There is
 // no background service: `job resume` queues a job, and the process that runs transfers is
 // `job watch` (or `job resume --wait`), which also draws the progress. Failures print the
-// HRESULT and its name; the exit code is 0 on success, 1 on a failed call or job, 2 on usage.
-// Each command takes only the options it uses (COMMAND_OPTIONS): any other is refused with
-// CB_ERR_INVALID_OPTION, never silently ignored.
+// HRESULT and its name; the exit code is 0 on success, 1 on a failed call or job and on a usage
+// error (src/cli-exit.ts, the rule of every certbound command). Each command takes only the
+// options it uses (COMMAND_OPTIONS): any other is refused with CB_ERR_INVALID_OPTION, never
+// silently ignored.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CertboundError, isCertboundError } from '../errors.js';
+import { isCertboundError } from '../errors.js';
+import { EXIT, failWith, parseArgsReason, usageError, wantsHelp } from '../cli-exit.js';
 import { checkSecretFile } from '../secret-file.js';
 import { hresultHex } from '../status.js';
 import { HResult, hresultName, succeeded } from './hresult.js';
 import { JobState, type JobStateValue, type RetryPolicy } from './job.js';
 import { JobManager, type Job, type JobManagerOptions, type JobSnapshot } from './job-manager.js';
-import { renderProgressBar, renderProgressLine, percent } from './progress-bar.js';
+import { bytesLeft, formatBytes, formatRateEta, percent, rateOf, renderProgressBar, renderProgressLine, type ProgressSample } from './progress-bar.js';
 import { LOCATION_DIRS, openStore, parseStoreLocation, locationDir, type StoreOptions } from './store.js';
 import { readdirSync } from 'node:fs';
 
@@ -27,9 +29,10 @@ export interface ClientCliIo {
 /** Environment variable for the job directory. */
 export const JOBS_DIR_ENV = 'CERTBOUND_JOBS_DIR';
 
-const USAGE = `certbound job|store: BITS-style transfer jobs with client certificates from file stores
+/** The help of `certbound job` and `certbound store` (`--help` anywhere, `certbound help job`). */
+export const CLIENT_USAGE = `certbound job|store: BITS-style transfer jobs with client certificates from file stores
 
-  certbound job create NAME                     create a job (SUSPENDED); prints its id
+  certbound job create NAME [--ca-file PEM]     create a job (SUSPENDED); prints its id
   certbound job add JOB URL LOCAL-FILE          add an HTTPS file to the job
   certbound job set-cert JOB --thumbprint HEX   SetClientCertificateByID (20-byte SHA-1, hex)
   certbound job set-cert JOB --subject NAME     SetClientCertificateByName (simple subject name)
@@ -45,8 +48,9 @@ Options: --jobs-dir DIR (env ${JOBS_DIR_ENV}; default $XDG_STATE_HOME/certbound/
          --as CALLER: create (the owner), set-cert (the owner check)
          --retry-delay MS, --no-progress-timeout MS: create, resume, watch (set the job's policy)
          --store-root DIR (env CERTBOUND_STORE_ROOT): set-cert, watch, resume --wait, store list
-         --ca-file PEM: watch, resume --wait
-         A command refuses any option it does not use (CB_ERR_INVALID_OPTION, exit 2).
+         --ca-file PEM: create (kept with the job: its runs trust the servers this file's
+                        CAs issued); watch, resume --wait (this run, instead of the job's)
+         A command refuses any option it does not use (CB_ERR_INVALID_OPTION, exit 1).
 Locations: ${LOCATION_DIRS.join(', ')} (or 0-7, or BITS names)
 `;
 
@@ -71,7 +75,7 @@ type OptionName = keyof typeof OPTIONS;
 
 /** The options each command uses ('help' goes with any). */
 const COMMAND_OPTIONS: Readonly<Record<string, readonly OptionName[]>> = Object.freeze({
-  'job create': ['jobs-dir', 'as', 'retry-delay', 'no-progress-timeout'],
+  'job create': ['jobs-dir', 'as', 'retry-delay', 'no-progress-timeout', 'ca-file'],
   'job add': ['jobs-dir'],
   'job set-cert': ['jobs-dir', 'as', 'store-root', 'location', 'store', 'thumbprint', 'subject', 'remove'],
   'job resume': ['jobs-dir', 'retry-delay', 'no-progress-timeout', 'wait', 'store-root', 'ca-file'],
@@ -83,7 +87,7 @@ const COMMAND_OPTIONS: Readonly<Record<string, readonly OptionName[]>> = Object.
   'store list': ['store-root', 'location', 'store', 'json'],
 });
 
-const usage = (name: string, why: string) => new CertboundError('CB_ERR_INVALID_OPTION', [name, why]);
+const usage = (name: string, why: string) => usageError(name, why, 'certbound job --help');
 
 /**
  * Throws CB_ERR_INVALID_OPTION for an option the command would not use: an option given to a
@@ -117,23 +121,28 @@ function hrText(hr: number): string {
 export async function runClientCli(argv: string[], io: ClientCliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
   const out = (s: string) => io.stdout.write(`${s}\n`);
   const err = (s: string) => io.stderr.write(`certbound: ${s}\n`);
+  const fail = (e: unknown) => failWith(e, (line) => io.stderr.write(`${line}\n`));
+  // `--help` anywhere prints the help and does nothing else, before anything is parsed or opened.
+  if (wantsHelp(argv.slice(1))) {
+    out(CLIENT_USAGE);
+    return EXIT.ok;
+  }
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (e) {
-    err((e as Error).message);
-    return 2;
+    return fail(usage('(command line)', parseArgsReason(e)));
   }
   const { values: v, positionals } = parsed;
   const [area, cmd, ...args] = positionals;
-  if (v.help || !area || !cmd) {
-    out(USAGE);
-    return v.help ? 0 : 2;
-  }
+  if (!area || !cmd) return fail(usage(area ?? 'job', `needs a command: ${area === 'store' ? 'store list' : 'job create|add|set-cert|resume|suspend|cancel|complete|list|watch'}`));
   const storeOptions: StoreOptions = { env: io.env, ...(v['store-root'] ? { root: v['store-root'] } : {}) };
   try {
     checkCommandOptions(`${area} ${cmd}`, v);
-    if (area === 'store') return await storeList(v.location, v.store, Boolean(v.json), storeOptions, out);
+    if (area === 'store') {
+      if (args.length > 0) throw usage('store list', `takes no arguments (got ${args.join(' ')})`);
+      return await storeList(v.location, v.store, Boolean(v.json), storeOptions, out);
+    }
     const num = (name: string, text: string | undefined) => {
       if (text === undefined) return undefined;
       const n = Number(text);
@@ -148,37 +157,42 @@ export async function runClientCli(argv: string[], io: ClientCliIo = { stdout: p
       dir: v['jobs-dir'] ?? io.env[JOBS_DIR_ENV] ?? join(io.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'certbound', 'jobs'),
       store: storeOptions,
       ...(v.as ? { caller: v.as } : {}),
-      ...(v['ca-file'] ? { caFile: v['ca-file'] } : {}),
+      // On create the CA file goes with the job (below); on a run it holds for this run.
+      ...(v['ca-file'] && runs ? { caFile: v['ca-file'] } : {}),
       // Only `watch` (and `resume --wait`) transfer, and only the job they name.
       autoRun: runs ? (id) => id.startsWith(args[0] ?? '\0') : false,
     };
     const manager = await JobManager.open(managerOptions);
     for (const w of manager.warnings) err(`warning: ${w.code}: ${w.message}`);
-    // Ctrl-C stops running the job here; it stays queued for the next runner (a restart, as BITS sees it).
+    // Ctrl-C stops running the job here; it stays queued for the next runner (a restart, as BITS
+    // sees it). The progress line is finished first (its last state, a newline), then one line
+    // says how to go on.
+    const interrupt: Interrupt = {};
     const onSigint = () => {
-      void manager.close().finally(() => process.exit(130));
+      interrupt.stopping = true;
+      void manager.close().finally(() => {
+        interrupt.finish?.();
+        process.exit(EXIT.interrupted);
+      });
     };
     if (runs) process.once('SIGINT', onSigint);
     try {
-      return await jobCommand(manager, cmd, args, v, policy, io, out, err);
+      return await jobCommand(manager, cmd, args, { ...v, ...(v['ca-file'] !== undefined ? { caFile: v['ca-file'] } : {}) }, policy, io, out, err, interrupt);
     } finally {
       process.off('SIGINT', onSigint);
       await manager.close();
     }
   } catch (e) {
-    if (isCertboundError(e, 'CB_ERR_INVALID_OPTION')) {
-      err(`${e.code}: ${e.message}`);
-      out(USAGE);
-      return 2;
-    }
-    err(isCertboundError(e) ? `${e.code}: ${e.message}` : (e as Error).message);
-    return 1;
+    if (isCertboundError(e)) return fail(e);
+    // A failed call (a job id that names no job): its HRESULT is in the message.
+    err((e as Error).message);
+    return EXIT.error;
   }
 }
 
 async function jobCommand(
-  manager: JobManager, cmd: string, args: string[], v: { location?: string; store?: string; thumbprint?: string; subject?: string; remove?: boolean; wait?: boolean; json?: boolean },
-  policy: Partial<RetryPolicy>, io: ClientCliIo, out: (s: string) => void, err: (s: string) => void,
+  manager: JobManager, cmd: string, args: string[], v: { caFile?: string; location?: string; store?: string; thumbprint?: string; subject?: string; remove?: boolean; wait?: boolean; json?: boolean },
+  policy: Partial<RetryPolicy>, io: ClientCliIo, out: (s: string) => void, err: (s: string) => void, interrupt: Interrupt,
 ): Promise<number> {
   const report = (hr: number, what: string) => {
     if (succeeded(hr)) {
@@ -205,9 +219,10 @@ async function jobCommand(
       const { hr, job } = manager.createJob(args[0] as string);
       if (!job) return report(hr, 'create');
       const policyHr = applyPolicy(job);
-      if (policyHr !== HResult.S_OK) {
+      const caHr = policyHr === HResult.S_OK && v.caFile !== undefined ? job.setCaFile(v.caFile) : HResult.S_OK;
+      if (policyHr !== HResult.S_OK || caHr !== HResult.S_OK) {
         job.cancel();
-        return report(policyHr, 'create');
+        return report(policyHr !== HResult.S_OK ? policyHr : caHr, policyHr !== HResult.S_OK ? 'create' : `create (--ca-file ${v.caFile ?? ''})`);
       }
       out(job.id);
       return 0;
@@ -232,7 +247,7 @@ async function jobCommand(
       if (policyHr !== HResult.S_OK) return report(policyHr, 'resume');
       const hr = job.resume();
       if (!succeeded(hr) || !v.wait) return report(hr, 'resume');
-      return watch(manager, job, io, out, err);
+      return watch(manager, job, io, out, err, interrupt);
     }
     case 'suspend':
     case 'cancel':
@@ -242,6 +257,7 @@ async function jobCommand(
       return report(cmd === 'suspend' ? job.suspend() : cmd === 'cancel' ? job.cancel() : job.complete(), cmd);
     }
     case 'list': {
+      need(0, 'list [--json]');
       const jobs = manager.listJobs().map((j) => j.snapshot());
       if (v.json) {
         out(JSON.stringify(jobs, null, 2));
@@ -250,6 +266,7 @@ async function jobCommand(
       if (jobs.length === 0) out('no jobs');
       for (const s of jobs) {
         out(`${s.id}  ${s.stateName.padEnd(15)} ${renderProgressLine(s.progress, '').trim()}  owner ${s.owner}  ${JSON.stringify(s.displayName)}`);
+        if (s.caFile) out(`    ca-file ${s.caFile}`);
         if (s.certificate) out(`    certificate ${LOCATION_DIRS[s.certificate.location]}\\${s.certificate.storeName} ${s.certificate.thumbprint} (${s.certificate.subjectName})`);
         if (s.error) out(`    error ${hrText(s.error.hr)}: ${s.error.message}`);
       }
@@ -260,30 +277,53 @@ async function jobCommand(
       const job = jobOf(args[0]);
       const policyHr = applyPolicy(job);
       if (policyHr !== HResult.S_OK) return report(policyHr, 'watch');
-      return watch(manager, job, io, out, err);
+      return watch(manager, job, io, out, err, interrupt);
     }
     default:
       throw usage('command', `unknown command job ${cmd}`);
   }
 }
 
+/** Set by the SIGINT handler (stopping) and by watch (finish: ends its progress output). */
+interface Interrupt { stopping?: boolean; finish?: () => void }
+
+/** The span of progress samples the rate is measured over (ms), and at most this many samples. */
+const RATE_WINDOW_MS = 5000;
+const RATE_MAX_SAMPLES = 256;
+
 const FINISHED: JobStateValue[] = [JobState.TRANSFERRED, JobState.ERROR, JobState.SUSPENDED, JobState.CANCELLED, JobState.ACKNOWLEDGED];
 
 /** Runs the job here until it is transferred, in error, or stopped; draws its progress. */
-async function watch(manager: JobManager, job: Job, io: ClientCliIo, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+async function watch(manager: JobManager, job: Job, io: ClientCliIo, out: (s: string) => void, err: (s: string) => void, interrupt: Interrupt): Promise<number> {
   const tty = Boolean(io.stdout.isTTY);
   let lastLine = '';
   let lastStep = -1;
+  // Rate and ETA over the last few seconds of TRANSFERRING (a retry starts a new measure).
+  const samples: ProgressSample[] = [];
+  const rateText = (s: JobSnapshot): string => {
+    if (s.state !== JobState.TRANSFERRING) {
+      samples.length = 0;
+      return '';
+    }
+    // A monotonic clock: a wall-clock step would make a rate up.
+    const now = performance.now();
+    samples.push({ t: now, bytes: s.progress.bytesTransferred });
+    while (samples.length > 2 && (now - (samples[0] as ProgressSample).t > RATE_WINDOW_MS || samples.length > RATE_MAX_SAMPLES)) samples.shift();
+    return formatRateEta(rateOf(samples), bytesLeft(s.progress));
+  };
+  let drawn = false;
   const draw = (s: JobSnapshot, stateChange: boolean) => {
-    if (s.id !== job.id) return;
+    if (s.id !== job.id || interrupt.stopping) return;
+    const rate = rateText(s);
     if (tty) {
-      io.stdout.write(`\r\x1b[2K${renderProgressBar(s.progress, s.stateName)}`);
+      io.stdout.write(`\r\x1b[2K${renderProgressBar(s.progress, s.stateName, 30, rate)}`);
+      drawn = true;
       return;
     }
     // Plain lines: every state change, and every tenth of the way.
     const pct = percent(s.progress);
     const step = pct === undefined ? -1 : Math.floor(pct / 10);
-    const line = renderProgressLine(s.progress, s.stateName);
+    const line = renderProgressLine(s.progress, s.stateName, rate);
     if ((stateChange || step > lastStep) && line !== lastLine) {
       out(line);
       lastLine = line;
@@ -294,6 +334,13 @@ async function watch(manager: JobManager, job: Job, io: ClientCliIo, out: (s: st
   const onProgress = (s: JobSnapshot) => draw(s, false);
   manager.on('state', onState);
   manager.on('progress', onProgress);
+  // Ctrl-C: the bar is redrawn once with where the job stopped, and the line is ended.
+  interrupt.finish = () => {
+    const s = job.snapshot();
+    const where = `${percent(s.progress) ?? '?'}%, ${formatBytes(s.progress.bytesTransferred)}`;
+    if (tty && drawn) io.stdout.write(`\r\x1b[2K${renderProgressBar(s.progress, 'STOPPED')}\n`);
+    out(`job ${job.id} stopped here by Ctrl-C at ${where}: it stays queued with its partial file; certbound job watch ${job.id} continues it`);
+  };
   draw(job.snapshot(), true);
   try {
     const holder = manager.lockHolder(job.id);

@@ -68,6 +68,8 @@ export interface JobRecord {
   state: JobStateValue;
   files: JobFile[];
   certificate?: JobCertificate;
+  /** PEM file of the roots that verify the servers of this job (`job create --ca-file`): an absolute, normalized path. */
+  caFile?: string;
   error?: JobError;
   policy: RetryPolicy;
   /** Retry bookkeeping: consecutive attempts without progress, since when, next retry time (ms since epoch). */
@@ -134,6 +136,7 @@ const RECORD_SCHEMA: Schema = Object.freeze({
     thumbprint: is.matching(/^[0-9a-f]{40}$/, 'a SHA-1 thumbprint (40 lowercase hex digits)'),
     subjectName: is.string,
   }, ['location', 'storeName', 'thumbprint', 'subjectName']),
+  caFile: is.string,
   error: is.shape({
     hr: is.nonNegativeInteger,
     name: is.string,
@@ -151,13 +154,19 @@ const RECORD_REQUIRED = ['version', 'id', 'displayName', 'owner', 'state', 'file
 
 type Verdict = { record: JobRecord } | { code: JobFileWarning['code']; why: string } | { gone: true };
 
+/** An absolute path with nothing to resolve (no `..`, no `//`, no NUL): what a job file may name. */
+export function isNormalAbsolute(path: string): boolean {
+  return isAbsolute(path) && resolve(path) === path && !path.includes('\0');
+}
+
 /** Why the paths of a schema-valid record cannot be trusted, or undefined when they can. */
 function unconfined(record: JobRecord, name: string): string | undefined {
   if (!JOB_ID.test(record.id)) return `id ${JSON.stringify(record.id)} is not a job id`;
   if (`${record.id}.json` !== name) return `id ${record.id} does not name this file`;
+  if (record.caFile !== undefined && !isNormalAbsolute(record.caFile)) return `caFile ${JSON.stringify(record.caFile)} is not an absolute, normalized path`;
   if (record.certificate && checkStoreName(record.certificate.storeName) !== HResult.S_OK) return `certificate.storeName ${JSON.stringify(record.certificate.storeName)} is not a store name`;
   for (const [i, f] of record.files.entries()) {
-    if (!isAbsolute(f.localName) || resolve(f.localName) !== f.localName || f.localName.includes('\0')) return `files[${i}].localName ${JSON.stringify(f.localName)} is not an absolute, normalized path`;
+    if (!isNormalAbsolute(f.localName)) return `files[${i}].localName ${JSON.stringify(f.localName)} is not an absolute, normalized path`;
     if (f.partPath !== partPathFor(f.localName)) return `files[${i}].partPath ${JSON.stringify(f.partPath)} is not ${JSON.stringify(partPathFor(f.localName))}`;
   }
   return undefined;

@@ -45,7 +45,7 @@ export interface JobManagerOptions {
   caller?: string;
   /** Where certificate stores are (store.ts). */
   store?: StoreOptions;
-  /** PEM file of trusted roots for server certificates. Default: the ROOT and CA stores of the current user and the local machine, else Node's bundled roots. */
+  /** PEM file of trusted roots for server certificates, for every job this manager runs. Default: the job's own (Job.setCaFile), else the ROOT and CA stores of the current user and the local machine, else Node's bundled roots. */
   caFile?: string;
   /** Retry timing for new jobs. Default: BITS's (10 min first retry, 14 days without progress). */
   retry?: Partial<RetryPolicy>;
@@ -68,6 +68,8 @@ export interface JobSnapshot {
   readonly progress: JobProgress;
   readonly error?: JobError;
   readonly certificate?: JobCertificate;
+  /** The job's own CA file (Job.setCaFile), when it has one. */
+  readonly caFile?: string;
   readonly files: readonly Readonly<JobFile>[];
 }
 
@@ -117,6 +119,7 @@ function snapshot(record: JobRecord): JobSnapshot {
     progress: jobProgress(record),
     ...(record.error ? { error: record.error } : {}),
     ...(record.certificate ? { certificate: record.certificate } : {}),
+    ...(record.caFile ? { caFile: record.caFile } : {}),
     files: record.files.map((f) => ({ ...f })),
   });
 }
@@ -179,6 +182,31 @@ export class Job {
     const pre = this.#certificateCallAllowed();
     if (pre !== HResult.S_OK) return pre;
     return this.#setCertificate(await findCertificateByName(location, storeName, subjectName, this.#manager.storeOptions), location as StoreLocationValue, storeName as string);
+  }
+
+  /**
+   * The PEM file whose certificates verify this job's servers, kept with the job (a later run
+   * needs no flag); undefined removes it. The path is stored absolute; the file must hold a
+   * certificate now (E_INVALIDARG otherwise, or the file system's error) and is read again
+   * at each attempt. Not on a final job (BG_E_INVALID_STATE) or another owner's (E_ACCESSDENIED).
+   */
+  setCaFile(path: string | undefined): number {
+    const pre = this.#certificateCallAllowed();
+    if (pre !== HResult.S_OK) return pre;
+    if (path === undefined) {
+      delete this.#record.caFile;
+    } else {
+      if (typeof path !== 'string' || path === '' || path.includes('\0')) return HResult.E_INVALIDARG;
+      const file = resolve(path);
+      try {
+        if (!readRegularFile(file, DEFAULTS.maxPemFileBytes).toString('utf8').includes('-----BEGIN CERTIFICATE-----')) return HResult.E_INVALIDARG;
+      } catch (err) {
+        return hresultFromFsError(err);
+      }
+      this.#record.caFile = file;
+    }
+    this.#manager.changed(this.#record, true);
+    return HResult.S_OK;
   }
 
   /** GetClientCertificate: RPC_X_BAD_STUB_DATA when the job has no certificate (as BITS answers). */
@@ -601,7 +629,7 @@ export class JobManager extends EventEmitter {
   }
 
   async #tlsFor(record: JobRecord): Promise<DownloadTls | { hr: number; message: string }> {
-    const ca = await this.#trustedRoots();
+    const ca = await this.#trustedRoots(this.#options.caFile ?? record.caFile);
     if ('hr' in ca) return ca;
     const c = record.certificate;
     if (!c) return ca.roots ? { ca: ca.roots } : {};
@@ -617,12 +645,13 @@ export class JobManager extends EventEmitter {
     };
   }
 
-  async #trustedRoots(): Promise<{ roots?: string[] } | { hr: number; message: string }> {
-    if (this.#options.caFile) {
+  /** The roots of `caFile` (this run's, else the job's own), else those of the ROOT and CA stores. */
+  async #trustedRoots(caFile: string | undefined): Promise<{ roots?: string[] } | { hr: number; message: string }> {
+    if (caFile) {
       try {
-        return { roots: [readRegularFile(this.#options.caFile, DEFAULTS.maxPemFileBytes).toString('utf8')] };
+        return { roots: [readRegularFile(caFile, DEFAULTS.maxPemFileBytes).toString('utf8')] };
       } catch (err) {
-        return { hr: hresultFromFsError(err), message: `cannot read the CA file ${this.#options.caFile}: ${(err as Error).message}` };
+        return { hr: hresultFromFsError(err), message: `cannot read the CA file ${caFile}: ${(err as Error).message}` };
       }
     }
     const roots: string[] = [];

@@ -3,6 +3,7 @@
 // pkijs's engine, which implements PBES2 (PBKDF2 + AES-CBC, what `openssl pkcs12 -export`
 // writes by default since OpenSSL 3). The legacy PKCS#12 PBE schemes (RC2-40, 3DES; what
 // `-legacy` and older Windows exports write) are not in pkijs: such files get a clear status.
+import { createHash } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import { cryptoEngine, pkijs } from '../tls/pkijs-engine.js';
 
@@ -87,4 +88,64 @@ function encryptionAlgorithms(safe: pkijs.AuthenticatedSafe): string[] {
     out.push(data.encryptedContentInfo.contentEncryptionAlgorithm.algorithmId);
   }
   return out;
+}
+
+/** What writePkcs12 puts in the file. */
+export interface Pkcs12Contents {
+  /** DER certificates, the one of the key first, then its chain. */
+  readonly certificates: readonly Uint8Array[];
+  /** The private key of the first certificate, PKCS#8 DER. */
+  readonly privateKey: Uint8Array;
+  readonly password: string;
+  /** The name importers show (friendlyName). */
+  readonly friendlyName: string;
+  /** PBKDF2 iterations for the key and the certificates, and the MAC's. Default: 2048 (OpenSSL's PKCS12_DEFAULT_ITER). */
+  readonly iterations?: number;
+}
+
+const ATTRIBUTE = Object.freeze({ friendlyName: '1.2.840.113549.1.9.20', localKeyId: '1.2.840.113549.1.9.21' });
+
+/**
+ * A PKCS#12 file (DER) as `openssl pkcs12 -export` writes it by default since OpenSSL 3: the key
+ * in a shrouded key bag, the certificates in an encrypted SafeContents, both PBES2 (PBKDF2 with
+ * HMAC-SHA-256, AES-256-CBC), and an HMAC-SHA-256 MAC over the whole. The key and its
+ * certificate carry the same localKeyId, so importers pair them. Built with pkijs.
+ */
+export async function writePkcs12(contents: Pkcs12Contents): Promise<Buffer> {
+  const engine = cryptoEngine();
+  const pw = new TextEncoder().encode(contents.password);
+  const password = pw.buffer.slice(pw.byteOffset, pw.byteOffset + pw.byteLength) as ArrayBuffer;
+  const iterations = contents.iterations ?? 2048;
+  const [leaf] = contents.certificates;
+  if (!leaf) throw new TypeError('writePkcs12 needs the certificate of the key');
+  const localKeyId = new Uint8Array(createHash('sha1').update(leaf).digest());
+  const attributes = (withName: boolean) => [
+    new pkijs.Attribute({ type: ATTRIBUTE.localKeyId, values: [new asn1js.OctetString({ valueHex: localKeyId })] }),
+    ...(withName ? [new pkijs.Attribute({ type: ATTRIBUTE.friendlyName, values: [new asn1js.BmpString({ value: contents.friendlyName })] })] : []),
+  ];
+  const parse = <T>(der: Uint8Array, make: (schema: unknown) => T): T => make(asn1js.fromBER(der).result);
+  const keyBag = new pkijs.PKCS8ShroudedKeyBag({ parsedValue: parse(contents.privateKey, (schema) => new pkijs.PrivateKeyInfo({ schema })) });
+  const pbes2 = { password, contentEncryptionAlgorithm: { name: 'AES-CBC', length: 256 } as pkijs.ContentEncryptionAlgorithm, hmacHashAlgorithm: 'SHA-256', iterationCount: iterations };
+  await keyBag.makeInternalValues(pbes2, engine);
+  const certBags = contents.certificates.map((der, i) => new pkijs.SafeBag({
+    bagId: BAG.certBag,
+    bagValue: new pkijs.CertBag({ parsedValue: parse(der, (schema) => new pkijs.Certificate({ schema })) }),
+    ...(i === 0 ? { bagAttributes: attributes(true) } : {}),
+  }));
+  const pfx = new pkijs.PFX({
+    parsedValue: {
+      integrityMode: 0,
+      authenticatedSafe: new pkijs.AuthenticatedSafe({
+        parsedValue: {
+          safeContents: [
+            { privacyMode: 0, value: new pkijs.SafeContents({ safeBags: [new pkijs.SafeBag({ bagId: BAG.shroudedKeyBag, bagValue: keyBag, bagAttributes: attributes(true) })] }) },
+            { privacyMode: 1, value: new pkijs.SafeContents({ safeBags: certBags }) },
+          ],
+        },
+      }),
+    },
+  });
+  await pfx.parsedValue?.authenticatedSafe?.makeInternalValues({ safeContents: [{}, pbes2] }, engine);
+  await pfx.makeInternalValues({ password, iterations, pbkdf2HashAlgorithm: 'SHA-256', hmacHashAlgorithm: 'SHA-256' }, engine);
+  return Buffer.from(pfx.toSchema().toBER(false));
 }

@@ -10,6 +10,7 @@ import { loadIssuer, type IssuedCertificate } from '../tls/cert-builder.js';
 import { DEV_OCSP_PORT, DEV_OCSP_RESPONDER_FILES, devPkiError, devPkiPaths, ensureDevPki } from '../tls/dev-pki.js';
 import { tightenSecretFile, writeFileExact, writeSecretFile } from '../secret-file.js';
 import { DEFAULTS } from '../defaults.js';
+import { parseArgsReason, usageError } from '../cli-exit.js';
 import { CertboundError } from '../errors.js';
 import { issueResponderCertificate, startDevOcspResponder, type DevOcspResponder } from './responder.js';
 import type { OcspSettings } from './schedule.js';
@@ -131,7 +132,7 @@ export async function runOcspResponderCli(args: string[]): Promise<DevOcspRespon
       allowPositionals: false,
     }));
   } catch (err) {
-    throw new CertboundError('CB_ERR_INVALID_OPTION', ['(command line)', (err as Error).message]);
+    throw usageError('(command line)', parseArgsReason(err), 'certbound ocsp-responder --help');
   }
   const num = (name: string, v: string | undefined, min: number): number | undefined => {
     if (v === undefined) return undefined;

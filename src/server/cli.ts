@@ -6,17 +6,18 @@ import { parseArgs } from 'node:util';
 import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
-import { createDevPki, DEV_OCSP_CACHE_DIR, ensureDevPki } from '../tls/dev-pki.js';
+import { createDevPki, DEV_CLIENT_P12_PASSWORD, DEV_OCSP_CACHE_DIR, ensureDevPki } from '../tls/dev-pki.js';
 import { assertKeyMatches, loadCertificates, loadCrlText, loadPrivateKey } from '../tls/pem.js';
 import { checkServable, crlsOf } from '../tls/secure-context.js';
 import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
 import { createServer, type CertboundServer } from './server.js';
-import { runClientCli } from '../client/cli.js';
+import { CLIENT_USAGE, runClientCli } from '../client/cli.js';
+import { EXIT, failWith, parseArgsReason, usageError, wantsHelp } from '../cli-exit.js';
 import cluster from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
+import { pino, type LoggerOptions } from 'pino';
 import { pemBlocks } from '../tls/pem.js';
 import { createServerStapling } from '../ocsp/server-stapling.js';
 import type { CreateServerOptions } from './server.js';
@@ -61,8 +62,17 @@ function parse(args: string[], options: ReturnType<typeof serveArgSpec>, allowPo
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
-    throw new CertboundError('CB_ERR_INVALID_OPTION', ['(command line)', (err as Error).message]);
+    throw usageError('(command line)', parseArgsReason(err), 'certbound help serve');
   }
+}
+
+/**
+ * The configuration `certbound serve ARGS` runs with (the flags over the config file they name),
+ * checked without starting anything: a CB_ERR_* for a flag, key or value it would refuse.
+ */
+export function serveConfigOf(args: string[]): ServeConfig {
+  const { values } = parse(args, serveArgSpec(), false);
+  return resolveServeConfig(values);
 }
 
 interface Loaded { cert: string; key: string; ca: string[]; crl: string[]; dev: boolean; devDir?: string }
@@ -159,13 +169,28 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: Certbou
   const host = cfg.host === '127.0.0.1' || cfg.host === '::1' || cfg.host === 'localhost' ? 'localhost' : cfg.host;
   const url = `https://${host}:${port}`;
   const lines = [`certbound: serving ${url}/ (client-auth ${cfg.clientAuth})`];
+  if (cfg.clientAuth === 'require') {
+    lines.push('In require mode a connection without a trusted client certificate is refused in the TLS handshake, with no HTTP answer:');
+    lines.push('  curl fails with a TLS alert (certificate required), a browser shows its own connection error page, and the application never sees the request.');
+  }
   if (loaded.dev && loaded.devDir) {
     const d = relative(process.cwd(), loaded.devDir) || '.';
+    const withCert = `--cacert ${d}/root-ca.pem --cert ${d}/client.pem --key ${d}/client.key`;
     lines.push('Try it with the dev client certificate:');
-    lines.push(`  curl --cacert ${d}/root-ca.pem --cert ${d}/client.pem --key ${d}/client.key ${url}/connection`);
+    lines.push(`  curl ${withCert} ${url}/connection`);
     lines.push('Without a certificate, and with an expired one:');
     lines.push(`  curl --cacert ${d}/root-ca.pem ${url}/connection`);
     lines.push(`  curl --cacert ${d}/root-ca.pem --cert ${d}/client-expired.pem --key ${d}/client-expired.key ${url}/connection`);
+    lines.push(`In a browser: import ${d}/client.p12 (password "${DEV_CLIENT_P12_PASSWORD}") as your certificate and ${d}/root-ca.pem as an authority, then open ${url}/`);
+    lines.push('  Firefox: Settings > Privacy & Security > Certificates > View Certificates: "Your Certificates" > Import (client.p12), "Authorities" > Import (root-ca.pem)');
+    lines.push('  Chromium: chrome://certificate-manager > "Your certificates" > Import (client.p12); root-ca.pem under "Trusted certificates" > Import');
+    lines.push('See an on-demand certificate: /whoami asks for one with a TLS 1.2 renegotiation when the connection has none.');
+    if (cfg.clientAuth === 'none') {
+      lines.push(`  curl --tls-max 1.2 ${withCert} ${url}/whoami`);
+    } else {
+      lines.push(`  Here the handshake already asks for one (client-auth ${cfg.clientAuth}); start with --client-auth none, then: curl --tls-max 1.2 ${withCert} ${url}/whoami`);
+    }
+    if (!cfg.onDemandHosts?.length) lines.push(`  Browsers speak TLS 1.3, which cannot renegotiate (403 CB_ERR_NEGOTIATE_TLS13): add --on-demand-host ${/^[\d.:]+$/.test(host) ? 'localhost' : host} to cap that host at TLS 1.2 (SNI names a host, never an address).`);
     const staple = server?.app.ocspStaple();
     if (staple) {
       lines.push(`OCSP staple: ${staple.stapled ? `${staple.certStatus ?? ''} until ${staple.nextUpdate ?? '?'}` : 'none yet'}, next refresh ${staple.nextRefresh ?? '-'} (responder ${staple.url}); see it with:`);
@@ -181,11 +206,11 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: Certbou
  * test) may signal the process at once, so the signal handlers must be in place by then.
  */
 export async function serve(args: string[], onListening?: (server: CertboundServer) => void, worker?: WorkerLink): Promise<CertboundServer | undefined> {
-  const { values } = parse(args, serveArgSpec(), false);
-  if (values.help) {
+  if (wantsHelp(args)) {
     console.log(USAGE);
     return undefined;
   }
+  const { values } = parse(args, serveArgSpec(), false);
   const cfg = resolveServeConfig(values);
   const loaded = await loadTlsMaterial(cfg);
   const validityMinutes = validityFromEnv();
@@ -196,8 +221,9 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     const closeResponder = devResponder ? once(() => devResponder.close()) : undefined;
     if (closeResponder) started.add(closeResponder);
     const server = createServer(serverOptions(cfg, loaded, worker
-      // Cluster workers share the primary's session-ticket keys and staples, on every listener (src/server/cluster.ts).
-      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, stapleSource: worker }
+      // Cluster workers share the primary's session-ticket keys and staples, on every listener
+      // (src/server/cluster.ts); the primary logs "Server listening" once for all of them.
+      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, stapleSource: worker, logger: workerLoggerOptions(cfg.logLevel) }
       : { ocsp: staplingOptions(loaded, validityMinutes) }));
     started.add(() => server.close());
     if (worker) worker.follow(server);
@@ -211,6 +237,26 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     await started.closeAll();
     throw err;
   }
+}
+
+const LISTENING = 'Server listening at ';
+
+/** The log line of a listening server, once per server: the primary's for all its workers. */
+function listeningLine(host: string, port: number): string {
+  return `${LISTENING}https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** A worker's pino options: its own "Server listening" line is dropped (pino's logMethod hook). */
+function workerLoggerOptions(level: string): LoggerOptions {
+  return {
+    level,
+    hooks: {
+      logMethod(args, method) {
+        if (typeof args[0] === 'string' && args[0].startsWith(LISTENING)) return;
+        method.apply(this, args);
+      },
+    },
+  };
 }
 
 function staplingOptions(loaded: Loaded, validityMinutes: number): CreateServerOptions['ocsp'] {
@@ -249,6 +295,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   await assertCanListen(cfg.host, cfg.port);
   const validityMinutes = validityFromEnv();
   const started = new StartedResources();
+  const log = pino({ level: cfg.logLevel });
   let primary: ReturnType<typeof startPrimary>;
   let stapling: ReturnType<typeof createServerStapling>;
   let devResponder: DevOcspResponder | undefined;
@@ -257,7 +304,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     devResponder = await startDevResponder(loaded, validityMinutes);
     const r = devResponder;
     if (r) started.add(() => r.close());
-    stapling = createServerStapling({ cert: loaded.cert, ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: pino({ level: cfg.logLevel }) });
+    stapling = createServerStapling({ cert: loaded.cert, ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: log });
     const s = stapling;
     started.add(() => s.close());
     // As in one process, the first retrieval (or the persisted response) comes before the workers listen.
@@ -296,6 +343,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   } catch {
     return await primary.exited;
   }
+  log.info(listeningLine(cfg.host, port));
   console.log(`${banner(cfg, port, loaded)}\ncertbound: ${workers} worker processes (node:cluster); session-ticket keys shared, rotated every ${cfg.ticketKeyRotation} ms`);
   return undefined;
 }
@@ -321,17 +369,6 @@ async function serveWorker(args: string[]): Promise<number | undefined> {
   return undefined;
 }
 
-/**
- * Any error as a CertboundError: an error without a code (a bug, or a failure nothing
- * expected) becomes CB_ERR_INTERNAL with its message, so that no start-up line lacks a code.
- */
-function startupError(err: unknown): CertboundError {
-  if (isCertboundError(err)) return err;
-  const message = err instanceof Error ? `${err.message}${(err as NodeJS.ErrnoException).code ? ` (${(err as NodeJS.ErrnoException).code})` : ''}` : String(err);
-  return new CertboundError('CB_ERR_INTERNAL', [message], { cause: err });
-}
-
-/** Prints the one start-up error line, `certbound: CODE: message`, and answers the exit code 1. */
 const DEV_PKI_HELP = `Usage: certbound dev-pki DIR
 
 Writes a dev PKI into DIR: a root CA, a client CA, a server certificate for localhost and
@@ -346,31 +383,35 @@ Runs the dev OCSP responder for the dev PKI in DIR (default .certbound): it answ
 certificates that PKI issued, each response valid for --validity-minutes, and says revoked
 for every --revoke SERIAL (hex).`;
 
-/** True when a subcommand's arguments ask for help (`--help` or `-h` anywhere). */
-function wantsHelp(args: readonly string[]): boolean {
-  return args.includes('--help') || args.includes('-h');
-}
-
 function help(text: string): number {
   console.log(text);
   return 0;
 }
 
+/** Prints the one error line, `certbound: CODE: message`, and answers the exit code (src/cli-exit.ts). */
 function fail(err: unknown): number {
-  const e = startupError(err);
-  console.error(`certbound: ${e.code}: ${e.message.replace(/\s*\n\s*/g, ' ')}`);
-  return 1;
+  return failWith(err, (line) => console.error(line));
 }
+
+/** The help of each command, for `certbound help CMD` and `certbound CMD --help`. */
+const HELP: Readonly<Record<string, string>> = Object.freeze({
+  serve: USAGE,
+  'dev-pki': DEV_PKI_HELP,
+  'ocsp-responder': OCSP_RESPONDER_HELP,
+  job: CLIENT_USAGE,
+  store: CLIENT_USAGE,
+});
 
 /** Entry point of the bin. Resolves with an exit code, or undefined while a server runs. */
 export async function main(argv: string[]): Promise<number | undefined> {
   const [cmd, ...rest] = argv;
   try {
+    // `--help` (or `-h`) anywhere after a command prints that command's help and does nothing else.
+    if (cmd !== undefined && HELP[cmd] !== undefined && wantsHelp(rest)) return help(HELP[cmd]);
     switch (cmd) {
       case 'serve': {
         if (cluster.isWorker && workerIndex() !== undefined) return await serveWorker(rest);
-        const { values } = parse(rest, serveArgSpec(), false);
-        const workers = values.help ? 1 : (resolveServeConfig(values).workers ?? defaultWorkerCount());
+        const workers = serveConfigOf(rest).workers ?? defaultWorkerCount();
         if (workers > 1) return await servePrimary(rest, workers);
         const server = await serve(rest, (running) => {
           const stop = (signal: string) => {
@@ -382,19 +423,17 @@ export async function main(argv: string[]): Promise<number | undefined> {
           process.once('SIGINT', () => stop('SIGINT'));
           process.once('SIGTERM', () => stop('SIGTERM'));
         });
-        return server ? undefined : 0;
+        return server ? undefined : EXIT.ok;
       }
       case 'dev-pki': {
-        // `--help` anywhere prints help and does nothing else (it is never a directory name).
-        if (wantsHelp(rest)) return help(DEV_PKI_HELP);
         const dir = rest[0];
-        if (!dir || rest.length > 1) throw new CertboundError('CB_ERR_INVALID_OPTION', ['dev-pki', 'usage: certbound dev-pki DIR']);
+        if (!dir || rest.length > 1) throw usageError('dev-pki', 'takes one directory: certbound dev-pki DIR', 'certbound dev-pki --help');
+        if (dir.startsWith('-')) throw usageError('dev-pki', `unknown option ${dir}`, 'certbound dev-pki --help');
         const paths = await createDevPki(resolve(dir));
         console.log(`certbound: dev PKI written to ${paths.dir}`);
-        return 0;
+        return EXIT.ok;
       }
       case 'ocsp-responder': {
-        if (wantsHelp(rest)) return help(OCSP_RESPONDER_HELP);
         // The handlers are in place before the responder says it is up: whoever waits for that
         // line may signal at once.
         const state: { responder?: DevOcspResponder; stopping: boolean } = { stopping: false };
@@ -413,16 +452,22 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return await runClientCli([cmd, ...rest]);
       case '--version':
       case 'version':
+        if (rest.length > 0) throw usageError('version', `takes no arguments (got ${rest.join(' ')})`);
         console.log(version());
-        return 0;
+        return EXIT.ok;
       case undefined:
-      case 'help':
       case '--help':
       case '-h':
-        console.log(USAGE);
-        return 0;
+        return help(USAGE);
+      case 'help': {
+        const [topic, ...more] = rest;
+        if (topic === undefined) return help(USAGE);
+        const text = HELP[topic];
+        if (text === undefined || more.length > 0) throw usageError('help', `no help for ${JSON.stringify(rest.join(' '))} (commands: ${Object.keys(HELP).join(', ')})`);
+        return help(text);
+      }
       default:
-        throw new CertboundError('CB_ERR_INVALID_OPTION', ['command', `unknown command ${JSON.stringify(cmd)} (serve, dev-pki, help)`]);
+        throw usageError('command', `unknown command ${JSON.stringify(cmd)} (${Object.keys(HELP).join(', ')}, help, version)`);
     }
   } catch (err) {
     return fail(err);

@@ -1,5 +1,7 @@
 // The configuration of `certbound serve`: one schema for the flags, the config file, the
 // validation and the generated reference (docs/configuration.md).
+import { extname } from 'node:path';
+import { parseDocument } from 'yaml';
 import { readRegularFile } from '../read-file.js';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
@@ -44,7 +46,7 @@ export interface ServeConfig {
 }
 
 export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
-  { key: 'config', flag: 'config', kind: 'string', description: 'JSON config file with any of these keys; flags override it.' },
+  { key: 'config', flag: 'config', kind: 'string', description: 'Config file with any of these keys: YAML when it ends in .yaml or .yml, JSON otherwise; flags override it.' },
   { key: 'host', flag: 'host', kind: 'string', default: DEFAULTS.host, description: 'Address to listen on.' },
   { key: 'port', flag: 'port', kind: 'integer', default: DEFAULTS.port, min: 0, max: 65535, description: 'TCP port (0 picks a free one).' },
   { key: 'cert', flag: 'cert', kind: 'string', description: 'PEM file with the server certificate, optionally followed by its chain. Without it the embedded dev PKI is used.' },
@@ -100,16 +102,58 @@ function coerce(spec: SettingSpec, value: unknown, from: 'flag' | 'file'): unkno
   }
 }
 
-/** Reads a JSON config file; unknown keys and bad values are errors. */
+/** True when `path` names a YAML config file (by its extension); any other is JSON. */
+export function isYamlConfig(path: string): boolean {
+  return ['.yaml', '.yml'].includes(extname(path).toLowerCase());
+}
+
+/**
+ * The value of a config file's text: YAML 1.2 (core schema, one document, unique keys, at most
+ * 100 aliases: the yaml package's defaults; no tag it does not know) or JSON. Throws an Error whose message says where
+ * the text is wrong ("line 3, column 1: …" for YAML).
+ */
+function parseConfigText(text: string, yaml: boolean): unknown {
+  if (!yaml) {
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      throw new Error(`not JSON: ${(err as Error).message}`);
+    }
+  }
+  const doc = parseDocument(text);
+  // A warning is an error here: a tag the core schema does not know (`!custom x`) would
+  // otherwise quietly become the plain string "x".
+  const [first] = [...doc.errors, ...doc.warnings];
+  if (first) {
+    const at = first.linePos?.[0];
+    const what = (first.message.split('\n')[0] ?? first.code).replace(/ at line \d+, column \d+:?$/, '');
+    throw new Error(`not YAML: ${at ? `line ${at.line}, column ${at.col}: ` : ''}${what}`);
+  }
+  try {
+    return doc.toJS();
+  } catch (err) {
+    // An alias to nothing, or more aliases than allowed (a "billion laughs" file).
+    throw new Error(`not YAML: ${(err as Error).message}`);
+  }
+}
+
+/** Reads a JSON or YAML config file (isYamlConfig); unknown keys and bad values are errors. */
 export function readConfigFile(path: string): Partial<ServeConfig> {
-  let raw: unknown;
+  const yaml = isYamlConfig(path);
+  let text: string;
   try {
     // A regular file within bounds (read-file.ts): a FIFO or /dev/zero is a clear error, not a hang.
-    raw = JSON.parse(readRegularFile(path, DEFAULTS.maxStateFileBytes).toString('utf8'));
+    text = readRegularFile(path, DEFAULTS.maxStateFileBytes).toString('utf8');
   } catch (err) {
     throw new CertboundError('CB_ERR_CONFIG_FILE', [path, (err as NodeJS.ErrnoException).code ?? (err as Error).message]);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CertboundError('CB_ERR_CONFIG_FILE', [path, 'expected a JSON object']);
+  let raw: unknown;
+  try {
+    raw = parseConfigText(text, yaml);
+  } catch (err) {
+    throw new CertboundError('CB_ERR_CONFIG_FILE', [path, (err as Error).message]);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CertboundError('CB_ERR_CONFIG_FILE', [path, yaml ? 'expected a YAML mapping of keys' : 'expected a JSON object']);
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) {
     const spec = SERVE_SCHEMA.find((s) => s.key === k);

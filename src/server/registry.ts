@@ -26,6 +26,11 @@ export function setConnectionIdPrefix(prefix: number): void {
   idPrefix = BigInt(prefix) << ID_BITS;
 }
 
+/** The epoch set by setConnectionIdPrefix (0 in a single process). */
+export function connectionIdPrefix(): number {
+  return Number(idPrefix >> ID_BITS);
+}
+
 function nextConnectionId(): bigint {
   idCounter += 1n;
   return idPrefix | idCounter;

@@ -19,7 +19,7 @@ import { checkServable, crlsOf, makeTlsListener } from '../tls/secure-context.js
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { installCertbound, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
-import { ConnectionRegistry } from './registry.js';
+import { ConnectionRegistry, connectionIdPrefix } from './registry.js';
 import { installListener, type StapleSource } from './listeners.js';
 import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
 import { compileOptions, SERVER_SCHEMA } from './options.js';
@@ -165,7 +165,12 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   };
   let server!: HttpsServer;
   let handler!: (req: IncomingMessage, res: import('node:http').ServerResponse) => void;
+  // In a cluster worker (an epoch in the connection ids, src/server/registry.ts) request ids
+  // carry the epoch too: fastify's own count (req-1, req-2, …) starts again in every worker.
+  const epoch = connectionIdPrefix();
+  let requests = 0;
   const app = Fastify({
+    ...(epoch > 0 ? { genReqId: () => `req-${epoch}-${(requests = (requests + 1) & 0x7fffffff).toString(36)}` } : {}),
     ...options.fastify,
     ...(options.http2 ? { http2: true as unknown as false } : {}),
     loggerInstance: logger as unknown as FastifyBaseLogger,
@@ -252,7 +257,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       const port = opts.port ?? DEFAULTS.port;
       await stapling?.start();
       try {
-        await app.listen({ host, port });
+        // fastify names the scheme from its own `https` option, which the serverFactory bypasses.
+        await app.listen({ host, port, listenTextResolver: (address) => `Server listening at ${address.replace(/^http:/, 'https:')}` });
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         throw new CertboundError('CB_ERR_LISTEN', [host, port, e.code === 'EADDRINUSE' ? 'the port is in use (EADDRINUSE)' : e.code ?? e.message], { cause: err });

@@ -8,6 +8,8 @@ import { X509Certificate } from 'node:crypto';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { issueCertificate, OID, type IssuedCertificate } from './cert-builder.js';
+import { writePkcs12 } from '../client/pkcs12.js';
+import { pemBlocks } from './pem.js';
 import { ensurePrivateDir, tightenSecretFile, writeFileExact, writeSecretFile } from '../secret-file.js';
 
 /** Default port of the dev OCSP responder named in the server certificate's AIA: DEFAULTS.devOcspPort. */
@@ -25,6 +27,8 @@ export const DEV_PKI_FILES = Object.freeze({
   serverKey: 'server.key',
   client: 'client.pem',
   clientKey: 'client.key',
+  /** The client certificate, its chain and its key as PKCS#12, for browsers (password DEV_CLIENT_P12_PASSWORD). */
+  clientP12: 'client.p12',
   clientExpired: 'client-expired.pem',
   clientExpiredKey: 'client-expired.key',
   clientUntrusted: 'client-untrusted.pem',
@@ -41,14 +45,21 @@ export const DEV_OCSP_RESPONDER_FILES = Object.freeze({ cert: 'ocsp-responder.pe
 /** Where `certbound serve` keeps its OCSP responses inside the dev PKI directory. */
 export const DEV_OCSP_CACHE_DIR = 'ocsp-cache';
 
+/**
+ * The password of client.p12: fixed and printed in the banner, because its job is to be typed
+ * into a browser's import dialog. It protects nothing (client.key sits next to it); the file is
+ * 0600 like every key.
+ */
+export const DEV_CLIENT_P12_PASSWORD = 'certbound';
+
 /** Every private-key file a dev PKI directory may hold. */
-const KEY_FILES: readonly string[] = [...Object.values(DEV_PKI_FILES).filter((f) => f.endsWith('.key')), DEV_OCSP_RESPONDER_FILES.key];
+const KEY_FILES: readonly string[] = [...Object.values(DEV_PKI_FILES).filter((f) => f.endsWith('.key') || f.endsWith('.p12')), DEV_OCSP_RESPONDER_FILES.key];
 
 const DEV_PKI_ENTRIES: ReadonlySet<string> = new Set([...Object.values(DEV_PKI_FILES), ...Object.values(DEV_OCSP_RESPONDER_FILES), DEV_OCSP_CACHE_DIR]);
 
 /** What a dev PKI directory may hold: its files, the responder's, the OCSP cache, and temporary files of an interrupted write. */
 function isDevPkiEntry(name: string): boolean {
-  return DEV_PKI_ENTRIES.has(name) || /\.(pem|key)\.\d+\.[0-9a-f]+\.tmp$/.test(name);
+  return DEV_PKI_ENTRIES.has(name) || /\.(pem|key|p12)\.\d+\.[0-9a-f]+\.tmp$/.test(name);
 }
 
 /** A failure in the dev PKI directory `dir` (reading, writing, a key that does not load) as CB_ERR_DEV_PKI. */
@@ -117,6 +128,12 @@ export async function createDevPki(dir: string, options: DevPkiOptions = {}): Pr
   const wrongUsage = await issueCertificate({ subject: { commonName: 'dev-client-wrong-usage', organization: org }, issuer: clientCa, extKeyUsage: [OID.serverAuth] });
   const untrustedCa = await issueCertificate({ subject: { commonName: 'certbound untrusted CA', organization: 'elsewhere' }, ca: true });
   const untrusted = await issueCertificate({ subject: { commonName: 'dev-client-untrusted', organization: 'elsewhere' }, issuer: untrustedCa, extKeyUsage: [OID.clientAuth] });
+  const clientP12 = await writePkcs12({
+    certificates: [client.der, clientCa.der],
+    privateKey: pemBlocks(client.keyPem, 'PRIVATE KEY')[0] as Buffer,
+    password: DEV_CLIENT_P12_PASSWORD,
+    friendlyName: 'certbound dev client',
+  });
 
   // Every file is a new one renamed into place: a key file that was there (0644, say) does not lend it its mode.
   const pair = (cert: string, key: string, c: IssuedCertificate, chain: IssuedCertificate[] = []) => {
@@ -129,6 +146,7 @@ export async function createDevPki(dir: string, options: DevPkiOptions = {}): Pr
     writeFileExact(paths.caBundle, root.pem + clientCa.pem, 0o644);
     pair(paths.server, paths.serverKey, server);
     pair(paths.client, paths.clientKey, client, [clientCa]);
+    writeSecretFile(paths.clientP12, clientP12);
     pair(paths.clientExpired, paths.clientExpiredKey, expired, [clientCa]);
     pair(paths.clientWrongUsage, paths.clientWrongUsageKey, wrongUsage, [clientCa]);
     pair(paths.untrustedCa, paths.untrustedCaKey, untrustedCa);
