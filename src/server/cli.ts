@@ -257,7 +257,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     devResponder = await startDevResponder(loaded, validityMinutes);
     const r = devResponder;
     if (r) started.add(() => r.close());
-    stapling = createServerStapling({ cert: loaded.cert, ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: pino({ level: cfg.logLevel }) });
+    stapling = createServerStapling({ certs: [loaded.cert], ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: pino({ level: cfg.logLevel }) });
     const s = stapling;
     started.add(() => s.close());
     // As in one process, the first retrieval (or the persisted response) comes before the workers listen.

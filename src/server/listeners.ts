@@ -4,6 +4,7 @@
 // Ticket keys and close go through the listener list createServer keeps.
 import type { Server as TlsServer } from 'node:tls';
 import type { Server as HttpsServer } from 'node:https';
+import type { OcspStapleSummary } from '../ocsp/server-stapling.js';
 import { DEFAULTS } from '../defaults.js';
 import { ConnectionRegistry } from './registry.js';
 import { orderRequests } from './request-order.js';
@@ -11,6 +12,8 @@ import { orderRequests } from './request-order.js';
 /** Something that answers 'OCSPRequest' on a TLS server: the local stapler, or a cluster worker's relayed staples. */
 export interface StapleSource {
   attachStaples(server: TlsServer): void;
+  /** The staple state of a certificate (SHA-256 hex of its DER; the first one when omitted), as the source knows it. */
+  summary?(fingerprint?: string): OcspStapleSummary;
 }
 
 export interface ListenerSetup {

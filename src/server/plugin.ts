@@ -24,6 +24,15 @@ import { is, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './optio
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ClientCertificate } from './registry.js';
 import { orderRequests, ticketOf } from './request-order.js';
+import { createServerStapling, type OcspStapleSummary, type ServerOcspOptions } from '../ocsp/server-stapling.js';
+
+/** The plugin's `ocsp` option: the server certificates to staple and the stapler's options. */
+export interface PluginOcspOptions extends ServerOcspOptions {
+  /** The server certificate PEM (leaf first, then its chain), or one per certificate the app's TLS server serves. */
+  cert: string | Buffer | (string | Buffer)[];
+  /** CAs where the issuer may be found (PEM). */
+  ca?: string | Buffer | (string | Buffer)[];
+}
 
 /** Route option (`config.clientCertificate`): what a route needs of the client. */
 export type RouteCertificateRequirement = Exclude<RouteRequirement, 'none'>;
@@ -63,6 +72,13 @@ export interface CertboundPluginOptions {
   queue?: RequestQueue;
   /** Add connectionId and thumbprint to request.log (createServer does it in its logger factory). Default: true. */
   logBindings?: boolean;
+  /**
+   * OCSP stapling on the app's TLS server (docs/ocsp.md): the plugin keeps a stapler for `cert`,
+   * attached to `app.server`, whose first retrieval finishes before `ready()`; it adds
+   * `app.ocspStaple()` (read it with `ocspStapleOf(app)`) and closes the stapler in onClose.
+   * Default: off (no `app.ocspStaple`).
+   */
+  ocsp?: PluginOcspOptions;
 }
 
 /** The plugin's option schema (src/server/options.ts). */
@@ -72,6 +88,7 @@ export const PLUGIN_OPTIONS = Object.freeze({
   registry: is.instanceOf(ConnectionRegistry, 'ConnectionRegistry'),
   queue: is.instanceOf(RequestQueue, 'RequestQueue'),
   logBindings: is.boolean,
+  ocsp: is.object,
 });
 
 /** What `app.certbound` holds. */
@@ -439,7 +456,30 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
 }
 
 async function certbound(app: FastifyInstance, options: CertboundPluginOptions): Promise<void> {
-  installCertbound(app, options);
+  const { ocsp, ...rest } = options ?? {};
+  installCertbound(app, rest);
+  if (ocsp === undefined) return;
+  validateOptions(PLUGIN_OPTIONS, { ocsp }, 'certbound');
+  if (!app.server || !('addContext' in app.server)) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', ['certbound.ocsp', 'needs a fastify app built on a TLS server (fastify({ https: { cert, key } }))']);
+  }
+  const { cert, ca, ...staplerOptions } = ocsp;
+  if (cert === undefined) throw new CertboundError('CB_ERR_INVALID_OPTION', ['certbound.ocsp.cert', 'is required']);
+  const list = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  const stapling = createServerStapling({ certs: list(cert), ca: list(ca), options: staplerOptions, logger: app.log as unknown as import('pino').Logger });
+  stapling.attach(app.server as unknown as TlsServer);
+  app.addHook('onClose', async () => { await stapling.close(); });
+  await stapling.start();
+  app.decorate('ocspStaple', (fingerprint?: string): OcspStapleSummary => stapling.summary(fingerprint));
+}
+
+/**
+ * `app.ocspStaple` where it exists (createServer's app, or an app with the plugin's `ocsp`
+ * option), else undefined: fastify's types cannot follow a decoration through `register`.
+ */
+export function ocspStapleOf(app: FastifyInstance): ((fingerprint?: string) => OcspStapleSummary) | undefined {
+  const f = (app as { ocspStaple?: unknown }).ocspStaple;
+  return typeof f === 'function' ? (f as (fingerprint?: string) => OcspStapleSummary).bind(app) : undefined;
 }
 
 /** The certbound fastify plugin (fastify-plugin: decorations are visible to the whole app). */

@@ -24,7 +24,7 @@ import { installListener, type StapleSource } from './listeners.js';
 import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
 import { is, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
 import { referenceRoutes } from './routes.js';
-import { createServerStapling, type ServerOcspOptions } from '../ocsp/server-stapling.js';
+import { createServerStapling, OCSP_OFF_SUMMARY, type OcspStapleSummary, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
 import type { ServerChannelBindingConfig } from '../cbt/server-bindings.js';
 
@@ -105,8 +105,18 @@ export const SERVER_OPTIONS = Object.freeze({
   stapleSource: is.object,
 });
 
+/** The decoration createServer (always) and the plugin (with its `ocsp` option) add to the app. */
+export interface OcspStapleDecoration {
+  /**
+   * The staple state of a server certificate (SHA-256 hex of its DER; the first certificate
+   * when omitted): stapled or not and why (docs/ocsp.md). State 'off' when stapling is off.
+   */
+  ocspStaple(fingerprint?: string): OcspStapleSummary;
+}
+
 export interface CertboundServer {
-  readonly app: FastifyInstance;
+  /** The fastify app, with `ocspStaple()`. */
+  readonly app: FastifyInstance & OcspStapleDecoration;
   /** The TLS server (node:https, or node:http2 with `http2: true`). */
   readonly server: HttpsServer;
   readonly queue: RequestQueue;
@@ -210,7 +220,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     },
   });
   const stapling = options.ocsp
-    ? createServerStapling({ cert: options.cert, ca, options: options.ocsp === true ? {} : options.ocsp, logger })
+    ? createServerStapling({ certs: [options.cert], ca, options: options.ocsp === true ? {} : options.ocsp, logger })
     : undefined;
   const staples: StapleSource | undefined = stapling ? { attachStaples: (l) => stapling.attach(l) } : options.stapleSource;
   const tlsListeners: TlsServer[] = [];
@@ -220,7 +230,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     tlsListeners.push(l as unknown as TlsServer);
   };
   addListener(server);
-  app.decorate('ocspStaple', () => stapling?.summary() ?? null);
+  const ocspStaple = (fingerprint?: string): OcspStapleSummary => stapling?.summary(fingerprint) ?? options.stapleSource?.summary?.(fingerprint) ?? OCSP_OFF_SUMMARY;
+  app.decorate('ocspStaple', ocspStaple);
 
   const onDemandHosts = options.onDemandHosts ?? [];
   if (onDemandHosts.length > 0) {
@@ -266,14 +277,14 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   let ready = false;
   if (options.underPressure !== false) {
     app.get('/readyz', async (_request, reply) => {
-      const ocsp = stapling?.summary() ?? null;
+      const ocsp = stapling?.summary() ?? options.stapleSource?.summary?.() ?? null;
       const body = { status: ready ? 'ready' : closing ? 'closing' : 'starting', ocsp: ocsp && { stapled: ocsp.stapled, certStatus: ocsp.certStatus, nextUpdate: ocsp.nextUpdate } };
       return reply.code(ready ? 200 : 503).send(body);
     });
   }
   let closing: Promise<void> | undefined;
   return {
-    app,
+    app: app as unknown as FastifyInstance & OcspStapleDecoration,
     server,
     queue,
     registry,
