@@ -59,7 +59,7 @@ test('public types (checked by tsc)', () => {
   expectTypeOf<CertboundServer['queue']>().toEqualTypeOf<RequestQueue>();
   expectTypeOf<CertboundServer['listen']>().returns.toEqualTypeOf<Promise<AddressInfo>>();
   expectTypeOf<CertboundServer['close']>().returns.toEqualTypeOf<Promise<void>>();
-  expectTypeOf<CreateServerOptions['cert']>().toEqualTypeOf<string | Buffer>();
+  expectTypeOf<CreateServerOptions['cert']>().toEqualTypeOf<string | Buffer | undefined>();
   expectTypeOf<CreateServerOptions['clientAuth']>().toEqualTypeOf<ClientAuthMode | undefined>();
   expectTypeOf<ClientAuthMode>().toEqualTypeOf<'none' | 'optional' | 'require' | 'accept-untrusted'>();
   expectTypeOf(CLIENT_AUTH_MODES).toEqualTypeOf<readonly ['none', 'optional', 'require', 'accept-untrusted']>();

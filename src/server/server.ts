@@ -16,6 +16,8 @@ import { tlsOptionsForMode, type ClientAuthMode } from '../tls/client-auth.js';
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
 import { parseCertificates, parsePrivateKey } from '../tls/pem.js';
 import { checkServable, crlsOf, makeTlsListener } from '../tls/secure-context.js';
+import { buildServerMaterial, checkServerCertificate, type ServerCertificate, type ServerCertificateOptions } from '../tls/server-material.js';
+import { clientHelloOf, recordClientHellos } from '../tls/hello-record.js';
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { installCertbound, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
@@ -30,11 +32,25 @@ import type { ServerChannelBindingConfig } from '../cbt/server-bindings.js';
 
 type Pem = string | Buffer;
 
-export interface CreateServerOptions {
-  /** Server certificate PEM, leaf first, optionally followed by its chain. */
-  cert: Pem;
-  /** Private key PEM of `cert`. */
-  key: Pem;
+/** createServer's options (`cert` + `key`, and/or `certificates`). */
+export type CreateServerOptions = CreateServerCommonOptions & (
+  | {
+    /** Server certificate PEM, leaf first, optionally followed by its chain. Served to clients without SNI. */
+    cert: Pem;
+    /** Private key PEM of `cert` (encrypted: give `tls.passphrase`). */
+    key: Pem;
+    /** More server certificates, chosen by SNI and by key type (docs/configuration.md#several-server-certificates). */
+    certificates?: ServerCertificateOptions[];
+  }
+  | {
+    cert?: undefined;
+    key?: undefined;
+    /** The server certificates (PEM or PKCS#12), chosen by SNI and by key type; the first one serves clients without SNI. */
+    certificates: ServerCertificateOptions[];
+  });
+
+/** The options of createServer besides its certificates. */
+export interface CreateServerCommonOptions {
   /** Trusted client CAs and intermediates (PEM). */
   ca?: Pem | Pem[];
   /** CRLs (PEM) of the CAs of the client chains; an entry may hold several (certbound hands Node one per CRL, as it reads only the first of each). */
@@ -90,6 +106,7 @@ export const SERVER_OPTIONS = Object.freeze({
   ...SHARED_OPTIONS,
   cert: is.pem,
   key: is.pem,
+  certificates: is.arrayOf(is.shape({ cert: is.pem, key: is.pem, pfx: is.instanceOf(Buffer, 'Buffer (DER PKCS#12)'), passphrase: is.string, names: is.stringList })),
   ca: is.pemList,
   crl: is.pemList,
   logger: is.either(is.boolean, is.object),
@@ -149,6 +166,20 @@ function checkTlsMaterial(cert: Pem, key: Pem, ca: Pem[], passphrase: string | u
   checkServable({ cert, key, ...(passphrase !== undefined ? { passphrase } : {}) }, 'cert and key options');
 }
 
+/** Every server certificate of the options, checked (cert + key first, then `certificates`). */
+function serverCertificates(options: CreateServerOptions, ca: Pem[]): ServerCertificate[] {
+  const passphrase = options.tls?.passphrase;
+  const list: ServerCertificate[] = [];
+  if (options.cert !== undefined && options.key !== undefined) {
+    checkTlsMaterial(options.cert, options.key, ca, passphrase);
+    list.push(checkServerCertificate({ cert: options.cert, key: options.key, ...(passphrase !== undefined ? { passphrase } : {}) }, 'cert and key options'));
+  } else {
+    ca.forEach((pem, i) => parseCertificates(pem.toString(), 'CA', ca.length > 1 ? `(ca option, entry ${i})` : '(ca option)'));
+  }
+  (options.certificates ?? []).forEach((c, i) => list.push(checkServerCertificate(c, `certificates[${i}]`)));
+  return list;
+}
+
 function makeLogger(option: CreateServerOptions['logger']): Logger {
   if (option === false) return pino({ level: 'silent' });
   if (option && typeof (option as Logger).child === 'function' && typeof (option as Logger).info === 'function') return option as Logger;
@@ -158,11 +189,13 @@ function makeLogger(option: CreateServerOptions['logger']): Logger {
 /** Builds a certbound HTTPS server. Add routes to `app`, then `listen()`. */
 export function createServer(options: CreateServerOptions): CertboundServer {
   validateOptions(SERVER_OPTIONS, options, '');
-  if (options.cert === undefined || options.key === undefined) throw new CertboundError('CB_ERR_INVALID_OPTION', [options.cert === undefined ? 'cert' : 'key', 'is required']);
+  if ((options.cert === undefined || options.key === undefined) && !(options.certificates && options.certificates.length > 0)) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', [options.cert === undefined ? 'cert' : 'key', 'is required (or certificates)']);
+  }
   if (options.ocsp && options.stapleSource) throw new CertboundError('CB_ERR_INVALID_OPTION', ['stapleSource', 'cannot be combined with ocsp']);
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
   const ca = asList(options.ca);
-  checkTlsMaterial(options.cert, options.key, ca, options.tls?.passphrase);
+  const certificates = serverCertificates(options, ca);
   const crl = asList(options.crl).flatMap((pem, i, all) => crlsOf(pem, all.length > 1 ? `(crl option, entry ${i})` : '(crl option)'));
   if (clientAuth !== 'none' && clientAuth !== 'accept-untrusted' && ca.length === 0) {
     throw new CertboundError('CB_ERR_INVALID_OPTION', ['ca', `client-auth ${clientAuth} needs the trusted client CAs`]);
@@ -177,15 +210,23 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors });
   const queue = new RequestQueue(registry);
 
-  const tlsOptions: HttpsServerOptions = {
+  // What every context shares (the SNI ones too: OpenSSL verifies client certificates with the
+  // chosen context's CAs and CRLs).
+  const sharedTls = {
     minVersion: DEFAULTS.minVersion,
     ...options.tls,
     // Renegotiation (on-demand certificates) must not resume, or OpenSSL clients never send a certificate.
     secureOptions: (options.tls?.secureOptions ?? 0) | cryptoConstants.SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION,
-    cert: options.cert,
-    key: options.key,
     ...(ca.length > 0 ? { ca } : {}),
     ...(crl.length > 0 ? { crl } : {}),
+  };
+  const material = buildServerMaterial(certificates, sharedTls, (socket) => clientHelloOf(socket)?.cipherSuites);
+  const { passphrase: _passphrase, ...sharedWithoutPassphrase } = sharedTls;
+  const tlsOptions: HttpsServerOptions = {
+    // The passphrase belongs to a certificate's key (material.defaultOptions carries its own).
+    ...(options.cert !== undefined ? sharedTls : sharedWithoutPassphrase),
+    ...material.defaultOptions,
+    ...(material.sniCallback ? { SNICallback: material.sniCallback } : {}),
     ...tlsOptionsForMode(clientAuth),
     handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs,
     ...(options.http2 ? {} : { ALPNProtocols: ['http/1.1'] }),
@@ -220,13 +261,15 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     },
   });
   const stapling = options.ocsp
-    ? createServerStapling({ certs: [options.cert], ca, options: options.ocsp === true ? {} : options.ocsp, logger })
+    ? createServerStapling({ certs: certificates.map((c) => c.chainPem), ca, options: options.ocsp === true ? {} : options.ocsp, logger })
     : undefined;
   const staples: StapleSource | undefined = stapling ? { attachStaples: (l) => stapling.attach(l) } : options.stapleSource;
   const tlsListeners: TlsServer[] = [];
   /** Every TLS listener of this server goes through here (src/server/listeners.ts). */
   const addListener = (l: HttpsServer) => {
     installListener(l, { registry, staples, logger });
+    // An RSA and an ECDSA certificate for one name: a TLS 1.2 client's cipher suites decide.
+    if (material.needsCipherSuites) recordClientHellos(l as unknown as TlsServer, tlsOptions.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs);
     tlsListeners.push(l as unknown as TlsServer);
   };
   addListener(server);
@@ -305,6 +348,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     },
     setTicketKeys(keys) {
       for (const l of tlsListeners) l.setTicketKeys(keys);
+      for (const c of material.contexts) c.context.setTicketKeys(keys);
     },
     close() {
       ready = false;
