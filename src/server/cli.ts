@@ -215,6 +215,10 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
       : { ocsp }));
     started.add(() => server.close());
     if (worker) worker.follow(server);
+    else {
+      await assertCanListen(cfg.host, cfg.port);
+      prepareStateDir(cfg, loaded, ocsp);
+    }
     if (closeResponder) server.app.addHook('onClose', closeResponder);
     const addr = await server.listen({ host: cfg.host, port: cfg.port });
     onListening?.(server);
@@ -237,13 +241,18 @@ function staplingOptions(cfg: ServeConfig, loaded: Loaded, validityMinutes: numb
   const given: { -readonly [K in keyof OcspSettings]?: number } = {};
   for (const k of OCSP_SETTING_KEYS) if (cfg[k] !== undefined) given[k] = cfg[k];
   const settings = { ...(loaded.devDir ? devStaplingSettings(validityMinutes) : {}), ...given };
-  let cacheDir: string;
-  if (loaded.devDir) cacheDir = join(loaded.devDir, DEV_OCSP_CACHE_DIR);
-  else {
-    ensurePrivateDir(resolve(cfg.stateDir));
-    cacheDir = ensurePrivateDir(join(resolve(cfg.stateDir), 'ocsp'));
-  }
+  const cacheDir = loaded.devDir ? join(loaded.devDir, DEV_OCSP_CACHE_DIR) : join(resolve(cfg.stateDir), 'ocsp');
   return { cacheDir, settings, ...(cfg.ocspUrl !== undefined ? { url: cfg.ocspUrl } : {}) };
+}
+
+/**
+ * Creates --state-dir and its ocsp/ (mode 0700, src/secret-file.ts; CB_ERR_PRIVATE_DIR when it
+ * cannot), once nothing else can stop the start: a failed start leaves no directory behind.
+ */
+function prepareStateDir(cfg: ServeConfig, loaded: Loaded, ocsp: ServerOcspOptions | false): void {
+  if (!ocsp || loaded.devDir) return;
+  ensurePrivateDir(resolve(cfg.stateDir));
+  ensurePrivateDir(join(resolve(cfg.stateDir), 'ocsp'));
 }
 
 /**
@@ -273,11 +282,12 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   // The workers build the same server: a mistake in the options (a mapper, a CRL) is found
   // here once, as one line, instead of once per worker.
   await createServer(serverOptions(cfg, loaded, { ocsp: false, logger: false })).close();
-  const ocsp = staplingOptions(cfg, loaded, validityFromEnv());
   // The workers' listen goes through the primary; a port in use would fail in every worker,
   // each with its own line. Found here once, before any worker starts.
   await assertCanListen(cfg.host, cfg.port);
   const validityMinutes = validityFromEnv();
+  const ocsp = staplingOptions(cfg, loaded, validityMinutes);
+  prepareStateDir(cfg, loaded, ocsp);
   const started = new StartedResources();
   let primary: ReturnType<typeof startPrimary>;
   let stapling: ReturnType<typeof createServerStapling> | undefined;
