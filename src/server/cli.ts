@@ -208,7 +208,8 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     const closeResponder = devResponder ? once(() => devResponder.close()) : undefined;
     if (closeResponder) started.add(closeResponder);
     const ocsp = staplingOptions(cfg, loaded, validityMinutes);
-    if (!ocsp) console.log('certbound: OCSP stapling off (--ocsp off): no staple, no OCSP retrieval');
+    // In a cluster the primary says it once.
+    if (!ocsp && !worker) console.log('certbound: OCSP stapling off (--ocsp off): no staple, no OCSP retrieval');
     const server = createServer(serverOptions(cfg, loaded, worker
       // Cluster workers share the primary's session-ticket keys and staples, on every listener (src/server/cluster.ts).
       ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, ...(ocsp ? { stapleSource: worker } : {}) }
