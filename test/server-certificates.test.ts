@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { request } from 'node:https';
 import { createServer } from '../src/server/server.js';
 import { issueCertificate, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
+import { chooseCertificate } from '../src/tls/server-material.js';
 import { startDevOcspResponder } from '../src/ocsp/responder.js';
 import { isCertboundError } from '../src/errors.js';
 import { devPki, tempDir } from './helpers/pki.js';
@@ -113,4 +114,31 @@ for cipher in ['ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES128-GCM-SHA256']:
   const cc = info.clientCertificate as Record<string, unknown>;
   assert.deepEqual([cc.certFlags, cc.authorized], [0, true]);
   assert.equal((info.ocsp as Record<string, unknown>).fingerprint, sha256(other.pem), '/connection shows the staple of the certificate served');
+});
+
+test('chooseCertificate: the certificate OpenSSL would pick among an RSA and an ECDSA one', () => {
+  const rsa = { keyType: 'rsa', curve: undefined, id: 'rsa' };
+  const p256 = { keyType: 'ec', curve: 'prime256v1', id: 'p256' };
+  const both = [rsa, p256];
+  const rows: [string, readonly string[], readonly number[] | undefined, string][] = [
+    ['TLSv1.3', ['ECDSA+SHA256', 'RSA-PSS+SHA256'], undefined, 'p256'],
+    ['TLSv1.3', ['RSA-PSS+SHA256', 'ECDSA+SHA256'], undefined, 'rsa'],
+    // TLS 1.3 ties ECDSA+SHA384 to P-384: a P-256 key cannot use it.
+    ['TLSv1.3', ['ECDSA+SHA384', 'RSA-PSS+SHA256'], undefined, 'rsa'],
+    // TLS 1.3 forbids RSA PKCS#1 v1.5 in CertificateVerify.
+    ['TLSv1.3', ['RSA+SHA256', 'ECDSA+SHA256'], undefined, 'p256'],
+    ['TLSv1.2', ['ECDSA+SHA256', 'RSA+SHA256'], [0xc02f, 0xc02b], 'rsa'],
+    ['TLSv1.2', ['RSA+SHA256', 'ECDSA+SHA256'], [0xc02b, 0xc02f], 'p256'],
+    ['TLSv1.2', ['ECDSA+SHA384', 'RSA+SHA256'], [0xcca9, 0xc030], 'p256'],
+    // An ECDSA suite first, but no ECDSA signature algorithm: the RSA suite is the one that works.
+    ['TLSv1.2', ['RSA+SHA256'], [0xc02b, 0xc02f], 'rsa'],
+    // No signature_algorithms extension (TLS 1.2 allows it): the suites decide.
+    ['TLSv1.2', [], [0xc02b], 'p256'],
+    // Cipher suites unknown: the first certificate the client can verify.
+    ['TLSv1.2', ['ECDSA+SHA256'], undefined, 'p256'],
+  ];
+  for (const [protocol, sharedSigalgs, cipherSuites, want] of rows) {
+    assert.equal(chooseCertificate(both, { protocol, sharedSigalgs, cipherSuites })?.id, want, `${protocol} ${sharedSigalgs.join(',')} ${cipherSuites?.map((c) => c.toString(16)).join(',')}`);
+  }
+  assert.equal(chooseCertificate([p256], { protocol: 'TLSv1.3', sharedSigalgs: ['RSA-PSS+SHA256'], cipherSuites: undefined })?.id, 'p256', 'one candidate: that one');
 });
