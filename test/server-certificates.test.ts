@@ -53,7 +53,8 @@ test('several server certificates: SNI, RSA and ECDSA for one name, each stapled
   assert.throws(() => createServer({ certificates: [{ pfx, passphrase: 'wrong' }], clientAuth: 'none', logger: false }), (err: unknown) => isCertboundError(err, 'CB_ERR_PFX_INVALID') && /mac verify failure/.test(err.message));
   assert.throws(() => createServer({ certificates: [{ cert: ec.pem, key: ecKey, passphrase: 'wrong' }], clientAuth: 'none', logger: false }), (err: unknown) => isCertboundError(err, 'CB_ERR_PEM_INVALID') && /passphrase does not decrypt/.test(err.message));
 
-  const server = createServer({ certificates, ca: readFileSync(pki.caBundle), clientAuth: 'optional', logger: false, referenceRoutes: true, ocsp: true });
+  // other.test goes through the TLS 1.2 twin listener (onDemandHosts): the same certificates there.
+  const server = createServer({ certificates, ca: readFileSync(pki.caBundle), clientAuth: 'optional', logger: false, referenceRoutes: true, ocsp: true, onDemandHosts: ['other.test'] });
   t.after(() => server.close());
   const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
   assert.deepEqual(server.ocsp?.states().map((s) => [s.fingerprint, s.stapled]).sort(), [[sha256(rsa.pem), true], [sha256(ec.pem), true], [sha256(other.pem), true]].sort());
@@ -64,7 +65,14 @@ test('several server certificates: SNI, RSA and ECDSA for one name, each stapled
     [['-servername', 'localhost', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-GCM-SHA256'], ec],
     [['-servername', 'localhost', '-tls1_3', '-sigalgs', 'rsa_pss_rsae_sha256'], rsa],
     [['-servername', 'localhost', '-tls1_3', '-sigalgs', 'ecdsa_secp256r1_sha256'], ec],
+    // The client's first suite decides (s_client lists ECDHE-ECDSA first).
+    [['-servername', 'localhost', '-tls1_2'], ec],
     [['-servername', 'other.test'], other],
+    // A client that prefers RSA suites still gets other.test's (ECDSA) certificate, never the
+    // RSA certificate of localhost that serves clients without SNI.
+    [['-servername', 'other.test', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256'], other],
+    // A name no certificate has: the first certificate's name group, by key type.
+    [['-servername', 'unknown.test', '-tls1_3', '-sigalgs', 'ecdsa_secp256r1_sha256'], ec],
     // No SNI: the first certificate.
     [['-noservername'], rsa],
   ];

@@ -4,7 +4,7 @@ import { constants as cryptoConstants, type X509Certificate } from 'node:crypto'
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { rootCertificates, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { anchorsFromPem } from '../tls/peer-chain.js';
 import { createSecureServer as createHttp2Server } from 'node:http2';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -266,10 +266,16 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   const staples: StapleSource | undefined = stapling ? { attachStaples: (l) => stapling.attach(l) } : options.stapleSource;
   const tlsListeners: TlsServer[] = [];
   /** Every TLS listener of this server goes through here (src/server/listeners.ts). */
-  const addListener = (l: HttpsServer) => {
+  const certless: SecureContext[] = [];
+  const addListener = (l: HttpsServer, own: { maxVersion?: 'TLSv1.2' } = {}) => {
     installListener(l, { registry, staples, logger });
-    // An RSA and an ECDSA certificate for one name: a TLS 1.2 client's cipher suites decide.
-    if (material.needsCipherSuites) recordClientHellos(l as unknown as TlsServer, tlsOptions.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs);
+    // Several certificates: connections naming a host start without one and get exactly the
+    // one the SNI callback picks (for an RSA + ECDSA pair, from the client's cipher suites).
+    if (material.sniCallback) {
+      const startWithout = makeTlsListener(() => createSecureContext({ ...sharedWithoutPassphrase, ...own }));
+      certless.push(startWithout);
+      recordClientHellos(l as unknown as TlsServer, { timeoutMs: tlsOptions.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs, startWithout });
+    }
     tlsListeners.push(l as unknown as TlsServer);
   };
   addListener(server);
@@ -280,7 +286,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   if (onDemandHosts.length > 0) {
     // The TLS 1.2 twin: same certificates and handler, renegotiation possible.
     const capped = makeTlsListener(() => createHttpsServer({ ...tlsOptions, maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, handler));
-    addListener(capped);
+    addListener(capped, { maxVersion: 'TLSv1.2' });
     const cappedSockets = new Set<TLSSocket>();
     capped.on('secureConnection', (s: TLSSocket) => {
       cappedSockets.add(s);
@@ -348,7 +354,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     },
     setTicketKeys(keys) {
       for (const l of tlsListeners) l.setTicketKeys(keys);
-      for (const c of material.contexts) c.context.setTicketKeys(keys);
+      // Connections naming a host start from a certificate-less context: its keys encrypt their tickets.
+      for (const c of [...material.contexts, ...certless]) (c.context as { setTicketKeys(k: Buffer): void }).setTicketKeys(keys);
     },
     close() {
       ready = false;

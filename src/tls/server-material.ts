@@ -214,12 +214,12 @@ export interface ServerMaterial {
   /** Options of the listener's own context: the first certificate (clients without SNI, or a name no certificate has). */
   readonly defaultOptions: SecureContextOptions;
   /**
-   * Node's SNICallback (`this` is the TLSSocket): the certificate for the name, and among an
-   * RSA and an ECDSA one the one the client can use. Undefined with one certificate.
+   * Node's SNICallback (`this` is the TLSSocket): the certificate for the name (the first one's
+   * for a name none has), and among an RSA and an ECDSA one the one the client can use.
+   * Undefined with one certificate. Connections naming a host must start from a context
+   * without a certificate (src/tls/hello-record.ts), or Node keeps the default one beside it.
    */
   readonly sniCallback: ((this: TLSSocket, servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void) | undefined;
-  /** True when a choice between key types needs the client's cipher suites (record ClientHellos: clientHelloOf). */
-  readonly needsCipherSuites: boolean;
   /** Every SecureContext the callback hands out (ticket keys are set on them too). */
   readonly contexts: readonly SecureContext[];
 }
@@ -232,7 +232,7 @@ export interface ServerMaterial {
 export function buildServerMaterial(certificates: readonly ServerCertificate[], shared: SecureContextOptions, cipherSuitesOf?: (socket: Socket) => readonly number[] | undefined): ServerMaterial {
   const first = certificates[0];
   if (!first) throw new CertboundError('CB_ERR_INVALID_OPTION', ['cert', 'is required (or certificates)']);
-  if (certificates.length === 1) return Object.freeze({ certificates, defaultOptions: first.contextOptions, sniCallback: undefined, needsCipherSuites: false, contexts: [] });
+  if (certificates.length === 1) return Object.freeze({ certificates, defaultOptions: first.contextOptions, sniCallback: undefined, contexts: [] });
   const contexts = new Map<ServerCertificate, SecureContext>();
   for (const c of certificates) {
     try {
@@ -246,20 +246,18 @@ export function buildServerMaterial(certificates: readonly ServerCertificate[], 
     const exact = certificates.filter((c) => c.names.includes(n));
     return exact.length > 0 ? exact : certificates.filter((c) => c.names.some((p) => p.startsWith('*.') && hostMatches(p, n)));
   };
-  const needsCipherSuites = certificates.some((c) => byNameTypes(c, certificates));
+  // A name no certificate has gets what a client without SNI gets: the first certificate (and
+  // those sharing its names, by key type). Every connection naming a host starts without a
+  // certificate (hello-record.ts), so this callback must always give one.
+  const fallback = certificates.filter((c) => c === first || (c.names.length > 0 && c.names.every((n) => first.names.includes(n))));
   function sniCallback(this: TLSSocket, servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void {
-    const candidates = byName(servername);
-    if (candidates.length === 0) { cb(null, undefined); return; }
+    const named = byName(servername);
+    const candidates = named.length > 0 ? named : fallback;
     const parent = (this as unknown as { _parent?: Socket })._parent;
     const chosen = chooseCertificate(candidates, {
       protocol: this.getProtocol(), sharedSigalgs: this.getSharedSigalgs(), cipherSuites: parent && cipherSuitesOf ? cipherSuitesOf(parent) : undefined,
     });
     cb(null, chosen ? contexts.get(chosen) : undefined);
   }
-  return Object.freeze({ certificates, defaultOptions: first.contextOptions, sniCallback, needsCipherSuites, contexts: [...contexts.values()] });
-}
-
-/** True when another certificate of a different key type shares one of `c`'s names. */
-function byNameTypes(c: ServerCertificate, all: readonly ServerCertificate[]): boolean {
-  return all.some((o) => o !== c && o.keyType !== c.keyType && o.names.some((n) => c.names.includes(n)));
+  return Object.freeze({ certificates, defaultOptions: first.contextOptions, sniCallback, contexts: [...contexts.values()] });
 }
