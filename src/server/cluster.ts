@@ -300,8 +300,8 @@ export async function joinPrimary(): Promise<WorkerLink> {
       return relayedSummary(s, now);
     },
     attachStaples(server) {
-      server.on('OCSPRequest', (cert: Buffer, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
-        cb(null, stapleFor(cert));
+      server.on('OCSPRequest', (cert: Buffer | null | undefined, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
+        cb(null, cert ? stapleFor(cert) : null);
       });
     },
     close() {
