@@ -5,6 +5,7 @@
 import type { Server as TlsServer } from 'node:tls';
 import type { Server as HttpsServer } from 'node:https';
 import type { OcspStapleSummary } from '../ocsp/server-stapling.js';
+import { recordClientHellos, type HelloRecordOptions } from '../tls/hello-record.js';
 import { DEFAULTS } from '../defaults.js';
 import { ConnectionRegistry } from './registry.js';
 import { orderRequests } from './request-order.js';
@@ -20,6 +21,8 @@ export interface ListenerSetup {
   readonly registry: ConnectionRegistry;
   readonly staples: StapleSource | undefined;
   readonly logger: { debug(obj: object, msg: string): void };
+  /** With several server certificates: read each ClientHello first (src/tls/hello-record.ts). */
+  readonly helloRecord?: HelloRecordOptions;
 }
 
 /** Installs `server` as a certbound listener (idempotent parts: registry and order). */
@@ -28,6 +31,7 @@ export function installListener(server: HttpsServer, setup: ListenerSetup): void
   setup.registry.attach(tls);
   orderRequests(server, (s) => ConnectionRegistry.entryOf(s));
   setup.staples?.attachStaples(tls);
+  if (setup.helloRecord) recordClientHellos(tls, setup.helloRecord);
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
     setup.logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
   });

@@ -17,7 +17,7 @@ import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../t
 import { parseCertificates, parsePrivateKey } from '../tls/pem.js';
 import { checkServable, crlsOf, makeTlsListener } from '../tls/secure-context.js';
 import { buildServerMaterial, checkServerCertificate, type ServerCertificate, type ServerCertificateOptions } from '../tls/server-material.js';
-import { clientHelloOf, recordClientHellos } from '../tls/hello-record.js';
+import { clientHelloOf, type HelloRecordOptions } from '../tls/hello-record.js';
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { installCertbound, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
@@ -268,14 +268,15 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   /** Every TLS listener of this server goes through here (src/server/listeners.ts). */
   const certless: SecureContext[] = [];
   const addListener = (l: HttpsServer, own: { maxVersion?: 'TLSv1.2' } = {}) => {
-    installListener(l, { registry, staples, logger });
     // Several certificates: connections naming a host start without one and get exactly the
     // one the SNI callback picks (for an RSA + ECDSA pair, from the client's cipher suites).
+    let helloRecord: HelloRecordOptions | undefined;
     if (material.sniCallback) {
       const startWithout = makeTlsListener(() => createSecureContext({ ...sharedWithoutPassphrase, ...own }));
       certless.push(startWithout);
-      recordClientHellos(l as unknown as TlsServer, { timeoutMs: tlsOptions.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs, startWithout });
+      helloRecord = { timeoutMs: tlsOptions.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs, startWithout };
     }
+    installListener(l, { registry, staples, logger, ...(helloRecord ? { helloRecord } : {}) });
     tlsListeners.push(l as unknown as TlsServer);
   };
   addListener(server);
