@@ -7,8 +7,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { join, resolve } from 'node:path';
 import { request } from 'node:https';
 import { createServer } from '../src/server/server.js';
 import { issueCertificate, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
@@ -16,7 +19,9 @@ import { chooseCertificate } from '../src/tls/server-material.js';
 import { startDevOcspResponder } from '../src/ocsp/responder.js';
 import { isCertboundError } from '../src/errors.js';
 import { devPki, tempDir } from './helpers/pki.js';
-import { run } from './helpers/exec.js';
+import { freePort, run } from './helpers/exec.js';
+
+const BIN = join(resolve(fileURLToPath(new URL('..', import.meta.url))), 'bin', 'certbound.js');
 
 const sha256 = (pem: string) => new X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase();
 
@@ -149,4 +154,52 @@ test('chooseCertificate: the certificate OpenSSL would pick among an RSA and an 
     assert.equal(chooseCertificate(both, { protocol, sharedSigalgs, cipherSuites })?.id, want, `${protocol} ${sharedSigalgs.join(',')} ${cipherSuites?.map((c) => c.toString(16)).join(',')}`);
   }
   assert.equal(chooseCertificate([p256], { protocol: 'TLSv1.3', sharedSigalgs: ['RSA-PSS+SHA256'], cipherSuites: undefined })?.id, 'p256', 'one candidate: that one');
+});
+
+test('serve --workers 2 --pfx with a passphrase file and a config-file certificates list: each certificate served, stapled and persisted, /connection per certificate', async (t) => {
+  const dir = tempDir('certbound-serve-certs-');
+  const ca = await issueCertificate({ subject: { commonName: 'serve multi-cert CA' }, ca: true });
+  const responder = await startDevOcspResponder({ issuer: ca, port: 0 });
+  t.after(() => responder.close());
+  const leaf = (keyAlgorithm: 'rsa-2048' | 'ecdsa-p256'): Promise<IssuedCertificate> =>
+    issueCertificate({ subject: { commonName: 'localhost' }, issuer: ca, keyAlgorithm, extKeyUsage: [OID.serverAuth], altNames: ['localhost'], ocspUrl: responder.url });
+  const [rsa, ec] = await Promise.all([leaf('rsa-2048'), leaf('ecdsa-p256')]);
+  const file = (name: string, data: string | Buffer) => { writeFileSync(join(dir, name), data, { mode: 0o600 }); return join(dir, name); };
+  file('rsa.pem', rsa.pem + ca.pem);
+  file('rsa.key', rsa.keyPem);
+  assert.equal((await run('openssl', ['pkcs12', '-export', '-in', join(dir, 'rsa.pem'), '-inkey', join(dir, 'rsa.key'), '-out', join(dir, 'rsa.p12'), '-passout', 'pass:p12 secret'])).code, 0);
+  const ecKey = file('ec.key', createPrivateKey(ec.keyPem).export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'ec secret' }) as string);
+  const config = file('certbound.json', JSON.stringify({ certificates: [{ cert: file('ec.pem', ec.pem + ca.pem), key: ecKey, passphraseFile: file('ec.pass', 'ec secret\n') }] }));
+  const port = await freePort();
+  const state = join(dir, 'state');
+  const child = spawn(process.execPath, [BIN, 'serve', '--workers', '2', '--port', String(port), '--client-auth', 'none', '--pfx', join(dir, 'rsa.p12'),
+    '--key-passphrase-file', file('p12.pass', 'p12 secret\n'), '--config', config, '--state-dir', state, '--log-level', 'warn'], { cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  t.after(async () => { try { process.kill(-(child.pid as number), 'SIGTERM'); } catch { /* gone */ } await exited; });
+  for (let i = 0; i < 400 && !/2 worker processes/.test(out) && child.exitCode === null; i++) await sleep(25);
+  assert.match(out, /2 worker processes/, out);
+
+  const serial = (c: IssuedCertificate) => new X509Certificate(c.pem).serialNumber.toLowerCase();
+  const [gotRsa, gotEc] = await Promise.all([
+    sClient(port, ['-servername', 'localhost', '-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256']),
+    sClient(port, ['-servername', 'localhost', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-GCM-SHA256']),
+  ]);
+  assert.deepEqual(gotRsa, { served: sha256(rsa.pem), stapleSerial: serial(rsa), status: 'good' });
+  assert.deepEqual(gotEc, { served: sha256(ec.pem), stapleSerial: serial(ec), status: 'good' });
+  // A worker's /connection shows the staple of the certificate that connection got.
+  for (const [ciphers, want] of [['ECDHE-ECDSA-AES128-GCM-SHA256', ec], ['ECDHE-RSA-AES128-GCM-SHA256', rsa]] as const) {
+    const info = await new Promise<Record<string, unknown>>((ok, fail) => {
+      request({ host: '127.0.0.1', port, path: '/connection', servername: 'localhost', ca: ca.pem, ciphers, maxVersion: 'TLSv1.2', agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => { body += d.toString(); });
+        res.on('end', () => ok(JSON.parse(body) as Record<string, unknown>));
+      }).on('error', fail).end();
+    });
+    const ocsp = info.ocsp as Record<string, unknown>;
+    assert.deepEqual([ocsp.state, ocsp.fingerprint, ocsp.serial], ['stapled', sha256(want.pem), serial(want)], ciphers);
+  }
+  assert.deepEqual(readdirSync(join(state, 'ocsp')).sort(), [`${sha256(rsa.pem)}.ocsp`, `${sha256(ec.pem)}.ocsp`].sort());
 });
