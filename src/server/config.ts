@@ -178,6 +178,8 @@ export function resolveServeConfig(flags: Record<string, unknown>): ServeConfig 
   Object.assign(out, fromFile, fromFlags);
   if ((out.cert === undefined) !== (out.key === undefined)) bad(out.cert === undefined ? '--key' : '--cert', '--cert and --key go together');
   if (out.pfx !== undefined && out.cert !== undefined) bad('--pfx', 'holds the certificate and key: not with --cert and --key');
+  // A passphrase nothing uses would be an ignored setting: the dev PKI's keys are not encrypted.
+  if (out.keyPassphraseFile !== undefined && out.pfx === undefined && out.cert === undefined) bad('--key-passphrase-file', 'is the passphrase of --key or --pfx: give one of them');
   if (out.certificates !== undefined) out.certificates = (out.certificates as unknown[]).map((c, i) => serveCertificate(c, `certificates[${i}]`));
   if (out.ocspUrl !== undefined) checkOcspUrl(out.ocspUrl, '--ocsp-url');
   return out as unknown as ServeConfig;

@@ -109,6 +109,29 @@ export const REVOCATION_OPTIONS: Schema = Object.freeze({
   logger: is.object,
 });
 
+/** ServerOcspOptions (src/ocsp/server-stapling.ts): a misspelt key (`cachDir`) would silently turn persistence off. */
+export const OCSP_OPTIONS: Schema = Object.freeze({
+  cacheDir: is.string,
+  storage: is.object,
+  async: is.boolean,
+  maxConcurrentRetrievals: is.positiveInteger,
+  settings: is.shape(Object.freeze({
+    SrvOcspRespMinValiditySeconds: is.nonNegativeNumber,
+    SrvOcspRespUrlRetrievalTimeoutMilliseconds: is.nonNegativeNumber,
+    SrvOcspRespMaxBeforeNextUpdateSeconds: is.nonNegativeNumber,
+    SrvOcspRespMinBeforeNextUpdateSeconds: is.nonNegativeNumber,
+    SrvOcspRespMinAfterNextUpdateSeconds: is.nonNegativeNumber,
+  })),
+  retry: is.object,
+  skewMs: is.nonNegativeInteger,
+  now: is.function,
+  timers: is.object,
+  fetcher: is.function,
+  method: is.oneOf(['auto', 'GET', 'POST']),
+  url: is.string,
+  issuer: is.pem,
+});
+
 /** ServerChannelBindingConfig (src/cbt/server-bindings.ts). */
 export const CHANNEL_BINDING_OPTIONS: Schema = Object.freeze({
   type: is.oneOf(CHANNEL_BINDING_TYPES),

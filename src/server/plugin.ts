@@ -20,7 +20,7 @@ import { accessRefusal, ROUTE_REQUIREMENTS, type Refusal, type RouteRequirement 
 import { routeChannelBindingRefusal, type RouteChannelBinding } from './channel-binding-route.js';
 import type { ConnectionEntry } from './connection.js';
 import { negotiationWin32Override } from './negotiate.js';
-import { is, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
+import { is, OCSP_OPTIONS, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ClientCertificate } from './registry.js';
 import { orderRequests, ticketOf } from './request-order.js';
@@ -88,7 +88,7 @@ export const PLUGIN_OPTIONS = Object.freeze({
   registry: is.instanceOf(ConnectionRegistry, 'ConnectionRegistry'),
   queue: is.instanceOf(RequestQueue, 'RequestQueue'),
   logBindings: is.boolean,
-  ocsp: is.object,
+  ocsp: is.shape({ ...OCSP_OPTIONS, cert: is.either(is.pem, is.arrayOf(is.pem)), ca: is.pemList }, ['cert']),
 });
 
 /** What `app.certbound` holds. */
@@ -464,7 +464,6 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
     throw new CertboundError('CB_ERR_INVALID_OPTION', ['certbound.ocsp', 'needs a fastify app built on a TLS server (fastify({ https: { cert, key } }))']);
   }
   const { cert, ca, ...staplerOptions } = ocsp;
-  if (cert === undefined) throw new CertboundError('CB_ERR_INVALID_OPTION', ['certbound.ocsp.cert', 'is required']);
   const list = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
   const stapling = createServerStapling({ certs: list(cert), ca: list(ca), options: staplerOptions, logger: app.log as unknown as import('pino').Logger });
   stapling.attach(app.server as unknown as TlsServer);

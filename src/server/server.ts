@@ -24,7 +24,7 @@ import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ConnectionEntry } from './registry.js';
 import { installListener, type StapleSource } from './listeners.js';
 import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
-import { is, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
+import { is, OCSP_OPTIONS, REVOCATION_OPTIONS, SHARED_OPTIONS, validateOptions } from './options.js';
 import { referenceRoutes } from './routes.js';
 import { createServerStapling, OCSP_OFF_SUMMARY, type OcspStapleSummary, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
@@ -118,7 +118,7 @@ export const SERVER_OPTIONS = Object.freeze({
   handshakeTimeout: is.positiveInteger,
   tls: is.object,
   fastify: is.object,
-  ocsp: is.either(is.boolean, is.object),
+  ocsp: is.either(is.boolean, is.shape(OCSP_OPTIONS)),
   stapleSource: is.object,
 });
 
