@@ -44,9 +44,9 @@ test('plugin ocsp option: stapled before ready, app.ocspStaple only where regist
   const http = Fastify();
   await assert.rejects(async () => { await http.register(certboundPlugin, { clientAuth: 'none', ocsp: { cert: leaf.pem } }); }, (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && /TLS server/.test(err.message));
   // A misspelt key would turn persistence off without a word: refused, in the plugin and in createServer.
-  await assert.rejects(async () => { await Fastify().register(certboundPlugin, { clientAuth: 'none', ocsp: { cert: leaf.pem, cachDir: '/tmp/x' } as never }); }, (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && /ocsp\.cachDir/.test(err.message));
-  assert.throws(() => createServer({ cert: leaf.pem, key: leaf.keyPem, clientAuth: 'none', logger: false, ocsp: { cachDir: '/tmp/x' } as never }), (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && /ocsp\.cachDir/.test(err.message));
-  assert.throws(() => createServer({ cert: leaf.pem, key: leaf.keyPem, clientAuth: 'none', logger: false, ocsp: { url: 'ftp://responder' } }), (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && /ocsp\.url/.test(err.message));
+  await assert.rejects(async () => { await Fastify().register(certboundPlugin, { clientAuth: 'none', ocsp: { cert: leaf.pem, cachDir: '/tmp/x' } as never }); }, (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && /ocsp.*cachDir/.test(err.message));
+  assert.throws(() => createServer({ cert: leaf.pem, key: leaf.keyPem, clientAuth: 'none', logger: false, ocsp: { cachDir: '/tmp/x' } as never }), (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && /ocsp.*cachDir/.test(err.message));
+  assert.throws(() => createServer({ cert: leaf.pem, key: leaf.keyPem, clientAuth: 'none', logger: false, ocsp: { url: 'ftp://responder' } }), (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && /ocsp.*url/.test(err.message));
   assert.throws(() => resolveServeConfig({ 'key-passphrase-file': '/tmp/pass' }), (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && /--key-passphrase-file/.test(err.message));
   assert.throws(() => resolveServeConfig({ 'ocsp-url': 'file:///etc/passwd' }), (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && /--ocsp-url/.test(err.message));
 });
