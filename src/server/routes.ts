@@ -37,7 +37,7 @@ export interface ConnectionInfo {
     /** Why: 'authorized', 'untrusted', 'revoked', 'revocation-unknown', 'denied-by-mapper', … */
     reason: string;
   } | null;
-  /** The server certificate's OCSP staple (docs/ocsp.md); null when stapling is off. */
+  /** The OCSP staple of the server certificate this connection was served (docs/ocsp.md): state, and why nothing is stapled; null only under the plugin without its `ocsp` option. */
   ocsp: OcspStapleSummary | null;
 }
 
