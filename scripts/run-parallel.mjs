@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// Runs npm scripts side by side (lint, typecheck and build before the tests: each is one
+// Runs npm scripts side by side (lint beside build-then-typecheck before the tests: each is one
 // single-threaded process, and CI machines have two cores), prints each one's output when it
-// ends, and exits non-zero if any failed. Usage: node scripts/run-parallel.mjs lint typecheck build
+// ends, and exits non-zero if any failed. An argument `a,b` runs a then b (the type check reads
+// dist/: the examples import the package by its name).
+// Usage: node scripts/run-parallel.mjs lint build,typecheck
 import { spawn } from 'node:child_process';
 
 const names = process.argv.slice(2);
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-const results = await Promise.all(names.map((name) => new Promise((resolve) => {
+const runOne = (name) => new Promise((resolve) => {
   const started = Date.now();
   const child = spawn(npm, ['run', '--silent', name], { stdio: ['ignore', 'pipe', 'pipe'] });
   const out = [];
@@ -14,7 +16,17 @@ const results = await Promise.all(names.map((name) => new Promise((resolve) => {
   child.stderr.on('data', (d) => out.push(d));
   child.on('error', (err) => resolve({ name, code: 1, output: `${err.message}\n`, ms: Date.now() - started }));
   child.on('close', (code, signal) => resolve({ name, code: code ?? (signal ? 1 : 0), output: Buffer.concat(out).toString(), ms: Date.now() - started }));
-})));
+});
+const runSequence = async (names) => {
+  const done = [];
+  for (const name of names) {
+    const r = await runOne(name);
+    done.push(r);
+    if (r.code !== 0) break;
+  }
+  return done;
+};
+const results = (await Promise.all(names.map((group) => runSequence(group.split(','))))).flat();
 let failed = 0;
 for (const r of results) {
   process.stdout.write(`> ${r.name}: ${r.code === 0 ? 'ok' : `failed (exit ${r.code})`} in ${(r.ms / 1000).toFixed(1)} s\n`);

@@ -10,6 +10,10 @@ export const DEFAULTS = Object.freeze({
   clientAuth: 'optional' as const,
   /** Directory of the embedded dev PKI, relative to the working directory. */
   devPkiDir: '.certbound',
+  /** `certbound serve --state-dir`: where state that survives a restart lives (persisted OCSP staples in its `ocsp/`), relative to the working directory. */
+  stateDir: '.certbound/state',
+  /** `certbound serve --ocsp`: OCSP stapling of the server certificates. */
+  ocsp: 'on' as 'on' | 'off',
   /** pino level. */
   logLevel: 'info',
   /** under-pressure: event-loop delay (ms) above which requests get 503. */

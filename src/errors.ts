@@ -17,6 +17,8 @@ export const ERRORS = Object.freeze({
   CB_ERR_PEM_INVALID: { statusCode: 500, message: 'The %s file %s holds no valid %s' },
   CB_ERR_KEY_MISMATCH: { statusCode: 500, message: 'The key in %s does not match the certificate in %s' },
   CB_ERR_TLS_CONTEXT: { statusCode: 500, message: 'Node\'s TLS layer refused %s: %s' },
+  CB_ERR_PFX_INVALID: { statusCode: 500, message: 'Cannot use the PKCS#12 bundle %s: %s' },
+  CB_ERR_PASSPHRASE_FILE: { statusCode: 500, message: 'Cannot read the passphrase file %s: %s' },
   CB_ERR_LISTEN: { statusCode: 500, message: 'Cannot listen on %s:%s: %s' },
   CB_ERR_CLIENT_CERT_REQUIRED: { statusCode: 403, message: 'A client certificate is required' },
   CB_ERR_CLIENT_CERT_UNTRUSTED: { statusCode: 403, message: 'The client certificate did not verify (%s)' },

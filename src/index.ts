@@ -1,6 +1,6 @@
 // certbound's public API.
-export { createServer, type CreateServerOptions, type CertboundServer } from './server/server.js';
-export { certboundPlugin, certboundPlugin as default, type CertboundPluginOptions, type CertboundDecoration } from './server/plugin.js';
+export { createServer, type CreateServerOptions, type CertboundServer, type OcspStapleDecoration } from './server/server.js';
+export { certboundPlugin, certboundPlugin as default, ocspStapleOf, type CertboundPluginOptions, type CertboundDecoration, type PluginOcspOptions } from './server/plugin.js';
 export {
   receiveClientCertificate,
   receiveClientCertificateAsync,

@@ -68,7 +68,11 @@ test('createServer({ ocsp: true }) with a certificate without an OCSP URL: serve
   const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
   assert.equal(server.ocsp?.metrics().noOcspUrl, 1);
   const info = await getJson(port, ca.pem, '/connection');
-  assert.equal(info.ocsp, null);
+  const fingerprint = new X509Certificate(leaf.pem).fingerprint256.replace(/:/g, '').toLowerCase();
+  assert.deepEqual(info.ocsp, {
+    state: 'not-stapled', stapled: false, reason: 'no-ocsp-url', certStatus: null, thisUpdate: null, nextUpdate: null, nextRefresh: null,
+    url: null, fingerprint, serial: new X509Certificate(leaf.pem).serialNumber.toLowerCase(),
+  });
 });
 
 test('certbound ocsp-responder: serves the dev PKI, --revoke and --validity-minutes, checked by openssl ocsp', async (t) => {

@@ -35,18 +35,31 @@ import {
   type SanAttribute,
   type SubjectAltNames,
   type ErrorCode,
+  ocspStapleOf,
+  type OcspStapleDecoration,
+  type OcspStapleSummary,
+  type StapleSummaryReason,
+  type PluginOcspOptions,
 } from '../src/index.js';
 
 test('public types (checked by tsc)', () => {
   // createServer: options in, a server with its fastify app, https server, queue and registry out.
   expectTypeOf(createServer).parameter(0).toEqualTypeOf<CreateServerOptions>();
   expectTypeOf(createServer).returns.toEqualTypeOf<CertboundServer>();
-  expectTypeOf<CertboundServer['app']>().toEqualTypeOf<FastifyInstance>();
+  // createServer's app has ocspStaple(); a fastify app in general does not (the plugin adds it
+  // only with its `ocsp` option, read with ocspStapleOf).
+  expectTypeOf<CertboundServer['app']>().toEqualTypeOf<FastifyInstance & OcspStapleDecoration>();
+  expectTypeOf<CertboundServer['app']['ocspStaple']>().toEqualTypeOf<(fingerprint?: string) => OcspStapleSummary>();
+  expectTypeOf<FastifyInstance>().not.toHaveProperty('ocspStaple');
+  expectTypeOf(ocspStapleOf).returns.toEqualTypeOf<((fingerprint?: string) => OcspStapleSummary) | undefined>();
+  expectTypeOf<OcspStapleSummary['reason']>().toEqualTypeOf<StapleSummaryReason | null>();
+  expectTypeOf<OcspStapleSummary['state']>().toEqualTypeOf<'stapled' | 'not-stapled' | 'off'>();
+  expectTypeOf<PluginOcspOptions['cert']>().toEqualTypeOf<string | Buffer | (string | Buffer)[]>();
   expectTypeOf<CertboundServer['server']>().toEqualTypeOf<HttpsServer>();
   expectTypeOf<CertboundServer['queue']>().toEqualTypeOf<RequestQueue>();
   expectTypeOf<CertboundServer['listen']>().returns.toEqualTypeOf<Promise<AddressInfo>>();
   expectTypeOf<CertboundServer['close']>().returns.toEqualTypeOf<Promise<void>>();
-  expectTypeOf<CreateServerOptions['cert']>().toEqualTypeOf<string | Buffer>();
+  expectTypeOf<CreateServerOptions['cert']>().toEqualTypeOf<string | Buffer | undefined>();
   expectTypeOf<CreateServerOptions['clientAuth']>().toEqualTypeOf<ClientAuthMode | undefined>();
   expectTypeOf<ClientAuthMode>().toEqualTypeOf<'none' | 'optional' | 'require' | 'accept-untrusted'>();
   expectTypeOf(CLIENT_AUTH_MODES).toEqualTypeOf<readonly ['none', 'optional', 'require', 'accept-untrusted']>();

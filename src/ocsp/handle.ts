@@ -81,7 +81,17 @@ export interface OcspStapleState {
   readonly lastOutcome: OcspUpdate['outcome'] | null;
   readonly lastReason: OcspRefusal | null;
   readonly failures: number;
+  /**
+   * Why nothing is stapled right now; null while a response is stapled. The reason of the last
+   * refused or failed update (`fetch-refused`, `cert-revoked`, `shorter-than-min-validity`, …),
+   * `shorter-than-min-validity` when the held response has fallen below
+   * SrvOcspRespMinValiditySeconds, `pending` before the first retrieval has finished.
+   */
+  readonly reason: StapleReason | null;
 }
+
+/** Why a handle staples nothing right now: a refusal reason of the last update, or `pending` before any. */
+export type StapleReason = OcspRefusal | 'pending';
 
 export interface OpenServerOcspResponseOptions {
   /** The seed's five settings; missing ones take wincrypt.h's defaults. */
@@ -98,6 +108,11 @@ export interface OpenServerOcspResponseOptions {
   fetcher?: OcspFetcher;
   /** 'auto' (default): GET for small requests (RFC 5019), else POST. */
   method?: 'auto' | 'GET' | 'POST';
+  /**
+   * The responder URL to ask instead of the one in the certificate's AIA (http: or https:).
+   * A certificate without an AIA OCSP URL is then stapled too. Default: the AIA's.
+   */
+  url?: string;
   /** Persisted responses: loaded at open when still valid, written after each stapled update. */
   storage?: StapleStorage;
   /** Receives every update (also logged when `logger` is given). */
@@ -191,12 +206,16 @@ export class ServerOcspResponseHandle {
 
   state(): OcspStapleState {
     const c = this.#current;
+    const stapled = this.servable() !== undefined;
+    const reason: StapleReason | null = stapled ? null
+      // A held response that decayed below the minimum validity says so unless a later update failed for its own reason.
+      : this.#lastReason ?? (c ? 'shorter-than-min-validity' : this.#lastOutcome === null ? 'pending' : null);
     return Object.freeze({
       cert: this.#name,
       serial: this.#serial,
       fingerprint: this.fingerprint,
       url: this.url,
-      stapled: this.servable() !== undefined,
+      stapled,
       certStatus: this.#lastStatus,
       thisUpdate: c ? c.thisUpdate.toISOString() : null,
       nextUpdate: c ? c.nextUpdate.toISOString() : null,
@@ -204,6 +223,7 @@ export class ServerOcspResponseHandle {
       lastOutcome: this.#lastOutcome,
       lastReason: this.#lastReason,
       failures: this.#failures,
+      reason: reason ?? (stapled ? null : 'pending'),
     });
   }
 
@@ -479,7 +499,7 @@ export async function openServerOcspResponse(chain: readonly ChainInput[] | Chai
     return { status: OcspHandleStatus.ERROR_INVALID_PARAMETER };
   }
   if (!cert.issuer.isEqual(issuer.subject)) return { status: OcspHandleStatus.ERROR_INVALID_PARAMETER };
-  const url = ocspUrlOf(cert);
+  const url = options.url ?? ocspUrlOf(cert);
   if (!url) return { status: OcspHandleStatus.CRYPT_E_NOT_IN_REVOCATION_DATABASE };
   const handle = new ServerOcspResponseHandle(ders[0] as Buffer, ders[1] as Buffer, cert, url, options);
   await handle.loadPersisted();

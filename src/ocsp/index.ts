@@ -31,6 +31,7 @@ export {
   type PrefetchPlan,
   type PrefetchRule,
 } from './schedule.js';
+export type { StapleReason } from './handle.js';
 export { createStapler, OcspStapler, OCSP_UPDATE_CHANNEL, type StaplerOptions, type OcspMetrics } from './stapler.js';
 export { FileStapleStorage, type StapleStorage, type StoredStaple, type StorageRefusal } from './storage.js';
 export { verifyOcspResponse, DEFAULT_SKEW_MS, type OcspRefusal, type VerifiedOcspResponse, type ValidationResult, type CertStatusName } from './validate.js';
@@ -39,4 +40,4 @@ export { fetchOcsp, limitConcurrency, type OcspFetcher, type FetchResult, type F
 export { startDevOcspResponder, issueResponderCertificate, buildOcspResponse, errorOcspResponse, buildCrl, type DevOcspResponder, type DevOcspResponderOptions } from './responder.js';
 export { startDevPkiResponder, devStaplingSettings, DEV_OCSP_RESPONDER_FILES, DEV_OCSP_VALIDITY_ENV } from './dev-responder.js';
 export { createRevocationChecker, RevocationChecker, CertCheckMode, crlUrlsOf, type RevocationOptions, type RevocationResult } from './revocation.js';
-export type { ServerOcspOptions, OcspStapleSummary } from './server-stapling.js';
+export { OCSP_OFF_SUMMARY, type ServerOcspOptions, type OcspStapleSummary, type StapleSummaryReason } from './server-stapling.js';

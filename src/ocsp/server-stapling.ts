@@ -1,7 +1,7 @@
-// Stapling for createServer: finds the issuer of the server certificate (in the cert chain,
-// the `issuer` option or the CAs), keeps its staple with a stapler attached to the server's
-// TLS listeners, and reports the staple state for GET /connection. A certificate without an
-// OCSP URL, or whose issuer is not at hand, is logged once and served without a staple.
+// Stapling for createServer, the plugin's `ocsp` option and `certbound serve`: finds the issuer
+// of each server certificate (in its chain, the `issuer` option or the CAs), keeps its staple
+// with a stapler attached to the server's TLS listeners, and reports per certificate whether a
+// staple is served and, when not, why (a stable reason code: GET /connection, the page, the log).
 import { X509Certificate } from 'node:crypto';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
@@ -9,46 +9,67 @@ import { CertboundError } from '../errors.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { Logger } from 'pino';
 import { pemBlocks } from '../tls/pem.js';
+import { StapleCache } from './staple-cache.js';
+import type { StapleReason } from './handle.js';
 import { createStapler, type OcspStapler, type StaplerOptions } from './stapler.js';
 
 type Pem = string | Buffer;
 
-/** The `ocsp` option of createServer. */
+/** The `ocsp` option of createServer and of the plugin. */
 export interface ServerOcspOptions extends Omit<StaplerOptions, 'logger'> {
   /** PEM of the server certificate's issuer, when neither `cert` nor `ca` holds it. */
   issuer?: Pem;
 }
 
-/** What GET /connection shows under `ocsp`. */
+/**
+ * Why no staple is served for a certificate (stable codes, docs/ocsp.md):
+ * `off` (stapling turned off), `no-ocsp-url` (no OCSP URL in the AIA and no override),
+ * `no-issuer` (the issuer is not in the chain, `ocsp.issuer` or `ca`), `pending` (no retrieval
+ * finished yet), or the reason of the last refused or failed update (`fetch-refused`,
+ * `fetch-timeout`, `shorter-than-min-validity`, `cert-revoked`, `cert-unknown`, …).
+ */
+export type StapleSummaryReason = StapleReason | 'off' | 'no-ocsp-url' | 'no-issuer';
+
+/** What GET /connection shows under `ocsp`, and `app.ocspStaple()` returns. */
 export interface OcspStapleSummary {
-  /** A response is stapled to handshakes that ask for one (status_request) right now. */
+  /** 'stapled': a response is handed to handshakes that ask (status_request); 'not-stapled': see `reason`; 'off': stapling is turned off. */
+  state: 'stapled' | 'not-stapled' | 'off';
+  /** A response is stapled right now (state 'stapled'). */
   stapled: boolean;
+  /** Why nothing is stapled, or null while a response is stapled. */
+  reason: StapleSummaryReason | null;
   /** Status in the last verified response: 'good', 'revoked', 'unknown', or null before any. */
   certStatus: 'good' | 'revoked' | 'unknown' | null;
   thisUpdate: string | null;
   nextUpdate: string | null;
   /** When the next retrieval is planned. */
   nextRefresh: string | null;
-  /** The responder URL from the certificate's AIA. */
-  url: string;
+  /** The responder URL (the certificate's AIA, or the `url` override); null when there is none or stapling is off. */
+  url: string | null;
+  /** SHA-256 (hex) of the certificate's DER; null when stapling is off. */
+  fingerprint: string | null;
+  /** Serial number (hex) of the certificate; null when stapling is off. */
+  serial: string | null;
 }
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** The server certificate's staple state, or null when stapling is off or has nothing to do. */
-    ocspStaple(): OcspStapleSummary | null;
-  }
-}
+/** The summary when stapling is off (`--ocsp off`, `ocsp: false`). */
+export const OCSP_OFF_SUMMARY: OcspStapleSummary = Object.freeze({
+  state: 'off', stapled: false, reason: 'off', certStatus: null, thisUpdate: null, nextUpdate: null, nextRefresh: null, url: null, fingerprint: null, serial: null,
+});
 
 export interface ServerStapling {
   readonly stapler: OcspStapler;
   attach(server: TlsServer): void;
   /**
-   * Opens the handle (first retrieval done, or persisted response reloaded). Rejects only with
-   * CB_ERR_OCSP_CACHE, when `cacheDir` cannot be created or written; an OCSP failure is logged.
+   * Opens a handle per certificate (first retrieval done, or persisted response reloaded) and
+   * logs one summary line per certificate. Rejects only with CB_ERR_OCSP_CACHE, when `cacheDir`
+   * cannot be created or written; an OCSP failure is logged and shows in the summary.
    */
   start(): Promise<void>;
-  summary(): OcspStapleSummary | null;
+  /** The summary of the certificate with this SHA-256 fingerprint (hex), or of the first certificate. */
+  summary(fingerprint?: string): OcspStapleSummary;
+  /** One summary per certificate, in the order given. */
+  summaries(): OcspStapleSummary[];
   close(): Promise<void>;
 }
 
@@ -86,11 +107,46 @@ async function prepareCacheDir(dir: string): Promise<void> {
   }
 }
 
-/** Stapling for one server certificate. */
-export function createServerStapling(input: { cert: Pem; ca: Pem[]; options: ServerOcspOptions; logger: Logger }): ServerStapling {
+/** Throws CB_ERR_INVALID_OPTION unless `url` is an absolute http: or https: URL. */
+export function checkOcspUrl(url: unknown, where: string): void {
+  let ok = false;
+  try {
+    ok = typeof url === 'string' && ['http:', 'https:'].includes(new URL(url).protocol);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new CertboundError('CB_ERR_INVALID_OPTION', [where, `expected an http:// or https:// URL, got ${JSON.stringify(url)}`]);
+}
+
+interface CertSlot {
+  readonly fingerprint: string;
+  readonly serial: string;
+  readonly leafDer: Buffer;
+  /** Set when start() found no handle to open for it. */
+  skipped?: 'no-ocsp-url' | 'no-issuer';
+}
+
+/** Stapling for the server certificates `certs` (each PEM: leaf first, then optionally its chain). */
+export function createServerStapling(input: { certs: readonly Pem[]; ca: Pem[]; options: ServerOcspOptions; logger: Logger }): ServerStapling {
   const { issuer, ...staplerOptions } = input.options;
+  if (staplerOptions.url !== undefined) checkOcspUrl(staplerOptions.url, 'ocsp.url');
   const stapler = createStapler({ ...staplerOptions, logger: input.logger });
   const log = input.logger.child({ component: 'ocsp' });
+  const slots: CertSlot[] = input.certs.flatMap((pem) => {
+    const der = pemBlocks(pem.toString(), 'CERTIFICATE')[0];
+    if (!der) return [];
+    return [{ fingerprint: StapleCache.fingerprint(der), serial: new X509Certificate(der).serialNumber.toLowerCase(), leafDer: der }];
+  });
+  const slotSummary = (slot: CertSlot): OcspStapleSummary => {
+    const s = stapler.handleFor(slot.leafDer)?.state();
+    if (!s) {
+      return { state: 'not-stapled', stapled: false, reason: slot.skipped ?? 'pending', certStatus: null, thisUpdate: null, nextUpdate: null, nextRefresh: null, url: null, fingerprint: slot.fingerprint, serial: slot.serial };
+    }
+    return {
+      state: s.stapled ? 'stapled' : 'not-stapled', stapled: s.stapled, reason: s.reason,
+      certStatus: s.certStatus, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate, nextRefresh: s.nextRefresh, url: s.url, fingerprint: s.fingerprint, serial: slot.serial,
+    };
+  };
   let started: Promise<void> | undefined;
   return {
     stapler,
@@ -98,23 +154,31 @@ export function createServerStapling(input: { cert: Pem; ca: Pem[]; options: Ser
     start() {
       started ??= (async () => {
         if (staplerOptions.cacheDir !== undefined && staplerOptions.storage === undefined) await prepareCacheDir(staplerOptions.cacheDir);
-        const chain = issuerChain(input.cert, [...(issuer ? [issuer] : []), ...input.ca]);
-        if (!chain) {
-          log.warn({ event: 'ocsp-skip', reason: 'no-issuer' }, 'OCSP stapling off: the issuer of the server certificate is not in cert, ocsp.issuer or ca');
-          return;
+        await Promise.all(slots.map(async (slot, i) => {
+          const chain = issuerChain(input.certs[i] as Pem, [...(issuer ? [issuer] : []), ...input.ca]);
+          if (!chain) { slot.skipped = 'no-issuer'; return; }
+          const state = await stapler.add(chain).catch((err: unknown) => {
+            log.warn({ event: 'ocsp-skip', reason: 'no-issuer', fingerprint: slot.fingerprint, err: (err as Error).message }, 'OCSP stapling off for a certificate: its chain is not leaf + issuer');
+            slot.skipped = 'no-issuer';
+            return null;
+          });
+          if (state === undefined) slot.skipped = 'no-ocsp-url';
+        }));
+        // One line per certificate at start-up: what is stapled, or why not.
+        for (const s of slots.map(slotSummary)) {
+          const line = { event: 'ocsp-summary', state: s.state, reason: s.reason, fingerprint: s.fingerprint, serial: s.serial, url: s.url, certStatus: s.certStatus, nextUpdate: s.nextUpdate };
+          if (s.stapled) log.info(line, `OCSP staple served until ${s.nextUpdate ?? '?'}`);
+          else if (s.reason === 'no-ocsp-url') log.info(line, 'OCSP: nothing to staple (the certificate has no OCSP URL; --ocsp-url overrides)');
+          else log.warn(line, `OCSP: nothing stapled (${s.reason ?? 'unknown'})`);
         }
-        const state = await stapler.add(chain).catch((err: unknown) => {
-          log.warn({ event: 'ocsp-skip', reason: 'bad-chain', err: (err as Error).message }, 'OCSP stapling off');
-          return undefined;
-        });
-        if (state === undefined) log.info({ event: 'ocsp-skip', reason: 'no-ocsp-url' }, 'the server certificate has no OCSP URL: nothing to staple');
       })();
       return started;
     },
-    summary() {
-      const s = stapler.states()[0];
-      return s ? { stapled: s.stapled, certStatus: s.certStatus, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate, nextRefresh: s.nextRefresh, url: s.url } : null;
+    summary(fingerprint) {
+      const slot = (fingerprint ? slots.find((s) => s.fingerprint === fingerprint) : undefined) ?? slots[0];
+      return slot ? slotSummary(slot) : { ...OCSP_OFF_SUMMARY, state: 'not-stapled', reason: 'no-issuer' };
     },
+    summaries: () => slots.map(slotSummary),
     close: () => stapler.close(),
   };
 }

@@ -69,8 +69,9 @@ export class OcspStapler extends EventEmitter<{ update: [OcspUpdate]; revoked: [
   readonly #metrics: OcspMetrics = {
     certificates: 0, stapledNow: 0, noOcspUrl: 0, updates: 0, stapled: 0, loaded: 0, discarded: 0, failed: 0, refused: 0, revoked: 0, byReason: {}, handshakesStapled: 0, handshakesUnstapled: 0,
   };
-  readonly #onOcspRequest = (cert: Buffer, _issuer: Buffer | null, cb: (err: Error | null, resp: Buffer | null) => void): void => {
-    const der = this.#cache.stapleFor(cert);
+  readonly #onOcspRequest = (cert: Buffer | null | undefined, _issuer: Buffer | null, cb: (err: Error | null, resp: Buffer | null) => void): void => {
+    // A context without a certificate has nothing to staple (and hashing nothing would throw in Node's handshake code).
+    const der = cert ? this.#cache.stapleFor(cert) : undefined;
     if (der) this.#metrics.handshakesStapled++;
     else this.#metrics.handshakesUnstapled++;
     cb(null, der ?? null);

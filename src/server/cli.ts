@@ -7,22 +7,24 @@ import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
 import { createDevPki, DEV_CLIENT_P12_PASSWORD, DEV_OCSP_CACHE_DIR, ensureDevPki } from '../tls/dev-pki.js';
-import { assertKeyMatches, loadCertificates, loadCrlText, loadPrivateKey } from '../tls/pem.js';
-import { checkServable, crlsOf } from '../tls/secure-context.js';
-import { resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
+import { loadCertificates, loadCrlText } from '../tls/pem.js';
+import { crlsOf } from '../tls/secure-context.js';
+import { OCSP_SETTING_KEYS, resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
 import { createServer, type CertboundServer } from './server.js';
 import { CLIENT_USAGE, runClientCli } from '../client/cli.js';
 import { EXIT, failWith, parseArgsReason, usageError, wantsHelp } from '../cli-exit.js';
 import cluster from 'node:cluster';
 import { fileURLToPath } from 'node:url';
-import { createHash, type X509Certificate } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { pino, type LoggerOptions } from 'pino';
-import { pemBlocks } from '../tls/pem.js';
 import { createServerStapling } from '../ocsp/server-stapling.js';
 import type { CreateServerOptions } from './server.js';
 import { defaultWorkerCount, joinPrimary, startPrimary, workerEpoch, workerIndex, type WorkerLink } from './cluster.js';
-import { resolveSettings } from '../ocsp/schedule.js';
+import { resolveSettings, type OcspSettings } from '../ocsp/schedule.js';
+import { checkServerCertificate, readServerCertificateFiles, type ServerCertificate, type ServerCertificateFiles, type ServerCertificateOptions } from '../tls/server-material.js';
+import { ensurePrivateDir } from '../secret-file.js';
+import type { ServerOcspOptions } from '../ocsp/server-stapling.js';
 import { setConnectionIdPrefix } from './registry.js';
 import { join } from 'node:path';
 import { devResponderPort, devStaplingSettings, runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
@@ -75,40 +77,50 @@ export function serveConfigOf(args: string[]): ServeConfig {
   return resolveServeConfig(values);
 }
 
-interface Loaded { cert: string; key: string; ca: string[]; crl: string[]; dev: boolean; devDir?: string }
+interface Loaded {
+  /** The server certificates, checked; the first serves clients without SNI. */
+  certificates: ServerCertificate[];
+  ca: string[];
+  crl: string[];
+  dev: boolean;
+  devDir?: string;
+}
+
+/** The server certificate files of a configuration: --cert/--key or --pfx first, then the config file's `certificates`. */
+function certificateFiles(cfg: ServeConfig): ServerCertificateFiles[] {
+  const passphrase = cfg.keyPassphraseFile !== undefined ? { passphraseFile: cfg.keyPassphraseFile } : {};
+  const first: ServerCertificateFiles[] = cfg.pfx !== undefined ? [{ pfx: cfg.pfx, ...passphrase }]
+    : cfg.cert !== undefined && cfg.key !== undefined ? [{ cert: cfg.cert, key: cfg.key, ...passphrase }] : [];
+  return [...first, ...(cfg.certificates ?? [])];
+}
 
 /**
- * Reads and checks every TLS file of `serve` (the dev PKI's when --cert is absent, created or
- * reused): each problem is a CB_ERR_* naming the file, before anything starts.
+ * Reads and checks every TLS file of `serve` (the dev PKI's when no certificate is given,
+ * created or reused): each problem is a CB_ERR_* naming the file, before anything starts.
+ * The server certificates go through one path (src/tls/server-material.ts: files → material →
+ * checked certificates), which a reload can run again.
  */
 async function loadTlsMaterial(cfg: ServeConfig): Promise<Loaded> {
-  let certPath: string;
-  let keyPath: string;
+  let files = certificateFiles(cfg);
   let devDir: string | undefined;
   let devCa: string | undefined;
-  if (cfg.cert && cfg.key) {
-    certPath = cfg.cert;
-    keyPath = cfg.key;
-  } else {
+  if (files.length === 0) {
     const { paths, created, tightened } = await ensureDevPki(resolve(cfg.devPkiDir));
     if (created) console.log(`certbound: created a dev PKI in ${paths.dir}`);
     if (tightened.length > 0) console.log(`certbound: ${tightened.join(', ')} in ${paths.dir} could be read by other users: now mode 0600 (delete the directory for new keys)`);
-    ({ server: certPath, serverKey: keyPath, caBundle: devCa, dir: devDir } = paths);
+    files = [{ cert: paths.server, key: paths.serverKey }];
+    ({ caBundle: devCa, dir: devDir } = paths);
   }
-  const cert = loadCertificates(certPath, 'certificate');
-  const key = loadPrivateKey(keyPath);
-  assertKeyMatches(cert.certs[0] as X509Certificate, key.key, keyPath, certPath);
-  checkServable({ cert: cert.pem, key: key.pem }, `${certPath}, ${keyPath}`);
+  const certificates = readServerCertificateFiles(files).map(({ options, where }) => checkServerCertificate(options, where));
   const ca = cfg.ca ? cfg.ca.map((p) => loadCertificates(p, 'CA').pem) : devCa ? [loadCertificates(devCa, 'CA').pem] : [];
   const crl = (cfg.crl ?? []).flatMap((p) => crlsOf(loadCrlText(p), p));
-  return { cert: cert.pem, key: key.pem, ca, crl, dev: devDir !== undefined, ...(devDir !== undefined ? { devDir } : {}) };
+  return { certificates, ca, crl, dev: devDir !== undefined, ...(devDir !== undefined ? { devDir } : {}) };
 }
 
 /** The options of createServer for this configuration (the same in one process, a cluster primary's check and its workers). */
 function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServerOptions, 'ocsp' | 'tls' | 'stapleSource' | 'logger'>): CreateServerOptions {
   return {
-    cert: loaded.cert,
-    key: loaded.key,
+    certificates: loaded.certificates.map((c) => ({ ...(c.contextOptions as Pick<ServerCertificateOptions, 'cert' | 'key' | 'pfx' | 'passphrase'>), names: [...c.names] })),
     ca: loaded.ca,
     ...(loaded.crl.length > 0 ? { crl: loaded.crl } : {}),
     clientAuth: cfg.clientAuth,
@@ -192,8 +204,8 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: Certbou
     }
     if (!cfg.onDemandHosts?.length) lines.push(`  Browsers speak TLS 1.3, which cannot renegotiate (403 CB_ERR_NEGOTIATE_TLS13): add --on-demand-host ${/^[\d.:]+$/.test(host) ? 'localhost' : host} to cap that host at TLS 1.2 (SNI names a host, never an address).`);
     const staple = server?.app.ocspStaple();
-    if (staple) {
-      lines.push(`OCSP staple: ${staple.stapled ? `${staple.certStatus ?? ''} until ${staple.nextUpdate ?? '?'}` : 'none yet'}, next refresh ${staple.nextRefresh ?? '-'} (responder ${staple.url}); see it with:`);
+    if (staple && staple.state !== 'off') {
+      lines.push(`OCSP staple: ${staple.stapled ? `${staple.certStatus ?? ''} until ${staple.nextUpdate ?? '?'}` : `none (${staple.reason ?? '-'})`}, next refresh ${staple.nextRefresh ?? '-'} (responder ${staple.url ?? '-'}); see it with:`);
       lines.push(`  openssl s_client -connect 127.0.0.1:${port} -servername localhost -status -CAfile ${d}/root-ca.pem </dev/null`);
     }
   }
@@ -220,13 +232,20 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     const devResponder = worker ? undefined : await startDevResponder(loaded, validityMinutes);
     const closeResponder = devResponder ? once(() => devResponder.close()) : undefined;
     if (closeResponder) started.add(closeResponder);
+    const ocsp = staplingOptions(cfg, loaded, validityMinutes);
+    // In a cluster the primary says it once.
+    if (!ocsp && !worker) console.log('certbound: OCSP stapling off (--ocsp off): no staple, no OCSP retrieval');
     const server = createServer(serverOptions(cfg, loaded, worker
       // Cluster workers share the primary's session-ticket keys and staples, on every listener
       // (src/server/cluster.ts); the primary logs "Server listening" once for all of them.
-      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, stapleSource: worker, logger: workerLoggerOptions(cfg.logLevel) }
-      : { ocsp: staplingOptions(loaded, validityMinutes) }));
+      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, ...(ocsp ? { stapleSource: worker } : {}), logger: workerLoggerOptions(cfg.logLevel) }
+      : { ocsp }));
     started.add(() => server.close());
     if (worker) worker.follow(server);
+    else {
+      await assertCanListen(cfg.host, cfg.port);
+      prepareStateDir(cfg, loaded, ocsp);
+    }
     if (closeResponder) server.app.addHook('onClose', closeResponder);
     const addr = await server.listen({ host: cfg.host, port: cfg.port });
     onListening?.(server);
@@ -259,8 +278,28 @@ function workerLoggerOptions(level: string): LoggerOptions {
   };
 }
 
-function staplingOptions(loaded: Loaded, validityMinutes: number): CreateServerOptions['ocsp'] {
-  return loaded.devDir ? { cacheDir: join(loaded.devDir, DEV_OCSP_CACHE_DIR), settings: devStaplingSettings(validityMinutes) } : true;
+/**
+ * The stapler's options of `serve`, or false with --ocsp off. Staples persist in
+ * `<state-dir>/ocsp` (created 0700 here; CB_ERR_PRIVATE_DIR when it cannot be), the dev PKI's in
+ * its own `ocsp-cache`. The seed's settings given as flags or config keys win over the dev ones.
+ */
+function staplingOptions(cfg: ServeConfig, loaded: Loaded, validityMinutes: number): ServerOcspOptions | false {
+  if (cfg.ocsp === 'off') return false;
+  const given: { -readonly [K in keyof OcspSettings]?: number } = {};
+  for (const k of OCSP_SETTING_KEYS) if (cfg[k] !== undefined) given[k] = cfg[k];
+  const settings = { ...(loaded.devDir ? devStaplingSettings(validityMinutes) : {}), ...given };
+  const cacheDir = loaded.devDir ? join(loaded.devDir, DEV_OCSP_CACHE_DIR) : join(resolve(cfg.stateDir), 'ocsp');
+  return { cacheDir, settings, ...(cfg.ocspUrl !== undefined ? { url: cfg.ocspUrl } : {}) };
+}
+
+/**
+ * Creates --state-dir and its ocsp/ (mode 0700, src/secret-file.ts; CB_ERR_PRIVATE_DIR when it
+ * cannot), once nothing else can stop the start: a failed start leaves no directory behind.
+ */
+function prepareStateDir(cfg: ServeConfig, loaded: Loaded, ocsp: ServerOcspOptions | false): void {
+  if (!ocsp || loaded.devDir) return;
+  ensurePrivateDir(resolve(cfg.stateDir));
+  ensurePrivateDir(join(resolve(cfg.stateDir), 'ocsp'));
 }
 
 /**
@@ -294,21 +333,24 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   // each with its own line. Found here once, before any worker starts.
   await assertCanListen(cfg.host, cfg.port);
   const validityMinutes = validityFromEnv();
+  const ocsp = staplingOptions(cfg, loaded, validityMinutes);
+  prepareStateDir(cfg, loaded, ocsp);
   const started = new StartedResources();
   const log = pino({ level: cfg.logLevel });
   let primary: ReturnType<typeof startPrimary>;
-  let stapling: ReturnType<typeof createServerStapling>;
+  let stapling: ReturnType<typeof createServerStapling> | undefined;
   let devResponder: DevOcspResponder | undefined;
-  const ocsp = staplingOptions(loaded, validityMinutes);
   try {
     devResponder = await startDevResponder(loaded, validityMinutes);
     const r = devResponder;
     if (r) started.add(() => r.close());
-    stapling = createServerStapling({ cert: loaded.cert, ca: loaded.ca, options: ocsp === true || !ocsp ? {} : ocsp, logger: log });
-    const s = stapling;
-    started.add(() => s.close());
-    // As in one process, the first retrieval (or the persisted response) comes before the workers listen.
-    await stapling.start();
+    if (ocsp) {
+      stapling = createServerStapling({ certs: loaded.certificates.map((c) => c.chainPem), ca: loaded.ca, options: ocsp, logger: log });
+      const s = stapling;
+      started.add(() => s.close());
+      // As in one process, the first retrieval (or the persisted response) comes before the workers listen.
+      await stapling.start();
+    } else console.log('certbound: OCSP stapling off (--ocsp off): no staple, no OCSP retrieval');
     // Workers run the bin (never the script that called main(), e.g. a test file).
     const bin = fileURLToPath(new URL('../../bin/certbound.js', import.meta.url));
     primary = startPrimary({ workers, exec: bin, args: ['serve', ...args], ticketKeyRotationMs: cfg.ticketKeyRotation, log: (m) => console.error(`certbound: ${m}`) });
@@ -316,24 +358,27 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     await started.closeAll();
     throw err;
   }
-  // Workers apply the same minimum validity before serving a relayed staple.
-  const minValiditySeconds = resolveSettings(ocsp === true || !ocsp ? {} : ocsp.settings).SrvOcspRespMinValiditySeconds;
-  // One stapler per machine: every update goes to every worker (and to workers started later).
-  const leafDer = pemBlocks(loaded.cert, 'CERTIFICATE')[0];
-  if (leafDer) {
-    const leafSha256 = createHash('sha256').update(leafDer).digest('hex');
+  // One stapler per machine: every update goes to every worker (and to workers started later),
+  // with the state /connection shows; workers apply the same minimum validity before each handshake.
+  if (stapling) {
+    const st = stapling;
+    const minValiditySeconds = resolveSettings(ocsp ? ocsp.settings : {}).SrvOcspRespMinValiditySeconds;
+    const leaves = loaded.certificates.map((c) => Buffer.from(c.leaf.raw));
     const relay = () => {
-      const state = stapling.stapler.states()[0];
-      primary.relayStaple(leafSha256, stapling.stapler.stapleFor(leafDer) ?? null, state?.nextUpdate ? new Date(state.nextUpdate) : null, minValiditySeconds);
+      for (const der of leaves) {
+        const summary = st.summary(createHash('sha256').update(der).digest('hex'));
+        if (summary.fingerprint === null) continue;
+        primary.relayStaple(summary.fingerprint, st.stapler.stapleFor(der) ?? null, summary.nextUpdate ? new Date(summary.nextUpdate) : null, minValiditySeconds, summary);
+      }
     };
-    stapling.stapler.on('update', relay);
+    st.stapler.on('update', relay);
     relay();
   }
   const stop = () => { void primary.close(); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   void primary.exited.then(async (code) => {
-    await stapling.close();
+    await stapling?.close();
     await devResponder?.close();
     process.exit(code);
   });

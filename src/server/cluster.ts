@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import type { Server as TlsServer } from 'node:tls';
 import { validLongEnough } from '../ocsp/schedule.js';
 import { DEFAULTS } from '../defaults.js';
+import type { OcspStapleSummary } from '../ocsp/server-stapling.js';
 
 /** Size of a tls.Server ticket key set (HMAC secret, AES key, key name: 16 bytes each). */
 export const TICKET_KEY_BYTES = 48;
@@ -31,7 +32,7 @@ export type ClusterMessage =
   | { certbound: true; type: 'hello' }
   | { certbound: true; type: 'listening'; port: number }
   | { certbound: true; type: 'ticket-keys'; keys: string; generation: number }
-  | { certbound: true; type: 'staple'; certSha256: string; der: string | null; nextUpdate: number | null; minValiditySeconds: number };
+  | { certbound: true; type: 'staple'; certSha256: string; der: string | null; nextUpdate: number | null; minValiditySeconds: number; summary?: OcspStapleSummary };
 
 function isClusterMessage(m: unknown): m is ClusterMessage {
   return typeof m === 'object' && m !== null && (m as { certbound?: unknown }).certbound === true && typeof (m as { type?: unknown }).type === 'string';
@@ -83,7 +84,7 @@ export interface ClusterPrimary {
    * workers started later, with its nextUpdate and the SrvOcspRespMinValiditySeconds rule the
    * workers apply before each handshake (as the primary's own stapler does).
    */
-  relayStaple(certSha256: string, der: Buffer | null, nextUpdate: Date | null, minValiditySeconds: number): void;
+  relayStaple(certSha256: string, der: Buffer | null, nextUpdate: Date | null, minValiditySeconds: number, summary?: OcspStapleSummary): void;
   /** Asks every worker to stop (SIGTERM), waits for them; resolves with 0 when they all ended cleanly. */
   close(): Promise<number>;
 }
@@ -201,8 +202,8 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
     exited,
     ticketKeys: () => Buffer.from(keys),
     rotateTicketKeys,
-    relayStaple(certSha256, der, nextUpdate, minValiditySeconds) {
-      const m: ClusterMessage & { type: 'staple' } = { certbound: true, type: 'staple', certSha256, der: der ? der.toString('base64') : null, nextUpdate: nextUpdate ? nextUpdate.getTime() : null, minValiditySeconds };
+    relayStaple(certSha256, der, nextUpdate, minValiditySeconds, summary) {
+      const m: ClusterMessage & { type: 'staple' } = { certbound: true, type: 'staple', certSha256, der: der ? der.toString('base64') : null, nextUpdate: nextUpdate ? nextUpdate.getTime() : null, minValiditySeconds, ...(summary ? { summary } : {}) };
       staples.set(certSha256, m);
       for (const w of byIndex.values()) send(w, m);
     },
@@ -224,12 +225,30 @@ export interface WorkerLink {
   attachStaples(server: TlsServer): void;
   /** The relayed staple for a certificate if it is servable now (SrvOcspRespMinValiditySeconds), else null. */
   stapleFor(certDer: Buffer, now?: number): Buffer | null;
+  /**
+   * The machine's staple state of a certificate (SHA-256 hex; the first relayed one when
+   * omitted), as the primary's stapler reported it, with `stapled` re-checked against the
+   * minimum validity now; `pending` before the primary relayed anything.
+   */
+  summary(fingerprint?: string, now?: number): OcspStapleSummary;
   /** Stops listening to the primary. */
   close(): void;
 }
 
 /** A staple as a worker holds it after the primary relayed it. */
-export interface RelayedStaple { readonly der: Buffer | null; readonly nextUpdate: number | null; readonly minValiditySeconds: number }
+export interface RelayedStaple { readonly der: Buffer | null; readonly nextUpdate: number | null; readonly minValiditySeconds: number; readonly summary?: OcspStapleSummary }
+
+/**
+ * The summary a worker shows for a relayed staple: the primary's, with `stapled` decided again
+ * now by the rule the worker staples by (a staple that fell below the minimum validity since
+ * the last relay is not served, and says so).
+ */
+export function relayedSummary(s: RelayedStaple | undefined, now: number): OcspStapleSummary {
+  const base: OcspStapleSummary = s?.summary ?? { state: 'not-stapled', stapled: false, reason: 'pending', certStatus: null, thisUpdate: null, nextUpdate: null, nextRefresh: null, url: null, fingerprint: null, serial: null };
+  const stapled = servableRelayedStaple(s, now) !== null;
+  if (stapled === base.stapled) return base;
+  return stapled ? { ...base, state: 'stapled', stapled, reason: null } : { ...base, state: 'not-stapled', stapled, reason: base.reason ?? 'shorter-than-min-validity' };
+}
 
 /**
  * The primary's rule, applied by a worker at each handshake: a relayed staple valid for less
@@ -258,7 +277,7 @@ export async function joinPrimary(): Promise<WorkerLink> {
       for (const t of targets) t.setTicketKeys(keys);
       gotKeys();
     } else if (m.type === 'staple') {
-      staples.set(m.certSha256, { der: m.der ? Buffer.from(m.der, 'base64') : null, nextUpdate: m.nextUpdate, minValiditySeconds: m.minValiditySeconds });
+      staples.set(m.certSha256, { der: m.der ? Buffer.from(m.der, 'base64') : null, nextUpdate: m.nextUpdate, minValiditySeconds: m.minValiditySeconds, ...(m.summary ? { summary: m.summary } : {}) });
     }
   };
   process.on('message', onMessage);
@@ -276,9 +295,13 @@ export async function joinPrimary(): Promise<WorkerLink> {
       process.send?.({ certbound: true, type: 'listening', port } satisfies ClusterMessage);
     },
     stapleFor,
+    summary(fingerprint, now = Date.now()) {
+      const s = fingerprint !== undefined && staples.has(fingerprint) ? staples.get(fingerprint) : staples.values().next().value;
+      return relayedSummary(s, now);
+    },
     attachStaples(server) {
-      server.on('OCSPRequest', (cert: Buffer, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
-        cb(null, stapleFor(cert));
+      server.on('OCSPRequest', (cert: Buffer | null | undefined, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
+        cb(null, cert ? stapleFor(cert) : null);
       });
     },
     close() {

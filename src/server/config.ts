@@ -7,8 +7,9 @@ import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { CLIENT_AUTH_MODES, type ClientAuthMode } from '../tls/client-auth.js';
 import type { MapperConfig } from '../tls/mapper.js';
+import { checkOcspUrl } from '../ocsp/server-stapling.js';
 
-type Kind = 'string' | 'integer' | 'string[]' | 'enum' | 'object' | 'boolean';
+type Kind = 'string' | 'integer' | 'string[]' | 'enum' | 'object' | 'object[]' | 'boolean';
 
 export interface SettingSpec {
   readonly key: keyof ServeConfig;
@@ -43,7 +44,37 @@ export interface ServeConfig {
   clientRevocation: 'off' | 'check' | 'cached-only';
   revocationFailMode: 'soft' | 'hard';
   config?: string;
+  /** OCSP stapling of the server certificates. */
+  ocsp: 'on' | 'off';
+  /** Where persisted staples live (`<stateDir>/ocsp`). */
+  stateDir: string;
+  /** Responder URL instead of the certificates' AIA. */
+  ocspUrl?: string;
+  /** First line: the passphrase of --key or --pfx. */
+  keyPassphraseFile?: string;
+  /** PKCS#12 server bundle (instead of --cert/--key). */
+  pfx?: string;
+  /** More server certificates (config file only). */
+  certificates?: ServeCertificate[];
+  // The seed's five settings of CertOpenServerOcspResponse, under their names.
+  SrvOcspRespMinValiditySeconds?: number;
+  SrvOcspRespUrlRetrievalTimeoutMilliseconds?: number;
+  SrvOcspRespMaxBeforeNextUpdateSeconds?: number;
+  SrvOcspRespMinBeforeNextUpdateSeconds?: number;
+  SrvOcspRespMinAfterNextUpdateSeconds?: number;
 }
+
+/** One entry of the config file's `certificates` list (paths relative to the working directory). */
+export interface ServeCertificate {
+  cert?: string;
+  key?: string;
+  pfx?: string;
+  passphraseFile?: string;
+  names?: string[];
+}
+
+/** The seed's five settings: config keys under their registry names, flags in kebab case. */
+export const OCSP_SETTING_KEYS = ['SrvOcspRespMinValiditySeconds', 'SrvOcspRespUrlRetrievalTimeoutMilliseconds', 'SrvOcspRespMaxBeforeNextUpdateSeconds', 'SrvOcspRespMinBeforeNextUpdateSeconds', 'SrvOcspRespMinAfterNextUpdateSeconds'] as const;
 
 export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'config', flag: 'config', kind: 'string', description: 'Config file with any of these keys: YAML when it ends in .yaml or .yml, JSON otherwise; flags override it.' },
@@ -64,6 +95,17 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'clientRevocation', flag: 'client-revocation', kind: 'enum', values: ['off', 'check', 'cached-only'], default: DEFAULTS.clientRevocation, description: 'Revocation check of client certificates after the handshake (OCSP, then CRL distribution points and --crl files); the verdict lands in certFlags. cached-only fetches nothing (HTTP.sys DefaultCertCheckMode 2). See docs/ocsp.md.' },
   { key: 'revocationFailMode', flag: 'revocation-fail-mode', kind: 'enum', values: ['soft', 'hard'], default: DEFAULTS.revocationFailMode, description: 'When revocation cannot be told: hard puts CRYPT_E_REVOCATION_OFFLINE / CRYPT_E_NO_REVOCATION_CHECK in certFlags, soft lets the certificate pass.' },
   { key: 'ticketKeyRotation', flag: 'ticket-key-rotation', kind: 'integer', default: DEFAULTS.ticketKeyRotationMs, min: 1000, description: 'With workers: interval (ms) at which the primary rotates the TLS session-ticket keys it shares with them.' },
+  { key: 'ocsp', flag: 'ocsp', kind: 'enum', values: ['on', 'off'], default: DEFAULTS.ocsp, description: 'OCSP stapling of the server certificates (off: no stapler, no OCSP retrieval; /connection shows state "off"). See docs/ocsp.md.' },
+  { key: 'stateDir', flag: 'state-dir', kind: 'string', default: DEFAULTS.stateDir, description: 'Directory (created mode 0700) for state that survives a restart: verified OCSP staples in its ocsp/ subdirectory, so a restart staples while the responder is down. The dev PKI keeps its own (ocsp-cache in --dev-pki-dir). See docs/deployment.md.' },
+  { key: 'ocspUrl', flag: 'ocsp-url', kind: 'string', description: 'OCSP responder URL (http:// or https://) to ask instead of the one in the certificates\' AIA; certificates without an AIA URL are stapled too.' },
+  { key: 'keyPassphraseFile', flag: 'key-passphrase-file', kind: 'string', description: 'File whose first line is the passphrase of an encrypted --key, or of --pfx.' },
+  { key: 'pfx', flag: 'pfx', kind: 'string', description: 'PKCS#12 file (.p12/.pfx) with the server certificate, its chain and key, instead of --cert and --key (passphrase: --key-passphrase-file).' },
+  { key: 'certificates', flag: null, kind: 'object[]', description: 'More server certificates, chosen by SNI name and key type: [{cert, key | pfx, passphraseFile, names}] (config file only; names default to the certificate\'s DNS names). --cert/--key (or --pfx) stays the one for clients without SNI; without it the first entry is. See docs/configuration.md#several-server-certificates.' },
+  { key: 'SrvOcspRespMinValiditySeconds', flag: 'srv-ocsp-resp-min-validity-seconds', kind: 'integer', min: 0, description: 'Seed setting: a staple is served only while valid at least this long (s). Default 600 (wincrypt.h).' },
+  { key: 'SrvOcspRespUrlRetrievalTimeoutMilliseconds', flag: 'srv-ocsp-resp-url-retrieval-timeout-milliseconds', kind: 'integer', min: 1, description: 'Seed setting: time limit of one OCSP retrieval (ms). Default 15000.' },
+  { key: 'SrvOcspRespMaxBeforeNextUpdateSeconds', flag: 'srv-ocsp-resp-max-before-next-update-seconds', kind: 'integer', min: 0, description: 'Seed setting: prefetch no earlier than nextUpdate minus this (s). Default 14400.' },
+  { key: 'SrvOcspRespMinBeforeNextUpdateSeconds', flag: 'srv-ocsp-resp-min-before-next-update-seconds', kind: 'integer', min: 0, description: 'Seed setting: from nextUpdate minus this (s) on, wait until nextUpdate + MinAfter. Default 120.' },
+  { key: 'SrvOcspRespMinAfterNextUpdateSeconds', flag: 'srv-ocsp-resp-min-after-next-update-seconds', kind: 'integer', min: 0, description: 'Seed setting: how long after nextUpdate (s) the late prefetch happens. Default 60.' },
   { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field: subject | issuer | san, attribute, match}], issuerThumbprint, identity | deny}], denyUnmapped } (config file only). Issuer rules and issuerThumbprint read the verified chain.' },
 ] satisfies SettingSpec[]);
 
@@ -98,6 +140,9 @@ function coerce(spec: SettingSpec, value: unknown, from: 'flag' | 'file'): unkno
       return value;
     case 'object':
       if (typeof value !== 'object' || value === null || Array.isArray(value)) bad(name, 'expected an object');
+      return value;
+    case 'object[]':
+      if (!Array.isArray(value) || !value.every((v) => typeof v === 'object' && v !== null && !Array.isArray(v))) bad(name, 'expected a list of objects');
       return value;
   }
 }
@@ -176,7 +221,25 @@ export function resolveServeConfig(flags: Record<string, unknown>): ServeConfig 
   for (const spec of SERVE_SCHEMA) if (spec.default !== undefined) out[spec.key] = spec.default;
   Object.assign(out, fromFile, fromFlags);
   if ((out.cert === undefined) !== (out.key === undefined)) bad(out.cert === undefined ? '--key' : '--cert', '--cert and --key go together');
+  if (out.pfx !== undefined && out.cert !== undefined) bad('--pfx', 'holds the certificate and key: not with --cert and --key');
+  // A passphrase nothing uses would be an ignored setting: the dev PKI's keys are not encrypted.
+  if (out.keyPassphraseFile !== undefined && out.pfx === undefined && out.cert === undefined) bad('--key-passphrase-file', 'is the passphrase of --key or --pfx: give one of them');
+  if (out.certificates !== undefined) out.certificates = (out.certificates as unknown[]).map((c, i) => serveCertificate(c, `certificates[${i}]`));
+  if (out.ocspUrl !== undefined) checkOcspUrl(out.ocspUrl, '--ocsp-url');
   return out as unknown as ServeConfig;
+}
+
+function serveCertificate(value: unknown, where: string): ServeCertificate {
+  const v = value as Record<string, unknown>;
+  for (const [k, x] of Object.entries(v)) {
+    if (k === 'names') {
+      if (!Array.isArray(x) || !x.every((n) => typeof n === 'string' && n !== '')) bad(`${where}.names`, 'expected a list of host names');
+    } else if (['cert', 'key', 'pfx', 'passphraseFile'].includes(k)) {
+      if (typeof x !== 'string' || x === '') bad(`${where}.${k}`, 'expected a file path');
+    } else bad(`${where}.${k}`, 'unknown key (cert, key, pfx, passphraseFile, names)');
+  }
+  if (v.pfx !== undefined ? v.cert !== undefined || v.key !== undefined : v.cert === undefined || v.key === undefined) bad(where, 'needs cert and key, or pfx alone');
+  return v as ServeCertificate;
 }
 
 /** The flag table as markdown (docs/configuration.md is generated from it). */

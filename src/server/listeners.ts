@@ -4,6 +4,8 @@
 // Ticket keys and close go through the listener list createServer keeps.
 import type { Server as TlsServer } from 'node:tls';
 import type { Server as HttpsServer } from 'node:https';
+import type { OcspStapleSummary } from '../ocsp/server-stapling.js';
+import { recordClientHellos, type HelloRecordOptions } from '../tls/hello-record.js';
 import { DEFAULTS } from '../defaults.js';
 import { ConnectionRegistry } from './registry.js';
 import { orderRequests } from './request-order.js';
@@ -11,12 +13,16 @@ import { orderRequests } from './request-order.js';
 /** Something that answers 'OCSPRequest' on a TLS server: the local stapler, or a cluster worker's relayed staples. */
 export interface StapleSource {
   attachStaples(server: TlsServer): void;
+  /** The staple state of a certificate (SHA-256 hex of its DER; the first one when omitted), as the source knows it. */
+  summary?(fingerprint?: string): OcspStapleSummary;
 }
 
 export interface ListenerSetup {
   readonly registry: ConnectionRegistry;
   readonly staples: StapleSource | undefined;
   readonly logger: { debug(obj: object, msg: string): void };
+  /** With several server certificates: read each ClientHello first (src/tls/hello-record.ts). */
+  readonly helloRecord?: HelloRecordOptions;
 }
 
 /** Installs `server` as a certbound listener (idempotent parts: registry and order). */
@@ -25,6 +31,7 @@ export function installListener(server: HttpsServer, setup: ListenerSetup): void
   setup.registry.attach(tls);
   orderRequests(server, (s) => ConnectionRegistry.entryOf(s));
   setup.staples?.attachStaples(tls);
+  if (setup.helloRecord) recordClientHellos(tls, setup.helloRecord);
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
     setup.logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
   });

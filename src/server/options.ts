@@ -97,6 +97,8 @@ export interface OptionSchema {
   readonly exclusiveMinimum?: number;
   readonly items?: OptionSchema;
   readonly minLength?: number;
+  readonly pattern?: string;
+  readonly required?: readonly string[];
   readonly properties?: Readonly<Record<string, OptionSchema>>;
   readonly additionalProperties?: boolean;
   readonly anyOf?: readonly OptionSchema[];
@@ -127,6 +129,37 @@ export const REVOCATION_SCHEMA = {
     fetcher: { isFunction: true },
     crlFetcher: { isFunction: true },
     logger: { type: 'object' },
+  },
+} as const satisfies OptionSchema;
+
+/** ServerOcspOptions (src/ocsp/server-stapling.ts): a misspelt key (`cachDir`) would silently turn persistence off. */
+export const OCSP_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    cacheDir: { type: 'string', minLength: 1 },
+    storage: { type: 'object' },
+    async: { type: 'boolean' },
+    maxConcurrentRetrievals: { type: 'integer', exclusiveMinimum: 0 },
+    settings: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        SrvOcspRespMinValiditySeconds: { type: 'number', minimum: 0 },
+        SrvOcspRespUrlRetrievalTimeoutMilliseconds: { type: 'number', minimum: 0 },
+        SrvOcspRespMaxBeforeNextUpdateSeconds: { type: 'number', minimum: 0 },
+        SrvOcspRespMinBeforeNextUpdateSeconds: { type: 'number', minimum: 0 },
+        SrvOcspRespMinAfterNextUpdateSeconds: { type: 'number', minimum: 0 },
+      },
+    },
+    retry: { type: 'object' },
+    skewMs: { type: 'integer', minimum: 0 },
+    now: { isFunction: true },
+    timers: { type: 'object' },
+    fetcher: { isFunction: true },
+    method: { enum: ['auto', 'GET', 'POST'] },
+    url: { type: 'string', pattern: '^https?://' },
+    issuer: { pem: true },
   },
 } as const satisfies OptionSchema;
 
@@ -161,6 +194,17 @@ export const PLUGIN_SCHEMA = {
     registry: { instanceOf: 'ConnectionRegistry', description: 'Use an existing connection registry (then mapper and revocation belong to it).' },
     queue: { instanceOf: 'RequestQueue', description: 'Use an existing request queue.' },
     logBindings: { type: 'boolean', default: true, description: 'Put connectionId and the thumbprint on every log line of a request (the plugin wraps the app\'s child-logger factory).' },
+    ocsp: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['cert'],
+      properties: {
+        ...OCSP_SCHEMA.properties,
+        cert: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }] },
+        ca: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }] },
+      },
+      description: 'OCSP stapling on the app\'s TLS server: the server certificate(s) to staple and the stapler\'s options; adds app.ocspStaple() (read it with ocspStapleOf(app)), closed in onClose (docs/ocsp.md). Off when absent.',
+    },
   },
 } as const satisfies OptionSchema;
 
@@ -170,8 +214,23 @@ export const SERVER_SCHEMA = {
   additionalProperties: false,
   properties: {
     ...SHARED_OPTION_PROPERTIES,
-    cert: { pem: true, description: 'Server certificate PEM, leaf first, optionally followed by its chain. Required.' },
-    key: { pem: true, description: 'Private key PEM of cert. Required.' },
+    cert: { pem: true, description: 'Server certificate PEM, leaf first, optionally followed by its chain. Required unless certificates is given.' },
+    key: { pem: true, description: 'Private key PEM of cert. Required unless certificates is given.' },
+    certificates: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          cert: { pem: true },
+          key: { pem: true },
+          pfx: { instanceOf: 'Buffer' },
+          passphrase: { type: 'string' },
+          names: { type: 'array', items: { type: 'string', minLength: 1 } },
+        },
+      },
+      description: 'Several server certificates ({cert, key, passphrase?, names?} or {pfx, passphrase?, names?}), chosen by SNI and by what the client can verify (RSA or ECDSA); instead of, or after, cert and key (docs/configuration.md).',
+    },
     ca: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }], description: 'Trusted client CAs and intermediates (PEM, one or a list); needed by optional and require.' },
     crl: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }], description: 'CRLs (PEM) of the CAs of the client chains; an entry may hold several.' },
     logger: { anyOf: [{ type: 'boolean' }, { type: 'object' }], default: `pino at ${DEFAULTS.logLevel}`, description: 'A pino logger, pino options, or false for none.' },
@@ -182,7 +241,7 @@ export const SERVER_SCHEMA = {
     handshakeTimeout: { type: 'integer', exclusiveMinimum: 0, default: DEFAULTS.handshakeTimeoutMs, description: 'TLS handshake time limit (ms).' },
     tls: { type: 'object', description: 'Extra node:https server options (minVersion, ciphers, …); certbound\'s own keys win.' },
     fastify: { type: 'object', description: 'Extra fastify options.' },
-    ocsp: { anyOf: [{ type: 'boolean' }, { type: 'object' }], default: false, description: 'OCSP stapling of the server certificate: true or options (docs/ocsp.md).' },
+    ocsp: { anyOf: [{ type: 'boolean' }, OCSP_SCHEMA], default: false, description: 'OCSP stapling of the server certificate: true or options (docs/ocsp.md).' },
     stapleSource: { type: 'object', description: 'Staples from elsewhere instead of a local stapler (a cluster worker\'s link to the primary). Not with ocsp.' },
   },
 } as const satisfies OptionSchema;
@@ -197,7 +256,7 @@ export function describeSchema(s: OptionSchema): string {
   if (s.enum) return s.enum.map(show).join(', ');
   if (s.type === 'integer') return s.exclusiveMinimum !== undefined ? `an integer > ${s.exclusiveMinimum}` : s.minimum !== undefined ? `an integer >= ${s.minimum}` : 'an integer';
   if (s.type === 'boolean') return 'true or false';
-  if (s.type === 'string') return s.minLength ? 'a non-empty string' : 'a string';
+  if (s.type === 'string') return s.pattern === '^https?://' ? 'an http:// or https:// URL' : s.minLength ? 'a non-empty string' : 'a string';
   if (s.type === 'array') return s.items ? `a list, each ${describeSchema(s.items)}` : 'a list';
   if (s.type === 'object') return 'an object';
   return 'anything';

@@ -26,6 +26,15 @@ import { ConnectionRegistry, type ClientCertificate } from './registry.js';
 import { orderRequests, ticketOf } from './request-order.js';
 import { connectionBindings, connectionLoggerFactory } from './request-log.js';
 import { markRefused, refusalError, restoreRefusalBody, type RefusalError } from './refusal.js';
+import { createServerStapling, type OcspStapleSummary, type ServerOcspOptions } from '../ocsp/server-stapling.js';
+
+/** The plugin's `ocsp` option: the server certificates to staple and the stapler's options. */
+export interface PluginOcspOptions extends ServerOcspOptions {
+  /** The server certificate PEM (leaf first, then its chain), or one per certificate the app's TLS server serves. */
+  cert: string | Buffer | (string | Buffer)[];
+  /** CAs where the issuer may be found (PEM). */
+  ca?: string | Buffer | (string | Buffer)[];
+}
 
 /** Route option (`config.clientCertificate`): what a route needs of the client. */
 export type RouteCertificateRequirement = Exclude<RouteRequirement, 'none'>;
@@ -69,6 +78,13 @@ export interface CertboundPluginOptions {
    * child-logger factory (setChildLoggerFactory). Default: true.
    */
   logBindings?: boolean;
+  /**
+   * OCSP stapling on the app's TLS server (docs/ocsp.md): the plugin keeps a stapler for `cert`,
+   * attached to `app.server`, whose first retrieval finishes before `ready()`; it adds
+   * `app.ocspStaple()` (read it with `ocspStapleOf(app)`) and closes the stapler in onClose.
+   * Default: off (no `app.ocspStaple`).
+   */
+  ocsp?: PluginOcspOptions;
 }
 
 /** Validates the plugin's options against PLUGIN_SCHEMA (src/server/options.ts): CB_ERR_INVALID_OPTION. */
@@ -456,7 +472,29 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
 }
 
 async function certbound(app: FastifyInstance, options: CertboundPluginOptions): Promise<void> {
-  installCertbound(app, options);
+  const { ocsp, ...rest } = options ?? {};
+  installCertbound(app, rest);
+  if (ocsp === undefined) return;
+  validatePluginOptions({ ocsp }, 'certbound');
+  if (!app.server || !('addContext' in app.server)) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', ['certbound.ocsp', 'needs a fastify app built on a TLS server (fastify({ https: { cert, key } }))']);
+  }
+  const { cert, ca, ...staplerOptions } = ocsp;
+  const list = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  const stapling = createServerStapling({ certs: list(cert), ca: list(ca), options: staplerOptions, logger: app.log as unknown as import('pino').Logger });
+  stapling.attach(app.server as unknown as TlsServer);
+  app.addHook('onClose', async () => { await stapling.close(); });
+  await stapling.start();
+  app.decorate('ocspStaple', (fingerprint?: string): OcspStapleSummary => stapling.summary(fingerprint));
+}
+
+/**
+ * `app.ocspStaple` where it exists (createServer's app, or an app with the plugin's `ocsp`
+ * option), else undefined: fastify's types cannot follow a decoration through `register`.
+ */
+export function ocspStapleOf(app: FastifyInstance): ((fingerprint?: string) => OcspStapleSummary) | undefined {
+  const f = (app as { ocspStaple?: unknown }).ocspStaple;
+  return typeof f === 'function' ? (f as (fingerprint?: string) => OcspStapleSummary).bind(app) : undefined;
 }
 
 /** The certbound fastify plugin (fastify-plugin: decorations are visible to the whole app). */

@@ -37,8 +37,15 @@ export interface ConnectionInfo {
     /** Why: 'authorized', 'untrusted', 'revoked', 'revocation-unknown', 'denied-by-mapper', … */
     reason: string;
   } | null;
-  /** The server certificate's OCSP staple (docs/ocsp.md); null when stapling is off. */
+  /** The OCSP staple of the server certificate this connection was served (docs/ocsp.md): state, and why nothing is stapled; null only under the plugin without its `ocsp` option. */
   ocsp: OcspStapleSummary | null;
+}
+
+function ocspOf(request: FastifyRequest): OcspStapleSummary | null {
+  const ocspStaple = (request.server as { ocspStaple?: (fingerprint?: string) => OcspStapleSummary }).ocspStaple;
+  if (typeof ocspStaple !== 'function') return null;
+  const served = request.connection?.socket.getX509Certificate()?.fingerprint256;
+  return ocspStaple.call(request.server, served ? served.replace(/:/g, '').toLowerCase() : undefined);
 }
 
 /** Builds the /connection JSON for a request. */
@@ -69,8 +76,9 @@ export function connectionInfo(request: FastifyRequest): ConnectionInfo {
       authorized: cert.authorized,
       reason: cert.reason,
     },
-    // The plugin alone (without createServer) has no stapler.
-    ocsp: typeof request.server.ocspStaple === 'function' ? request.server.ocspStaple() : null,
+    // The staple of the certificate this connection was served with. The plugin without its
+    // `ocsp` option has no stapler.
+    ocsp: ocspOf(request),
   };
 }
 
@@ -120,7 +128,7 @@ td.note{font-family:inherit;word-break:normal}.verdict{padding:.7rem 1rem;border
 <h2>Client certificate</h2>
 <table>${certRows}</table>
 <h2>OCSP staple of the server certificate</h2>
-<table>${info.ocsp ? row('Stapled', info.ocsp.stapled ? `yes (${info.ocsp.certStatus ?? '-'})` : `no (${info.ocsp.certStatus ?? 'no response yet'})`) + row('This update', info.ocsp.thisUpdate ?? '-') + row('Next update', info.ocsp.nextUpdate ?? '-') + row('Next refresh', info.ocsp.nextRefresh ?? '-') + row('Responder', info.ocsp.url) : '<tr><td colspan="2">OCSP stapling is off.</td></tr>'}</table>
+<table>${info.ocsp && info.ocsp.state !== 'off' ? row('Stapled', info.ocsp.stapled ? `yes (${info.ocsp.certStatus ?? '-'})` : `no: ${info.ocsp.reason ?? '-'} (last status ${info.ocsp.certStatus ?? 'none yet'})`) + row('This update', info.ocsp.thisUpdate ?? '-') + row('Next update', info.ocsp.nextUpdate ?? '-') + row('Next refresh', info.ocsp.nextRefresh ?? '-') + row('Responder', info.ocsp.url ?? '-') : '<tr><td colspan="2">OCSP stapling is off.</td></tr>'}</table>
 <p><a href="/whoami">Who am I?</a> (asks for a certificate on demand) · <a href="/connection">This page as JSON</a> · <a href="/healthz">Health</a></p>
 </body></html>`;
 }

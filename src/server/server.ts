@@ -4,7 +4,7 @@ import { constants as cryptoConstants, type X509Certificate } from 'node:crypto'
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { rootCertificates, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { anchorsFromPem } from '../tls/peer-chain.js';
 import { createSecureServer as createHttp2Server } from 'node:http2';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -16,25 +16,41 @@ import { tlsOptionsForMode, type ClientAuthMode } from '../tls/client-auth.js';
 import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
 import { parseCertificates, parsePrivateKey } from '../tls/pem.js';
 import { checkServable, crlsOf, makeTlsListener } from '../tls/secure-context.js';
+import { buildServerMaterial, checkServerCertificate, type ServerCertificate, type ServerCertificateOptions } from '../tls/server-material.js';
+import { clientHelloOf, type HelloRecordOptions } from '../tls/hello-record.js';
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { installCertbound, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, connectionIdPrefix } from './registry.js';
 import { installListener, type StapleSource } from './listeners.js';
 import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
-import { compileOptions, SERVER_SCHEMA } from './options.js';
+import { compileOptions, SERVER_SCHEMA, type OptionClass } from './options.js';
 import { referenceRoutes } from './routes.js';
-import { createServerStapling, type ServerOcspOptions } from '../ocsp/server-stapling.js';
+import { createServerStapling, OCSP_OFF_SUMMARY, type OcspStapleSummary, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
 import type { ServerChannelBindingConfig } from '../cbt/server-bindings.js';
 
 type Pem = string | Buffer;
 
-export interface CreateServerOptions {
-  /** Server certificate PEM, leaf first, optionally followed by its chain. */
-  cert: Pem;
-  /** Private key PEM of `cert`. */
-  key: Pem;
+/** createServer's options (`cert` + `key`, and/or `certificates`). */
+export type CreateServerOptions = CreateServerCommonOptions & (
+  | {
+    /** Server certificate PEM, leaf first, optionally followed by its chain. Served to clients without SNI. */
+    cert: Pem;
+    /** Private key PEM of `cert` (encrypted: give `tls.passphrase`). */
+    key: Pem;
+    /** More server certificates, chosen by SNI and by key type (docs/configuration.md#several-server-certificates). */
+    certificates?: ServerCertificateOptions[];
+  }
+  | {
+    cert?: undefined;
+    key?: undefined;
+    /** The server certificates (PEM or PKCS#12), chosen by SNI and by key type; the first one serves clients without SNI. */
+    certificates: ServerCertificateOptions[];
+  });
+
+/** The options of createServer besides its certificates. */
+export interface CreateServerCommonOptions {
   /** Trusted client CAs and intermediates (PEM). */
   ca?: Pem | Pem[];
   /** CRLs (PEM) of the CAs of the client chains; an entry may hold several (certbound hands Node one per CRL, as it reads only the first of each). */
@@ -86,10 +102,20 @@ export interface CreateServerOptions {
 }
 
 /** Validates createServer's options against SERVER_SCHEMA (src/server/options.ts): CB_ERR_INVALID_OPTION. */
-const validateServerOptions = compileOptions(SERVER_SCHEMA, { RevocationChecker });
+const validateServerOptions = compileOptions(SERVER_SCHEMA, { RevocationChecker, Buffer: Buffer as unknown as OptionClass });
+
+/** The decoration createServer (always) and the plugin (with its `ocsp` option) add to the app. */
+export interface OcspStapleDecoration {
+  /**
+   * The staple state of a server certificate (SHA-256 hex of its DER; the first certificate
+   * when omitted): stapled or not and why (docs/ocsp.md). State 'off' when stapling is off.
+   */
+  ocspStaple(fingerprint?: string): OcspStapleSummary;
+}
 
 export interface CertboundServer {
-  readonly app: FastifyInstance;
+  /** The fastify app, with `ocspStaple()`. */
+  readonly app: FastifyInstance & OcspStapleDecoration;
   /** The TLS server (node:https, or node:http2 with `http2: true`). */
   readonly server: HttpsServer;
   readonly queue: RequestQueue;
@@ -122,6 +148,20 @@ function checkTlsMaterial(cert: Pem, key: Pem, ca: Pem[], passphrase: string | u
   checkServable({ cert, key, ...(passphrase !== undefined ? { passphrase } : {}) }, 'cert and key options');
 }
 
+/** Every server certificate of the options, checked (cert + key first, then `certificates`). */
+function serverCertificates(options: CreateServerOptions, ca: Pem[]): ServerCertificate[] {
+  const passphrase = options.tls?.passphrase;
+  const list: ServerCertificate[] = [];
+  if (options.cert !== undefined && options.key !== undefined) {
+    checkTlsMaterial(options.cert, options.key, ca, passphrase);
+    list.push(checkServerCertificate({ cert: options.cert, key: options.key, ...(passphrase !== undefined ? { passphrase } : {}) }, 'cert and key options'));
+  } else {
+    ca.forEach((pem, i) => parseCertificates(pem.toString(), 'CA', ca.length > 1 ? `(ca option, entry ${i})` : '(ca option)'));
+  }
+  (options.certificates ?? []).forEach((c, i) => list.push(checkServerCertificate(c, `certificates[${i}]`)));
+  return list;
+}
+
 function makeLogger(option: CreateServerOptions['logger']): Logger {
   if (option === false) return pino({ level: 'silent' });
   if (option && typeof (option as Logger).child === 'function' && typeof (option as Logger).info === 'function') return option as Logger;
@@ -131,11 +171,13 @@ function makeLogger(option: CreateServerOptions['logger']): Logger {
 /** Builds a certbound HTTPS server. Add routes to `app`, then `listen()`. */
 export function createServer(options: CreateServerOptions): CertboundServer {
   validateServerOptions(options, '');
-  if (options.cert === undefined || options.key === undefined) throw new CertboundError('CB_ERR_INVALID_OPTION', [options.cert === undefined ? 'cert' : 'key', 'is required']);
+  if ((options.cert === undefined || options.key === undefined) && !(options.certificates && options.certificates.length > 0)) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', [options.cert === undefined ? 'cert' : 'key', 'is required (or certificates)']);
+  }
   if (options.ocsp && options.stapleSource) throw new CertboundError('CB_ERR_INVALID_OPTION', ['stapleSource', 'cannot be combined with ocsp']);
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
   const ca = asList(options.ca);
-  checkTlsMaterial(options.cert, options.key, ca, options.tls?.passphrase);
+  const certificates = serverCertificates(options, ca);
   const crl = asList(options.crl).flatMap((pem, i, all) => crlsOf(pem, all.length > 1 ? `(crl option, entry ${i})` : '(crl option)'));
   if (clientAuth !== 'none' && clientAuth !== 'accept-untrusted' && ca.length === 0) {
     throw new CertboundError('CB_ERR_INVALID_OPTION', ['ca', `client-auth ${clientAuth} needs the trusted client CAs`]);
@@ -150,15 +192,23 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors });
   const queue = new RequestQueue(registry);
 
-  const tlsOptions: HttpsServerOptions = {
+  // What every context shares (the SNI ones too: OpenSSL verifies client certificates with the
+  // chosen context's CAs and CRLs).
+  const sharedTls = {
     minVersion: DEFAULTS.minVersion,
     ...options.tls,
     // Renegotiation (on-demand certificates) must not resume, or OpenSSL clients never send a certificate.
     secureOptions: (options.tls?.secureOptions ?? 0) | cryptoConstants.SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION,
-    cert: options.cert,
-    key: options.key,
     ...(ca.length > 0 ? { ca } : {}),
     ...(crl.length > 0 ? { crl } : {}),
+  };
+  const material = buildServerMaterial(certificates, sharedTls, (socket) => clientHelloOf(socket)?.cipherSuites);
+  const { passphrase: _passphrase, ...sharedWithoutPassphrase } = sharedTls;
+  const tlsOptions: HttpsServerOptions = {
+    // The passphrase belongs to a certificate's key (material.defaultOptions carries its own).
+    ...(options.cert !== undefined ? sharedTls : sharedWithoutPassphrase),
+    ...material.defaultOptions,
+    ...(material.sniCallback ? { SNICallback: material.sniCallback } : {}),
     ...tlsOptionsForMode(clientAuth),
     handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs,
     ...(options.http2 ? {} : { ALPNProtocols: ['http/1.1'] }),
@@ -183,23 +233,33 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     },
   });
   const stapling = options.ocsp
-    ? createServerStapling({ cert: options.cert, ca, options: options.ocsp === true ? {} : options.ocsp, logger })
+    ? createServerStapling({ certs: certificates.map((c) => c.chainPem), ca, options: options.ocsp === true ? {} : options.ocsp, logger })
     : undefined;
   const staples: StapleSource | undefined = stapling ? { attachStaples: (l) => stapling.attach(l) } : options.stapleSource;
   const tlsListeners: TlsServer[] = [];
   /** Every TLS listener of this server goes through here (src/server/listeners.ts). */
-  const addListener = (l: HttpsServer) => {
-    installListener(l, { registry, staples, logger });
+  const certless: SecureContext[] = [];
+  const addListener = (l: HttpsServer, own: { maxVersion?: 'TLSv1.2' } = {}) => {
+    // Several certificates: connections naming a host start without one and get exactly the
+    // one the SNI callback picks (for an RSA + ECDSA pair, from the client's cipher suites).
+    let helloRecord: HelloRecordOptions | undefined;
+    if (material.sniCallback) {
+      const startWithout = makeTlsListener(() => createSecureContext({ ...sharedWithoutPassphrase, ...own }));
+      certless.push(startWithout);
+      helloRecord = { timeoutMs: tlsOptions.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs, startWithout };
+    }
+    installListener(l, { registry, staples, logger, ...(helloRecord ? { helloRecord } : {}) });
     tlsListeners.push(l as unknown as TlsServer);
   };
   addListener(server);
-  app.decorate('ocspStaple', () => stapling?.summary() ?? null);
+  const ocspStaple = (fingerprint?: string): OcspStapleSummary => stapling?.summary(fingerprint) ?? options.stapleSource?.summary?.(fingerprint) ?? OCSP_OFF_SUMMARY;
+  app.decorate('ocspStaple', ocspStaple);
 
   const onDemandHosts = options.onDemandHosts ?? [];
   if (onDemandHosts.length > 0) {
     // The TLS 1.2 twin: same certificates and handler, renegotiation possible.
     const capped = makeTlsListener(() => createHttpsServer({ ...tlsOptions, maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, handler));
-    addListener(capped);
+    addListener(capped, { maxVersion: 'TLSv1.2' });
     const cappedSockets = new Set<TLSSocket>();
     capped.on('secureConnection', (s: TLSSocket) => {
       cappedSockets.add(s);
@@ -239,14 +299,14 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   let ready = false;
   if (options.underPressure !== false) {
     app.get('/readyz', async (_request, reply) => {
-      const ocsp = stapling?.summary() ?? null;
+      const ocsp = stapling?.summary() ?? options.stapleSource?.summary?.() ?? null;
       const body = { status: ready ? 'ready' : closing ? 'closing' : 'starting', ocsp: ocsp && { stapled: ocsp.stapled, certStatus: ocsp.certStatus, nextUpdate: ocsp.nextUpdate } };
       return reply.code(ready ? 200 : 503).send(body);
     });
   }
   let closing: Promise<void> | undefined;
   return {
-    app,
+    app: app as unknown as FastifyInstance & OcspStapleDecoration,
     server,
     queue,
     registry,
@@ -268,6 +328,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     },
     setTicketKeys(keys) {
       for (const l of tlsListeners) l.setTicketKeys(keys);
+      // Connections naming a host start from a certificate-less context: its keys encrypt their tickets.
+      for (const c of [...material.contexts, ...certless]) (c.context as { setTicketKeys(k: Buffer): void }).setTicketKeys(keys);
     },
     close() {
       ready = false;

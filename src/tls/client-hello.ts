@@ -11,6 +11,8 @@ export interface ClientHelloInfo {
   readonly alpn: readonly string[];
   /** supported_versions (TLS 1.3 clients), else [legacy_version]. 0x0304 = TLS 1.3. */
   readonly versions: readonly number[];
+  /** cipher_suites in the client's order (IANA values). */
+  readonly cipherSuites: readonly number[];
 }
 
 export type ClientHelloParse =
@@ -147,13 +149,15 @@ export function parseClientHello(buf: Buffer): ClientHelloParse {
   const sidLen = r.u8();
   if (sidLen === null || sidLen > 32 || !r.bytes(sidLen)) return invalid('bad session_id');
   const csLen = r.u16();
-  if (csLen === null || csLen < 2 || csLen % 2 !== 0 || !r.bytes(csLen)) return invalid('bad cipher_suites');
+  const cs = csLen === null ? null : r.bytes(csLen);
+  if (csLen === null || csLen < 2 || csLen % 2 !== 0 || !cs) return invalid('bad cipher_suites');
+  const cipherSuites = Object.freeze(Array.from({ length: csLen / 2 }, (_, i) => cs.readUInt16BE(i * 2)));
   const compLen = r.u8();
   if (!compLen || !r.bytes(compLen)) return invalid('bad compression_methods');
   let serverName: string | null = null;
   let alpn: string[] = [];
   let versions: number[] = [legacyVersion];
-  if (r.left() === 0) return { status: 'ok', hello: Object.freeze({ serverName, alpn, versions }) };
+  if (r.left() === 0) return { status: 'ok', hello: Object.freeze({ serverName, alpn, versions, cipherSuites }) };
   const extLen = r.u16();
   if (extLen === null || extLen !== r.left()) return invalid('bad extensions length');
   const seen = new Set<number>();
@@ -179,5 +183,5 @@ export function parseClientHello(buf: Buffer): ClientHelloParse {
       versions = v;
     }
   }
-  return { status: 'ok', hello: Object.freeze({ serverName, alpn: Object.freeze(alpn), versions: Object.freeze(versions) }) };
+  return { status: 'ok', hello: Object.freeze({ serverName, alpn: Object.freeze(alpn), versions: Object.freeze(versions), cipherSuites }) };
 }

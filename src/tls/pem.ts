@@ -69,18 +69,7 @@ export function parsePrivateKey(pem: string | Buffer, where: string, passphrase?
   }
 }
 
-/** A private key from a PEM file (not encrypted); throws CB_ERR_PEM_* when absent or unparsable. */
-export function loadPrivateKey(path: string): { pem: string; key: KeyObject } {
-  const pem = readText(path, 'key');
-  return { pem, key: parsePrivateKey(pem, path) };
-}
-
 /** The text of a CRL file; throws CB_ERR_PEM_MISSING when it cannot be read. */
 export function loadCrlText(path: string): string {
   return readText(path, 'CRL');
-}
-
-/** Throws CB_ERR_KEY_MISMATCH unless `key` is the private key of `cert`. */
-export function assertKeyMatches(cert: X509Certificate, key: KeyObject, keyPath: string, certPath: string): void {
-  if (!cert.checkPrivateKey(key)) throw new CertboundError('CB_ERR_KEY_MISMATCH', [keyPath, certPath]);
 }

@@ -1,0 +1,81 @@
+// Reads the ClientHello of each connection of a TLS server before its TLS layer does, for what
+// Node's TLS layer gives no hold on: which of an RSA and an ECDSA certificate a TLS 1.2 client
+// can use depends on its cipher suites, which Node does not expose; and a connection that names
+// a host must start from a context without a certificate (startWithout), because Node adds the
+// SNI-chosen certificate to the ones of the context the connection started from instead of
+// replacing them (OpenSSL would then pick between the two, and the staple could be the other's).
+// Reads at most MAX_CLIENT_HELLO_BYTES within `timeoutMs`, puts the bytes back and hands the
+// socket on; whatever it cannot parse is left for the TLS layer to refuse.
+import type { Socket } from 'node:net';
+import type { SecureContext, Server as TlsServer } from 'node:tls';
+import { CertboundError } from '../errors.js';
+import { MAX_CLIENT_HELLO_BYTES, parseClientHello, type ClientHelloInfo } from './client-hello.js';
+
+const hellos = new WeakMap<Socket, ClientHelloInfo>();
+
+/** The ClientHello recorded for a raw socket (a TLSSocket's `_parent`), if any. */
+export function clientHelloOf(socket: Socket): ClientHelloInfo | undefined {
+  return hellos.get(socket);
+}
+
+export interface HelloRecordOptions {
+  /** Time limit (ms) for the ClientHello to arrive; then the socket is handed on as it is. */
+  readonly timeoutMs: number;
+  /**
+   * A context without a certificate (same CAs, versions, ciphers, ticket keys as the server's)
+   * that connections naming a host start from; the SNI callback then gives them exactly one
+   * certificate. Connections without SNI start from the server's own context.
+   */
+  readonly startWithout?: SecureContext;
+}
+
+/** Node's tls.Server keeps the context new connections start from here (lib/_tls_wrap.js, tlsConnectionListener). */
+interface SharedCreds { _sharedCreds?: SecureContext }
+
+/** Records the ClientHello of every connection `server` accepts from now on (before its TLS layer sees it). */
+export function recordClientHellos(server: TlsServer, options: HelloRecordOptions): void {
+  const creds = server as unknown as SharedCreds;
+  if (options.startWithout && !(creds._sharedCreds && typeof creds._sharedCreds === 'object')) {
+    // Fail closed: without it, a connection could be served another name's certificate.
+    throw new CertboundError('CB_ERR_TLS_CONTEXT', ['several server certificates', 'this Node version keeps no tls.Server._sharedCreds to start connections from']);
+  }
+  const tlsListeners = server.listeners('connection') as ((this: TlsServer, socket: Socket) => void)[];
+  server.removeAllListeners('connection');
+  server.on('connection', (socket: Socket) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const handOver = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', handOver);
+      socket.pause();
+      if (chunks.length > 0) socket.unshift(Buffer.concat(chunks));
+      const hello = hellos.get(socket);
+      const start = () => { for (const l of tlsListeners) l.call(server, socket); };
+      if (!options.startWithout || !hello?.serverName) { start(); return; }
+      // The TLSSocket takes its starting context from _sharedCreds synchronously in the listener.
+      const own = creds._sharedCreds;
+      creds._sharedCreds = options.startWithout;
+      try {
+        start();
+      } finally {
+        creds._sharedCreds = own;
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      const parsed = parseClientHello(chunks.length === 1 ? chunk : Buffer.concat(chunks));
+      if (parsed.status === 'ok') hellos.set(socket, parsed.hello);
+      if (parsed.status !== 'incomplete' || size > MAX_CLIENT_HELLO_BYTES) handOver();
+    };
+    const timer = setTimeout(handOver, options.timeoutMs);
+    socket.on('data', onData);
+    socket.once('end', handOver);
+    // A socket handed on by another reader (host routing) arrives paused, with its bytes put back.
+    socket.resume();
+  });
+}
