@@ -7,8 +7,9 @@ import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { CLIENT_AUTH_MODES, type ClientAuthMode } from '../tls/client-auth.js';
 import type { MapperConfig } from '../tls/mapper.js';
+import { parseHostPort } from './metrics-listener.js';
 
-type Kind = 'string' | 'integer' | 'string[]' | 'enum' | 'object' | 'boolean';
+type Kind = 'string' | 'integer' | 'string[]' | 'enum' | 'object' | 'boolean' | 'host:port';
 
 export interface SettingSpec {
   readonly key: keyof ServeConfig;
@@ -42,6 +43,10 @@ export interface ServeConfig {
   ticketKeyRotation: number;
   clientRevocation: 'off' | 'check' | 'cached-only';
   revocationFailMode: 'soft' | 'hard';
+  /** Metrics listener, `host:port` (or a port on 127.0.0.1); absent: no metrics. */
+  metrics?: string;
+  expiryWarningDays: number;
+  crlExpiryWarningHours: number;
   config?: string;
 }
 
@@ -64,6 +69,9 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'clientRevocation', flag: 'client-revocation', kind: 'enum', values: ['off', 'check', 'cached-only'], default: DEFAULTS.clientRevocation, description: 'Revocation check of client certificates after the handshake (OCSP, then CRL distribution points and --crl files); the verdict lands in certFlags. cached-only fetches nothing (HTTP.sys DefaultCertCheckMode 2). See docs/ocsp.md.' },
   { key: 'revocationFailMode', flag: 'revocation-fail-mode', kind: 'enum', values: ['soft', 'hard'], default: DEFAULTS.revocationFailMode, description: 'When revocation cannot be told: hard puts CRYPT_E_REVOCATION_OFFLINE / CRYPT_E_NO_REVOCATION_CHECK in certFlags, soft lets the certificate pass.' },
   { key: 'ticketKeyRotation', flag: 'ticket-key-rotation', kind: 'integer', default: DEFAULTS.ticketKeyRotationMs, min: 1000, description: 'With workers: interval (ms) at which the primary rotates the TLS session-ticket keys it shares with them.' },
+  { key: 'metrics', flag: 'metrics', kind: 'host:port', description: 'Serve metrics in Prometheus text format on GET http://HOST:PORT/metrics (plain HTTP: keep it on loopback or a private network); with workers the primary serves them, summed over the workers. Off by default. See docs/metrics.md.' },
+  { key: 'expiryWarningDays', flag: 'expiry-warning-days', kind: 'integer', default: DEFAULTS.expiryWarningDays, min: 0, description: 'Log a warning, at start-up and once a day, for the server certificate, its chain and the --ca certificates this many days before they expire (expired: an error line).' },
+  { key: 'crlExpiryWarningHours', flag: 'crl-expiry-warning-hours', kind: 'integer', default: DEFAULTS.crlExpiryWarningHours, min: 0, description: 'Log a warning this many hours before a --crl file reaches its nextUpdate; past it, an error line (every client certificate it covers fails with CRL_HAS_EXPIRED).' },
   { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field: subject | issuer | san, attribute, match}], issuerThumbprint, identity | deny}], denyUnmapped } (config file only). Issuer rules and issuerThumbprint read the verified chain.' },
 ] satisfies SettingSpec[]);
 
@@ -78,6 +86,13 @@ function coerce(spec: SettingSpec, value: unknown, from: 'flag' | 'file'): unkno
     case 'string':
       if (typeof value !== 'string' || value === '') bad(name, 'expected a non-empty string');
       return value;
+    case 'host:port': {
+      // A config file may give a bare port as a number.
+      const text = typeof value === 'number' && Number.isInteger(value) ? String(value) : value;
+      if (typeof text !== 'string') bad(name, `expected host:port, got ${JSON.stringify(value)}`);
+      parseHostPort(text, name);
+      return text;
+    }
     case 'string[]': {
       const list = Array.isArray(value) ? value : [value];
       if (!list.every((v) => typeof v === 'string' && v !== '')) bad(name, 'expected file path(s)');
@@ -182,7 +197,7 @@ export function resolveServeConfig(flags: Record<string, unknown>): ServeConfig 
 /** The flag table as markdown (docs/configuration.md is generated from it). */
 export function configReferenceMarkdown(): string {
   const rows = SERVE_SCHEMA.map((s) => {
-    const flag = s.flag ? `\`--${s.flag}${s.kind === 'boolean' ? '' : ' <' + (s.kind === 'enum' ? s.values?.join('|') : s.kind === 'integer' ? 'n' : 'value') + '>'}\`` : '(config file only)';
+    const flag = s.flag ? `\`--${s.flag}${s.kind === 'boolean' ? '' : ' <' + (s.kind === 'enum' ? s.values?.join('|') : s.kind === 'integer' ? 'n' : s.kind === 'host:port' ? 'host:port' : 'value') + '>'}\`` : '(config file only)';
     const def = s.default === undefined ? '' : `\`${JSON.stringify(s.default)}\``;
     // A `|` inside a cell, even in a code span, would split the markdown table.
     const cell = (text: string) => text.replace(/\|/g, '\\|');

@@ -7,6 +7,7 @@ import type { Server as HttpsServer } from 'node:https';
 import { DEFAULTS } from '../defaults.js';
 import { ConnectionRegistry } from './registry.js';
 import { orderRequests } from './request-order.js';
+import type { MetricsSink } from './metrics.js';
 
 /** Something that answers 'OCSPRequest' on a TLS server: the local stapler, or a cluster worker's relayed staples. */
 export interface StapleSource {
@@ -17,6 +18,8 @@ export interface ListenerSetup {
   readonly registry: ConnectionRegistry;
   readonly staples: StapleSource | undefined;
   readonly logger: { debug(obj: object, msg: string): void };
+  /** Counts handshakes (completed and failed); no listener is added when metrics are off. */
+  readonly metrics?: MetricsSink;
 }
 
 /** Installs `server` as a certbound listener (idempotent parts: registry and order). */
@@ -25,9 +28,12 @@ export function installListener(server: HttpsServer, setup: ListenerSetup): void
   setup.registry.attach(tls);
   orderRequests(server, (s) => ConnectionRegistry.entryOf(s));
   setup.staples?.attachStaples(tls);
+  const metrics = setup.metrics?.enabled ? setup.metrics : undefined;
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
     setup.logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
+    metrics?.handshake(socket.getProtocol(), false, false);
   });
+  if (metrics) tls.on('secureConnection', (s) => metrics.handshake(s.getProtocol(), s.isSessionReused(), true));
   server.headersTimeout = DEFAULTS.headersTimeoutMs;
   server.requestTimeout = DEFAULTS.requestTimeoutMs;
   server.keepAliveTimeout = DEFAULTS.keepAliveTimeoutMs;
