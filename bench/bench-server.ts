@@ -1,5 +1,5 @@
 // Server side of the benchmarks, run pinned to its own core by bench/lib/child.ts.
-// Usage: node --import tsx bench/bench-server.ts <certbound|fastify|https> <dev-pki-dir>
+// Usage: node --import tsx bench/bench-server.ts <certbound|certbound-metrics|fastify|https> <dev-pki-dir>
 // Prints {"port":N} once listening. Stdin commands, one per line, each answered with one JSON
 // line: `stats` (CPU time used, handshakes, connections), `mem` (memory after two full GCs,
 // needs --expose-gc). End of stdin closes the server and exits.
@@ -35,8 +35,9 @@ const count = (server: { on(e: 'secureConnection', f: (s: TLSSocket) => void): u
 
 let close: () => Promise<void>;
 let port: number;
-if (kind === 'certbound') {
-  const server = createServer({ cert, key, ca, clientAuth: 'optional', logger: false });
+if (kind === 'certbound' || kind === 'certbound-metrics') {
+  // certbound-metrics: the same server with metrics on (bench/metrics.ts; docs/metrics.md).
+  const server = createServer({ cert, key, ca, clientAuth: 'optional', logger: false, ...(kind === 'certbound-metrics' ? { metrics: { port: 0 } } : {}) });
   server.app.get('/bench', async (request) => {
     const sha1 = request.clientCertificate()?.sha1 ?? null;
     // request.channelBinding once the plugin decorates it; the same function underneath.

@@ -43,6 +43,18 @@ export const DEFAULTS = Object.freeze({
   /** Time (ms) a closing `certbound serve` process waits for its connections before it exits anyway. */
   shutdownGraceMs: 10_000,
 
+  // Metrics and expiry warnings (src/server/metrics.ts, src/server/expiry.ts; docs/metrics.md).
+  /** Address the metrics listener binds when only a port is given (plain HTTP: keep it on loopback or a private network). */
+  metricsHost: '127.0.0.1',
+  /** With workers: how long (ms) the primary waits for each worker's metrics at a scrape; a worker that does not answer is left out. */
+  metricsWorkerTimeoutMs: 2_000,
+  /** Warn this many days before notAfter of the server certificate, its chain and the trusted client CAs. */
+  expiryWarningDays: 30,
+  /** Warn this many hours before nextUpdate of a loaded CRL (past it: an error line). */
+  crlExpiryWarningHours: 48,
+  /** Time (ms) between expiry checks (the first runs at start-up). */
+  expiryCheckIntervalMs: 86_400_000,
+
   // Workers (node:cluster, src/server/cluster.ts).
   /** Interval (ms) at which the primary rotates the TLS session-ticket keys. Alias: DEFAULT_TICKET_KEY_ROTATION_MS. */
   ticketKeyRotationMs: 3_600_000,

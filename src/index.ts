@@ -1,5 +1,6 @@
 // certbound's public API.
-export { createServer, type CreateServerOptions, type CertboundServer, type OcspStapleDecoration } from './server/server.js';
+export { createServer, type CreateServerOptions, type CertboundServer, type OcspStapleDecoration, type ServerMetrics, type ServerMetricsOptions, type ServerExpiryOptions } from './server/server.js';
+export { expiryFindings, type ExpiryFinding, type ExpiryItem, type ExpiryKind, type ExpiryThresholds } from './server/expiry.js';
 export { certboundPlugin, certboundPlugin as default, ocspStapleOf, type CertboundPluginOptions, type CertboundDecoration, type PluginOcspOptions } from './server/plugin.js';
 export {
   receiveClientCertificate,

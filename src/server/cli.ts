@@ -30,6 +30,9 @@ import { join } from 'node:path';
 import { devResponderPort, devStaplingSettings, runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
 import type { DevOcspResponder } from '../ocsp/responder.js';
 import { CertCheckMode } from '../ocsp/revocation.js';
+import { aggregateMetrics, PromMetrics, WorkerMetricsHistory } from './metrics.js';
+import { parseHostPort, startMetricsListener, type MetricsListener } from './metrics-listener.js';
+import { ExpiryMonitor, expiryItems } from './expiry.js';
 
 const USAGE = `certbound: HTTPS with client certificates
 
@@ -118,7 +121,7 @@ async function loadTlsMaterial(cfg: ServeConfig): Promise<Loaded> {
 }
 
 /** The options of createServer for this configuration (the same in one process, a cluster primary's check and its workers). */
-function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServerOptions, 'ocsp' | 'tls' | 'stapleSource' | 'logger'>): CreateServerOptions {
+function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServerOptions, 'ocsp' | 'tls' | 'stapleSource' | 'logger' | 'metrics' | 'expiryWarnings'>): CreateServerOptions {
   return {
     certificates: loaded.certificates.map((c) => ({ ...(c.contextOptions as Pick<ServerCertificateOptions, 'cert' | 'key' | 'pfx' | 'passphrase'>), names: [...c.names] })),
     ca: loaded.ca,
@@ -138,6 +141,8 @@ function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServe
     } : {}),
     ...(cfg.onDemandHosts ? { onDemandHosts: cfg.onDemandHosts } : {}),
     referenceRoutes: true,
+    ...(cfg.metrics ? { metrics: parseHostPort(cfg.metrics, '--metrics') } : {}),
+    expiryWarnings: { certificateDays: cfg.expiryWarningDays, crlHours: cfg.crlExpiryWarningHours },
     ...extra,
   };
 }
@@ -237,8 +242,9 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     if (!ocsp && !worker) console.log('certbound: OCSP stapling off (--ocsp off): no staple, no OCSP retrieval');
     const server = createServer(serverOptions(cfg, loaded, worker
       // Cluster workers share the primary's session-ticket keys and staples, on every listener
-      // (src/server/cluster.ts); the primary logs "Server listening" once for all of them.
-      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, ...(ocsp ? { stapleSource: worker } : {}), logger: workerLoggerOptions(cfg.logLevel) }
+      // (src/server/cluster.ts); the primary logs "Server listening" once for all of them, serves
+      // the metrics (theirs summed) and warns about expiry.
+      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, ...(ocsp ? { stapleSource: worker } : {}), logger: workerLoggerOptions(cfg.logLevel), ...(cfg.metrics ? { metrics: {} } : {}), expiryWarnings: false }
       : { ocsp }));
     started.add(() => server.close());
     if (worker) worker.follow(server);
@@ -246,11 +252,15 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
       await assertCanListen(cfg.host, cfg.port);
       prepareStateDir(cfg, loaded, ocsp);
     }
+    const workerMetrics = server.metrics?.registry;
+    if (worker && workerMetrics) worker.serveMetrics(() => workerMetrics.getMetricsAsJSON());
     if (closeResponder) server.app.addHook('onClose', closeResponder);
     const addr = await server.listen({ host: cfg.host, port: cfg.port });
     onListening?.(server);
     // In a cluster the primary prints the banner once.
     if (!worker) console.log(banner(cfg, addr.port, loaded, server));
+    const metricsAt = server.metrics?.address();
+    if (!worker && metricsAt) console.log(`certbound: metrics on ${metricsUrl(metricsAt.address, metricsAt.port)}`);
     return server;
   } catch (err) {
     await started.closeAll();
@@ -276,6 +286,10 @@ function workerLoggerOptions(level: string): LoggerOptions {
       },
     },
   };
+}
+
+function metricsUrl(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics`;
 }
 
 /**
@@ -328,7 +342,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   const loaded = await loadTlsMaterial(cfg);
   // The workers build the same server: a mistake in the options (a mapper, a CRL) is found
   // here once, as one line, instead of once per worker.
-  await createServer(serverOptions(cfg, loaded, { ocsp: false, logger: false })).close();
+  await createServer(serverOptions(cfg, loaded, { ocsp: false, logger: false, metrics: undefined, expiryWarnings: false })).close();
   // The workers' listen goes through the primary; a port in use would fail in every worker,
   // each with its own line. Found here once, before any worker starts.
   await assertCanListen(cfg.host, cfg.port);
@@ -338,8 +352,12 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   const started = new StartedResources();
   const log = pino({ level: cfg.logLevel });
   let primary: ReturnType<typeof startPrimary>;
+  const primaryRef: { current?: ReturnType<typeof startPrimary> } = {};
   let stapling: ReturnType<typeof createServerStapling> | undefined;
   let devResponder: DevOcspResponder | undefined;
+  let metricsListener: MetricsListener | undefined;
+  // One expiry monitor per machine (the workers run none): one line per item, not one per worker.
+  const expiry = new ExpiryMonitor({ items: () => expiryItems({ certs: loaded.certificates.map((c) => c.chainPem), ca: loaded.ca, crl: loaded.crl }), logger: log.child({ component: 'expiry' }), thresholds: { certificateDays: cfg.expiryWarningDays, crlHours: cfg.crlExpiryWarningHours } });
   try {
     devResponder = await startDevResponder(loaded, validityMinutes);
     const r = devResponder;
@@ -348,12 +366,32 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
       stapling = createServerStapling({ certs: loaded.certificates.map((c) => c.chainPem), ca: loaded.ca, options: ocsp, logger: log });
       const s = stapling;
       started.add(() => s.close());
-      // As in one process, the first retrieval (or the persisted response) comes before the workers listen.
-      await stapling.start();
     } else console.log('certbound: OCSP stapling off (--ocsp off): no staple, no OCSP retrieval');
+    expiry.start();
+    started.add(async () => expiry.stop());
+    if (cfg.metrics) {
+      // The primary serves the metrics: its own (staples, expiry) and every worker's, summed
+      // by prom-client's aggregators. Bound before any worker starts: a port in use is one line.
+      const own = new PromMetrics({ defaultMetrics: false });
+      if (stapling) own.watchStapler(stapling.stapler);
+      own.watchExpiry(() => expiry.findings());
+      // A restarted worker starts from zero: the totals of the ones gone stay in (metrics.ts).
+      const history = new WorkerMetricsHistory();
+      metricsListener = await startMetricsListener(parseHostPort(cfg.metrics, '--metrics'), async () => {
+        const p = primaryRef.current;
+        const parts = p ? await history.parts(await p.collectMetrics(DEFAULTS.metricsWorkerTimeoutMs), p.workerPids()) : [];
+        const all = aggregateMetrics([await own.registry.getMetricsAsJSON(), ...parts]);
+        return { contentType: all.contentType, body: await all.metrics() };
+      }, log);
+      const m = metricsListener;
+      started.add(() => m.close());
+    }
+    // As in one process, the first retrieval (or the persisted response) comes before the workers listen.
+    await stapling?.start();
     // Workers run the bin (never the script that called main(), e.g. a test file).
     const bin = fileURLToPath(new URL('../../bin/certbound.js', import.meta.url));
     primary = startPrimary({ workers, exec: bin, args: ['serve', ...args], ticketKeyRotationMs: cfg.ticketKeyRotation, log: (m) => console.error(`certbound: ${m}`) });
+    primaryRef.current = primary;
   } catch (err) {
     await started.closeAll();
     throw err;
@@ -378,6 +416,8 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   void primary.exited.then(async (code) => {
+    expiry.stop();
+    await metricsListener?.close();
     await stapling?.close();
     await devResponder?.close();
     process.exit(code);
@@ -390,6 +430,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   }
   log.info(listeningLine(cfg.host, port));
   console.log(`${banner(cfg, port, loaded)}\ncertbound: ${workers} worker processes (node:cluster); session-ticket keys shared, rotated every ${cfg.ticketKeyRotation} ms`);
+  if (metricsListener) console.log(`certbound: metrics on ${metricsUrl(metricsListener.address.address, metricsListener.address.port)} (summed over the workers)`);
   return undefined;
 }
 

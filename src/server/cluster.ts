@@ -32,7 +32,9 @@ export type ClusterMessage =
   | { certbound: true; type: 'hello' }
   | { certbound: true; type: 'listening'; port: number }
   | { certbound: true; type: 'ticket-keys'; keys: string; generation: number }
-  | { certbound: true; type: 'staple'; certSha256: string; der: string | null; nextUpdate: number | null; minValiditySeconds: number; summary?: OcspStapleSummary };
+  | { certbound: true; type: 'staple'; certSha256: string; der: string | null; nextUpdate: number | null; minValiditySeconds: number; summary?: OcspStapleSummary }
+  | { certbound: true; type: 'metrics-request'; id: number }
+  | { certbound: true; type: 'metrics'; id: number; metrics: object[] | null };
 
 function isClusterMessage(m: unknown): m is ClusterMessage {
   return typeof m === 'object' && m !== null && (m as { certbound?: unknown }).certbound === true && typeof (m as { type?: unknown }).type === 'string';
@@ -70,6 +72,9 @@ export interface PrimaryOptions {
   log?: (message: string) => void;
 }
 
+/** One worker's answer to a metrics request: prom-client getMetricsAsJSON(). */
+export interface WorkerMetrics { readonly pid: number; readonly metrics: object[] }
+
 export interface ClusterPrimary {
   /** Resolves with the port once every worker listens; rejects if a worker exits first. */
   readonly listening: Promise<number>;
@@ -85,6 +90,13 @@ export interface ClusterPrimary {
    * workers apply before each handshake (as the primary's own stapler does).
    */
   relayStaple(certSha256: string, der: Buffer | null, nextUpdate: Date | null, minValiditySeconds: number, summary?: OcspStapleSummary): void;
+  /**
+   * Each worker's metrics (prom-client getMetricsAsJSON()), for one scrape: the answers that
+   * came within `timeoutMs`; a worker that is starting, gone or slow is left out. Never rejects.
+   */
+  collectMetrics(timeoutMs: number): Promise<WorkerMetrics[]>;
+  /** Process ids of the workers alive now. */
+  workerPids(): number[];
   /** Asks every worker to stop (SIGTERM), waits for them; resolves with 0 when they all ended cleanly. */
   close(): Promise<number>;
 }
@@ -114,6 +126,8 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
   let resolveExited!: (code: number) => void;
   const exited = new Promise<number>((res) => { resolveExited = res; });
   let exitCode = 0;
+  let metricsRequests = 0;
+  const metricsWaiting = new Map<number, (from: Worker, metrics: object[] | null) => void>();
 
   const send = (w: Worker, m: ClusterMessage) => {
     if (w.isConnected()) w.send(m, (err: Error | null) => { if (err) log(`worker ${w.process.pid}: IPC send failed: ${err.message}`); });
@@ -134,6 +148,8 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
       if (m.type === 'hello') {
         send(w, keysMessage());
         for (const s of staples.values()) send(w, s);
+      } else if (m.type === 'metrics') {
+        metricsWaiting.get(m.id)?.(w, Array.isArray(m.metrics) ? m.metrics : null);
       } else if (m.type === 'listening') {
         listeningPorts.set(index, m.port);
         if (!allListening && listeningPorts.size === count) {
@@ -207,6 +223,28 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
       staples.set(certSha256, m);
       for (const w of byIndex.values()) send(w, m);
     },
+    collectMetrics(timeoutMs) {
+      const workers = [...byIndex.values()].filter((w) => w.isConnected());
+      if (workers.length === 0) return Promise.resolve([]);
+      const id = ++metricsRequests;
+      return new Promise((resolveMetrics) => {
+        const got: WorkerMetrics[] = [];
+        const pending = new Set(workers);
+        const finish = () => {
+          clearTimeout(timer);
+          metricsWaiting.delete(id);
+          resolveMetrics(got);
+        };
+        const timer = setTimeout(finish, timeoutMs);
+        metricsWaiting.set(id, (w, metrics) => {
+          if (!pending.delete(w)) return;
+          if (metrics && w.process.pid !== undefined) got.push({ pid: w.process.pid, metrics });
+          if (pending.size === 0) finish();
+        });
+        for (const w of workers) send(w, { certbound: true, type: 'metrics-request', id });
+      });
+    },
+    workerPids: () => [...byIndex.values()].flatMap((w) => (w.process.pid === undefined || w.isDead() ? [] : [w.process.pid])),
     close: () => close(0),
   };
 }
@@ -231,6 +269,8 @@ export interface WorkerLink {
    * minimum validity now; `pending` before the primary relayed anything.
    */
   summary(fingerprint?: string, now?: number): OcspStapleSummary;
+  /** Answers the primary's metrics requests with `collect()` (prom-client getMetricsAsJSON()). */
+  serveMetrics(collect: () => Promise<object[]>): void;
   /** Stops listening to the primary. */
   close(): void;
 }
@@ -268,6 +308,7 @@ export async function joinPrimary(): Promise<WorkerLink> {
   let keys: Buffer | undefined;
   const targets = new Set<TicketKeyTarget>();
   const staples = new Map<string, RelayedStaple>();
+  let collectMetrics: (() => Promise<object[]>) | undefined;
   let gotKeys!: () => void;
   const first = new Promise<void>((r) => { gotKeys = r; });
   const onMessage = (m: unknown) => {
@@ -278,6 +319,10 @@ export async function joinPrimary(): Promise<WorkerLink> {
       gotKeys();
     } else if (m.type === 'staple') {
       staples.set(m.certSha256, { der: m.der ? Buffer.from(m.der, 'base64') : null, nextUpdate: m.nextUpdate, minValiditySeconds: m.minValiditySeconds, ...(m.summary ? { summary: m.summary } : {}) });
+    } else if (m.type === 'metrics-request') {
+      const reply = (metrics: object[] | null) => process.connected && process.send?.({ certbound: true, type: 'metrics', id: m.id, metrics } satisfies ClusterMessage);
+      if (!collectMetrics) reply(null);
+      else collectMetrics().then(reply, () => reply(null));
     }
   };
   process.on('message', onMessage);
@@ -298,6 +343,9 @@ export async function joinPrimary(): Promise<WorkerLink> {
     summary(fingerprint, now = Date.now()) {
       const s = fingerprint !== undefined && staples.has(fingerprint) ? staples.get(fingerprint) : staples.values().next().value;
       return relayedSummary(s, now);
+    },
+    serveMetrics(collect) {
+      collectMetrics = collect;
     },
     attachStaples(server) {
       server.on('OCSPRequest', (cert: Buffer | null | undefined, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {

@@ -8,8 +8,9 @@ import { CertboundError } from '../errors.js';
 import { CLIENT_AUTH_MODES, type ClientAuthMode } from '../tls/client-auth.js';
 import type { MapperConfig } from '../tls/mapper.js';
 import { checkOcspUrl } from '../ocsp/server-stapling.js';
+import { parseHostPort } from './metrics-listener.js';
 
-type Kind = 'string' | 'integer' | 'string[]' | 'enum' | 'object' | 'object[]' | 'boolean';
+type Kind = 'string' | 'integer' | 'string[]' | 'enum' | 'object' | 'object[]' | 'boolean' | 'host:port';
 
 export interface SettingSpec {
   readonly key: keyof ServeConfig;
@@ -43,6 +44,10 @@ export interface ServeConfig {
   ticketKeyRotation: number;
   clientRevocation: 'off' | 'check' | 'cached-only';
   revocationFailMode: 'soft' | 'hard';
+  /** Metrics listener, `host:port` (or a port on 127.0.0.1); absent: no metrics. */
+  metrics?: string;
+  expiryWarningDays: number;
+  crlExpiryWarningHours: number;
   config?: string;
   /** OCSP stapling of the server certificates. */
   ocsp: 'on' | 'off';
@@ -106,6 +111,9 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'SrvOcspRespMaxBeforeNextUpdateSeconds', flag: 'srv-ocsp-resp-max-before-next-update-seconds', kind: 'integer', min: 0, description: 'Seed setting: prefetch no earlier than nextUpdate minus this (s). Default 14400.' },
   { key: 'SrvOcspRespMinBeforeNextUpdateSeconds', flag: 'srv-ocsp-resp-min-before-next-update-seconds', kind: 'integer', min: 0, description: 'Seed setting: from nextUpdate minus this (s) on, wait until nextUpdate + MinAfter. Default 120.' },
   { key: 'SrvOcspRespMinAfterNextUpdateSeconds', flag: 'srv-ocsp-resp-min-after-next-update-seconds', kind: 'integer', min: 0, description: 'Seed setting: how long after nextUpdate (s) the late prefetch happens. Default 60.' },
+  { key: 'metrics', flag: 'metrics', kind: 'host:port', description: 'Serve metrics in Prometheus text format on GET http://HOST:PORT/metrics (plain HTTP: keep it on loopback or a private network); with workers the primary serves them, summed over the workers. Off by default. See docs/metrics.md.' },
+  { key: 'expiryWarningDays', flag: 'expiry-warning-days', kind: 'integer', default: DEFAULTS.expiryWarningDays, min: 0, description: 'Log a warning, at start-up and once a day, for the server certificate, its chain and the --ca certificates this many days before they expire (expired: an error line).' },
+  { key: 'crlExpiryWarningHours', flag: 'crl-expiry-warning-hours', kind: 'integer', default: DEFAULTS.crlExpiryWarningHours, min: 0, description: 'Log a warning this many hours before a --crl file reaches its nextUpdate; past it, an error line (every client certificate it covers fails with CRL_HAS_EXPIRED).' },
   { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field: subject | issuer | san, attribute, match}], issuerThumbprint, identity | deny}], denyUnmapped } (config file only). Issuer rules and issuerThumbprint read the verified chain.' },
 ] satisfies SettingSpec[]);
 
@@ -120,6 +128,13 @@ function coerce(spec: SettingSpec, value: unknown, from: 'flag' | 'file'): unkno
     case 'string':
       if (typeof value !== 'string' || value === '') bad(name, 'expected a non-empty string');
       return value;
+    case 'host:port': {
+      // A config file may give a bare port as a number.
+      const text = typeof value === 'number' && Number.isInteger(value) ? String(value) : value;
+      if (typeof text !== 'string') bad(name, `expected host:port, got ${JSON.stringify(value)}`);
+      parseHostPort(text, name);
+      return text;
+    }
     case 'string[]': {
       const list = Array.isArray(value) ? value : [value];
       if (!list.every((v) => typeof v === 'string' && v !== '')) bad(name, 'expected file path(s)');
@@ -245,7 +260,7 @@ function serveCertificate(value: unknown, where: string): ServeCertificate {
 /** The flag table as markdown (docs/configuration.md is generated from it). */
 export function configReferenceMarkdown(): string {
   const rows = SERVE_SCHEMA.map((s) => {
-    const flag = s.flag ? `\`--${s.flag}${s.kind === 'boolean' ? '' : ' <' + (s.kind === 'enum' ? s.values?.join('|') : s.kind === 'integer' ? 'n' : 'value') + '>'}\`` : '(config file only)';
+    const flag = s.flag ? `\`--${s.flag}${s.kind === 'boolean' ? '' : ' <' + (s.kind === 'enum' ? s.values?.join('|') : s.kind === 'integer' ? 'n' : s.kind === 'host:port' ? 'host:port' : 'value') + '>'}\`` : '(config file only)';
     const def = s.default === undefined ? '' : `\`${JSON.stringify(s.default)}\``;
     // A `|` inside a cell, even in a code span, would split the markdown table.
     const cell = (text: string) => text.replace(/\|/g, '\\|');

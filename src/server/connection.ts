@@ -12,7 +12,8 @@ import {
 import type { CompiledMapper } from '../tls/mapper.js';
 import { readHandshake, type HandshakeRecord } from '../tls/peer-chain.js';
 import { installRenegotiationGuard, type RenegotiationGuard } from '../tls/renegotiation-guard.js';
-import type { Renegotiable } from '../tls/renegotiate.js';
+import type { NegotiationResult, Renegotiable } from '../tls/renegotiate.js';
+import { NO_METRICS, type MetricsSink } from './metrics.js';
 import { RequestOrder, type OrderedConnection } from './request-order.js';
 
 /** Checks a connection's client certificate for revocation (src/ocsp/revocation.ts RevocationChecker fits). */
@@ -48,6 +49,8 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   /** @internal Renegotiations the server started on this connection. */
   renegotiations = 0;
   readonly #policy: TrustPolicy;
+  /** Where the decision and negotiations are counted (NO_METRICS when metrics are off). */
+  readonly #metrics: MetricsSink;
   #closed = false;
   #handshake: HandshakeRecord;
   /** The parsed leaf of the current handshake, when the capture made one. */
@@ -66,11 +69,12 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   /** guard.handshakes at the last recorded handshake. */
   #recordedAtHandshakes = 0;
 
-  constructor(id: bigint, socket: TLSSocket, policy: TrustPolicy, onRogueHandshake?: (entry: ConnectionEntry) => void) {
+  constructor(id: bigint, socket: TLSSocket, policy: TrustPolicy, onRogueHandshake?: (entry: ConnectionEntry) => void, metrics: MetricsSink = NO_METRICS) {
     this.id = id;
     this.socket = socket;
     this.openedAt = Date.now();
     this.#policy = policy;
+    this.#metrics = metrics;
     ({ record: this.#handshake, leaf: this.#leaf } = readHandshake(socket, 1, policy.anchors));
     // A handshake the server did not start (a client-initiated renegotiation) could swap the
     // certificate while socket.authorized stays stale: the guard closes the connection at its
@@ -177,13 +181,17 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   clientCertificate(): ClientCertificate | null {
     if (this.#view !== undefined && this.#final) return this.#view;
     const facts = this.#factsOf();
+    // The decision is counted where it becomes final: once per handshake.
     if (!facts) {
       this.#final = true;
+      this.#metrics.verdict(null);
       return (this.#view = null);
     }
     if (!this.#policy.revocation) {
       this.#final = true;
-      return (this.#view = certificateView(facts, decideTrust(facts, undefined, this.#policy.mapper)));
+      this.#view = certificateView(facts, decideTrust(facts, undefined, this.#policy.mapper));
+      this.#metrics.verdict(this.#view.certFlags);
+      return this.#view;
     }
     if (this.#view === undefined) this.#view = certificateView(facts, decideTrust(facts, 'pending', this.#policy.mapper));
     void this.settle();
@@ -212,10 +220,17 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
       this.#view = certificateView(facts, decideTrust(facts, outcome, this.#policy.mapper));
       this.#final = true;
       this.#settling = undefined;
+      this.#metrics.revocation(outcome.source, outcome.revocationStatus);
+      this.#metrics.verdict(this.#view.certFlags);
       return this.#view;
     });
     this.#settling = settling;
     return settling;
+  }
+
+  /** @internal Counts an on-demand negotiation's result (src/tls/renegotiate.ts). */
+  negotiated(result: NegotiationResult, attempted: boolean): void {
+    this.#metrics.negotiation(result, attempted);
   }
 
   /** @internal */

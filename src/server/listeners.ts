@@ -9,6 +9,7 @@ import { recordClientHellos, type HelloRecordOptions } from '../tls/hello-record
 import { DEFAULTS } from '../defaults.js';
 import { ConnectionRegistry } from './registry.js';
 import { orderRequests } from './request-order.js';
+import type { MetricsSink } from './metrics.js';
 
 /** Something that answers 'OCSPRequest' on a TLS server: the local stapler, or a cluster worker's relayed staples. */
 export interface StapleSource {
@@ -23,6 +24,8 @@ export interface ListenerSetup {
   readonly logger: { debug(obj: object, msg: string): void };
   /** With several server certificates: read each ClientHello first (src/tls/hello-record.ts). */
   readonly helloRecord?: HelloRecordOptions;
+  /** Counts handshakes (completed and failed); no listener is added when metrics are off. */
+  readonly metrics?: MetricsSink;
 }
 
 /** Installs `server` as a certbound listener (idempotent parts: registry and order). */
@@ -32,9 +35,12 @@ export function installListener(server: HttpsServer, setup: ListenerSetup): void
   orderRequests(server, (s) => ConnectionRegistry.entryOf(s));
   setup.staples?.attachStaples(tls);
   if (setup.helloRecord) recordClientHellos(tls, setup.helloRecord);
+  const metrics = setup.metrics?.enabled ? setup.metrics : undefined;
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
     setup.logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
+    metrics?.handshake(socket.getProtocol(), false, false);
   });
+  if (metrics) tls.on('secureConnection', (s) => metrics.handshake(s.getProtocol(), s.isSessionReused(), true));
   server.headersTimeout = DEFAULTS.headersTimeoutMs;
   server.requestTimeout = DEFAULTS.requestTimeoutMs;
   server.keepAliveTimeout = DEFAULTS.keepAliveTimeoutMs;

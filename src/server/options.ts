@@ -94,6 +94,7 @@ export interface OptionSchema {
   readonly enum?: readonly unknown[];
   readonly const?: unknown;
   readonly minimum?: number;
+  readonly maximum?: number;
   readonly exclusiveMinimum?: number;
   readonly items?: OptionSchema;
   readonly minLength?: number;
@@ -243,6 +244,31 @@ export const SERVER_SCHEMA = {
     fastify: { type: 'object', description: 'Extra fastify options.' },
     ocsp: { anyOf: [{ type: 'boolean' }, OCSP_SCHEMA], default: false, description: 'OCSP stapling of the server certificate: true or options (docs/ocsp.md).' },
     stapleSource: { type: 'object', description: 'Staples from elsewhere instead of a local stapler (a cluster worker\'s link to the primary). Not with ocsp.' },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        host: { type: 'string', minLength: 1 },
+        port: { type: 'integer', minimum: 0, maximum: 65535 },
+        // A prom-client Registry (checked by shape where it is used: prom-client loads only when metrics are on).
+        registry: { type: 'object' },
+        defaultMetrics: { type: 'boolean' },
+      },
+      description: 'Metrics in Prometheus text format: { host (default 127.0.0.1), port (a plain-HTTP listener for GET /metrics; absent: none), registry (a prom-client Registry), defaultMetrics (default true) } (docs/metrics.md). Off when absent.',
+    },
+    expiryWarnings: {
+      anyOf: [{ const: false }, {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          certificateDays: { type: 'number', minimum: 0 },
+          crlHours: { type: 'number', minimum: 0 },
+          intervalMs: { type: 'integer', exclusiveMinimum: 0 },
+          now: { isFunction: true },
+        },
+      }],
+      description: `Expiry warnings at listen() and daily: { certificateDays (default ${DEFAULTS.expiryWarningDays}), crlHours (default ${DEFAULTS.crlExpiryWarningHours}) }, or false (docs/metrics.md#expiry-warnings). On by default.`,
+    },
   },
 } as const satisfies OptionSchema;
 

@@ -472,10 +472,11 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
 }
 
 async function certbound(app: FastifyInstance, options: CertboundPluginOptions): Promise<void> {
+  // The whole options object first (ocsp included; an array or a string is refused here).
+  validatePluginOptions(options, 'certbound');
   const { ocsp, ...rest } = options ?? {};
   installCertbound(app, rest);
   if (ocsp === undefined) return;
-  validatePluginOptions({ ocsp }, 'certbound');
   if (!app.server || !('addContext' in app.server)) {
     throw new CertboundError('CB_ERR_INVALID_OPTION', ['certbound.ocsp', 'needs a fastify app built on a TLS server (fastify({ https: { cert, key } }))']);
   }

@@ -5,6 +5,7 @@
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import { compileMapper } from '../tls/mapper.js';
 import { ConnectionEntry, type TrustPolicy } from './connection.js';
+import { NO_METRICS, type MetricsSink } from './metrics.js';
 
 export { ConnectionEntry, type TrustPolicy } from './connection.js';
 export type { HandshakeRecord } from '../tls/peer-chain.js';
@@ -44,6 +45,8 @@ export interface RegistryLogger {
 
 export interface RegistryOptions extends Partial<TrustPolicy> {
   logger?: RegistryLogger;
+  /** Counts each connection's decision, revocation check and negotiations (src/server/metrics.ts). Default: none. */
+  metrics?: MetricsSink;
 }
 
 /** Connection id → entry for the connections of one or more TLS servers. */
@@ -51,6 +54,7 @@ export class ConnectionRegistry {
   readonly #entries = new Map<bigint, ConnectionEntry>();
   readonly #logger: RegistryLogger | undefined;
   readonly #attached = new WeakSet<TlsServer>();
+  readonly #metrics: MetricsSink;
   /** The trust rules every connection's decision applies. */
   readonly policy: TrustPolicy;
   /** Handshakes refused because the client started them (client-initiated renegotiation). */
@@ -59,6 +63,7 @@ export class ConnectionRegistry {
   constructor(options: RegistryOptions = {}) {
     this.policy = Object.freeze({ mapper: options.mapper ?? compileMapper(undefined), revocation: options.revocation, anchors: options.anchors ?? [] });
     this.#logger = options.logger;
+    this.#metrics = options.metrics ?? NO_METRICS;
   }
 
   /** Registers every connection `server` accepts from now on (idempotent per server). */
@@ -75,7 +80,7 @@ export class ConnectionRegistry {
     const entry = new ConnectionEntry(nextConnectionId(), socket, this.policy, (e) => {
       this.rogueHandshakes += 1;
       this.#logger?.warn({ connectionId: e.id.toString(), remoteAddress: socket.remoteAddress }, 'client-initiated renegotiation refused: connection closed');
-    });
+    }, this.#metrics);
     (socket as TLSSocket & { [kEntry]?: ConnectionEntry })[kEntry] = entry;
     this.#entries.set(entry.id, entry);
     socket.once('close', () => {

@@ -25,6 +25,9 @@ import { ConnectionRegistry, connectionIdPrefix } from './registry.js';
 import { installListener, type StapleSource } from './listeners.js';
 import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
 import { compileOptions, SERVER_SCHEMA, type OptionClass } from './options.js';
+import { NO_METRICS, PromMetrics, type PromRegistry } from './metrics.js';
+import { isLoopback as isLoopbackHost, startMetricsListener, type MetricsListener } from './metrics-listener.js';
+import { ExpiryMonitor, expiryItems, type ExpiryMonitorOptions } from './expiry.js';
 import { referenceRoutes } from './routes.js';
 import { createServerStapling, OCSP_OFF_SUMMARY, type OcspStapleSummary, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
@@ -99,6 +102,41 @@ export interface CreateServerCommonOptions {
    * (src/server/cluster.ts). Installed on every listener. Not with `ocsp`.
    */
   stapleSource?: StapleSource;
+  /**
+   * Metrics in Prometheus text format (prom-client; names in docs/metrics.md). With `port`,
+   * `listen()` also serves GET /metrics over plain HTTP on `host` (default 127.0.0.1): keep it
+   * on loopback or a private network. Without `port`, read `server.metrics.registry` yourself.
+   * Default: off (prom-client is not loaded, the hot paths count nothing).
+   */
+  metrics?: ServerMetricsOptions;
+  /**
+   * Expiry warnings: at `listen()` and once a day, one log line per server certificate (and
+   * chain), trusted client CA and loaded CRL near or past its end (docs/metrics.md), and the
+   * expiry gauges when metrics are on. `false` turns them off. Default: on, thresholds
+   * DEFAULTS.expiryWarningDays and DEFAULTS.crlExpiryWarningHours.
+   */
+  expiryWarnings?: ServerExpiryOptions | false;
+}
+
+export interface ServerMetricsOptions {
+  /** Address of the metrics listener. Default: 127.0.0.1 (DEFAULTS.metricsHost). */
+  host?: string;
+  /** Port of the metrics listener (0 picks a free one). Absent: no listener. */
+  port?: number;
+  /** A prom-client Registry of the application to register on. Default: a new one. */
+  registry?: PromRegistry;
+  /** prom-client's default process and Node.js metrics on the same registry. Default: true. */
+  defaultMetrics?: boolean;
+}
+
+export type ServerExpiryOptions = Partial<Pick<ExpiryMonitorOptions, 'now' | 'intervalMs'>> & { certificateDays?: number; crlHours?: number };
+
+/** `server.metrics` when the `metrics` option is on. */
+export interface ServerMetrics {
+  /** The prom-client Registry holding certbound's metrics. */
+  readonly registry: PromRegistry;
+  /** The metrics listener's address once `listen()` has started it, else null. */
+  address(): AddressInfo | null;
 }
 
 /** Validates createServer's options against SERVER_SCHEMA (src/server/options.ts): CB_ERR_INVALID_OPTION. */
@@ -123,7 +161,11 @@ export interface CertboundServer {
   readonly clientAuth: ClientAuthMode;
   /** The OCSP stapler when the `ocsp` option is on. */
   readonly ocsp: OcspStapler | undefined;
-  /** Starts listening; resolves with the bound address. Fails with CB_ERR_LISTEN. */
+  /** Metrics, when the `metrics` option is on. */
+  readonly metrics: ServerMetrics | undefined;
+  /** The expiry monitor (findings() for the current state), unless `expiryWarnings: false`. */
+  readonly expiry: ExpiryMonitor | undefined;
+  /** Starts listening (and the metrics listener first, if configured); resolves with the bound address. Fails with CB_ERR_LISTEN. */
   listen(options?: { host?: string; port?: number }): Promise<AddressInfo>;
   /** Stops accepting, ends idle keep-alive connections, waits for requests in flight. */
   close(): Promise<void>;
@@ -168,6 +210,24 @@ function makeLogger(option: CreateServerOptions['logger']): Logger {
   return pino({ level: DEFAULTS.logLevel, ...(option as LoggerOptions | undefined) });
 }
 
+/**
+ * certbound's metrics on a new or the given registry. A registry that already holds them (a
+ * second server on the same registry) or prom-client's default metrics (the application
+ * collects them itself) is CB_ERR_INVALID_OPTION rather than prom-client's bare Error.
+ */
+function makePromMetrics(o: ServerMetricsOptions): PromMetrics {
+  // A prom-client Registry, checked by shape (the schema says only "an object").
+  const r = o.registry as { metrics?: unknown; registerMetric?: unknown; getMetricsAsJSON?: unknown } | undefined;
+  if (r !== undefined && (typeof r.metrics !== 'function' || typeof r.registerMetric !== 'function' || typeof r.getMetricsAsJSON !== 'function')) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', ['metrics.registry', 'expected a prom-client Registry']);
+  }
+  try {
+    return new PromMetrics({ ...(o.registry ? { registry: o.registry } : {}), ...(o.defaultMetrics !== undefined ? { defaultMetrics: o.defaultMetrics } : {}) });
+  } catch (err) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', ['metrics.registry', `${(err as Error).message} (one registry per server; defaultMetrics: false when the application collects them)`], { cause: err });
+  }
+}
+
 /** Builds a certbound HTTPS server. Add routes to `app`, then `listen()`. */
 export function createServer(options: CreateServerOptions): CertboundServer {
   validateServerOptions(options, '');
@@ -189,7 +249,10 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   const anchors = anchorsFromPem(ca.length > 0 ? ca : rootCertificates);
   const revocation = options.revocation === undefined ? undefined
     : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker({ logger: logger.child({ component: 'revocation' }), ...options.revocation });
-  const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors });
+  // Metrics: prom-client is loaded only when they are on; otherwise every hook is a no-op.
+  const promMetrics = options.metrics ? makePromMetrics(options.metrics) : undefined;
+  const metrics = promMetrics ?? NO_METRICS;
+  const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors, metrics });
   const queue = new RequestQueue(registry);
 
   // What every context shares (the SNI ones too: OpenSSL verifies client certificates with the
@@ -248,12 +311,32 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       certless.push(startWithout);
       helloRecord = { timeoutMs: tlsOptions.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs, startWithout };
     }
-    installListener(l, { registry, staples, logger, ...(helloRecord ? { helloRecord } : {}) });
+    installListener(l, { registry, staples, logger, metrics, ...(helloRecord ? { helloRecord } : {}) });
     tlsListeners.push(l as unknown as TlsServer);
   };
   addListener(server);
   const ocspStaple = (fingerprint?: string): OcspStapleSummary => stapling?.summary(fingerprint) ?? options.stapleSource?.summary?.(fingerprint) ?? OCSP_OFF_SUMMARY;
   app.decorate('ocspStaple', ocspStaple);
+  let expiryList: ReturnType<typeof expiryItems> | undefined;
+  const expiryOptions = options.expiryWarnings === false ? undefined : options.expiryWarnings ?? {};
+  const expiry = expiryOptions && new ExpiryMonitor({
+    items: () => (expiryList ??= expiryItems({ certs: material.certificates.map((c) => c.chainPem), ca, crl })),
+    logger: logger.child({ component: 'expiry' }),
+    thresholds: { ...(expiryOptions.certificateDays !== undefined ? { certificateDays: expiryOptions.certificateDays } : {}), ...(expiryOptions.crlHours !== undefined ? { crlHours: expiryOptions.crlHours } : {}) },
+    ...(expiryOptions.now ? { now: expiryOptions.now } : {}),
+    ...(expiryOptions.intervalMs ? { intervalMs: expiryOptions.intervalMs } : {}),
+  });
+  if (promMetrics) {
+    promMetrics.watchConnections(() => registry.size);
+    if (stapling) promMetrics.watchStapler(stapling.stapler);
+    if (expiry) promMetrics.watchExpiry(() => expiry.findings());
+    // Route-less labels only (method, status class): a label per URL would grow without bound.
+    app.addHook('onResponse', (request, reply, done) => {
+      promMetrics.request(request.method, reply.statusCode, reply.elapsedTime / 1000);
+      done();
+    });
+  }
+  let metricsListener: MetricsListener | undefined;
 
   const onDemandHosts = options.onDemandHosts ?? [];
   if (onDemandHosts.length > 0) {
@@ -312,14 +395,26 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     registry,
     clientAuth,
     ocsp: stapling?.stapler,
+    metrics: promMetrics && { registry: promMetrics.registry, address: () => metricsListener?.address ?? null },
+    expiry,
     async listen(opts = {}) {
       const host = opts.host ?? DEFAULTS.host;
       const port = opts.port ?? DEFAULTS.port;
+      // Start-up: one line per certificate or CRL near or past its end (a CRL past nextUpdate
+      // fails every client certificate it covers), then once a day.
+      expiry?.start();
       await stapling?.start();
+      if (promMetrics && options.metrics?.port !== undefined && !metricsListener) {
+        const at = { host: options.metrics.host ?? DEFAULTS.metricsHost, port: options.metrics.port };
+        metricsListener = await startMetricsListener(at, () => promMetrics.render(), logger);
+        if (!isLoopbackHost(at.host)) logger.warn({ host: at.host, port: metricsListener.address.port }, 'metrics listener is plain HTTP and not on loopback: keep it on a private network');
+      }
       try {
         // fastify names the scheme from its own `https` option, which the serverFactory bypasses.
         await app.listen({ host, port, listenTextResolver: (address) => `Server listening at ${address.replace(/^http:/, 'https:')}` });
       } catch (err) {
+        await metricsListener?.close();
+        metricsListener = undefined;
         const e = err as NodeJS.ErrnoException;
         throw new CertboundError('CB_ERR_LISTEN', [host, port, e.code === 'EADDRINUSE' ? 'the port is in use (EADDRINUSE)' : e.code ?? e.message], { cause: err });
       }
@@ -335,7 +430,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       ready = false;
       closing ??= (async () => {
         queue.close();
+        expiry?.stop();
         await app.close();
+        await metricsListener?.close();
         await stapling?.close();
       })();
       return closing;

@@ -19,6 +19,8 @@ export interface Renegotiable {
   expectServerHandshake(on: boolean): void;
   /** Records the handshake that just completed (new chain, new decision). */
   recordHandshake(): unknown;
+  /** Told each result once (metrics): `attempted` when a renegotiation ran, false for a refusal (tls13, http2, limit). */
+  negotiated?(result: NegotiationResult, attempted: boolean): void;
 }
 import { DEFAULTS } from '../defaults.js';
 
@@ -82,7 +84,11 @@ export function negotiateCertificate(entry: Renegotiable, options: NegotiationOp
   if (entry.closed || entry.socket.destroyed) return Promise.resolve(done('closed'));
   if (entry.hasCertificate()) return Promise.resolve(done('certificate'));
   const refusal = renegotiationRefusal({ protocol: entry.handshake.protocol, alpnProtocol: entry.handshake.alpnProtocol, renegotiations: entry.renegotiations });
-  if (refusal) return Promise.resolve(done(refusal));
+  if (refusal) {
+    const r = done(refusal);
+    entry.negotiated?.(r, false);
+    return Promise.resolve(r);
+  }
 
   const socket = entry.socket;
   const timeoutMs = options.timeoutMs ?? DEFAULT_NEGOTIATION_TIMEOUT_MS;
@@ -98,7 +104,9 @@ export function negotiateCertificate(entry: Renegotiable, options: NegotiationOp
       socket.off('error', onError);
       entry.expectServerHandshake(false);
       entry.negotiation = undefined;
-      resolve(Object.freeze({ status, durationMs: Date.now() - started, detail }));
+      const result: NegotiationResult = Object.freeze({ status, durationMs: Date.now() - started, detail });
+      entry.negotiated?.(result, true);
+      resolve(result);
     };
     const onClose = () => finish('closed');
     const onError = (err: NodeJS.ErrnoException) => {
