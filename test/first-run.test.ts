@@ -6,11 +6,11 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { X509Certificate, createPublicKey } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEV_CLIENT_P12_PASSWORD } from '../src/tls/dev-pki.js';
+import { DEV_CLIENT_P12_PASSWORD, ensureDevPki } from '../src/tls/dev-pki.js';
 import { serve } from '../src/server/cli.js';
 import { devPki, tempDir } from './helpers/pki.js';
 import { freePort, run } from './helpers/exec.js';
@@ -36,6 +36,20 @@ test('client.p12: mode 0600, openssl reads the same certificate (fingerprint), i
   assert.equal(spki(key.stdout), spki(readFileSync(pki.clientKey)));
   const wrong = await run('openssl', ['pkcs12', '-in', p12, '-passin', 'pass:wrong', '-nokeys']);
   assert.notEqual(wrong.code, 0, 'the password is checked (MAC)');
+});
+
+test('a dev PKI from before client.p12 gains one from its own client files: the root CA a browser trusts stays the same', async () => {
+  const pki = await devPki();
+  const p12 = join(pki.dir, 'client.p12');
+  const root = readFileSync(pki.rootCa, 'utf8');
+  rmSync(p12);
+  const { created } = await ensureDevPki(pki.dir);
+  assert.equal(created, false, 'not recreated');
+  assert.equal(readFileSync(pki.rootCa, 'utf8'), root, 'same root CA');
+  assert.equal(statSync(p12).mode & 0o777, 0o600);
+  const leaf = await run('openssl', ['pkcs12', '-in', p12, '-passin', `pass:${DEV_CLIENT_P12_PASSWORD}`, '-nokeys', '-clcerts']);
+  assert.equal(leaf.code, 0, leaf.stderr);
+  assert.equal(new X509Certificate(leaf.stdout).fingerprint256, new X509Certificate(readFileSync(pki.client)).fingerprint256);
 });
 
 test('require mode: the banner says what to expect, and a request without a certificate gets no HTTP answer', async (t) => {

@@ -4,7 +4,7 @@
 // Its private keys are 0600 in a 0700 directory, whatever the umask or what was there.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { issueCertificate, OID, type IssuedCertificate } from './cert-builder.js';
@@ -176,12 +176,33 @@ export function devPkiUsable(dir: string): boolean {
   }
 }
 
+/** Writes client.p12 from client.pem, client.key and client-ca.pem when all three are there and valid. */
+async function addClientP12(dir: string): Promise<void> {
+  const paths = devPkiPaths(dir);
+  if (![paths.client, paths.clientKey, paths.clientCa].every((p) => existsSync(p))) return;
+  const client = new X509Certificate(readFileSync(paths.client));
+  const clientCa = new X509Certificate(readFileSync(paths.clientCa));
+  const keyPem = readFileSync(paths.clientKey, 'utf8');
+  // The key must be the certificate's, and the certificate the CA's: else the PKI is recreated whole.
+  if (!client.checkPrivateKey(createPrivateKey(keyPem)) || !client.checkIssued(clientCa)) return;
+  const p12 = await writePkcs12({
+    certificates: [client.raw, clientCa.raw],
+    privateKey: pemBlocks(keyPem, 'PRIVATE KEY')[0] as Buffer,
+    password: DEV_CLIENT_P12_PASSWORD,
+    friendlyName: 'certbound dev client',
+  });
+  writeSecretFile(paths.clientP12, p12);
+}
+
 /**
  * The dev PKI in `dir`, created on first use (or when it is incomplete or about to expire).
  * A dev PKI that is reused has its key files tightened to 0600 and its directory to 0700:
  * `tightened` names the key files that group or others could read until then.
  */
 export async function ensureDevPki(dir: string, options: DevPkiOptions = {}): Promise<{ paths: DevPkiPaths; created: boolean; tightened: string[] }> {
+  // A dev PKI from before client.p12 existed: the bundle is added from its own client files, so
+  // a root CA a browser or a system already trusts stays the same.
+  if (!existsSync(devPkiPaths(dir).clientP12)) await addClientP12(dir).catch(() => undefined);
   if (devPkiUsable(dir)) return { paths: devPkiPaths(dir), created: false, tightened: tightenDevPki(dir) };
   return { paths: await createDevPki(dir, options), created: true, tightened: [] };
 }
