@@ -38,6 +38,10 @@ export const DEFAULTS = Object.freeze({
   clientRevocation: 'off' as 'off' | 'check' | 'cached-only',
   /** Time (ms) a closing `certbound serve` process waits for its connections before it exits anyway. */
   shutdownGraceMs: 10_000,
+  /** `certbound serve --watch-certs`: reload the TLS files when they change. */
+  watchCerts: false,
+  /** `certbound serve --watch-certs`: quiet time (ms) after the last change of a watched file before the reload. */
+  watchCertsDebounceMs: 500,
 
   // Workers (node:cluster, src/server/cluster.ts).
   /** Interval (ms) at which the primary rotates the TLS session-ticket keys. Alias: DEFAULT_TICKET_KEY_ROTATION_MS. */

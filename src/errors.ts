@@ -18,6 +18,7 @@ export const ERRORS = Object.freeze({
   CB_ERR_KEY_MISMATCH: { statusCode: 500, message: 'The key in %s does not match the certificate in %s' },
   CB_ERR_TLS_CONTEXT: { statusCode: 500, message: 'Node\'s TLS layer refused %s: %s' },
   CB_ERR_LISTEN: { statusCode: 500, message: 'Cannot listen on %s:%s: %s' },
+  CB_ERR_RELOAD: { statusCode: 500, message: 'Reload refused, the certificates in use stay in place: %s' },
   CB_ERR_CLIENT_CERT_REQUIRED: { statusCode: 403, message: 'A client certificate is required' },
   CB_ERR_CLIENT_CERT_UNTRUSTED: { statusCode: 403, message: 'The client certificate did not verify (%s)' },
   CB_ERR_CLIENT_CERT_DENIED: { statusCode: 403, message: 'The client certificate is not mapped to an identity' },

@@ -47,6 +47,14 @@ const WAYS = {
   CB_ERR_KEY_MISMATCH: cli('a key that is not the certificate\'s', (fx) => ['serve', '--cert', fx.pki.server, '--key', fx.pki.clientKey], /client\.key/),
   CB_ERR_TLS_CONTEXT: call('createServer with tls.ciphers that match no cipher', (fx) => createServer(fx.serverOptions({ tls: { ciphers: 'NOPE' } })), /the tls options: .*no cipher match/),
   CB_ERR_LISTEN: cli('a port in use', async (fx) => ['serve', ...fx.tlsFlags, '--port', String(await fx.busyPort())], /EADDRINUSE/),
+  CB_ERR_RELOAD: call('reload() with a key that is not the certificate\'s', async (fx) => {
+    const s = createServer(fx.serverOptions());
+    try {
+      return await s.reload({ cert: readFileSync(fx.pki.server), key: readFileSync(fx.pki.clientKey), ca: readFileSync(fx.pki.caBundle) });
+    } finally {
+      await s.close();
+    }
+  }, /CB_ERR_KEY_MISMATCH/),
   CB_ERR_DEV_PKI: cli('dev-pki into a read-only directory', (fx) => ['dev-pki', fx.readOnlyDir('read-only')], /read-only: .*\(EACCES\)/, { unprivileged: true }),
   CB_ERR_OCSP_CACHE: call('listen() with ocsp.cacheDir under a regular file', (fx) => createServer(fx.serverOptions({ ocsp: { cacheDir: join(fx.file('plain-file', 'x'), 'cache') } })).listen({ host: '127.0.0.1', port: 0 }), /plain-file/),
   // Something nothing expected (here JSON.parse failing under `certbound version`) still ends with a code.

@@ -49,6 +49,15 @@ export interface ServerStapling {
    */
   start(): Promise<void>;
   summary(): OcspStapleSummary | null;
+  /**
+   * Moves stapling to a new server certificate (a reload): keeps a staple for it (first
+   * retrieval done, as at start), then stops keeping the old one. Staples are looked up by the
+   * certificate each handshake serves, so the old staple is never served for the new one.
+   * Call `retire()` with the old certificate once the listeners serve the new one.
+   */
+  moveTo(cert: Pem, ca: Pem[]): Promise<void>;
+  /** Stops keeping a staple for `cert` (PEM, leaf first) unless it is the current one. */
+  retire(cert: Pem): void;
   close(): Promise<void>;
 }
 
@@ -92,27 +101,43 @@ export function createServerStapling(input: { cert: Pem; ca: Pem[]; options: Ser
   const stapler = createStapler({ ...staplerOptions, logger: input.logger });
   const log = input.logger.child({ component: 'ocsp' });
   let started: Promise<void> | undefined;
+  let current = { cert: input.cert, ca: input.ca };
+  const keep = async (cert: Pem, ca: Pem[]) => {
+    const chain = issuerChain(cert, [...(issuer ? [issuer] : []), ...ca]);
+    if (!chain) {
+      log.warn({ event: 'ocsp-skip', reason: 'no-issuer' }, 'OCSP stapling off: the issuer of the server certificate is not in cert, ocsp.issuer or ca');
+      return;
+    }
+    const state = await stapler.add(chain).catch((err: unknown) => {
+      log.warn({ event: 'ocsp-skip', reason: 'bad-chain', err: (err as Error).message }, 'OCSP stapling off');
+      return undefined;
+    });
+    if (state === undefined) log.info({ event: 'ocsp-skip', reason: 'no-ocsp-url' }, 'the server certificate has no OCSP URL: nothing to staple');
+  };
+  const leafOf = (cert: Pem) => pemBlocks(cert.toString(), 'CERTIFICATE')[0];
   return {
     stapler,
     attach: (server) => { stapler.attach(server); },
     start() {
       started ??= (async () => {
         if (staplerOptions.cacheDir !== undefined && staplerOptions.storage === undefined) await prepareCacheDir(staplerOptions.cacheDir);
-        const chain = issuerChain(input.cert, [...(issuer ? [issuer] : []), ...input.ca]);
-        if (!chain) {
-          log.warn({ event: 'ocsp-skip', reason: 'no-issuer' }, 'OCSP stapling off: the issuer of the server certificate is not in cert, ocsp.issuer or ca');
-          return;
-        }
-        const state = await stapler.add(chain).catch((err: unknown) => {
-          log.warn({ event: 'ocsp-skip', reason: 'bad-chain', err: (err as Error).message }, 'OCSP stapling off');
-          return undefined;
-        });
-        if (state === undefined) log.info({ event: 'ocsp-skip', reason: 'no-ocsp-url' }, 'the server certificate has no OCSP URL: nothing to staple');
+        await keep(current.cert, current.ca);
       })();
       return started;
     },
+    async moveTo(cert, ca) {
+      await started;
+      current = { cert, ca };
+      await keep(cert, ca);
+    },
+    retire(cert) {
+      const old = leafOf(cert);
+      const now = leafOf(current.cert);
+      if (old && !(now && old.equals(now))) stapler.remove(old);
+    },
     summary() {
-      const s = stapler.states()[0];
+      const leaf = leafOf(current.cert);
+      const s = leaf ? stapler.handleFor(leaf)?.state() : undefined;
       return s ? { stapled: s.stapled, certStatus: s.certStatus, thisUpdate: s.thisUpdate, nextUpdate: s.nextUpdate, nextRefresh: s.nextRefresh, url: s.url } : null;
     },
     close: () => stapler.close(),

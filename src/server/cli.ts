@@ -1,7 +1,7 @@
 // The `certbound` command: `serve` (the reference server) and `dev-pki DIR`. Start-up
 // errors are one line with a stable code, never a stack trace.
-import { readFileSync } from 'node:fs';
-import { relative, resolve } from 'node:path';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
@@ -21,7 +21,8 @@ import { pino, type LoggerOptions } from 'pino';
 import { pemBlocks } from '../tls/pem.js';
 import { createServerStapling } from '../ocsp/server-stapling.js';
 import type { CreateServerOptions } from './server.js';
-import { defaultWorkerCount, joinPrimary, startPrimary, workerEpoch, workerIndex, type WorkerLink } from './cluster.js';
+import { defaultWorkerCount, joinPrimary, startPrimary, workerEpoch, workerIndex, type WorkerLink, type WorkerReload } from './cluster.js';
+import { checkReloadMaterial, logReloadFailure } from './reload.js';
 import { resolveSettings } from '../ocsp/schedule.js';
 import { setConnectionIdPrefix } from './registry.js';
 import { join } from 'node:path';
@@ -102,6 +103,68 @@ async function loadTlsMaterial(cfg: ServeConfig): Promise<Loaded> {
   const ca = cfg.ca ? cfg.ca.map((p) => loadCertificates(p, 'CA').pem) : devCa ? [loadCertificates(devCa, 'CA').pem] : [];
   const crl = (cfg.crl ?? []).flatMap((p) => crlsOf(loadCrlText(p), p));
   return { cert: cert.pem, key: key.pem, ca, crl, dev: devDir !== undefined, ...(devDir !== undefined ? { devDir } : {}) };
+}
+
+/**
+ * The TLS files of `serve` read again for a reload, with the same loader and checks as at
+ * start-up (a CB_ERR_* naming the file when one is wrong).
+ */
+async function reloadMaterial(cfg: ServeConfig): Promise<WorkerReload> {
+  const loaded = await loadTlsMaterial(cfg);
+  return { cert: loaded.cert, key: loaded.key, ca: loaded.ca, crl: loaded.crl, ...(cfg.clientRevocation !== 'off' ? { revocationCrls: loaded.crl } : {}) };
+}
+
+/** The files a reload reads (for --watch-certs). */
+function tlsFilePaths(cfg: ServeConfig): string[] {
+  const dev = resolve(cfg.devPkiDir);
+  const own = cfg.cert && cfg.key ? [cfg.cert, cfg.key] : [resolve(dev, 'server.pem'), resolve(dev, 'server.key')];
+  const ca = cfg.ca ?? (cfg.cert ? [] : [resolve(dev, 'ca-bundle.pem')]);
+  return [...own, ...ca, ...(cfg.crl ?? [])].map((p) => resolve(p));
+}
+
+/**
+ * Reloads on SIGHUP and, with --watch-certs, when a TLS file changes (debounced; the parent
+ * directories are watched, so files replaced by a rename are seen). Reloads never overlap: one
+ * asked while another runs runs once after it. Returns a function that stops both.
+ */
+function reloadTriggers(cfg: ServeConfig, reloadOnce: () => Promise<void>, log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void }): () => void {
+  let running: Promise<void> | undefined;
+  let again = false;
+  const trigger = (why: string) => {
+    if (running) { again = true; return; }
+    log.info({ event: 'reload', trigger: why }, 'reloading the certificates');
+    running = reloadOnce().catch(() => {}).finally(() => {
+      running = undefined;
+      if (again) { again = false; trigger(why); }
+    });
+  };
+  const onHup = () => trigger('SIGHUP');
+  process.on('SIGHUP', onHup);
+  const watchers: FSWatcher[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  if (cfg.watchCerts) {
+    const files = tlsFilePaths(cfg);
+    for (const dir of new Set(files.map((f) => dirname(f)))) {
+      const names = new Set(files.filter((f) => dirname(f) === dir).map((f) => basename(f)));
+      try {
+        const w = watch(dir, { persistent: false }, (_event, name) => {
+          if (name !== null && !names.has(name.toString())) return;
+          clearTimeout(timer);
+          timer = setTimeout(() => trigger('file change'), DEFAULTS.watchCertsDebounceMs);
+          timer.unref();
+        });
+        w.on('error', (err) => log.warn({ event: 'reload', dir, err: err.message }, 'cannot watch the certificate directory any more'));
+        watchers.push(w);
+      } catch (err) {
+        log.warn({ event: 'reload', dir, err: (err as Error).message }, 'cannot watch the certificate directory: reload with SIGHUP');
+      }
+    }
+  }
+  return () => {
+    process.off('SIGHUP', onHup);
+    clearTimeout(timer);
+    for (const w of watchers) w.close();
+  };
 }
 
 /** The options of createServer for this configuration (the same in one process, a cluster primary's check and its workers). */
@@ -228,7 +291,27 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     started.add(() => server.close());
     if (worker) worker.follow(server);
     if (closeResponder) server.app.addHook('onClose', closeResponder);
+    // Registered before listen (fastify takes no hooks after): stops the reload triggers.
+    let stopReloads = () => {};
+    server.app.addHook('onClose', async () => stopReloads());
     const addr = await server.listen({ host: cfg.host, port: cfg.port });
+    if (worker) {
+      // In a cluster the primary takes SIGHUP and the file changes, and hands every worker the
+      // material it read (src/server/cluster.ts); a SIGHUP sent to a worker alone is ignored.
+      worker.onReload(async (m) => (await server.reload(m)).sha256);
+    } else {
+      const log = server.app.log;
+      stopReloads = reloadTriggers(cfg, async () => {
+        let m: WorkerReload;
+        try {
+          m = await reloadMaterial(cfg);
+        } catch (err) {
+          logReloadFailure(log, err);
+          return;
+        }
+        await server.reload(m).catch(() => {}); // server.reload logs its own failure line.
+      }, log);
+    }
     onListening?.(server);
     // In a cluster the primary prints the banner once.
     if (!worker) console.log(banner(cfg, addr.port, loaded, server));
@@ -319,20 +402,45 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   // Workers apply the same minimum validity before serving a relayed staple.
   const minValiditySeconds = resolveSettings(ocsp === true || !ocsp ? {} : ocsp.settings).SrvOcspRespMinValiditySeconds;
   // One stapler per machine: every update goes to every worker (and to workers started later).
-  const leafDer = pemBlocks(loaded.cert, 'CERTIFICATE')[0];
-  if (leafDer) {
-    const leafSha256 = createHash('sha256').update(leafDer).digest('hex');
-    const relay = () => {
-      const state = stapling.stapler.states()[0];
-      primary.relayStaple(leafSha256, stapling.stapler.stapleFor(leafDer) ?? null, state?.nextUpdate ? new Date(state.nextUpdate) : null, minValiditySeconds);
-    };
-    stapling.stapler.on('update', relay);
+  // The certificate the workers serve: a reload moves it (and the relay) to the new one.
+  let servedCert = loaded.cert;
+  const relay = () => {
+    const leafDer = pemBlocks(servedCert, 'CERTIFICATE')[0];
+    if (!leafDer) return;
+    const state = stapling.stapler.handleFor(leafDer)?.state();
+    primary.relayStaple(createHash('sha256').update(leafDer).digest('hex'), stapling.stapler.stapleFor(leafDer) ?? null, state?.nextUpdate ? new Date(state.nextUpdate) : null, minValiditySeconds);
+  };
+  stapling.stapler.on('update', relay);
+  relay();
+  // SIGHUP and --watch-certs: the primary reads and checks the files once, moves the stapler
+  // to the new certificate (its staple relayed first), then hands the material to every worker.
+  const stopReloads = reloadTriggers(cfg, async () => {
+    let m: WorkerReload;
+    try {
+      m = await reloadMaterial(cfg);
+      checkReloadMaterial(m, undefined, Date.now());
+    } catch (err) {
+      logReloadFailure(log, err);
+      return;
+    }
+    const old = servedCert;
+    await stapling.moveTo(m.cert, m.ca);
+    servedCert = m.cert;
     relay();
-  }
+    const answers = await primary.reload(m);
+    const failed = answers.filter((a) => !a.ok);
+    if (failed.length > 0) {
+      log.error({ event: 'reload', code: 'CB_ERR_RELOAD', workers: answers.length, failed: failed.map((a) => ({ worker: a.worker, detail: a.detail })) }, `reload failed in ${failed.length} of ${answers.length} workers`);
+      return;
+    }
+    stapling.retire(old);
+    log.info({ event: 'reload', sha256: answers[0]?.detail ?? null, workers: answers.length }, `certificates reloaded in ${answers.length} workers`);
+  }, log);
   const stop = () => { void primary.close(); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   void primary.exited.then(async (code) => {
+    stopReloads();
     await stapling.close();
     await devResponder?.close();
     process.exit(code);
@@ -352,6 +460,9 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
 async function serveWorker(args: string[]): Promise<number | undefined> {
   // A new epoch for every fork, restarts included: connection ids never repeat (cluster.ts).
   setConnectionIdPrefix(workerEpoch() ?? (workerIndex() ?? 0) + 1);
+  // A SIGHUP sent to the process group (a closed terminal) reaches the workers too: the primary
+  // reloads them all, so a worker ignores it rather than die of it.
+  process.on('SIGHUP', () => {});
   const link = await joinPrimary();
   // A worker stays alive while its IPC channel is open: a start-up error must end it here.
   const server = await serve(args, (running) => {

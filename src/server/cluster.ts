@@ -31,7 +31,18 @@ export type ClusterMessage =
   | { certbound: true; type: 'hello' }
   | { certbound: true; type: 'listening'; port: number }
   | { certbound: true; type: 'ticket-keys'; keys: string; generation: number }
-  | { certbound: true; type: 'staple'; certSha256: string; der: string | null; nextUpdate: number | null; minValiditySeconds: number };
+  | { certbound: true; type: 'staple'; certSha256: string; der: string | null; nextUpdate: number | null; minValiditySeconds: number }
+  | { certbound: true; type: 'reload'; id: number; material: WorkerReload }
+  | { certbound: true; type: 'reloaded'; id: number; ok: boolean; detail: string };
+
+/** What the primary hands every worker on a reload: the files it read and checked, as PEM. */
+export interface WorkerReload { cert: string; key: string; ca: string[]; crl: string[]; revocationCrls?: string[] }
+
+/** One worker's answer to a reload: `detail` is the new certificate's SHA-256, or the CB_ERR_RELOAD message. */
+export interface WorkerReloadAnswer { readonly worker: number; readonly ok: boolean; readonly detail: string }
+
+/** Time (ms) the primary waits for every worker to answer a reload. */
+const RELOAD_ANSWER_WAIT_MS = 30_000;
 
 function isClusterMessage(m: unknown): m is ClusterMessage {
   return typeof m === 'object' && m !== null && (m as { certbound?: unknown }).certbound === true && typeof (m as { type?: unknown }).type === 'string';
@@ -84,6 +95,11 @@ export interface ClusterPrimary {
    * workers apply before each handshake (as the primary's own stapler does).
    */
   relayStaple(certSha256: string, der: Buffer | null, nextUpdate: Date | null, minValiditySeconds: number): void;
+  /**
+   * Hands every worker the reloaded material (src/server/reload.ts) and resolves with each
+   * one's answer; a worker that does not answer in time counts as failed.
+   */
+  reload(material: WorkerReload): Promise<WorkerReloadAnswer[]>;
   /** Asks every worker to stop (SIGTERM), waits for them; resolves with 0 when they all ended cleanly. */
   close(): Promise<number>;
 }
@@ -104,6 +120,8 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
   const listeningPorts = new Map<number, number>();
   const restarts: number[] = [];
   let epochs = 0;
+  let reloads = 0;
+  const pendingReloads = new Map<number, (index: number, ok: boolean, detail: string) => void>();
   let closing = false;
   let allListening = false;
   let resolveListening!: (port: number) => void;
@@ -133,6 +151,8 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
       if (m.type === 'hello') {
         send(w, keysMessage());
         for (const s of staples.values()) send(w, s);
+      } else if (m.type === 'reloaded') {
+        pendingReloads.get(m.id)?.(index, m.ok, m.detail);
       } else if (m.type === 'listening') {
         listeningPorts.set(index, m.port);
         if (!allListening && listeningPorts.size === count) {
@@ -206,6 +226,26 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
       staples.set(certSha256, m);
       for (const w of byIndex.values()) send(w, m);
     },
+    reload(material) {
+      const id = ++reloads;
+      const workers = [...byIndex.entries()];
+      const answers = new Map<number, WorkerReloadAnswer>();
+      return new Promise<WorkerReloadAnswer[]>((resolveReload) => {
+        const finish = () => {
+          clearTimeout(timer);
+          pendingReloads.delete(id);
+          resolveReload(workers.map(([i]) => answers.get(i) ?? { worker: i, ok: false, detail: `no answer in ${RELOAD_ANSWER_WAIT_MS} ms` }));
+        };
+        const timer = setTimeout(finish, RELOAD_ANSWER_WAIT_MS);
+        timer.unref();
+        pendingReloads.set(id, (i, ok, detail) => {
+          answers.set(i, { worker: i, ok, detail });
+          if (workers.every(([w]) => answers.has(w))) finish();
+        });
+        for (const [, w] of workers) send(w, { certbound: true, type: 'reload', id, material });
+        if (workers.length === 0) finish();
+      });
+    },
     close: () => close(0),
   };
 }
@@ -224,6 +264,8 @@ export interface WorkerLink {
   attachStaples(server: TlsServer): void;
   /** The relayed staple for a certificate if it is servable now (SrvOcspRespMinValiditySeconds), else null. */
   stapleFor(certDer: Buffer, now?: number): Buffer | null;
+  /** Runs `handler` for every reload the primary hands out and answers it (serve calls server.reload). */
+  onReload(handler: (material: WorkerReload) => Promise<string>): void;
   /** Stops listening to the primary. */
   close(): void;
 }
@@ -249,6 +291,7 @@ export async function joinPrimary(): Promise<WorkerLink> {
   let keys: Buffer | undefined;
   const targets = new Set<TicketKeyTarget>();
   const staples = new Map<string, RelayedStaple>();
+  let reloadHandler: ((material: WorkerReload) => Promise<string>) | undefined;
   let gotKeys!: () => void;
   const first = new Promise<void>((r) => { gotKeys = r; });
   const onMessage = (m: unknown) => {
@@ -259,6 +302,10 @@ export async function joinPrimary(): Promise<WorkerLink> {
       gotKeys();
     } else if (m.type === 'staple') {
       staples.set(m.certSha256, { der: m.der ? Buffer.from(m.der, 'base64') : null, nextUpdate: m.nextUpdate, minValiditySeconds: m.minValiditySeconds });
+    } else if (m.type === 'reload') {
+      const answer = (ok: boolean, detail: string) => process.send?.({ certbound: true, type: 'reloaded', id: m.id, ok, detail } satisfies ClusterMessage);
+      if (!reloadHandler) answer(false, 'the worker is not serving yet');
+      else reloadHandler(m.material).then((sha256) => answer(true, sha256), (err: unknown) => answer(false, `${(err as { code?: string }).code ?? 'CB_ERR_RELOAD'}: ${(err as Error).message}`));
     }
   };
   process.on('message', onMessage);
@@ -280,6 +327,9 @@ export async function joinPrimary(): Promise<WorkerLink> {
       server.on('OCSPRequest', (cert: Buffer, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
         cb(null, stapleFor(cert));
       });
+    },
+    onReload(handler) {
+      reloadHandler = handler;
     },
     close() {
       process.off('message', onMessage);

@@ -42,6 +42,8 @@ export interface ServeConfig {
   ticketKeyRotation: number;
   clientRevocation: 'off' | 'check' | 'cached-only';
   revocationFailMode: 'soft' | 'hard';
+  /** Reload the TLS files when they change (as SIGHUP does). */
+  watchCerts: boolean;
   config?: string;
 }
 
@@ -64,6 +66,7 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'clientRevocation', flag: 'client-revocation', kind: 'enum', values: ['off', 'check', 'cached-only'], default: DEFAULTS.clientRevocation, description: 'Revocation check of client certificates after the handshake (OCSP, then CRL distribution points and --crl files); the verdict lands in certFlags. cached-only fetches nothing (HTTP.sys DefaultCertCheckMode 2). See docs/ocsp.md.' },
   { key: 'revocationFailMode', flag: 'revocation-fail-mode', kind: 'enum', values: ['soft', 'hard'], default: DEFAULTS.revocationFailMode, description: 'When revocation cannot be told: hard puts CRYPT_E_REVOCATION_OFFLINE / CRYPT_E_NO_REVOCATION_CHECK in certFlags, soft lets the certificate pass.' },
   { key: 'ticketKeyRotation', flag: 'ticket-key-rotation', kind: 'integer', default: DEFAULTS.ticketKeyRotationMs, min: 1000, description: 'With workers: interval (ms) at which the primary rotates the TLS session-ticket keys it shares with them.' },
+  { key: 'watchCerts', flag: 'watch-certs', kind: 'boolean', default: DEFAULTS.watchCerts, description: `Reload the certificate, key, CA and CRL files when they change, as SIGHUP does (after ${DEFAULTS.watchCertsDebounceMs} ms without a change; with workers the primary watches). A bad file keeps the certificates in use and logs one CB_ERR_RELOAD line. See docs/deployment.md.` },
   { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field: subject | issuer | san, attribute, match}], issuerThumbprint, identity | deny}], denyUnmapped } (config file only). Issuer rules and issuerThumbprint read the verified chain.' },
 ] satisfies SettingSpec[]);
 

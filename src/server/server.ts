@@ -20,7 +20,9 @@ import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { installCertbound, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, connectionIdPrefix } from './registry.js';
-import { installListener, type StapleSource } from './listeners.js';
+import { ListenerList, type StapleSource } from './listeners.js';
+import { checkReloadMaterial, logReloadFailure, reloadChannel, reloadError, type ReloadEvent, type ReloadInput, type ReloadResult } from './reload.js';
+import { trustMaterial } from '../tls/trust-material.js';
 import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
 import { compileOptions, SERVER_SCHEMA } from './options.js';
 import { referenceRoutes } from './routes.js';
@@ -103,6 +105,17 @@ export interface CertboundServer {
   close(): Promise<void>;
   /** Sets the 48-byte TLS session-ticket keys of every TLS listener (cluster workers share them: src/server/cluster.ts). */
   setTicketKeys(keys: Buffer): void;
+  /**
+   * Replaces the server certificate, key, client CAs and CRLs on every TLS listener (main and
+   * TLS 1.2 twin) without a restart (docs/deployment.md#reload). Open connections carry on
+   * with what they have; new ones get the new material; a later handshake on an old one (an
+   * on-demand renegotiation) is judged against the new CAs and CRLs too. The OCSP stapler moves
+   * to the new certificate first. Reloads run one at a time. Rejects with CB_ERR_RELOAD (the
+   * cause's code in the message) when anything is wrong: then nothing changed.
+   */
+  reload(input: ReloadInput): Promise<ReloadResult>;
+  /** Calls `listener` after every reload, done or refused (for metrics and expiry warnings); returns a function that removes it. */
+  onReload(listener: (event: ReloadEvent) => void): () => void;
 }
 
 function asList(v: Pem | Pem[] | undefined): Pem[] {
@@ -186,20 +199,18 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     ? createServerStapling({ cert: options.cert, ca, options: options.ocsp === true ? {} : options.ocsp, logger })
     : undefined;
   const staples: StapleSource | undefined = stapling ? { attachStaples: (l) => stapling.attach(l) } : options.stapleSource;
-  const tlsListeners: TlsServer[] = [];
-  /** Every TLS listener of this server goes through here (src/server/listeners.ts). */
-  const addListener = (l: HttpsServer) => {
-    installListener(l, { registry, staples, logger });
-    tlsListeners.push(l as unknown as TlsServer);
-  };
-  addListener(server);
+  /** Every TLS listener of this server goes through here (src/server/listeners.ts), with the options it was built with. */
+  const listeners = new ListenerList();
+  const addListener = (l: HttpsServer, built: HttpsServerOptions) => listeners.add(l, built, { registry, staples, logger });
+  addListener(server, tlsOptions);
   app.decorate('ocspStaple', () => stapling?.summary() ?? null);
 
   const onDemandHosts = options.onDemandHosts ?? [];
   if (onDemandHosts.length > 0) {
     // The TLS 1.2 twin: same certificates and handler, renegotiation possible.
-    const capped = makeTlsListener(() => createHttpsServer({ ...tlsOptions, maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, handler));
-    addListener(capped);
+    const cappedOptions: HttpsServerOptions = { ...tlsOptions, maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] };
+    const capped = makeTlsListener(() => createHttpsServer(cappedOptions, handler));
+    addListener(capped, cappedOptions);
     const cappedSockets = new Set<TLSSocket>();
     capped.on('secureConnection', (s: TLSSocket) => {
       cappedSockets.add(s);
@@ -245,6 +256,61 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     });
   }
   let closing: Promise<void> | undefined;
+  // Reloads run one at a time, in the order asked.
+  let reloading: Promise<unknown> = Promise.resolve();
+  let material = { cert: options.cert, ca: ca as Pem[] };
+  const reloadListeners = new Set<(event: ReloadEvent) => void>();
+  const announce = (event: ReloadEvent) => {
+    if (reloadChannel.hasSubscribers) reloadChannel.publish(event);
+    for (const l of reloadListeners) {
+      try {
+        l(event);
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'an onReload listener threw');
+      }
+    }
+  };
+  const reloadNow = async (input: ReloadInput): Promise<ReloadResult> => {
+    if (closing) throw reloadError(new Error('the server is closing'));
+    const next = checkReloadMaterial(input, options.tls?.passphrase, Date.now());
+    if (clientAuth !== 'none' && clientAuth !== 'accept-untrusted' && next.ca.length === 0) {
+      throw reloadError(new CertboundError('CB_ERR_INVALID_OPTION', ['ca', `client-auth ${clientAuth} needs the trusted client CAs`]));
+    }
+    const nextAnchors = anchorsFromPem(next.ca.length > 0 ? next.ca : rootCertificates);
+    const trust = await trustMaterial(nextAnchors, next.crl).catch((err: unknown) => { throw reloadError(err); });
+    const checker = registry.policy.revocation;
+    if (input.revocationCrls !== undefined) {
+      if (!(checker instanceof RevocationChecker)) throw reloadError(new CertboundError('CB_ERR_INVALID_OPTION', ['revocationCrls', 'the server has no revocation checker']));
+      // Parsed before anything changes; put in place with the rest below.
+      new RevocationChecker({ crls: input.revocationCrls });
+    }
+    // The staple for the new certificate first (its first retrieval, as at start): the old
+    // staple is never served for it, since staples are looked up by the certificate served.
+    await stapling?.moveTo(next.cert, next.ca);
+    const old = material;
+    listeners.swapContexts(next);
+    if (input.revocationCrls !== undefined) (checker as RevocationChecker).replaceCrls(input.revocationCrls);
+    registry.replacePolicy({ anchors: nextAnchors, reloaded: { material: trust, isCurrent: (socket) => listeners.isCurrent(socket) } });
+    material = { cert: next.cert, ca: next.ca };
+    stapling?.retire(old.cert);
+    const result: ReloadResult = Object.freeze({
+      subject: next.leaf.subject.replace(/\n/g, ', '),
+      sha256: next.leaf.fingerprint256.replace(/:/g, '').toLowerCase(),
+      validTo: new Date(next.leaf.validTo).toISOString(),
+      listeners: listeners.size,
+      caCertificates: next.ca.length > 0 ? nextAnchors.length : 0,
+      crls: next.crl.length,
+      reloadedAt: new Date().toISOString(),
+    });
+    logger.info({ event: 'reload', sha256: result.sha256, subject: result.subject, validTo: result.validTo, listeners: result.listeners, caCertificates: result.caCertificates, crls: result.crls }, 'certificates reloaded');
+    announce({ ok: true, result, cert: next.cert, ca: next.ca, crl: next.crl });
+    return result;
+  };
+  const reloadingNext = (input: ReloadInput): Promise<ReloadResult> => reloading.then(() => reloadNow(input)).catch((err: unknown) => {
+    const error = logReloadFailure(logger, err);
+    announce({ ok: false, error });
+    throw error;
+  });
   return {
     app,
     server,
@@ -267,7 +333,16 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       return server.address() as AddressInfo;
     },
     setTicketKeys(keys) {
-      for (const l of tlsListeners) l.setTicketKeys(keys);
+      listeners.setTicketKeys(keys);
+    },
+    reload(input) {
+      const run = reloadingNext(input);
+      reloading = run.catch(() => {});
+      return run;
+    },
+    onReload(listener) {
+      reloadListeners.add(listener);
+      return () => { reloadListeners.delete(listener); };
     },
     close() {
       ready = false;

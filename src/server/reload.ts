@@ -1,0 +1,105 @@
+// Reloading a running server's TLS material (certificate, key, client CAs, CRLs) without a
+// restart: the new material is checked as at start-up and more (a certificate must be valid
+// now), and refused as a whole with CB_ERR_RELOAD, the old material staying in place, when any
+// part is wrong. createServer's reload() puts checked material on every listener
+// (src/server/listeners.ts ListenerList) and into certbound's own trust state.
+import { X509Certificate } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
+import { CertboundError, isCertboundError } from '../errors.js';
+import { parseCertificates, parsePrivateKey } from '../tls/pem.js';
+import { checkServable, crlsOf } from '../tls/secure-context.js';
+
+type Pem = string | Buffer;
+
+/** What `CertboundServer.reload()` takes: the same shapes as createServer's options. */
+export interface ReloadInput {
+  /** Server certificate PEM, leaf first, optionally followed by its chain. */
+  cert: Pem;
+  /** Private key PEM of `cert` (decrypted with createServer's `tls.passphrase`, if one was given). */
+  key: Pem;
+  /** Trusted client CAs and intermediates. Left out or empty: Node's bundled roots, as at start. */
+  ca?: Pem | Pem[];
+  /** CRLs for the TLS layer. Left out or empty: none. */
+  crl?: Pem | Pem[];
+  /**
+   * CRLs for the revocation checker (createServer's `revocation.crls`), when the server built
+   * its checker from options. Left out: the checker keeps its CRLs.
+   */
+  revocationCrls?: Pem[];
+}
+
+/** What a reload put in place. */
+export interface ReloadResult {
+  /** The new server certificate (the leaf). */
+  readonly subject: string;
+  /** SHA-256 fingerprint of the new leaf, lowercase hex. */
+  readonly sha256: string;
+  readonly validTo: string;
+  /** TLS listeners that now serve it (2 with onDemandHosts: main and TLS 1.2 twin). */
+  readonly listeners: number;
+  /** CA certificates and CRLs in force. */
+  readonly caCertificates: number;
+  readonly crls: number;
+  /** When the swap happened (ISO 8601). */
+  readonly reloadedAt: string;
+}
+
+/** Published on the diagnostics channel and handed to onReload listeners. */
+export type ReloadEvent =
+  | { readonly ok: true; readonly result: ReloadResult; readonly cert: Pem; readonly ca: readonly Pem[]; readonly crl: readonly string[] }
+  | { readonly ok: false; readonly error: CertboundError };
+
+/** Diagnostics channel of every reload, good or refused (src/server/reload.ts ReloadEvent). */
+export const RELOAD_CHANNEL = 'certbound:server:reload';
+export const reloadChannel = channel(RELOAD_CHANNEL);
+
+/** Material that passed every check, in the shapes the listeners take. */
+export interface CheckedMaterial {
+  readonly cert: Pem;
+  readonly key: Pem;
+  readonly ca: Pem[];
+  readonly crl: string[];
+  readonly leaf: X509Certificate;
+}
+
+const asList = (v: Pem | Pem[] | undefined): Pem[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
+/** `err` as CB_ERR_RELOAD, keeping the code that says why in the message and as `cause`. */
+export function reloadError(err: unknown): CertboundError {
+  if (isCertboundError(err, 'CB_ERR_RELOAD')) return err;
+  const why = isCertboundError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+  return new CertboundError('CB_ERR_RELOAD', [why], { cause: err });
+}
+
+/** The one `reload failed` line (pino and fastify loggers fit): code CB_ERR_RELOAD, and the code of the cause. */
+export function logReloadFailure(logger: { error(obj: object, msg: string): void }, err: unknown): CertboundError {
+  const error = reloadError(err);
+  logger.error({ event: 'reload', code: error.code, cause: (error.cause as { code?: string } | undefined)?.code ?? null }, `reload failed: ${error.message}`);
+  return error;
+}
+
+/**
+ * Checks reload material as createServer checks its options (chain, key, match, CAs, CRLs, what
+ * Node can serve) and also refuses a certificate that is not valid at `now` (a server must not
+ * swap a working certificate for an expired one). Throws CB_ERR_RELOAD.
+ */
+export function checkReloadMaterial(input: ReloadInput, passphrase: string | undefined, now: number): CheckedMaterial {
+  try {
+    if (input === null || typeof input !== 'object' || input.cert === undefined || input.key === undefined) {
+      throw new CertboundError('CB_ERR_INVALID_ARGUMENT', ['reload()', 'needs { cert, key }']);
+    }
+    const leaf = parseCertificates(input.cert.toString(), 'certificate', '(reload cert)')[0] as X509Certificate;
+    const key = parsePrivateKey(input.key, '(reload key)', passphrase);
+    if (!leaf.checkPrivateKey(key)) throw new CertboundError('CB_ERR_KEY_MISMATCH', ['(reload key)', '(reload cert)']);
+    if (Date.parse(leaf.validTo) < now) throw new CertboundError('CB_ERR_RELOAD', [`the new certificate (${leaf.subject.replace(/\n/g, ', ')}) expired on ${new Date(leaf.validTo).toISOString()}`]);
+    if (Date.parse(leaf.validFrom) > now) throw new CertboundError('CB_ERR_RELOAD', [`the new certificate (${leaf.subject.replace(/\n/g, ', ')}) is not valid before ${new Date(leaf.validFrom).toISOString()}`]);
+    const ca = asList(input.ca);
+    ca.forEach((pem, i) => parseCertificates(pem.toString(), 'CA', ca.length > 1 ? `(reload ca, entry ${i})` : '(reload ca)'));
+    const crls = asList(input.crl);
+    const crl = crls.flatMap((pem, i) => crlsOf(pem, crls.length > 1 ? `(reload crl, entry ${i})` : '(reload crl)'));
+    checkServable({ cert: input.cert, key: input.key, ...(passphrase !== undefined ? { passphrase } : {}) }, 'reload cert and key');
+    return { cert: input.cert, key: input.key, ca, crl, leaf };
+  } catch (err) {
+    throw reloadError(err);
+  }
+}

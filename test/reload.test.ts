@@ -1,0 +1,338 @@
+// Certificate reload without a restart, on real processes: `certbound serve` (bin/certbound.js
+// over dist/) gets SIGHUP while a bounded load loop runs, and openssl s_client checks what new
+// connections present (fingerprint, staple, the TLS 1.2 twin's protocol). Bad files keep the
+// certificate in use and log one CB_ERR_RELOAD line; CAs and CRLs changed by a reload apply to
+// new connections and to renegotiations on connections opened before it; with --workers 2 the
+// reload reaches both workers. Also the library API, createServer().reload().
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { X509Certificate } from 'node:crypto';
+import { connect } from 'node:tls';
+import { freePort, run } from './helpers/exec.js';
+import { tempDir } from './helpers/pki.js';
+import { createDevPki, type DevPkiPaths } from '../src/tls/dev-pki.js';
+import { issueCertificate, issueCrl, loadIssuer, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
+import { startDevPkiResponder } from '../src/ocsp/dev-responder.js';
+import type { DevOcspResponder } from '../src/ocsp/responder.js';
+import { createServer } from '../src/server/server.js';
+import { isCertboundError } from '../src/errors.js';
+import type { ReloadEvent } from '../src/server/reload.js';
+
+const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const BIN = join(ROOT, 'bin', 'certbound.js');
+const DAY = 86_400_000;
+
+interface Fx {
+  pki: DevPkiPaths;
+  responder: DevOcspResponder;
+  /** Two server certificates for localhost from the dev root, both with the responder's AIA URL. */
+  a: IssuedCertificate;
+  b: IssuedCertificate;
+  expired: IssuedCertificate;
+  client: IssuedCertificate;
+  crls: { root: string; clientCa: string; untrusted: string; clientCaRevokingClient: string };
+}
+let fx: Fx;
+
+before(async () => {
+  const dir = join(tempDir('certbound-reload-'), 'pki');
+  const ocspPort = await freePort();
+  const ocspUrl = `http://127.0.0.1:${ocspPort}/`;
+  const pki = await createDevPki(dir, { ocspUrl });
+  const responder = await startDevPkiResponder(dir, { port: ocspPort });
+  const root = await loadIssuer(readFileSync(pki.rootCa, 'utf8'), readFileSync(pki.rootCaKey, 'utf8'));
+  const clientCa = await loadIssuer(readFileSync(pki.clientCa, 'utf8'), readFileSync(pki.clientCaKey, 'utf8'));
+  const untrustedCa = await loadIssuer(readFileSync(pki.untrustedCa, 'utf8'), readFileSync(pki.untrustedCaKey, 'utf8'));
+  const server = (cn: string, extra: { notBefore?: Date; notAfter?: Date } = {}) => issueCertificate({ subject: { commonName: cn }, issuer: root, extKeyUsage: [OID.serverAuth], altNames: ['localhost', '127.0.0.1', 'twin.test'], ocspUrl, ...extra });
+  const [a, b, expired] = await Promise.all([server('server A'), server('server B'), server('server expired', { notBefore: new Date(Date.now() - 30 * DAY), notAfter: new Date(Date.now() - DAY) })]);
+  const client = await loadIssuer(readFileSync(pki.client, 'utf8'), readFileSync(pki.clientKey, 'utf8'));
+  fx = {
+    pki, responder, a, b, expired, client,
+    crls: {
+      root: await issueCrl({ issuer: root }),
+      clientCa: await issueCrl({ issuer: clientCa }),
+      untrusted: await issueCrl({ issuer: untrustedCa }),
+      clientCaRevokingClient: await issueCrl({ issuer: clientCa, revoked: [client] }),
+    },
+  };
+});
+after(() => fx?.responder.close());
+
+/** Replaces `path` with `content` as a deployment tool would: a new file renamed into place. */
+function put(path: string, content: string): void {
+  rmSync(path, { recursive: true, force: true });
+  writeFileSync(`${path}.tmp`, content, { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
+}
+
+const sha256 = (pem: string) => new X509Certificate(pem).fingerprint256;
+const serialOf = (pem: string) => new X509Certificate(pem).serialNumber.toUpperCase().replace(/^0+/, '');
+
+/** The SHA-256 fingerprint of a PEM file as `openssl x509 -fingerprint` prints it. */
+async function fileFingerprint(path: string): Promise<string> {
+  const r = await run('openssl', ['x509', '-in', path, '-noout', '-fingerprint', '-sha256']);
+  return (/=([0-9A-F:]+)/.exec(r.stdout)?.[1]) ?? `no fingerprint: ${r.stderr}`;
+}
+
+interface Seen { fingerprint: string; protocol: string; stapledSerial: string | null; stapled: boolean }
+
+/** What `openssl s_client` sees on a new connection: the server certificate's fingerprint, the protocol, the staple's serial. */
+async function sClient(port: number, servername: string, extra: string[] = []): Promise<Seen> {
+  const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername, '-status', '-CAfile', fx.pki.rootCa, ...extra], { input: '', timeoutMs: 8000 });
+  // The server certificate follows "Server certificate" (a staple printed before it may hold the responder's).
+  const pem = /Server certificate\n(-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----)/.exec(r.stdout)?.[1];
+  if (!pem) return { fingerprint: `none (${r.stderr.split('\n').find((l) => /error|alert/i.test(l)) ?? r.code})`, protocol: '', stapledSerial: null, stapled: false };
+  const fp = await run('openssl', ['x509', '-noout', '-fingerprint', '-sha256'], { input: pem });
+  return {
+    fingerprint: /=([0-9A-F:]+)/.exec(fp.stdout)?.[1] ?? '',
+    protocol: /(?:New|Reused), (TLSv[\d.]+),/.exec(r.stdout)?.[1] ?? '',
+    stapled: /OCSP Response Status: successful/.test(r.stdout),
+    stapledSerial: /Serial Number: ([0-9A-F]+)/.exec(r.stdout)?.[1] ?? null,
+  };
+}
+
+interface Serve { child: ChildProcess; port: number; output: () => string; waitFor(re: RegExp, from: number): Promise<string>; mark(): number }
+
+async function startServe(args: string[]): Promise<Serve> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+  const waitFor = async (re: RegExp, from: number) => {
+    // Bounded (15 s: a shared machine starts two workers slowly), polled every 25 ms.
+    for (let i = 0; i < 600; i++) {
+      const hit = re.exec(out.slice(from));
+      if (hit) return hit[0];
+      await sleep(25);
+    }
+    throw new Error(`no ${re} in the server output:\n${out.slice(from)}`);
+  };
+  let banner: string;
+  try {
+    banner = await waitFor(/serving https:\/\/localhost:(\d+)\//, 0);
+  } catch (err) {
+    stop({ child });
+    throw err;
+  }
+  return { child, port: Number(/:(\d+)\//.exec(banner)?.[1]), output: () => out, waitFor, mark: () => out.length };
+}
+
+function stop(s: { child: ChildProcess } | undefined): void {
+  if (s?.child.pid) try { process.kill(-s.child.pid, 'SIGKILL'); } catch { /* gone */ }
+  s?.child.stdout?.destroy();
+  s?.child.stderr?.destroy();
+}
+
+interface Reply { status: number; body: string }
+
+function get(port: number, path: string, agent: Agent | false, creds: { cert?: string; key?: string } = {}): Promise<Reply> {
+  return new Promise((resolveReply, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, servername: 'localhost', ca: readFileSync(fx.pki.rootCa), agent, maxVersion: 'TLSv1.2', ...creds, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => resolveReply({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** One keep-alive connection (TLS 1.2, so that /whoami can renegotiate), optionally with a client certificate. */
+function keepAlive(creds: { cert?: string; key?: string } = {}): Agent {
+  return new Agent({ keepAlive: true, maxSockets: 1, ca: readFileSync(fx.pki.rootCa), maxVersion: 'TLSv1.2', servername: 'localhost', ...creds });
+}
+
+const idOf = (r: Reply) => (JSON.parse(r.body) as { connectionId: string }).connectionId;
+
+/**
+ * Requests until `until` resolves (or 400 requests, or 8 s): half on one keep-alive agent, half
+ * on new connections. Answers how many ran and what failed.
+ */
+async function loadLoop(port: number, until: Promise<void>): Promise<{ done: number; failures: string[] }> {
+  let stopped = false;
+  void until.finally(() => { stopped = true; });
+  const deadline = Date.now() + 8000;
+  const agent = keepAlive();
+  const failures: string[] = [];
+  let done = 0;
+  const lane = async (a: Agent | false) => {
+    while (!stopped && done < 400 && Date.now() < deadline) {
+      done += 1;
+      try {
+        const r = await get(port, '/healthz', a);
+        if (r.status !== 200) failures.push(`status ${r.status}`);
+      } catch (err) {
+        failures.push((err as Error).message);
+      }
+    }
+  };
+  await Promise.all([lane(agent), lane(agent), lane(false), lane(false)]);
+  agent.destroy();
+  return { done, failures };
+}
+
+test('SIGHUP reloads cert, key, CAs and CRLs into the main listener and the TLS 1.2 twin, under load, without dropping a request', async (t) => {
+  const live = join(tempDir('certbound-reload-live-'));
+  mkdirSync(live, { recursive: true });
+  const f = { cert: join(live, 'server.pem'), key: join(live, 'server.key'), ca: join(live, 'ca.pem'), crl: join(live, 'crl.pem') };
+  const bundle = readFileSync(fx.pki.caBundle, 'utf8');
+  const untrustedCaPem = readFileSync(fx.pki.untrustedCa, 'utf8');
+  const goodCrls = fx.crls.root + fx.crls.clientCa + fx.crls.untrusted;
+  put(f.cert, fx.a.pem); put(f.key, fx.a.keyPem); put(f.ca, bundle); put(f.crl, goodCrls);
+  const s = await startServe(['--workers', '1', '--client-auth', 'none', '--on-demand-host', 'twin.test', '--log-level', 'info', '--cert', f.cert, '--key', f.key, '--ca', f.ca, '--crl', f.crl]);
+  t.after(() => stop(s));
+  const fpB = sha256(fx.b.pem);
+  assert.equal((await sClient(s.port, 'localhost')).fingerprint, await fileFingerprint(f.cert));
+
+  // A keep-alive connection opened before the reloads carries on after them.
+  const before = keepAlive();
+  t.after(() => before.destroy());
+  const firstId = idOf(await get(s.port, '/connection', before));
+
+  // Reloads A → B → A → B while the load loop runs; each one checked with openssl.
+  let endLoad!: () => void;
+  const loading = loadLoop(s.port, new Promise<void>((r) => { endLoad = r; }));
+  for (const next of [fx.b, fx.a, fx.b]) {
+    const at = s.mark();
+    put(f.cert, next.pem); put(f.key, next.keyPem);
+    s.child.kill('SIGHUP');
+    const line = await s.waitFor(/"msg":"certificates reloaded"/, at);
+    assert.ok(line);
+    assert.equal((await sClient(s.port, 'localhost')).fingerprint, await fileFingerprint(f.cert), 'a new connection presents the reloaded certificate');
+  }
+  endLoad();
+  const load = await loading;
+  assert.deepEqual(load.failures, [], 'no request failed during the reloads');
+  assert.ok(load.done >= 20, `the load loop ran (${load.done} requests)`);
+
+  const main = await sClient(s.port, 'localhost');
+  assert.equal(main.fingerprint, fpB);
+  assert.equal(main.protocol, 'TLSv1.3');
+  assert.equal(main.stapled, true, 'the new certificate is stapled');
+  assert.equal(main.stapledSerial?.replace(/^0+/, ''), serialOf(fx.b.pem), 'the staple names the new certificate\'s serial, never the old one\'s');
+  const twin = await sClient(s.port, 'twin.test');
+  assert.equal(twin.fingerprint, fpB, 'the twin presents the new certificate');
+  assert.equal(twin.protocol, 'TLSv1.2', 'the twin keeps maxVersion TLS 1.2 after the reloads');
+  assert.equal(twin.stapledSerial?.replace(/^0+/, ''), serialOf(fx.b.pem));
+  assert.notEqual((await sClient(s.port, 'twin.test', ['-tls1_3'])).fingerprint, fpB, 'the twin refuses TLS 1.3');
+  const again = await get(s.port, '/connection', before);
+  assert.equal(again.status, 200);
+  assert.equal(idOf(again), firstId, 'the keep-alive connection from before the reloads still serves');
+
+  // Bad files: the certificate in use stays (exact fingerprint), one reload-failed line each.
+  const bad: [string, () => void, RegExp][] = [
+    ['garbage', () => put(f.cert, 'garbage\n'), /"code":"CB_ERR_RELOAD","cause":"CB_ERR_PEM_INVALID"/],
+    ['a key that is not the certificate\'s', () => { put(f.cert, fx.a.pem); put(f.key, fx.b.keyPem); }, /"code":"CB_ERR_RELOAD","cause":"CB_ERR_KEY_MISMATCH"/],
+    ['an expired certificate', () => { put(f.cert, fx.expired.pem); put(f.key, fx.expired.keyPem); }, /"code":"CB_ERR_RELOAD","cause":null,"msg":"reload failed: .*expired on/],
+    ['an unreadable key (a directory)', () => { put(f.cert, fx.a.pem); rmSync(f.key); mkdirSync(f.key); }, /"code":"CB_ERR_RELOAD","cause":"CB_ERR_PEM_MISSING".*Cannot read key file \S*server\.key/],
+  ];
+  for (const [what, make, expected] of bad) {
+    const at = s.mark();
+    make();
+    s.child.kill('SIGHUP');
+    await s.waitFor(expected, at);
+    assert.equal((s.output().slice(at).match(/reload failed/g) ?? []).length, 1, `${what}: one line`);
+    assert.equal((await sClient(s.port, 'localhost')).fingerprint, fpB, `${what}: the old certificate stays`);
+  }
+  assert.equal((await get(s.port, '/healthz', false)).status, 200, 'still serving');
+  put(f.cert, fx.b.pem); put(f.key, fx.b.keyPem);
+
+  const untrusted = { cert: readFileSync(fx.pki.clientUntrusted, 'utf8'), key: readFileSync(fx.pki.clientUntrustedKey, 'utf8') };
+  const client = { cert: readFileSync(fx.pki.client, 'utf8'), key: readFileSync(fx.pki.clientKey, 'utf8') };
+  const whoami = (a: Agent | false, creds = {}) => get(s.port, '/whoami', a, creds);
+  const flagsName = (r: Reply) => (JSON.parse(r.body) as { certFlagsName?: string }).certFlagsName;
+  assert.equal((await whoami(false, untrusted)).status, 403, 'a client of a CA not in --ca is refused');
+
+  // A CA added by a reload lets its clients in on new connections.
+  let at = s.mark();
+  put(f.ca, bundle + untrustedCaPem);
+  s.child.kill('SIGHUP');
+  await s.waitFor(/"msg":"certificates reloaded"/, at);
+  assert.equal((await whoami(false, untrusted)).status, 200, 'the added CA lets its client in');
+  // Connections opened now, before the next reload; they renegotiate after it.
+  const oldUntrusted = keepAlive(untrusted);
+  const oldClient = keepAlive(client);
+  t.after(() => { oldUntrusted.destroy(); oldClient.destroy(); });
+  assert.equal((await get(s.port, '/connection', oldUntrusted)).status, 200);
+  assert.equal((await get(s.port, '/connection', oldClient)).status, 200);
+
+  // The CA removed again and a CRL that revokes the dev client: new connections and
+  // renegotiations on the connections opened before both see it.
+  at = s.mark();
+  put(f.ca, bundle);
+  put(f.crl, fx.crls.root + fx.crls.clientCaRevokingClient + fx.crls.untrusted);
+  s.child.kill('SIGHUP');
+  await s.waitFor(/"msg":"certificates reloaded"/, at);
+  const removed = await whoami(false, untrusted);
+  assert.equal(removed.status, 403, 'the removed CA refuses on a new connection');
+  assert.equal(flagsName(removed), 'CERT_E_UNTRUSTEDCA');
+  const revoked = await whoami(false, client);
+  assert.equal(revoked.status, 403);
+  assert.equal(flagsName(revoked), 'CERT_E_REVOKED', 'the CRL replaced by the reload revokes on a new connection');
+  const oldRemoved = await whoami(oldUntrusted);
+  assert.equal(oldRemoved.status, 403, 'a renegotiation on a connection from before the reload is judged against the new CAs');
+  assert.equal(flagsName(oldRemoved), 'CERT_E_UNTRUSTEDCA', 'the same verdict as on a new connection');
+  const oldRevoked = await whoami(oldClient);
+  assert.equal(oldRevoked.status, 403);
+  assert.equal(flagsName(oldRevoked), 'CERT_E_REVOKED', 'a renegotiation on a connection from before the reload is judged against the new CRLs');
+});
+
+test('serve --workers 2: SIGHUP to the primary reloads both workers', async (t) => {
+  const live = join(tempDir('certbound-reload-cluster-'));
+  const f = { cert: join(live, 'server.pem'), key: join(live, 'server.key') };
+  put(f.cert, fx.a.pem); put(f.key, fx.a.keyPem);
+  const s = await startServe(['--workers', '2', '--log-level', 'info', '--cert', f.cert, '--key', f.key, '--ca', fx.pki.caBundle, '--on-demand-host', 'twin.test']);
+  t.after(() => stop(s));
+  const at = s.mark();
+  put(f.cert, fx.b.pem); put(f.key, fx.b.keyPem);
+  s.child.kill('SIGHUP');
+  await s.waitFor(/"msg":"certificates reloaded in 2 workers"/, at);
+  const seen: { worker: bigint; fingerprint: string; servername: string }[] = [];
+  for (let i = 0; i < 12 && (new Set(seen.map((v) => v.worker)).size < 2 || seen.length < 6); i++) {
+    const servername = i % 2 === 0 ? 'localhost' : 'twin.test';
+    seen.push(await new Promise((resolveSeen, reject) => {
+      const sock = connect({ host: '127.0.0.1', port: s.port, servername, ca: readFileSync(fx.pki.rootCa) }, () => sock.write('GET /connection HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'));
+      let raw = '';
+      sock.setEncoding('utf8');
+      sock.on('data', (d: string) => { raw += d; });
+      sock.on('error', reject);
+      sock.on('end', () => {
+        const id = BigInt((JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as { connectionId: string }).connectionId);
+        resolveSeen({ worker: id >> 48n, fingerprint: sock.getPeerX509Certificate()?.fingerprint256 ?? '', servername });
+      });
+    }));
+  }
+  assert.deepEqual([...new Set(seen.map((v) => v.worker))].sort(), [1n, 2n], 'connections reached both workers');
+  assert.deepEqual([...new Set(seen.map((v) => v.fingerprint))], [sha256(fx.b.pem)], 'every worker, main and twin, presents the reloaded certificate');
+  assert.equal((await sClient(s.port, 'twin.test')).protocol, 'TLSv1.2');
+  const bad = s.mark();
+  put(f.cert, 'garbage\n');
+  s.child.kill('SIGHUP');
+  await s.waitFor(/"code":"CB_ERR_RELOAD","cause":"CB_ERR_PEM_INVALID"/, bad);
+  assert.equal((await sClient(s.port, 'localhost')).fingerprint, sha256(fx.b.pem), `a bad file keeps the certificate in use\n${s.output()}`);
+});
+
+test('library: reload() answers what it put in place, refuses bad material with CB_ERR_RELOAD, and tells onReload listeners', async (t) => {
+  const server = createServer({ cert: fx.a.pem, key: fx.a.keyPem, ca: readFileSync(fx.pki.caBundle), logger: false, underPressure: false, onDemandHosts: ['twin.test'] });
+  t.after(() => server.close());
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+  const events: ReloadEvent[] = [];
+  server.onReload((e) => events.push(e));
+  const result = await server.reload({ cert: fx.b.pem, key: fx.b.keyPem, ca: readFileSync(fx.pki.caBundle) });
+  assert.equal(result.sha256, sha256(fx.b.pem).replace(/:/g, '').toLowerCase());
+  assert.equal(result.listeners, 2, 'main and twin');
+  assert.equal(result.caCertificates, 2);
+  assert.equal((await sClient(port, 'twin.test')).fingerprint, sha256(fx.b.pem));
+  await assert.rejects(server.reload({ cert: fx.a.pem, key: fx.b.keyPem }), (err: unknown) => isCertboundError(err, 'CB_ERR_RELOAD') && /CB_ERR_KEY_MISMATCH/.test(err.message) && isCertboundError(err.cause, 'CB_ERR_KEY_MISMATCH'));
+  await assert.rejects(server.reload({ cert: fx.expired.pem, key: fx.expired.keyPem }), /expired on/);
+  assert.deepEqual(events.map((e) => e.ok), [true, false, false]);
+  assert.equal((await sClient(port, 'localhost')).fingerprint, sha256(fx.b.pem), 'the refused reloads changed nothing');
+});
