@@ -285,39 +285,57 @@ test('SIGHUP reloads cert, key, CAs and CRLs into the main listener and the TLS 
   assert.equal(flagsName(oldRevoked), 'CERT_E_REVOKED', 'a renegotiation on a connection from before the reload is judged against the new CRLs');
 });
 
-test('serve --workers 2: SIGHUP to the primary reloads both workers', async (t) => {
-  const live = join(tempDir('certbound-reload-cluster-'));
-  const f = { cert: join(live, 'server.pem'), key: join(live, 'server.key') };
-  put(f.cert, fx.a.pem); put(f.key, fx.a.keyPem);
-  const s = await startServe(['--workers', '2', '--log-level', 'info', '--cert', f.cert, '--key', f.key, '--ca', fx.pki.caBundle, '--on-demand-host', 'twin.test']);
-  t.after(() => stop(s));
-  const at = s.mark();
-  put(f.cert, fx.b.pem); put(f.key, fx.b.keyPem);
-  s.child.kill('SIGHUP');
-  await s.waitFor(/"msg":"certificates reloaded in 2 workers"/, at);
-  const seen: { worker: bigint; fingerprint: string; servername: string }[] = [];
-  for (let i = 0; i < 12 && (new Set(seen.map((v) => v.worker)).size < 2 || seen.length < 6); i++) {
+/** Fingerprints new connections see, and which worker (connection-id epoch) answered, until both workers answered (bounded). */
+async function acrossWorkers(port: number): Promise<{ worker: bigint; fingerprint: string }[]> {
+  const seen: { worker: bigint; fingerprint: string }[] = [];
+  for (let i = 0; i < 12 && (new Set(seen.map((v) => v.worker)).size < 2 || seen.length < 4); i++) {
     const servername = i % 2 === 0 ? 'localhost' : 'twin.test';
     seen.push(await new Promise((resolveSeen, reject) => {
-      const sock = connect({ host: '127.0.0.1', port: s.port, servername, ca: readFileSync(fx.pki.rootCa) }, () => sock.write('GET /connection HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'));
+      const sock = connect({ host: '127.0.0.1', port, servername, ca: readFileSync(fx.pki.rootCa) }, () => sock.write('GET /connection HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'));
       let raw = '';
       sock.setEncoding('utf8');
       sock.on('data', (d: string) => { raw += d; });
       sock.on('error', reject);
       sock.on('end', () => {
         const id = BigInt((JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as { connectionId: string }).connectionId);
-        resolveSeen({ worker: id >> 48n, fingerprint: sock.getPeerX509Certificate()?.fingerprint256 ?? '', servername });
+        resolveSeen({ worker: id >> 48n, fingerprint: sock.getPeerX509Certificate()?.fingerprint256 ?? '' });
       });
     }));
   }
+  return seen;
+}
+
+test('serve --workers 2 --watch-certs: SIGHUP to the primary, and a change of the files, reload both workers', async (t) => {
+  const live = join(tempDir('certbound-reload-cluster-'));
+  const f = { cert: join(live, 'server.pem'), key: join(live, 'server.key') };
+  put(f.cert, fx.a.pem); put(f.key, fx.a.keyPem);
+  const s = await startServe(['--workers', '2', '--watch-certs', '--log-level', 'info', '--cert', f.cert, '--key', f.key, '--ca', fx.pki.caBundle, '--on-demand-host', 'twin.test']);
+  t.after(() => stop(s));
+
+  // SIGHUP at once (before the watch's quiet time ends): the reload it starts reaches both workers.
+  let at = s.mark();
+  put(f.cert, fx.b.pem); put(f.key, fx.b.keyPem);
+  s.child.kill('SIGHUP');
+  await s.waitFor(/"trigger":"SIGHUP"[^\n]*\n(.*\n)*?.*"msg":"certificates reloaded in 2 workers"/, at);
+  let seen = await acrossWorkers(s.port);
   assert.deepEqual([...new Set(seen.map((v) => v.worker))].sort(), [1n, 2n], 'connections reached both workers');
   assert.deepEqual([...new Set(seen.map((v) => v.fingerprint))], [sha256(fx.b.pem)], 'every worker, main and twin, presents the reloaded certificate');
-  assert.equal((await sClient(s.port, 'twin.test')).protocol, 'TLSv1.2');
-  const bad = s.mark();
+  assert.equal((await sClient(s.port, 'twin.test')).protocol, 'TLSv1.2', 'the twins keep TLS 1.2');
+
+  // A change of the files alone (--watch-certs).
+  await s.waitFor(/"trigger":"file change"/, at); // the watch saw the SIGHUP's files too; let that reload end
+  await sleep(300);
+  at = s.mark();
+  put(f.cert, fx.a.pem); put(f.key, fx.a.keyPem);
+  await s.waitFor(/"trigger":"file change"[^\n]*\n(.*\n)*?.*"msg":"certificates reloaded in 2 workers"/, at);
+  seen = await acrossWorkers(s.port);
+  assert.deepEqual([...new Set(seen.map((v) => v.worker))].sort(), [1n, 2n]);
+  assert.deepEqual([...new Set(seen.map((v) => v.fingerprint))], [sha256(fx.a.pem)], 'the watched change reached every worker');
+
+  at = s.mark();
   put(f.cert, 'garbage\n');
-  s.child.kill('SIGHUP');
-  await s.waitFor(/"code":"CB_ERR_RELOAD","cause":"CB_ERR_PEM_INVALID"/, bad);
-  assert.equal((await sClient(s.port, 'localhost')).fingerprint, sha256(fx.b.pem), `a bad file keeps the certificate in use\n${s.output()}`);
+  await s.waitFor(/"code":"CB_ERR_RELOAD","cause":"CB_ERR_PEM_INVALID"/, at);
+  assert.equal((await sClient(s.port, 'localhost')).fingerprint, sha256(fx.a.pem), 'a bad file keeps the certificate in use');
 });
 
 test('library: reload() answers what it put in place, refuses bad material with CB_ERR_RELOAD, and tells onReload listeners', async (t) => {
