@@ -1,6 +1,6 @@
 // certbound's public API.
 export { createServer, type CreateServerOptions, type CertboundServer } from './server/server.js';
-export { RELOAD_CHANNEL, type ReloadInput, type ReloadResult, type ReloadEvent } from './server/reload.js';
+export { RELOAD_CHANNEL, reloadTrust, type ReloadInput, type ReloadResult, type ReloadEvent } from './server/reload.js';
 export { certboundPlugin, certboundPlugin as default, type CertboundPluginOptions, type CertboundDecoration } from './server/plugin.js';
 export {
   receiveClientCertificate,

@@ -12,7 +12,7 @@ import { Agent, request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants, X509Certificate } from 'node:crypto';
 import { connect } from 'node:tls';
 import { freePort, run } from './helpers/exec.js';
 import { tempDir } from './helpers/pki.js';
@@ -22,7 +22,11 @@ import { startDevPkiResponder } from '../src/ocsp/dev-responder.js';
 import type { DevOcspResponder } from '../src/ocsp/responder.js';
 import { createServer } from '../src/server/server.js';
 import { isCertboundError } from '../src/errors.js';
-import type { ReloadEvent } from '../src/server/reload.js';
+import { reloadTrust, type ReloadEvent } from '../src/server/reload.js';
+import Fastify from 'fastify';
+import type { AddressInfo } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
+import { certboundPlugin } from '../src/server/plugin.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = join(ROOT, 'bin', 'certbound.js');
@@ -353,4 +357,30 @@ test('library: reload() answers what it put in place, refuses bad material with 
   await assert.rejects(server.reload({ cert: fx.expired.pem, key: fx.expired.keyPem }), /expired on/);
   assert.deepEqual(events.map((e) => e.ok), [true, false, false]);
   assert.equal((await sClient(port, 'localhost')).fingerprint, sha256(fx.b.pem), 'the refused reloads changed nothing');
+});
+
+test('plugin on an app\'s own server: setSecureContext + reloadTrust judge renegotiations on older connections by the new CAs', async (t) => {
+  const bundle = readFileSync(fx.pki.caBundle, 'utf8');
+  const untrustedCaPem = readFileSync(fx.pki.untrustedCa, 'utf8');
+  // As docs/on-demand.md asks of an app's own server: no session resumption on renegotiation.
+  const base = { cert: fx.a.pem, key: fx.a.keyPem, minVersion: 'TLSv1.2' as const, secureOptions: cryptoConstants.SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION };
+  const app = Fastify({ https: { ...base, ca: [bundle, untrustedCaPem] } });
+  await app.register(certboundPlugin, { clientAuth: 'none' });
+  app.get('/connection', async (request) => ({ connectionId: String(request.connectionId) }));
+  app.get('/whoami', { config: { clientCertificate: 'on-demand' } }, async (request) => ({ subject: request.clientCertificate()?.subject }));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.after(() => app.close());
+  const port = (app.server.address() as AddressInfo).port;
+  const untrusted = { cert: readFileSync(fx.pki.clientUntrusted, 'utf8'), key: readFileSync(fx.pki.clientUntrustedKey, 'utf8') };
+  const old = keepAlive(untrusted);
+  t.after(() => old.destroy());
+  assert.equal((await get(port, '/connection', old)).status, 200);
+  // The app drops the untrusted CA from its server and tells certbound.
+  (app.server as unknown as TlsServer).setSecureContext({ ...base, ca: [bundle] });
+  await reloadTrust(app.certbound.registry, app.server as unknown as TlsServer, { ca: [bundle] });
+  assert.equal((await get(port, '/whoami', false, untrusted)).status, 403, 'a new connection is refused');
+  const r = await get(port, '/whoami', old);
+  assert.equal(r.status, 403, 'the renegotiation on the older connection is judged against the new CAs');
+  assert.equal((JSON.parse(r.body) as { certFlagsName?: string }).certFlagsName, 'CERT_E_UNTRUSTEDCA');
+  await assert.rejects(reloadTrust(app.certbound.registry, app.server as unknown as TlsServer, { ca: 'garbage' }), (err: unknown) => isCertboundError(err, 'CB_ERR_RELOAD'));
 });

@@ -402,13 +402,16 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   // Workers apply the same minimum validity before serving a relayed staple.
   const minValiditySeconds = resolveSettings(ocsp === true || !ocsp ? {} : ocsp.settings).SrvOcspRespMinValiditySeconds;
   // One stapler per machine: every update goes to every worker (and to workers started later).
-  // The certificate the workers serve: a reload moves it (and the relay) to the new one.
-  let servedCert = loaded.cert;
+  // The certificates the workers serve: a reload adds the new one, and drops the old one once
+  // every worker serves the new one (until then both are stapled and relayed).
+  const servedCerts = new Set<string>([loaded.cert]);
   const relay = () => {
-    const leafDer = pemBlocks(servedCert, 'CERTIFICATE')[0];
-    if (!leafDer) return;
-    const state = stapling.stapler.handleFor(leafDer)?.state();
-    primary.relayStaple(createHash('sha256').update(leafDer).digest('hex'), stapling.stapler.stapleFor(leafDer) ?? null, state?.nextUpdate ? new Date(state.nextUpdate) : null, minValiditySeconds);
+    for (const cert of servedCerts) {
+      const leafDer = pemBlocks(cert, 'CERTIFICATE')[0];
+      if (!leafDer) continue;
+      const state = stapling.stapler.handleFor(leafDer)?.state();
+      primary.relayStaple(createHash('sha256').update(leafDer).digest('hex'), stapling.stapler.stapleFor(leafDer) ?? null, state?.nextUpdate ? new Date(state.nextUpdate) : null, minValiditySeconds);
+    }
   };
   stapling.stapler.on('update', relay);
   relay();
@@ -418,22 +421,27 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     let m: WorkerReload;
     try {
       m = await reloadMaterial(cfg);
-      checkReloadMaterial(m, undefined, Date.now());
+      checkReloadMaterial(m, undefined, Date.now(), cfg.clientAuth);
     } catch (err) {
       logReloadFailure(log, err);
       return;
     }
-    const old = servedCert;
+    const old = [...servedCerts];
     await stapling.moveTo(m.cert, m.ca);
-    servedCert = m.cert;
+    servedCerts.add(m.cert);
     relay();
     const answers = await primary.reload(m);
     const failed = answers.filter((a) => !a.ok);
     if (failed.length > 0) {
+      // Workers that did not reload keep serving (and being relayed staples for) what they had.
       log.error({ event: 'reload', code: 'CB_ERR_RELOAD', workers: answers.length, failed: failed.map((a) => ({ worker: a.worker, detail: a.detail })) }, `reload failed in ${failed.length} of ${answers.length} workers`);
       return;
     }
-    stapling.retire(old);
+    for (const cert of old) {
+      if (cert === m.cert) continue;
+      servedCerts.delete(cert);
+      stapling.retire(cert);
+    }
     log.info({ event: 'reload', sha256: answers[0]?.detail ?? null, workers: answers.length }, `certificates reloaded in ${answers.length} workers`);
   }, log);
   const stop = () => { void primary.close(); };

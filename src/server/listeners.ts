@@ -44,12 +44,13 @@ export interface ContextMaterial {
 }
 
 /** The native context a socket was accepted under (Node internals, as src/cbt/channel-bindings.ts reads them). */
-function contextOf(socket: TLSSocket): object | undefined {
+export function contextOf(socket: TLSSocket): object | undefined {
   const ctx = (socket as unknown as { _tlsOptions?: { secureContext?: { context?: object } } })._tlsOptions?.secureContext?.context;
   return typeof ctx === 'object' && ctx !== null ? ctx : undefined;
 }
 
-function sharedContextOf(server: TlsServer): object | undefined {
+/** The native context a server gives the connections it accepts now (a new one after setSecureContext). */
+export function sharedContextOf(server: TlsServer): object | undefined {
   return (server as unknown as { _sharedCreds?: { context?: object } })._sharedCreds?.context;
 }
 

@@ -8,6 +8,12 @@ import { channel } from 'node:diagnostics_channel';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { parseCertificates, parsePrivateKey } from '../tls/pem.js';
 import { checkServable, crlsOf } from '../tls/secure-context.js';
+import type { ClientAuthMode } from '../tls/client-auth.js';
+import { rootCertificates, type Server as TlsServer } from 'node:tls';
+import { anchorsFromPem } from '../tls/peer-chain.js';
+import { trustMaterial } from '../tls/trust-material.js';
+import type { ConnectionRegistry } from './registry.js';
+import { contextOf, sharedContextOf } from './listeners.js';
 
 type Pem = string | Buffer;
 
@@ -81,9 +87,9 @@ export function logReloadFailure(logger: { error(obj: object, msg: string): void
 /**
  * Checks reload material as createServer checks its options (chain, key, match, CAs, CRLs, what
  * Node can serve) and also refuses a certificate that is not valid at `now` (a server must not
- * swap a working certificate for an expired one). Throws CB_ERR_RELOAD.
+ * swap a working certificate for an expired one), and CAs that `clientAuth` needs. Throws CB_ERR_RELOAD.
  */
-export function checkReloadMaterial(input: ReloadInput, passphrase: string | undefined, now: number): CheckedMaterial {
+export function checkReloadMaterial(input: ReloadInput, passphrase: string | undefined, now: number, clientAuth?: ClientAuthMode): CheckedMaterial {
   try {
     if (input === null || typeof input !== 'object' || input.cert === undefined || input.key === undefined) {
       throw new CertboundError('CB_ERR_INVALID_ARGUMENT', ['reload()', 'needs { cert, key }']);
@@ -94,6 +100,9 @@ export function checkReloadMaterial(input: ReloadInput, passphrase: string | und
     if (Date.parse(leaf.validTo) < now) throw new CertboundError('CB_ERR_RELOAD', [`the new certificate (${leaf.subject.replace(/\n/g, ', ')}) expired on ${new Date(leaf.validTo).toISOString()}`]);
     if (Date.parse(leaf.validFrom) > now) throw new CertboundError('CB_ERR_RELOAD', [`the new certificate (${leaf.subject.replace(/\n/g, ', ')}) is not valid before ${new Date(leaf.validFrom).toISOString()}`]);
     const ca = asList(input.ca);
+    if (clientAuth !== undefined && clientAuth !== 'none' && clientAuth !== 'accept-untrusted' && ca.length === 0) {
+      throw new CertboundError('CB_ERR_INVALID_OPTION', ['ca', `client-auth ${clientAuth} needs the trusted client CAs`]);
+    }
     ca.forEach((pem, i) => parseCertificates(pem.toString(), 'CA', ca.length > 1 ? `(reload ca, entry ${i})` : '(reload ca)'));
     const crls = asList(input.crl);
     const crl = crls.flatMap((pem, i) => crlsOf(pem, crls.length > 1 ? `(reload crl, entry ${i})` : '(reload crl)'));
@@ -102,4 +111,35 @@ export function checkReloadMaterial(input: ReloadInput, passphrase: string | und
   } catch (err) {
     throw reloadError(err);
   }
+}
+
+/**
+ * For the plugin on a TLS server certbound did not build: after you gave the server new
+ * material with `server.setSecureContext({ …, ca, crl })`, tell certbound's registry
+ * (`app.certbound.registry`) the same CAs and CRLs, so that chains are captured against them
+ * and a later handshake on a connection opened before (an on-demand renegotiation) is judged
+ * against them too (docs/deployment.md#reload-without-a-restart). Call it right after
+ * setSecureContext. Throws CB_ERR_RELOAD when a CA or CRL does not parse (nothing changes then).
+ */
+export async function reloadTrust(registry: ConnectionRegistry, server: TlsServer, trust: { ca?: Pem | Pem[]; crl?: Pem | Pem[] }): Promise<void> {
+  let ca: Pem[];
+  let crl: string[];
+  try {
+    ca = asList(trust.ca);
+    ca.forEach((pem, i) => parseCertificates(pem.toString(), 'CA', ca.length > 1 ? `(reload ca, entry ${i})` : '(reload ca)'));
+    const crls = asList(trust.crl);
+    crl = crls.flatMap((pem, i) => crlsOf(pem, crls.length > 1 ? `(reload crl, entry ${i})` : '(reload crl)'));
+  } catch (err) {
+    throw reloadError(err);
+  }
+  const anchors = anchorsFromPem(ca.length > 0 ? ca : rootCertificates);
+  const material = await trustMaterial(anchors, crl);
+  const current = sharedContextOf(server);
+  registry.replacePolicy({
+    anchors,
+    reloaded: {
+      material,
+      isCurrent: (socket) => current !== undefined && contextOf(socket) === current,
+    },
+  });
 }

@@ -272,10 +272,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   };
   const reloadNow = async (input: ReloadInput): Promise<ReloadResult> => {
     if (closing) throw reloadError(new Error('the server is closing'));
-    const next = checkReloadMaterial(input, options.tls?.passphrase, Date.now());
-    if (clientAuth !== 'none' && clientAuth !== 'accept-untrusted' && next.ca.length === 0) {
-      throw reloadError(new CertboundError('CB_ERR_INVALID_OPTION', ['ca', `client-auth ${clientAuth} needs the trusted client CAs`]));
-    }
+    const next = checkReloadMaterial(input, options.tls?.passphrase, Date.now(), clientAuth);
     const nextAnchors = anchorsFromPem(next.ca.length > 0 ? next.ca : rootCertificates);
     const trust = await trustMaterial(nextAnchors, next.crl).catch((err: unknown) => { throw reloadError(err); });
     const checker = registry.policy.revocation;
