@@ -348,11 +348,27 @@ test('library: reload() answers what it put in place, refuses bad material with 
   const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
   const events: ReloadEvent[] = [];
   server.onReload((e) => events.push(e));
-  const result = await server.reload({ cert: fx.b.pem, key: fx.b.keyPem, ca: readFileSync(fx.pki.caBundle) });
+  // TLS 1.2 sessions from before the reload, on the main listener and on the twin.
+  const session = (servername: string, saved?: Buffer) => new Promise<{ session: Buffer | undefined; reused: boolean }>((resolveSession, reject) => {
+    let ticket: Buffer | undefined;
+    const sock = connect({ host: '127.0.0.1', port, servername, maxVersion: 'TLSv1.2', ca: readFileSync(fx.pki.rootCa), ...(saved ? { session: saved } : {}) }, () => {
+      sock.write('GET /nothing HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    });
+    sock.on('session', (s: Buffer) => { ticket = s; });
+    sock.on('error', reject);
+    sock.resume();
+    sock.on('end', () => resolveSession({ session: ticket, reused: sock.isSessionReused() }));
+  });
+  const sessions = { main: (await session('localhost')).session, twin: (await session('twin.test')).session };
+  assert.ok(sessions.main && sessions.twin, 'both listeners issued session tickets');
+  // `ca` left out: the CAs in force stay (optional mode would refuse a reload without any).
+  const result = await server.reload({ cert: fx.b.pem, key: fx.b.keyPem });
   assert.equal(result.sha256, sha256(fx.b.pem).replace(/:/g, '').toLowerCase());
   assert.equal(result.listeners, 2, 'main and twin');
   assert.equal(result.caCertificates, 2);
   assert.equal((await sClient(port, 'twin.test')).fingerprint, sha256(fx.b.pem));
+  assert.equal((await session('localhost', sessions.main)).reused, true, 'the main listener kept its ticket keys');
+  assert.equal((await session('twin.test', sessions.twin)).reused, true, 'the twin kept its ticket keys');
   await assert.rejects(server.reload({ cert: fx.a.pem, key: fx.b.keyPem }), (err: unknown) => isCertboundError(err, 'CB_ERR_RELOAD') && /CB_ERR_KEY_MISMATCH/.test(err.message) && isCertboundError(err.cause, 'CB_ERR_KEY_MISMATCH'));
   await assert.rejects(server.reload({ cert: fx.expired.pem, key: fx.expired.keyPem }), /expired on/);
   assert.deepEqual(events.map((e) => e.ok), [true, false, false]);

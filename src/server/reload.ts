@@ -23,9 +23,9 @@ export interface ReloadInput {
   cert: Pem;
   /** Private key PEM of `cert` (decrypted with createServer's `tls.passphrase`, if one was given). */
   key: Pem;
-  /** Trusted client CAs and intermediates. Left out or empty: Node's bundled roots, as at start. */
+  /** Trusted client CAs and intermediates. Left out: the ones in force stay. Empty: Node's bundled roots, as at start without `ca`. */
   ca?: Pem | Pem[];
-  /** CRLs for the TLS layer. Left out or empty: none. */
+  /** CRLs for the TLS layer. Left out: the ones in force stay. Empty: none. */
   crl?: Pem | Pem[];
   /**
    * CRLs for the revocation checker (createServer's `revocation.crls`), when the server built

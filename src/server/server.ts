@@ -258,7 +258,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   let closing: Promise<void> | undefined;
   // Reloads run one at a time, in the order asked.
   let reloading: Promise<unknown> = Promise.resolve();
-  let material = { cert: options.cert, ca: ca as Pem[] };
+  // What the listeners serve now: a reload that leaves out `ca` or `crl` keeps these.
+  let material: { cert: Pem; ca: Pem[]; crl: string[] } = { cert: options.cert, ca, crl };
   const reloadListeners = new Set<(event: ReloadEvent) => void>();
   const announce = (event: ReloadEvent) => {
     if (reloadChannel.hasSubscribers) reloadChannel.publish(event);
@@ -272,7 +273,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   };
   const reloadNow = async (input: ReloadInput): Promise<ReloadResult> => {
     if (closing) throw reloadError(new Error('the server is closing'));
-    const next = checkReloadMaterial(input, options.tls?.passphrase, Date.now(), clientAuth);
+    const next = checkReloadMaterial({ ...input, ca: input.ca ?? material.ca, crl: input.crl ?? material.crl }, options.tls?.passphrase, Date.now(), clientAuth);
     const nextAnchors = anchorsFromPem(next.ca.length > 0 ? next.ca : rootCertificates);
     const trust = await trustMaterial(nextAnchors, next.crl).catch((err: unknown) => { throw reloadError(err); });
     const checker = registry.policy.revocation;
@@ -288,7 +289,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     listeners.swapContexts(next);
     if (input.revocationCrls !== undefined) (checker as RevocationChecker).replaceCrls(input.revocationCrls);
     registry.replacePolicy({ anchors: nextAnchors, reloaded: { material: trust, isCurrent: (socket) => listeners.isCurrent(socket) } });
-    material = { cert: next.cert, ca: next.ca };
+    material = { cert: next.cert, ca: next.ca, crl: next.crl };
     stapling?.retire(old.cert);
     const result: ReloadResult = Object.freeze({
       subject: next.leaf.subject.replace(/\n/g, ', '),
