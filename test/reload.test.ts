@@ -12,7 +12,7 @@ import { Agent, request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { constants as cryptoConstants, X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants, createHash, X509Certificate } from 'node:crypto';
 import { connect } from 'node:tls';
 import { freePort, run } from './helpers/exec.js';
 import { tempDir } from './helpers/pki.js';
@@ -230,6 +230,11 @@ test('SIGHUP reloads cert, key, CAs and CRLs into the main listener and the TLS 
   const again = await get(s.port, '/connection', before);
   assert.equal(again.status, 200);
   assert.equal(idOf(again), firstId, 'the keep-alive connection from before the reloads still serves');
+  // tls-server-end-point (RFC 5929: SHA-256 of the DER for an ECDSA-SHA-256 certificate) follows the context each connection was served with.
+  const endPoint = (r: Reply) => (JSON.parse(r.body) as { channelBindings: Record<string, string | null> }).channelBindings['tls-server-end-point'];
+  const derHash = (c: IssuedCertificate) => createHash('sha256').update(c.der).digest('hex');
+  assert.equal(endPoint(again), derHash(fx.a), 'the old connection keeps the binding of the certificate it was served');
+  assert.equal(endPoint(await get(s.port, '/connection', false)), derHash(fx.b), 'a new connection has the binding of the reloaded certificate');
 
   // Bad files: the certificate in use stays (exact fingerprint), one reload-failed line each.
   const bad: [string, () => void, RegExp][] = [
