@@ -216,6 +216,7 @@ test('SIGHUP reloads cert, key, CAs and CRLs into the main listener and the TLS 
   const load = await loading;
   assert.deepEqual(load.failures, [], 'no request failed during the reloads');
   assert.ok(load.done >= 20, `the load loop ran (${load.done} requests)`);
+  t.diagnostic(`load loop: ${load.done} requests (half keep-alive, half new connections) across 3 reloads, ${load.failures.length} failed`);
 
   const main = await sClient(s.port, 'localhost');
   assert.equal(main.fingerprint, fpB);
