@@ -6,6 +6,7 @@
 import { createSecureContext, type SecureContext, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Server as HttpsServer, ServerOptions as HttpsServerOptions } from 'node:https';
 import { CertboundError } from '../errors.js';
+import { makeTlsListener } from '../tls/secure-context.js';
 import type { OcspStapleSummary } from '../ocsp/server-stapling.js';
 import { recordClientHellos, type HelloRecordOptions } from '../tls/hello-record.js';
 import { DEFAULTS } from '../defaults.js';
@@ -126,8 +127,9 @@ export class ListenerList {
   }
 
   #certlessFor(tls: ListenerTls, own: ListenerOwnOptions): SecureContext | undefined {
-    if (!tls.certless) return undefined;
-    return createSecureContext({ ...tls.certless, ...(own.maxVersion ? { maxVersion: own.maxVersion } : {}) });
+    const certless = tls.certless;
+    if (!certless) return undefined;
+    return makeTlsListener(() => createSecureContext({ ...certless, ...(own.maxVersion ? { maxVersion: own.maxVersion } : {}) }));
   }
 
   #startContexts(l: ListedListener): object[] {
