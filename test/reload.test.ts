@@ -384,6 +384,7 @@ describe('reload', { concurrency: true }, () => {
     // `ca` left out: the CAs in force stay (optional mode would refuse a reload without any).
     const result = await server.reload({ cert: fx.b.pem, key: fx.b.keyPem });
     assert.equal(result.sha256, sha256(fx.b.pem).replace(/:/g, '').toLowerCase());
+    assert.deepEqual(result.certificates.map((c) => [c.sha256, c.names]), [[sha256(fx.b.pem).replace(/:/g, '').toLowerCase(), ['localhost', 'twin.test']]]);
     assert.equal(result.listeners, 2, 'main and twin');
     assert.equal(result.caCertificates, 2);
     assert.equal((await sClient(port, 'twin.test')).fingerprint, sha256(fx.b.pem));
@@ -391,7 +392,9 @@ describe('reload', { concurrency: true }, () => {
     assert.equal((await session('twin.test', sessions.twin)).reused, true, 'the twin kept its ticket keys');
     await assert.rejects(server.reload({ cert: fx.a.pem, key: fx.b.keyPem }), (err: unknown) => isCertboundError(err, 'CB_ERR_RELOAD') && /CB_ERR_KEY_MISMATCH/.test(err.message) && isCertboundError(err.cause, 'CB_ERR_KEY_MISMATCH'));
     await assert.rejects(server.reload({ cert: fx.expired.pem, key: fx.expired.keyPem }), /expired on/);
-    assert.deepEqual(events.map((e) => e.ok), [true, false, false]);
+    // Started with one certificate (no ClientHello reader): several are refused, none swapped.
+    await assert.rejects(server.reload({ certificates: [{ cert: fx.a.pem, key: fx.a.keyPem }, { cert: fx.c.pem, key: fx.c.keyPem }] }), (err: unknown) => isCertboundError(err, 'CB_ERR_RELOAD') && isCertboundError(err.cause, 'CB_ERR_INVALID_OPTION') && /restart it to serve several/.test(err.message));
+    assert.deepEqual(events.map((e) => e.ok), [true, false, false, false]);
     assert.equal((await sClient(port, 'localhost')).fingerprint, sha256(fx.b.pem), 'the refused reloads changed nothing');
   });
 
