@@ -42,6 +42,10 @@ export const DEFAULTS = Object.freeze({
   clientRevocation: 'off' as 'off' | 'check' | 'cached-only',
   /** Time (ms) a closing `certbound serve` process waits for its connections before it exits anyway. */
   shutdownGraceMs: 10_000,
+  /** `certbound serve --watch-certs`: reload the TLS files when they change. */
+  watchCerts: false,
+  /** `certbound serve --watch-certs`: quiet time (ms) after the last change of a watched file before the reload. */
+  watchCertsDebounceMs: 500,
 
   // Metrics and expiry warnings (src/server/metrics.ts, src/server/expiry.ts; docs/metrics.md).
   /** Address the metrics listener binds when only a port is given (plain HTTP: keep it on loopback or a private network). */

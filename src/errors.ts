@@ -20,6 +20,7 @@ export const ERRORS = Object.freeze({
   CB_ERR_PFX_INVALID: { statusCode: 500, message: 'Cannot use the PKCS#12 bundle %s: %s' },
   CB_ERR_PASSPHRASE_FILE: { statusCode: 500, message: 'Cannot read the passphrase file %s: %s' },
   CB_ERR_LISTEN: { statusCode: 500, message: 'Cannot listen on %s:%s: %s' },
+  CB_ERR_RELOAD: { statusCode: 500, message: 'Reload refused, the certificates in use stay in place: %s' },
   CB_ERR_CLIENT_CERT_REQUIRED: { statusCode: 403, message: 'A client certificate is required' },
   CB_ERR_CLIENT_CERT_UNTRUSTED: { statusCode: 403, message: 'The client certificate did not verify (%s)' },
   CB_ERR_CLIENT_CERT_DENIED: { statusCode: 403, message: 'The client certificate is not mapped to an identity' },

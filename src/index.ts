@@ -2,6 +2,7 @@
 export { createServer, type CreateServerOptions, type CertboundServer, type OcspStapleDecoration, type ServerMetrics, type ServerMetricsOptions, type ServerExpiryOptions } from './server/server.js';
 export { expiryFindings, type ExpiryFinding, type ExpiryItem, type ExpiryKind, type ExpiryThresholds } from './server/expiry.js';
 export { certboundPlugin, certboundPlugin as default, ocspStapleOf, type CertboundPluginOptions, type CertboundDecoration, type PluginOcspOptions } from './server/plugin.js';
+export { RELOAD_CHANNEL, reloadTrust, type ReloadInput, type ReloadResult, type ReloadedCertificate, type ReloadEvent } from './server/reload.js';
 export {
   receiveClientCertificate,
   receiveClientCertificateAsync,

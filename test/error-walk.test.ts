@@ -49,6 +49,14 @@ const WAYS = {
   CB_ERR_PFX_INVALID: cli('a --pfx file that is not PKCS#12', (fx) => ['serve', '--pfx', fx.file('bad.p12', 'garbage\n'), '--host', '127.0.0.1', '--port', '0'], /PKCS#12 bundle \S*bad\.p12: /),
   CB_ERR_PASSPHRASE_FILE: cli('a missing --key-passphrase-file', (fx) => ['serve', ...fx.tlsFlags, '--key-passphrase-file', join(fx.dir, 'no-passphrase')], /passphrase file \S*no-passphrase: ENOENT/),
   CB_ERR_LISTEN: cli('a port in use', async (fx) => ['serve', ...fx.tlsFlags, '--port', String(await fx.busyPort())], /EADDRINUSE/),
+  CB_ERR_RELOAD: call('reload() with a key that is not the certificate\'s', async (fx) => {
+    const s = createServer(fx.serverOptions());
+    try {
+      return await s.reload({ cert: readFileSync(fx.pki.server), key: readFileSync(fx.pki.clientKey), ca: readFileSync(fx.pki.caBundle) });
+    } finally {
+      await s.close();
+    }
+  }, /CB_ERR_KEY_MISMATCH/),
   CB_ERR_DEV_PKI: cli('dev-pki into a read-only directory', (fx) => ['dev-pki', fx.readOnlyDir('read-only')], /read-only: .*\(EACCES\)/, { unprivileged: true }),
   CB_ERR_OCSP_CACHE: call('listen() with ocsp.cacheDir under a regular file', (fx) => createServer(fx.serverOptions({ ocsp: { cacheDir: join(fx.file('plain-file', 'x'), 'cache') } })).listen({ host: '127.0.0.1', port: 0 }), /plain-file/),
   // Something nothing expected (here JSON.parse failing under `certbound version`) still ends with a code.

@@ -127,7 +127,7 @@ export class RevocationChecker {
   readonly #now: () => number;
   readonly #ocspCache = new Map<string, CachedOcsp>();
   readonly #crlByUrl = new Map<string, CachedCrl>();
-  readonly #loadedCrls: pkijs.CertificateRevocationList[];
+  #loadedCrls: pkijs.CertificateRevocationList[];
   readonly #perConnection = new WeakMap<object, Map<string, Promise<RevocationResult>>>();
 
   constructor(options: RevocationOptions = {}) {
@@ -208,6 +208,14 @@ export class RevocationChecker {
     if (c.status === 'offline') offline = true;
     const crlReason = 'reason' in c ? c.reason : null;
     return this.#undecided(offline, reason ?? crlReason ?? (cachedOnly ? 'not-cached' : 'no-revocation-source'));
+  }
+
+  /**
+   * Replaces the loaded CRLs (a reload of the CRL files): checks started from now on use them.
+   * Throws CB_ERR_PEM_INVALID, keeping the old ones, when an entry holds no CRL or one does not parse.
+   */
+  replaceCrls(crls: ReadonlyArray<Buffer | string>): void {
+    this.#loadedCrls = crls.flatMap((input, i, all) => loadedCrls(input, all.length > 1 ? `(crl entry ${i})` : '(crl)'));
   }
 
   /** Drops every cached OCSP result and fetched CRL (loaded CRL files stay). */

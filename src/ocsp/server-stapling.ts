@@ -70,6 +70,16 @@ export interface ServerStapling {
   summary(fingerprint?: string): OcspStapleSummary;
   /** One summary per certificate, in the order given. */
   summaries(): OcspStapleSummary[];
+  /**
+   * Moves stapling to a new set of server certificates (a reload): opens a handle for each new
+   * one (first retrieval done, as at start; one kept already is not fetched again), then the
+   * summaries describe the new set. Staples are looked up by the certificate each handshake
+   * serves, so a staple for an old certificate is never served for a new one. The old handles
+   * stay (a cluster worker that failed the reload still serves them) until retire().
+   */
+  moveTo(certs: readonly Pem[], ca: Pem[]): Promise<void>;
+  /** Stops keeping a staple for every certificate not in the current set. */
+  retire(): void;
   close(): Promise<void>;
 }
 
@@ -132,11 +142,34 @@ export function createServerStapling(input: { certs: readonly Pem[]; ca: Pem[]; 
   if (staplerOptions.url !== undefined) checkOcspUrl(staplerOptions.url, 'ocsp.url');
   const stapler = createStapler({ ...staplerOptions, logger: input.logger });
   const log = input.logger.child({ component: 'ocsp' });
-  const slots: CertSlot[] = input.certs.flatMap((pem) => {
+  const slotsOf = (certs: readonly Pem[]): (CertSlot & { readonly pem: Pem })[] => certs.flatMap((pem) => {
     const der = pemBlocks(pem.toString(), 'CERTIFICATE')[0];
     if (!der) return [];
-    return [{ fingerprint: StapleCache.fingerprint(der), serial: new X509Certificate(der).serialNumber.toLowerCase(), leafDer: der }];
+    return [{ fingerprint: StapleCache.fingerprint(der), serial: new X509Certificate(der).serialNumber.toLowerCase(), leafDer: der, pem }];
   });
+  // The certificates served now (a reload replaces them) and every leaf a handle was opened for.
+  let slots = slotsOf(input.certs);
+  let ca = input.ca;
+  const kept = new Map<string, Buffer>();
+  const keep = async (slot: CertSlot & { readonly pem: Pem }) => {
+    const chain = issuerChain(slot.pem, [...(issuer ? [issuer] : []), ...ca]);
+    if (!chain) { slot.skipped = 'no-issuer'; return; }
+    kept.set(slot.fingerprint, slot.leafDer);
+    const state = await stapler.add(chain).catch((err: unknown) => {
+      log.warn({ event: 'ocsp-skip', reason: 'no-issuer', fingerprint: slot.fingerprint, err: (err as Error).message }, 'OCSP stapling off for a certificate: its chain is not leaf + issuer');
+      slot.skipped = 'no-issuer';
+      return null;
+    });
+    if (state === undefined) slot.skipped = 'no-ocsp-url';
+  };
+  const logSummaries = (list: readonly CertSlot[]) => {
+    for (const s of list.map(slotSummary)) {
+      const line = { event: 'ocsp-summary', state: s.state, reason: s.reason, fingerprint: s.fingerprint, serial: s.serial, url: s.url, certStatus: s.certStatus, nextUpdate: s.nextUpdate };
+      if (s.stapled) log.info(line, `OCSP staple served until ${s.nextUpdate ?? '?'}`);
+      else if (s.reason === 'no-ocsp-url') log.info(line, 'OCSP: nothing to staple (the certificate has no OCSP URL; --ocsp-url overrides)');
+      else log.warn(line, `OCSP: nothing stapled (${s.reason ?? 'unknown'})`);
+    }
+  };
   const slotSummary = (slot: CertSlot): OcspStapleSummary => {
     const s = stapler.handleFor(slot.leafDer)?.state();
     if (!s) {
@@ -154,23 +187,9 @@ export function createServerStapling(input: { certs: readonly Pem[]; ca: Pem[]; 
     start() {
       started ??= (async () => {
         if (staplerOptions.cacheDir !== undefined && staplerOptions.storage === undefined) await prepareCacheDir(staplerOptions.cacheDir);
-        await Promise.all(slots.map(async (slot, i) => {
-          const chain = issuerChain(input.certs[i] as Pem, [...(issuer ? [issuer] : []), ...input.ca]);
-          if (!chain) { slot.skipped = 'no-issuer'; return; }
-          const state = await stapler.add(chain).catch((err: unknown) => {
-            log.warn({ event: 'ocsp-skip', reason: 'no-issuer', fingerprint: slot.fingerprint, err: (err as Error).message }, 'OCSP stapling off for a certificate: its chain is not leaf + issuer');
-            slot.skipped = 'no-issuer';
-            return null;
-          });
-          if (state === undefined) slot.skipped = 'no-ocsp-url';
-        }));
+        await Promise.all(slots.map(keep));
         // One line per certificate at start-up: what is stapled, or why not.
-        for (const s of slots.map(slotSummary)) {
-          const line = { event: 'ocsp-summary', state: s.state, reason: s.reason, fingerprint: s.fingerprint, serial: s.serial, url: s.url, certStatus: s.certStatus, nextUpdate: s.nextUpdate };
-          if (s.stapled) log.info(line, `OCSP staple served until ${s.nextUpdate ?? '?'}`);
-          else if (s.reason === 'no-ocsp-url') log.info(line, 'OCSP: nothing to staple (the certificate has no OCSP URL; --ocsp-url overrides)');
-          else log.warn(line, `OCSP: nothing stapled (${s.reason ?? 'unknown'})`);
-        }
+        logSummaries(slots);
       })();
       return started;
     },
@@ -179,6 +198,29 @@ export function createServerStapling(input: { certs: readonly Pem[]; ca: Pem[]; 
       return slot ? slotSummary(slot) : { ...OCSP_OFF_SUMMARY, state: 'not-stapled', reason: 'no-issuer' };
     },
     summaries: () => slots.map(slotSummary),
+    async moveTo(certs, nextCa) {
+      const before = new Map(slots.map((x) => [x.fingerprint, x]));
+      const next = slotsOf(certs).map((x) => {
+        const same = before.get(x.fingerprint);
+        return same?.skipped !== undefined ? Object.assign(x, { skipped: same.skipped }) : x;
+      });
+      ca = nextCa;
+      if (started) {
+        await started.catch(() => {});
+        const fresh = next.filter((x) => !kept.has(x.fingerprint));
+        await Promise.all(fresh.map(keep));
+        logSummaries(fresh);
+      }
+      slots = next;
+    },
+    retire() {
+      const now = new Set(slots.map((x) => x.fingerprint));
+      for (const [fingerprint, der] of kept) {
+        if (now.has(fingerprint)) continue;
+        stapler.remove(der);
+        kept.delete(fingerprint);
+      }
+    },
     close: () => stapler.close(),
   };
 }

@@ -115,6 +115,14 @@ export class OcspStapler extends EventEmitter<{ update: [OcspUpdate]; revoked: [
     return handle.state();
   }
 
+  /** Stops keeping a staple for this certificate (DER), e.g. the one a reload replaced. */
+  remove(certDer: Uint8Array): void {
+    const handle = this.#cache.get(certDer);
+    if (!handle) return;
+    this.#cache.delete(handle.fingerprint);
+    closeServerOcspResponse(handle);
+  }
+
   /** Answers 'OCSPRequest' on `server` from memory. */
   attach(server: TlsServer): this {
     if (!this.#servers.has(server)) {

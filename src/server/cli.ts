@@ -1,7 +1,7 @@
 // The `certbound` command: `serve` (the reference server) and `dev-pki DIR`. Start-up
 // errors are one line with a stable code, never a stack trace.
-import { readFileSync } from 'node:fs';
-import { relative, resolve } from 'node:path';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
@@ -20,7 +20,8 @@ import type { AddressInfo } from 'node:net';
 import { pino, type LoggerOptions } from 'pino';
 import { createServerStapling } from '../ocsp/server-stapling.js';
 import type { CreateServerOptions } from './server.js';
-import { defaultWorkerCount, joinPrimary, startPrimary, workerEpoch, workerIndex, type WorkerLink } from './cluster.js';
+import { defaultWorkerCount, joinPrimary, startPrimary, workerEpoch, workerIndex, type WorkerCertificate, type WorkerLink, type WorkerReload } from './cluster.js';
+import { checkReloadMaterial, logReloadFailure, type ReloadInput } from './reload.js';
 import { resolveSettings, type OcspSettings } from '../ocsp/schedule.js';
 import { checkServerCertificate, readServerCertificateFiles, type ServerCertificate, type ServerCertificateFiles, type ServerCertificateOptions } from '../tls/server-material.js';
 import { ensurePrivateDir } from '../secret-file.js';
@@ -120,10 +121,103 @@ async function loadTlsMaterial(cfg: ServeConfig): Promise<Loaded> {
   return { certificates, ca, crl, dev: devDir !== undefined, ...(devDir !== undefined ? { devDir } : {}) };
 }
 
+/** The server certificates as createServer (and server.reload) take them: what the files held, with their names. */
+function certificateOptions(certificates: readonly ServerCertificate[]): ServerCertificateOptions[] {
+  return certificates.map((c) => ({ ...(c.contextOptions as Pick<ServerCertificateOptions, 'cert' | 'key' | 'pfx' | 'passphrase'>), names: [...c.names] }));
+}
+
+/**
+ * The TLS files of `serve` read again for a reload, with the same loader and checks as at
+ * start-up (every server certificate: a CB_ERR_* naming the file when one is wrong), plus what a
+ * reload adds (each certificate valid now): throws CB_ERR_RELOAD with the cause's code.
+ */
+async function reloadMaterial(cfg: ServeConfig): Promise<{ loaded: Loaded; input: ReloadInput }> {
+  const loaded = await loadTlsMaterial(cfg);
+  checkReloadMaterial(loaded.certificates, { ca: loaded.ca, crl: loaded.crl }, Date.now(), cfg.clientAuth);
+  return { loaded, input: { certificates: certificateOptions(loaded.certificates), ca: loaded.ca, crl: loaded.crl, ...(cfg.clientRevocation !== 'off' ? { revocationCrls: loaded.crl } : {}) } };
+}
+
+/** Reload material over cluster IPC (JSON): PEM as text, a PKCS#12 bundle in base64. */
+function toWorkerReload(input: ReloadInput): WorkerReload {
+  const certificates: WorkerCertificate[] = (input.certificates ?? []).map((c) => ({
+    ...(c.cert !== undefined ? { cert: c.cert.toString() } : {}),
+    ...(c.key !== undefined ? { key: c.key.toString() } : {}),
+    ...(c.pfx !== undefined ? { pfx: c.pfx.toString('base64') } : {}),
+    ...(c.passphrase !== undefined ? { passphrase: c.passphrase } : {}),
+    ...(c.names !== undefined ? { names: c.names } : {}),
+  }));
+  return { certificates, ca: (Array.isArray(input.ca) ? input.ca : input.ca ? [input.ca] : []).map(String), crl: (Array.isArray(input.crl) ? input.crl : input.crl ? [input.crl] : []).map(String), ...(input.revocationCrls ? { revocationCrls: input.revocationCrls.map(String) } : {}) };
+}
+
+/** The primary's reload material as a worker's server.reload() takes it. */
+function fromWorkerReload(m: WorkerReload): ReloadInput {
+  return {
+    certificates: m.certificates.map(({ pfx, ...c }) => ({ ...c, ...(pfx !== undefined ? { pfx: Buffer.from(pfx, 'base64') } : {}) })),
+    ca: m.ca,
+    crl: m.crl,
+    ...(m.revocationCrls ? { revocationCrls: m.revocationCrls } : {}),
+  };
+}
+
+/** The files a reload reads (for --watch-certs): every server certificate's, the CAs and CRLs. */
+function tlsFilePaths(cfg: ServeConfig): string[] {
+  const dev = resolve(cfg.devPkiDir);
+  const files = certificateFiles(cfg);
+  const own = files.length > 0 ? files.flatMap((f) => [f.cert, f.key, f.pfx, f.passphraseFile].filter((p): p is string => p !== undefined))
+    : [resolve(dev, 'server.pem'), resolve(dev, 'server.key')];
+  const ca = cfg.ca ?? (files.length > 0 ? [] : [resolve(dev, 'ca-bundle.pem')]);
+  return [...own, ...ca, ...(cfg.crl ?? [])].map((p) => resolve(p));
+}
+
+/**
+ * Reloads on SIGHUP and, with --watch-certs, when a TLS file changes (debounced; the parent
+ * directories are watched, so files replaced by a rename are seen). Reloads never overlap: one
+ * asked while another runs runs once after it. Returns a function that stops both.
+ */
+function reloadTriggers(cfg: ServeConfig, reloadOnce: () => Promise<void>, log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void }): () => void {
+  let running: Promise<void> | undefined;
+  let again = false;
+  const trigger = (why: string) => {
+    if (running) { again = true; return; }
+    log.info({ event: 'reload', trigger: why }, 'reloading the certificates');
+    running = reloadOnce().catch(() => {}).finally(() => {
+      running = undefined;
+      if (again) { again = false; trigger(why); }
+    });
+  };
+  const onHup = () => trigger('SIGHUP');
+  process.on('SIGHUP', onHup);
+  const watchers: FSWatcher[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  if (cfg.watchCerts) {
+    const files = tlsFilePaths(cfg);
+    for (const dir of new Set(files.map((f) => dirname(f)))) {
+      const names = new Set(files.filter((f) => dirname(f) === dir).map((f) => basename(f)));
+      try {
+        const w = watch(dir, { persistent: false }, (_event, name) => {
+          if (name !== null && !names.has(name.toString())) return;
+          clearTimeout(timer);
+          timer = setTimeout(() => trigger('file change'), DEFAULTS.watchCertsDebounceMs);
+          timer.unref();
+        });
+        w.on('error', (err) => log.warn({ event: 'reload', dir, err: err.message }, 'cannot watch the certificate directory any more'));
+        watchers.push(w);
+      } catch (err) {
+        log.warn({ event: 'reload', dir, err: (err as Error).message }, 'cannot watch the certificate directory: reload with SIGHUP');
+      }
+    }
+  }
+  return () => {
+    process.off('SIGHUP', onHup);
+    clearTimeout(timer);
+    for (const w of watchers) w.close();
+  };
+}
+
 /** The options of createServer for this configuration (the same in one process, a cluster primary's check and its workers). */
 function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServerOptions, 'ocsp' | 'tls' | 'stapleSource' | 'logger' | 'metrics' | 'expiryWarnings'>): CreateServerOptions {
   return {
-    certificates: loaded.certificates.map((c) => ({ ...(c.contextOptions as Pick<ServerCertificateOptions, 'cert' | 'key' | 'pfx' | 'passphrase'>), names: [...c.names] })),
+    certificates: certificateOptions(loaded.certificates),
     ca: loaded.ca,
     ...(loaded.crl.length > 0 ? { crl: loaded.crl } : {}),
     clientAuth: cfg.clientAuth,
@@ -255,7 +349,27 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     const workerMetrics = server.metrics?.registry;
     if (worker && workerMetrics) worker.serveMetrics(() => workerMetrics.getMetricsAsJSON());
     if (closeResponder) server.app.addHook('onClose', closeResponder);
+    // Registered before listen (fastify takes no hooks after): stops the reload triggers.
+    let stopReloads = () => {};
+    server.app.addHook('onClose', async () => stopReloads());
     const addr = await server.listen({ host: cfg.host, port: cfg.port });
+    if (worker) {
+      // In a cluster the primary takes SIGHUP and the file changes, and hands every worker the
+      // material it read (src/server/cluster.ts); a SIGHUP sent to a worker alone is ignored.
+      worker.onReload(async (m) => (await server.reload(fromWorkerReload(m))).sha256);
+    } else {
+      const log = server.app.log;
+      stopReloads = reloadTriggers(cfg, async () => {
+        let m: ReloadInput;
+        try {
+          ({ input: m } = await reloadMaterial(cfg));
+        } catch (err) {
+          logReloadFailure(log, err);
+          return;
+        }
+        await server.reload(m).catch(() => {}); // server.reload logs its own failure line.
+      }, log);
+    }
     onListening?.(server);
     // In a cluster the primary prints the banner once.
     if (!worker) console.log(banner(cfg, addr.port, loaded, server));
@@ -357,7 +471,9 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   let devResponder: DevOcspResponder | undefined;
   let metricsListener: MetricsListener | undefined;
   // One expiry monitor per machine (the workers run none): one line per item, not one per worker.
-  const expiry = new ExpiryMonitor({ items: () => expiryItems({ certs: loaded.certificates.map((c) => c.chainPem), ca: loaded.ca, crl: loaded.crl }), logger: log.child({ component: 'expiry' }), thresholds: { certificateDays: cfg.expiryWarningDays, crlHours: cfg.crlExpiryWarningHours } });
+  // The material the workers serve (a reload that every worker took replaces it).
+  let current = loaded;
+  const expiry = new ExpiryMonitor({ items: () => expiryItems({ certs: current.certificates.map((c) => c.chainPem), ca: current.ca, crl: current.crl }), logger: log.child({ component: 'expiry' }), thresholds: { certificateDays: cfg.expiryWarningDays, crlHours: cfg.crlExpiryWarningHours } });
   try {
     devResponder = await startDevResponder(loaded, validityMinutes);
     const r = devResponder;
@@ -398,24 +514,59 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   }
   // One stapler per machine: every update goes to every worker (and to workers started later),
   // with the state /connection shows; workers apply the same minimum validity before each handshake.
+  // The certificates the workers serve: a reload adds the new ones, and drops the old ones once
+  // every worker serves the new ones (until then both are stapled and relayed).
+  const minValiditySeconds = resolveSettings(ocsp ? ocsp.settings : {}).SrvOcspRespMinValiditySeconds;
+  const fingerprintOf = (der: Buffer) => createHash('sha256').update(der).digest('hex');
+  const leavesOf = (l: Loaded) => l.certificates.map((c) => Buffer.from(c.leaf.raw));
+  const served = new Map<string, Buffer>(leavesOf(loaded).map((der) => [fingerprintOf(der), der]));
+  const relay = () => {
+    if (!stapling) return;
+    for (const [fingerprint, der] of served) {
+      const summary = stapling.summary(fingerprint);
+      // An old certificate (workers that failed a reload) is no longer in the summaries: its staple only.
+      const own = summary.fingerprint === fingerprint ? summary : undefined;
+      const nextUpdate = own ? own.nextUpdate : stapling.stapler.handleFor(der)?.state().nextUpdate ?? null;
+      primary.relayStaple(fingerprint, stapling.stapler.stapleFor(der) ?? null, nextUpdate ? new Date(nextUpdate) : null, minValiditySeconds, ...(own ? [own] : []));
+    }
+  };
   if (stapling) {
-    const st = stapling;
-    const minValiditySeconds = resolveSettings(ocsp ? ocsp.settings : {}).SrvOcspRespMinValiditySeconds;
-    const leaves = loaded.certificates.map((c) => Buffer.from(c.leaf.raw));
-    const relay = () => {
-      for (const der of leaves) {
-        const summary = st.summary(createHash('sha256').update(der).digest('hex'));
-        if (summary.fingerprint === null) continue;
-        primary.relayStaple(summary.fingerprint, st.stapler.stapleFor(der) ?? null, summary.nextUpdate ? new Date(summary.nextUpdate) : null, minValiditySeconds, summary);
-      }
-    };
-    st.stapler.on('update', relay);
+    stapling.stapler.on('update', relay);
     relay();
   }
+  // SIGHUP and --watch-certs: the primary reads and checks the files once (the start-up loader),
+  // moves the stapler to the new certificates (their staples relayed first), then hands the
+  // material to every worker; expiry warnings and gauges follow once every worker serves it.
+  const stopReloads = reloadTriggers(cfg, async () => {
+    let next: { loaded: Loaded; input: ReloadInput };
+    try {
+      next = await reloadMaterial(cfg);
+    } catch (err) {
+      logReloadFailure(log, err);
+      return;
+    }
+    await stapling?.moveTo(next.loaded.certificates.map((c) => c.chainPem), next.loaded.ca);
+    const nextLeaves = new Map(leavesOf(next.loaded).map((der) => [fingerprintOf(der), der]));
+    for (const [f, der] of nextLeaves) served.set(f, der);
+    relay();
+    const answers = await primary.reload(toWorkerReload(next.input));
+    const failed = answers.filter((a) => !a.ok);
+    if (failed.length > 0) {
+      // Workers that did not reload keep serving (and being relayed staples for) what they had.
+      log.error({ event: 'reload', code: 'CB_ERR_RELOAD', cause: failed[0]?.detail.split(':')[0] ?? null, workers: answers.length, failed: failed.map((a) => ({ worker: a.worker, detail: a.detail })) }, `reload failed in ${failed.length} of ${answers.length} workers`);
+      return;
+    }
+    for (const f of [...served.keys()]) if (!nextLeaves.has(f)) served.delete(f);
+    stapling?.retire();
+    current = next.loaded;
+    expiry.check();
+    log.info({ event: 'reload', sha256: answers[0]?.detail ?? null, certificates: [...nextLeaves.keys()], workers: answers.length }, `certificates reloaded in ${answers.length} workers`);
+  }, log);
   const stop = () => { void primary.close(); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   void primary.exited.then(async (code) => {
+    stopReloads();
     expiry.stop();
     await metricsListener?.close();
     await stapling?.close();
@@ -438,6 +589,9 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
 async function serveWorker(args: string[]): Promise<number | undefined> {
   // A new epoch for every fork, restarts included: connection ids never repeat (cluster.ts).
   setConnectionIdPrefix(workerEpoch() ?? (workerIndex() ?? 0) + 1);
+  // A SIGHUP sent to the process group (a closed terminal) reaches the workers too: the primary
+  // reloads them all, so a worker ignores it rather than die of it.
+  process.on('SIGHUP', () => {});
   const link = await joinPrimary();
   // A worker stays alive while its IPC channel is open: a start-up error must end it here.
   const server = await serve(args, (running) => {

@@ -34,7 +34,21 @@ export type ClusterMessage =
   | { certbound: true; type: 'ticket-keys'; keys: string; generation: number }
   | { certbound: true; type: 'staple'; certSha256: string; der: string | null; nextUpdate: number | null; minValiditySeconds: number; summary?: OcspStapleSummary }
   | { certbound: true; type: 'metrics-request'; id: number }
-  | { certbound: true; type: 'metrics'; id: number; metrics: object[] | null };
+  | { certbound: true; type: 'metrics'; id: number; metrics: object[] | null }
+  | { certbound: true; type: 'reload'; id: number; material: WorkerReload }
+  | { certbound: true; type: 'reloaded'; id: number; ok: boolean; detail: string };
+
+/** One server certificate as the primary read it: PEM cert + key, or a PKCS#12 bundle (base64), with its passphrase and names. */
+export interface WorkerCertificate { cert?: string; key?: string; pfx?: string; passphrase?: string; names?: string[] }
+
+/** What the primary hands every worker on a reload: the files it read and checked (every server certificate), as PEM. */
+export interface WorkerReload { certificates: WorkerCertificate[]; ca: string[]; crl: string[]; revocationCrls?: string[] }
+
+/** One worker's answer to a reload: `detail` is the new certificate's SHA-256, or the CB_ERR_RELOAD message. */
+export interface WorkerReloadAnswer { readonly worker: number; readonly ok: boolean; readonly detail: string }
+
+/** Time (ms) the primary waits for every worker to answer a reload. */
+const RELOAD_ANSWER_WAIT_MS = 30_000;
 
 function isClusterMessage(m: unknown): m is ClusterMessage {
   return typeof m === 'object' && m !== null && (m as { certbound?: unknown }).certbound === true && typeof (m as { type?: unknown }).type === 'string';
@@ -97,6 +111,11 @@ export interface ClusterPrimary {
   collectMetrics(timeoutMs: number): Promise<WorkerMetrics[]>;
   /** Process ids of the workers alive now. */
   workerPids(): number[];
+  /**
+   * Hands every worker the reloaded material (src/server/reload.ts) and resolves with each
+   * one's answer; a worker that does not answer in time counts as failed.
+   */
+  reload(material: WorkerReload): Promise<WorkerReloadAnswer[]>;
   /** Asks every worker to stop (SIGTERM), waits for them; resolves with 0 when they all ended cleanly. */
   close(): Promise<number>;
 }
@@ -117,6 +136,8 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
   const listeningPorts = new Map<number, number>();
   const restarts: number[] = [];
   let epochs = 0;
+  let reloads = 0;
+  const pendingReloads = new Map<number, (index: number, ok: boolean, detail: string) => void>();
   let closing = false;
   let allListening = false;
   let resolveListening!: (port: number) => void;
@@ -150,6 +171,8 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
         for (const s of staples.values()) send(w, s);
       } else if (m.type === 'metrics') {
         metricsWaiting.get(m.id)?.(w, Array.isArray(m.metrics) ? m.metrics : null);
+      } else if (m.type === 'reloaded') {
+        pendingReloads.get(m.id)?.(index, m.ok, m.detail);
       } else if (m.type === 'listening') {
         listeningPorts.set(index, m.port);
         if (!allListening && listeningPorts.size === count) {
@@ -245,6 +268,26 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
       });
     },
     workerPids: () => [...byIndex.values()].flatMap((w) => (w.process.pid === undefined || w.isDead() ? [] : [w.process.pid])),
+    reload(material) {
+      const id = ++reloads;
+      const workers = [...byIndex.entries()];
+      const answers = new Map<number, WorkerReloadAnswer>();
+      return new Promise<WorkerReloadAnswer[]>((resolveReload) => {
+        const finish = () => {
+          clearTimeout(timer);
+          pendingReloads.delete(id);
+          resolveReload(workers.map(([i]) => answers.get(i) ?? { worker: i, ok: false, detail: `no answer in ${RELOAD_ANSWER_WAIT_MS} ms` }));
+        };
+        const timer = setTimeout(finish, RELOAD_ANSWER_WAIT_MS);
+        timer.unref();
+        pendingReloads.set(id, (i, ok, detail) => {
+          answers.set(i, { worker: i, ok, detail });
+          if (workers.every(([w]) => answers.has(w))) finish();
+        });
+        for (const [, w] of workers) send(w, { certbound: true, type: 'reload', id, material });
+        if (workers.length === 0) finish();
+      });
+    },
     close: () => close(0),
   };
 }
@@ -271,6 +314,8 @@ export interface WorkerLink {
   summary(fingerprint?: string, now?: number): OcspStapleSummary;
   /** Answers the primary's metrics requests with `collect()` (prom-client getMetricsAsJSON()). */
   serveMetrics(collect: () => Promise<object[]>): void;
+  /** Runs `handler` for every reload the primary hands out and answers it (serve calls server.reload). */
+  onReload(handler: (material: WorkerReload) => Promise<string>): void;
   /** Stops listening to the primary. */
   close(): void;
 }
@@ -309,6 +354,7 @@ export async function joinPrimary(): Promise<WorkerLink> {
   const targets = new Set<TicketKeyTarget>();
   const staples = new Map<string, RelayedStaple>();
   let collectMetrics: (() => Promise<object[]>) | undefined;
+  let reloadHandler: ((material: WorkerReload) => Promise<string>) | undefined;
   let gotKeys!: () => void;
   const first = new Promise<void>((r) => { gotKeys = r; });
   const onMessage = (m: unknown) => {
@@ -323,6 +369,16 @@ export async function joinPrimary(): Promise<WorkerLink> {
       const reply = (metrics: object[] | null) => process.connected && process.send?.({ certbound: true, type: 'metrics', id: m.id, metrics } satisfies ClusterMessage);
       if (!collectMetrics) reply(null);
       else collectMetrics().then(reply, () => reply(null));
+    } else if (m.type === 'reload') {
+      const answer = (ok: boolean, detail: string) => process.send?.({ certbound: true, type: 'reloaded', id: m.id, ok, detail } satisfies ClusterMessage);
+      if (!reloadHandler) answer(false, 'the worker is not serving yet');
+      else {
+        // The detail starts with the code of the cause (CB_ERR_RELOAD wraps it), for the primary's one line.
+        reloadHandler(m.material).then((sha256) => answer(true, sha256), (err: unknown) => {
+          const e = err as { code?: string; message?: string; cause?: { code?: string } };
+          answer(false, `${e.cause?.code ?? e.code ?? 'CB_ERR_RELOAD'}: ${e.message ?? String(err)}`);
+        });
+      }
     }
   };
   process.on('message', onMessage);
@@ -351,6 +407,9 @@ export async function joinPrimary(): Promise<WorkerLink> {
       server.on('OCSPRequest', (cert: Buffer | null | undefined, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
         cb(null, cert ? stapleFor(cert) : null);
       });
+    },
+    onReload(handler) {
+      reloadHandler = handler;
     },
     close() {
       process.off('message', onMessage);

@@ -48,6 +48,8 @@ export interface ServeConfig {
   metrics?: string;
   expiryWarningDays: number;
   crlExpiryWarningHours: number;
+  /** Reload the TLS files when they change (as SIGHUP does). */
+  watchCerts: boolean;
   config?: string;
   /** OCSP stapling of the server certificates. */
   ocsp: 'on' | 'off';
@@ -114,6 +116,7 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'metrics', flag: 'metrics', kind: 'host:port', description: 'Serve metrics in Prometheus text format on GET http://HOST:PORT/metrics (plain HTTP: keep it on loopback or a private network); with workers the primary serves them, summed over the workers. Off by default. See docs/metrics.md.' },
   { key: 'expiryWarningDays', flag: 'expiry-warning-days', kind: 'integer', default: DEFAULTS.expiryWarningDays, min: 0, description: 'Log a warning, at start-up and once a day, for the server certificate, its chain and the --ca certificates this many days before they expire (expired: an error line).' },
   { key: 'crlExpiryWarningHours', flag: 'crl-expiry-warning-hours', kind: 'integer', default: DEFAULTS.crlExpiryWarningHours, min: 0, description: 'Log a warning this many hours before a --crl file reaches its nextUpdate; past it, an error line (every client certificate it covers fails with CRL_HAS_EXPIRED).' },
+  { key: 'watchCerts', flag: 'watch-certs', kind: 'boolean', default: DEFAULTS.watchCerts, description: `Reload the server certificates (with the certificates list and passphrase files), CA and CRL files when they change, as SIGHUP does (after ${DEFAULTS.watchCertsDebounceMs} ms without a change; with workers the primary watches). A bad file keeps the certificates in use and logs one CB_ERR_RELOAD line. See docs/deployment.md.` },
   { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field: subject | issuer | san, attribute, match}], issuerThumbprint, identity | deny}], denyUnmapped } (config file only). Issuer rules and issuerThumbprint read the verified chain.' },
 ] satisfies SettingSpec[]);
 

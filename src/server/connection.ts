@@ -11,6 +11,7 @@ import {
 } from '../tls/client-certificate.js';
 import type { CompiledMapper } from '../tls/mapper.js';
 import { readHandshake, type HandshakeRecord } from '../tls/peer-chain.js';
+import { verifyUnder, type TrustMaterial } from '../tls/trust-material.js';
 import { installRenegotiationGuard, type RenegotiationGuard } from '../tls/renegotiation-guard.js';
 import type { NegotiationResult, Renegotiable } from '../tls/renegotiate.js';
 import { NO_METRICS, type MetricsSink } from './metrics.js';
@@ -32,6 +33,12 @@ export interface TrustPolicy {
    * sent, link by link with signatures (src/tls/peer-chain.ts).
    */
   readonly anchors: readonly X509Certificate[];
+  /**
+   * After a reload (src/server/reload.ts): the material in force, and whether a socket was
+   * accepted under it. A handshake on a socket accepted before must also pass verifyUnder().
+   * Undefined before any reload.
+   */
+  readonly reloaded?: { readonly material: TrustMaterial; isCurrent(socket: TLSSocket): boolean };
 }
 
 /** A revocation checker that threw: fail closed, whatever the fail mode. */
@@ -48,7 +55,8 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   negotiation: Promise<unknown> | undefined;
   /** @internal Renegotiations the server started on this connection. */
   renegotiations = 0;
-  readonly #policy: TrustPolicy;
+  /** The registry's policy now: a reload replaces it, and the next handshake here reads the new one. */
+  readonly #policyNow: () => TrustPolicy;
   /** Where the decision and negotiations are counted (NO_METRICS when metrics are off). */
   readonly #metrics: MetricsSink;
   #closed = false;
@@ -69,13 +77,13 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   /** guard.handshakes at the last recorded handshake. */
   #recordedAtHandshakes = 0;
 
-  constructor(id: bigint, socket: TLSSocket, policy: TrustPolicy, onRogueHandshake?: (entry: ConnectionEntry) => void, metrics: MetricsSink = NO_METRICS) {
+  constructor(id: bigint, socket: TLSSocket, policy: TrustPolicy | (() => TrustPolicy), onRogueHandshake?: (entry: ConnectionEntry) => void, metrics: MetricsSink = NO_METRICS) {
     this.id = id;
     this.socket = socket;
     this.openedAt = Date.now();
-    this.#policy = policy;
+    this.#policyNow = typeof policy === 'function' ? policy : () => policy;
     this.#metrics = metrics;
-    ({ record: this.#handshake, leaf: this.#leaf } = readHandshake(socket, 1, policy.anchors));
+    ({ record: this.#handshake, leaf: this.#leaf } = this.#read(1));
     // A handshake the server did not start (a client-initiated renegotiation) could swap the
     // certificate while socket.authorized stays stale: the guard closes the connection at its
     // ClientHello, before the server answers. A legacy renegotiation that OpenSSL refused
@@ -89,6 +97,24 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
         socket.destroy();
       }
     });
+  }
+
+  get #policy(): TrustPolicy {
+    return this.#policyNow();
+  }
+
+  /**
+   * Reads the handshake that just completed, its chain built against the CAs in force. On a
+   * socket accepted before a reload, OpenSSL verified with the old context: the chain must
+   * also pass the material in force now (src/tls/trust-material.ts), or it gets that error.
+   */
+  #read(sequence: number): { record: HandshakeRecord; leaf: X509Certificate | undefined } {
+    const policy = this.#policy;
+    const read = readHandshake(this.socket, sequence, policy.anchors);
+    const reloaded = policy.reloaded;
+    if (!reloaded || read.record.chain.length === 0 || reloaded.isCurrent(this.socket)) return read;
+    const verifyError = verifyUnder(reloaded.material, read.record.chain, read.record.verifyError, Date.now());
+    return verifyError === read.record.verifyError ? read : { record: Object.freeze({ ...read.record, verifyError }), leaf: read.leaf };
   }
 
   get closed(): boolean {
@@ -127,7 +153,7 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
    * verdict are read fresh from the socket, and the decision starts over.
    */
   recordHandshake(): HandshakeRecord {
-    ({ record: this.#handshake, leaf: this.#leaf } = readHandshake(this.socket, this.#handshake.sequence + 1, this.#policy.anchors));
+    ({ record: this.#handshake, leaf: this.#leaf } = this.#read(this.#handshake.sequence + 1));
     this.#recordedAtHandshakes = this.#guard.handshakes;
     this.#facts = undefined;
     this.#view = undefined;

@@ -55,15 +55,28 @@ export class ConnectionRegistry {
   readonly #logger: RegistryLogger | undefined;
   readonly #attached = new WeakSet<TlsServer>();
   readonly #metrics: MetricsSink;
-  /** The trust rules every connection's decision applies. */
-  readonly policy: TrustPolicy;
+  #policy: TrustPolicy;
   /** Handshakes refused because the client started them (client-initiated renegotiation). */
   rogueHandshakes = 0;
 
   constructor(options: RegistryOptions = {}) {
-    this.policy = Object.freeze({ mapper: options.mapper ?? compileMapper(undefined), revocation: options.revocation, anchors: options.anchors ?? [] });
+    this.#policy = Object.freeze({ mapper: options.mapper ?? compileMapper(undefined), revocation: options.revocation, anchors: options.anchors ?? [] });
     this.#logger = options.logger;
     this.#metrics = options.metrics ?? NO_METRICS;
+  }
+
+  /** The trust rules every connection's decision applies (a reload replaces them). */
+  get policy(): TrustPolicy {
+    return this.#policy;
+  }
+
+  /**
+   * @internal Replaces the trust rules after a reload (src/server/reload.ts): every handshake
+   * from now on, on new connections and on those opened before, is judged by them. Decisions
+   * already made on a handshake stay.
+   */
+  replacePolicy(change: Partial<Pick<TrustPolicy, 'anchors' | 'reloaded'>>): void {
+    this.#policy = Object.freeze({ ...this.#policy, ...change });
   }
 
   /** Registers every connection `server` accepts from now on (idempotent per server). */
@@ -77,7 +90,7 @@ export class ConnectionRegistry {
   add(socket: TLSSocket): ConnectionEntry {
     const existing = ConnectionRegistry.entryOf(socket);
     if (existing) return existing;
-    const entry = new ConnectionEntry(nextConnectionId(), socket, this.policy, (e) => {
+    const entry = new ConnectionEntry(nextConnectionId(), socket, () => this.#policy, (e) => {
       this.rogueHandshakes += 1;
       this.#logger?.warn({ connectionId: e.id.toString(), remoteAddress: socket.remoteAddress }, 'client-initiated renegotiation refused: connection closed');
     }, this.#metrics);

@@ -4,7 +4,7 @@ import { constants as cryptoConstants, type X509Certificate } from 'node:crypto'
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createSecureContext, rootCertificates, type SecureContext, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { rootCertificates, type SecureContext, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { anchorsFromPem } from '../tls/peer-chain.js';
 import { createSecureServer as createHttp2Server } from 'node:http2';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -17,12 +17,14 @@ import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../t
 import { parseCertificates, parsePrivateKey } from '../tls/pem.js';
 import { checkServable, crlsOf, makeTlsListener } from '../tls/secure-context.js';
 import { buildServerMaterial, checkServerCertificate, type ServerCertificate, type ServerCertificateOptions } from '../tls/server-material.js';
-import { clientHelloOf, type HelloRecordOptions } from '../tls/hello-record.js';
+import { clientHelloOf } from '../tls/hello-record.js';
 import { hostMatches, installHostRouting } from '../tls/host-policy.js';
 import { installCertbound, type CertboundPluginOptions } from './plugin.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, connectionIdPrefix } from './registry.js';
-import { installListener, type StapleSource } from './listeners.js';
+import { ListenerList, type ListenerOwnOptions, type ListenerTls, type StapleSource } from './listeners.js';
+import { checkReloadMaterial, describeCertificate, logReloadFailure, reloadChannel, reloadError, type CheckedMaterial, type ReloadedCertificate, type ReloadEvent, type ReloadInput, type ReloadResult } from './reload.js';
+import { trustMaterial } from '../tls/trust-material.js';
 import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
 import { compileOptions, SERVER_SCHEMA, type OptionClass } from './options.js';
 import { NO_METRICS, PromMetrics, type PromRegistry } from './metrics.js';
@@ -171,6 +173,17 @@ export interface CertboundServer {
   close(): Promise<void>;
   /** Sets the 48-byte TLS session-ticket keys of every TLS listener (cluster workers share them: src/server/cluster.ts). */
   setTicketKeys(keys: Buffer): void;
+  /**
+   * Replaces the server certificate, key, client CAs and CRLs on every TLS listener (main and
+   * TLS 1.2 twin) without a restart (docs/deployment.md#reload). Open connections carry on
+   * with what they have; new ones get the new material; a later handshake on an old one (an
+   * on-demand renegotiation) is judged against the new CAs and CRLs too. The OCSP stapler moves
+   * to the new certificate first. Reloads run one at a time. Rejects with CB_ERR_RELOAD (the
+   * cause's code in the message) when anything is wrong: then nothing changed.
+   */
+  reload(input: ReloadInput): Promise<ReloadResult>;
+  /** Calls `listener` after every reload, done or refused (for metrics and expiry warnings); returns a function that removes it. */
+  onReload(listener: (event: ReloadEvent) => void): () => void;
 }
 
 function asList(v: Pem | Pem[] | undefined): Pem[] {
@@ -190,9 +203,8 @@ function checkTlsMaterial(cert: Pem, key: Pem, ca: Pem[], passphrase: string | u
   checkServable({ cert, key, ...(passphrase !== undefined ? { passphrase } : {}) }, 'cert and key options');
 }
 
-/** Every server certificate of the options, checked (cert + key first, then `certificates`). */
-function serverCertificates(options: CreateServerOptions, ca: Pem[]): ServerCertificate[] {
-  const passphrase = options.tls?.passphrase;
+/** Every server certificate of the options (or of a reload), checked (cert + key first, then `certificates`). */
+function serverCertificates(options: { cert?: Pem | undefined; key?: Pem | undefined; certificates?: ServerCertificateOptions[] | undefined }, passphrase: string | undefined, ca: Pem[]): ServerCertificate[] {
   const list: ServerCertificate[] = [];
   if (options.cert !== undefined && options.key !== undefined) {
     checkTlsMaterial(options.cert, options.key, ca, passphrase);
@@ -237,7 +249,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   if (options.ocsp && options.stapleSource) throw new CertboundError('CB_ERR_INVALID_OPTION', ['stapleSource', 'cannot be combined with ocsp']);
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
   const ca = asList(options.ca);
-  const certificates = serverCertificates(options, ca);
+  const certificates = serverCertificates(options, options.tls?.passphrase, ca);
   const crl = asList(options.crl).flatMap((pem, i, all) => crlsOf(pem, all.length > 1 ? `(crl option, entry ${i})` : '(crl option)'));
   if (clientAuth !== 'none' && clientAuth !== 'accept-untrusted' && ca.length === 0) {
     throw new CertboundError('CB_ERR_INVALID_OPTION', ['ca', `client-auth ${clientAuth} needs the trusted client CAs`]);
@@ -255,27 +267,42 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors, metrics });
   const queue = new RequestQueue(registry);
 
-  // What every context shares (the SNI ones too: OpenSSL verifies client certificates with the
-  // chosen context's CAs and CRLs).
-  const sharedTls = {
-    minVersion: DEFAULTS.minVersion,
-    ...options.tls,
-    // Renegotiation (on-demand certificates) must not resume, or OpenSSL clients never send a certificate.
-    secureOptions: (options.tls?.secureOptions ?? 0) | cryptoConstants.SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION,
-    ...(ca.length > 0 ? { ca } : {}),
-    ...(crl.length > 0 ? { crl } : {}),
+  // One function builds the TLS material of every listener, at start and at each reload
+  // (src/server/listeners.ts ListenerList): the same contexts from the same certificates.
+  const handshakeTimeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs;
+  const buildTls = (certs: readonly ServerCertificate[], caNow: Pem[], crlNow: string[], withPassphrase: boolean) => {
+    // What every context shares (the SNI ones too: OpenSSL verifies client certificates with the
+    // chosen context's CAs and CRLs).
+    const sharedTls = {
+      minVersion: DEFAULTS.minVersion,
+      ...options.tls,
+      // Renegotiation (on-demand certificates) must not resume, or OpenSSL clients never send a certificate.
+      secureOptions: (options.tls?.secureOptions ?? 0) | cryptoConstants.SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION,
+      ...(caNow.length > 0 ? { ca: caNow } : {}),
+      ...(crlNow.length > 0 ? { crl: crlNow } : {}),
+    };
+    const material = buildServerMaterial(certs, sharedTls, (socket) => clientHelloOf(socket)?.cipherSuites);
+    const { passphrase: _passphrase, ...sharedWithoutPassphrase } = sharedTls;
+    const tls: HttpsServerOptions = {
+      // The passphrase belongs to a certificate's key (material.defaultOptions carries its own).
+      ...(withPassphrase ? sharedTls : sharedWithoutPassphrase),
+      ...material.defaultOptions,
+      // Node keeps the SNI callback a listener was built with: this one reads the material in force.
+      ...(material.sniCallback ? { SNICallback: sniInForce } : {}),
+      ...tlsOptionsForMode(clientAuth),
+      handshakeTimeout,
+      ...(options.http2 ? {} : { ALPNProtocols: ['http/1.1'] }),
+    };
+    const listenerTls: ListenerTls = { options: tls, certless: material.sniCallback ? sharedWithoutPassphrase : undefined, sniContexts: material.contexts };
+    return { material, listenerTls };
   };
-  const material = buildServerMaterial(certificates, sharedTls, (socket) => clientHelloOf(socket)?.cipherSuites);
-  const { passphrase: _passphrase, ...sharedWithoutPassphrase } = sharedTls;
-  const tlsOptions: HttpsServerOptions = {
-    // The passphrase belongs to a certificate's key (material.defaultOptions carries its own).
-    ...(options.cert !== undefined ? sharedTls : sharedWithoutPassphrase),
-    ...material.defaultOptions,
-    ...(material.sniCallback ? { SNICallback: material.sniCallback } : {}),
-    ...tlsOptionsForMode(clientAuth),
-    handshakeTimeout: options.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs,
-    ...(options.http2 ? {} : { ALPNProtocols: ['http/1.1'] }),
-  };
+  function sniInForce(this: TLSSocket, servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void {
+    const sni = tlsNow.material.sniCallback;
+    if (sni) sni.call(this, servername, cb);
+    else cb(null, undefined);
+  }
+  let tlsNow = buildTls(certificates, ca, crl, options.cert !== undefined);
+  const tlsOptions = tlsNow.listenerTls.options;
   let server!: HttpsServer;
   let handler!: (req: IncomingMessage, res: import('node:http').ServerResponse) => void;
   // In a cluster worker (an epoch in the connection ids, src/server/registry.ts) request ids
@@ -299,28 +326,18 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     ? createServerStapling({ certs: certificates.map((c) => c.chainPem), ca, options: options.ocsp === true ? {} : options.ocsp, logger })
     : undefined;
   const staples: StapleSource | undefined = stapling ? { attachStaples: (l) => stapling.attach(l) } : options.stapleSource;
-  const tlsListeners: TlsServer[] = [];
-  /** Every TLS listener of this server goes through here (src/server/listeners.ts). */
-  const certless: SecureContext[] = [];
-  const addListener = (l: HttpsServer, own: { maxVersion?: 'TLSv1.2' } = {}) => {
-    // Several certificates: connections naming a host start without one and get exactly the
-    // one the SNI callback picks (for an RSA + ECDSA pair, from the client's cipher suites).
-    let helloRecord: HelloRecordOptions | undefined;
-    if (material.sniCallback) {
-      const startWithout = makeTlsListener(() => createSecureContext({ ...sharedWithoutPassphrase, ...own }));
-      certless.push(startWithout);
-      helloRecord = { timeoutMs: tlsOptions.handshakeTimeout ?? DEFAULTS.handshakeTimeoutMs, startWithout };
-    }
-    installListener(l, { registry, staples, logger, metrics, ...(helloRecord ? { helloRecord } : {}) });
-    tlsListeners.push(l as unknown as TlsServer);
-  };
+  /** Every TLS listener of this server goes through here (src/server/listeners.ts), with its own options. */
+  const listeners = new ListenerList(tlsNow.listenerTls);
+  const addListener = (l: HttpsServer, own: ListenerOwnOptions = {}) => listeners.add(l, own, { registry, staples, logger, metrics, helloTimeoutMs: handshakeTimeout });
   addListener(server);
+  // What the listeners serve now besides the certificates: a reload that leaves out `ca` or `crl` keeps these.
+  let inForce: { ca: Pem[]; crl: string[] } = { ca, crl };
   const ocspStaple = (fingerprint?: string): OcspStapleSummary => stapling?.summary(fingerprint) ?? options.stapleSource?.summary?.(fingerprint) ?? OCSP_OFF_SUMMARY;
   app.decorate('ocspStaple', ocspStaple);
   let expiryList: ReturnType<typeof expiryItems> | undefined;
   const expiryOptions = options.expiryWarnings === false ? undefined : options.expiryWarnings ?? {};
   const expiry = expiryOptions && new ExpiryMonitor({
-    items: () => (expiryList ??= expiryItems({ certs: material.certificates.map((c) => c.chainPem), ca, crl })),
+    items: () => (expiryList ??= expiryItems({ certs: tlsNow.material.certificates.map((c) => c.chainPem), ca: inForce.ca, crl: inForce.crl })),
     logger: logger.child({ component: 'expiry' }),
     thresholds: { ...(expiryOptions.certificateDays !== undefined ? { certificateDays: expiryOptions.certificateDays } : {}), ...(expiryOptions.crlHours !== undefined ? { crlHours: expiryOptions.crlHours } : {}) },
     ...(expiryOptions.now ? { now: expiryOptions.now } : {}),
@@ -341,8 +358,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   const onDemandHosts = options.onDemandHosts ?? [];
   if (onDemandHosts.length > 0) {
     // The TLS 1.2 twin: same certificates and handler, renegotiation possible.
-    const capped = makeTlsListener(() => createHttpsServer({ ...tlsOptions, maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, handler));
-    addListener(capped, { maxVersion: 'TLSv1.2' });
+    const own: ListenerOwnOptions = { maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] };
+    const capped = makeTlsListener(() => createHttpsServer({ ...tlsOptions, ...own }, handler));
+    addListener(capped, own);
     const cappedSockets = new Set<TLSSocket>();
     capped.on('secureConnection', (s: TLSSocket) => {
       cappedSockets.add(s);
@@ -388,6 +406,89 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     });
   }
   let closing: Promise<void> | undefined;
+  // Reloads run one at a time, in the order asked.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reloadListeners = new Set<(event: ReloadEvent) => void>();
+  const announce = (event: ReloadEvent) => {
+    if (reloadChannel.hasSubscribers) reloadChannel.publish(event);
+    for (const l of reloadListeners) {
+      try {
+        l(event);
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'an onReload listener threw');
+      }
+    }
+  };
+  const reloadNow = async (input: ReloadInput): Promise<ReloadResult> => {
+    if (closing) throw reloadError(new Error('the server is closing'));
+    // Every certificate through the start-up path (src/tls/server-material.ts), then the same
+    // contexts built as at start: anything wrong and nothing below has changed.
+    let next: CheckedMaterial;
+    let built: ReturnType<typeof buildTls>;
+    try {
+      if (input === null || typeof input !== 'object') throw new CertboundError('CB_ERR_INVALID_ARGUMENT', ['reload()', 'needs { cert, key } or certificates']);
+      if ((input.cert === undefined) !== (input.key === undefined)) throw new CertboundError('CB_ERR_INVALID_ARGUMENT', ['reload()', 'cert and key go together']);
+      if (input.certificates !== undefined && !Array.isArray(input.certificates)) throw new CertboundError('CB_ERR_INVALID_ARGUMENT', ['reload()', 'certificates must be an array']);
+      const caNext = input.ca !== undefined ? asList(input.ca) : inForce.ca;
+      const certs = serverCertificates(input, options.tls?.passphrase, caNext);
+      next = checkReloadMaterial(certs, { ca: caNext, crl: input.crl ?? inForce.crl }, Date.now(), clientAuth);
+      built = buildTls(next.certificates, next.ca, next.crl, input.cert !== undefined);
+    } catch (err) {
+      throw reloadError(err);
+    }
+    const nextAnchors = anchorsFromPem(next.ca.length > 0 ? next.ca : rootCertificates);
+    const trust = await trustMaterial(nextAnchors, next.crl).catch((err: unknown) => { throw reloadError(err); });
+    const checker = registry.policy.revocation;
+    if (input.revocationCrls !== undefined) {
+      if (!(checker instanceof RevocationChecker)) throw reloadError(new CertboundError('CB_ERR_INVALID_OPTION', ['revocationCrls', 'the server has no revocation checker']));
+      // Parsed before anything changes; put in place with the rest below.
+      try {
+        new RevocationChecker({ crls: input.revocationCrls });
+      } catch (err) {
+        throw reloadError(err);
+      }
+    }
+    // The staples for the new certificates first (their first retrieval, as at start): an old
+    // certificate's staple is never served for a new one, since staples are looked up by the
+    // certificate each handshake serves.
+    const old = { certs: tlsNow.material.certificates.map((c) => c.chainPem), ca: inForce.ca };
+    await stapling?.moveTo(next.certificates.map((c) => c.chainPem), next.ca);
+    try {
+      listeners.swap(built.listenerTls);
+    } catch (err) {
+      await stapling?.moveTo(old.certs, old.ca);
+      stapling?.retire();
+      throw reloadError(err);
+    }
+    tlsNow = built;
+    inForce = { ca: next.ca, crl: next.crl };
+    if (input.revocationCrls !== undefined) (checker as RevocationChecker).replaceCrls(input.revocationCrls);
+    registry.replacePolicy({ anchors: nextAnchors, reloaded: { material: trust, isCurrent: (socket) => listeners.isCurrent(socket) } });
+    stapling?.retire();
+    // Expiry warnings and gauges follow the new material.
+    expiryList = undefined;
+    if (ready) expiry?.check();
+    const certificates = next.certificates.map(describeCertificate);
+    const first = certificates[0] as ReloadedCertificate;
+    const result: ReloadResult = Object.freeze({
+      subject: first.subject,
+      sha256: first.sha256,
+      validTo: first.validTo,
+      certificates: Object.freeze(certificates),
+      listeners: listeners.size,
+      caCertificates: next.ca.length > 0 ? nextAnchors.length : 0,
+      crls: next.crl.length,
+      reloadedAt: new Date().toISOString(),
+    });
+    logger.info({ event: 'reload', sha256: result.sha256, subject: result.subject, validTo: result.validTo, certificates: certificates.map((c) => c.sha256), listeners: result.listeners, caCertificates: result.caCertificates, crls: result.crls }, 'certificates reloaded');
+    announce({ ok: true, result, certs: next.certificates.map((c) => c.chainPem), ca: next.ca, crl: next.crl });
+    return result;
+  };
+  const reloadingNext = (input: ReloadInput): Promise<ReloadResult> => reloading.then(() => reloadNow(input)).catch((err: unknown) => {
+    const error = logReloadFailure(logger, err);
+    announce({ ok: false, error });
+    throw error;
+  });
   return {
     app: app as unknown as FastifyInstance & OcspStapleDecoration,
     server,
@@ -422,9 +523,16 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       return server.address() as AddressInfo;
     },
     setTicketKeys(keys) {
-      for (const l of tlsListeners) l.setTicketKeys(keys);
-      // Connections naming a host start from a certificate-less context: its keys encrypt their tickets.
-      for (const c of [...material.contexts, ...certless]) (c.context as { setTicketKeys(k: Buffer): void }).setTicketKeys(keys);
+      listeners.setTicketKeys(keys);
+    },
+    reload(input) {
+      const run = reloadingNext(input);
+      reloading = run.catch(() => {});
+      return run;
+    },
+    onReload(listener) {
+      reloadListeners.add(listener);
+      return () => { reloadListeners.delete(listener); };
     },
     close() {
       ready = false;

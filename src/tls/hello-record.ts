@@ -24,9 +24,10 @@ export interface HelloRecordOptions {
   /**
    * A context without a certificate (same CAs, versions, ciphers, ticket keys as the server's)
    * that connections naming a host start from; the SNI callback then gives them exactly one
-   * certificate. Connections without SNI start from the server's own context.
+   * certificate. Connections without SNI start from the server's own context. A function is
+   * asked at each connection (a reload replaces the context; undefined: the server's own).
    */
-  readonly startWithout?: SecureContext;
+  readonly startWithout?: SecureContext | (() => SecureContext | undefined);
 }
 
 /** Node's tls.Server keeps the context new connections start from here (lib/_tls_wrap.js, tlsConnectionListener). */
@@ -55,10 +56,11 @@ export function recordClientHellos(server: TlsServer, options: HelloRecordOption
       if (chunks.length > 0) socket.unshift(Buffer.concat(chunks));
       const hello = hellos.get(socket);
       const start = () => { for (const l of tlsListeners) l.call(server, socket); };
-      if (!options.startWithout || !hello?.serverName) { start(); return; }
+      const startWithout = typeof options.startWithout === 'function' ? options.startWithout() : options.startWithout;
+      if (!startWithout || !hello?.serverName) { start(); return; }
       // The TLSSocket takes its starting context from _sharedCreds synchronously in the listener.
       const own = creds._sharedCreds;
-      creds._sharedCreds = options.startWithout;
+      creds._sharedCreds = startWithout;
       try {
         start();
       } finally {

@@ -1,0 +1,103 @@
+// The client-certificate trust material of a server after a reload (src/server/reload.ts): the
+// CAs and CRLs in force now. A connection accepted before the reload keeps its OpenSSL context,
+// whose CA store and CRLs Node cannot change; a handshake run on it after the reload (an
+// on-demand renegotiation) must pass that context's verification *and* this check against the
+// material in force now, so that a CA or CRL removed or replaced by the reload applies to it.
+import { X509Certificate } from 'node:crypto';
+import { cryptoEngine, pkijs } from './pkijs-engine.js';
+import { issuedBy } from './peer-chain.js';
+import { pemBlocks } from './pem.js';
+
+/** One CRL whose signature verified against a CA of the material. */
+interface VerifiedCrl {
+  readonly thisUpdate: number;
+  readonly nextUpdate: number | null;
+  /** Revoked serial numbers, lowercase hex without leading zeros. */
+  readonly revoked: ReadonlySet<string>;
+}
+
+export interface TrustMaterial {
+  /** The trusted client CAs (the `ca` option, or Node's bundled roots without it). */
+  readonly anchors: readonly X509Certificate[];
+  /** True when CRLs are configured: OpenSSL then checks every certificate of the chain (CRL_CHECK_ALL). */
+  readonly crlCheck: boolean;
+  /** Verified CRLs by the SHA-256 fingerprint of the CA that signed them. */
+  readonly crlsByIssuer: ReadonlyMap<string, readonly VerifiedCrl[]>;
+}
+
+const serial = (hex: string): string => hex.toLowerCase().replace(/^(00)+(?=.)/, '').replace(/^0+(?=.)/, '');
+
+/**
+ * The material of `anchors` and `crls` (PEM, one CRL per entry or several). A CRL no anchor
+ * signed is left out: OpenSSL would not use it either, and a certificate it should cover then
+ * finds no CRL (UNABLE_TO_GET_CRL), which fails closed.
+ */
+export async function trustMaterial(anchors: readonly X509Certificate[], crls: ReadonlyArray<string | Buffer>): Promise<TrustMaterial> {
+  const byIssuer = new Map<string, VerifiedCrl[]>();
+  const ders = crls.flatMap((p) => pemBlocks(p.toString(), 'X509 CRL'));
+  if (ders.length > 0) {
+    const engine = cryptoEngine();
+    for (const der of ders) {
+      const crl = pkijs.CertificateRevocationList.fromBER(der);
+      for (const ca of anchors) {
+        const issuer = pkijs.Certificate.fromBER(ca.raw);
+        if (!crl.issuer.isEqual(issuer.subject)) continue;
+        const ok = await crl.verify({ issuerCertificate: issuer }, engine).catch(() => false);
+        if (!ok) continue;
+        const list = byIssuer.get(ca.fingerprint256) ?? [];
+        list.push(Object.freeze({
+          thisUpdate: crl.thisUpdate.value.getTime(),
+          nextUpdate: crl.nextUpdate ? crl.nextUpdate.value.getTime() : null,
+          revoked: new Set((crl.revokedCertificates ?? []).map((r) => serial(Buffer.from(r.userCertificate.valueBlock.valueHexView).toString('hex')))),
+        }));
+        byIssuer.set(ca.fingerprint256, list);
+      }
+    }
+  }
+  return Object.freeze({ anchors: Object.freeze([...anchors]), crlCheck: ders.length > 0, crlsByIssuer: byIssuer });
+}
+
+/**
+ * The verify error of a chain (DER, leaf first, as src/tls/peer-chain.ts captured it against
+ * `material.anchors`) under `material`, given what the connection's own (older) OpenSSL context
+ * said: that verdict stands when it is an error; otherwise the chain must still link, by
+ * signature, to a self-issued CA of the material, every certificate must be valid at `now`, and
+ * with CRLs configured each must have a current CRL from its issuer that does not list it.
+ * Answers an OpenSSL verify-error code (src/tls/verdict.ts maps it to certFlags) or null.
+ */
+export function verifyUnder(material: TrustMaterial, chain: readonly Buffer[], opensslError: string | null, now: number): string | null {
+  if (opensslError) return opensslError;
+  if (chain.length === 0) return null;
+  let certs: X509Certificate[];
+  try {
+    certs = chain.map((d) => new X509Certificate(d));
+  } catch {
+    return 'CERT_UNTRUSTED';
+  }
+  for (let i = 0; i + 1 < certs.length; i++) {
+    if (!issuedBy(certs[i] as X509Certificate, certs[i + 1] as X509Certificate)) return certs.length === 1 ? 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' : 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY';
+  }
+  const top = certs[certs.length - 1] as X509Certificate;
+  const anchored = top.checkIssued(top) && material.anchors.some((a) => a.fingerprint256 === top.fingerprint256);
+  if (!anchored) {
+    if (!top.checkIssued(top)) return certs.length === 1 ? 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' : 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY';
+    return certs.length === 1 ? 'DEPTH_ZERO_SELF_SIGNED_CERT' : 'SELF_SIGNED_CERT_IN_CHAIN';
+  }
+  for (const c of certs) {
+    if (Date.parse(c.validFrom) > now) return 'CERT_NOT_YET_VALID';
+    if (Date.parse(c.validTo) < now) return 'CERT_HAS_EXPIRED';
+  }
+  if (!material.crlCheck) return null;
+  for (let i = 0; i < certs.length; i++) {
+    const c = certs[i] as X509Certificate;
+    const issuer = (certs[i + 1] ?? c) as X509Certificate;
+    const crls = material.crlsByIssuer.get(issuer.fingerprint256) ?? [];
+    const current = crls.filter((r) => r.thisUpdate <= now);
+    if (current.length === 0) return 'UNABLE_TO_GET_CRL';
+    // OpenSSL's choice among CRLs of one issuer: the newest.
+    const newest = current.reduce((a, b) => (b.thisUpdate > a.thisUpdate ? b : a));
+    if (newest.nextUpdate !== null && newest.nextUpdate < now) return 'CRL_HAS_EXPIRED';
+    if (newest.revoked.has(serial(c.serialNumber))) return 'CERT_REVOKED';
+  }
+  return null;
+}
