@@ -27,8 +27,18 @@ async function inProcess(args: readonly string[], cwd: string): Promise<RunResul
   const saved = { log: console.log, error: console.error, out: process.stdout.write, err: process.stderr.write, cwd: process.cwd(), env: { ...process.env } };
   console.log = (...a: unknown[]) => { stdout += `${a.join(' ')}\n`; };
   console.error = (...a: unknown[]) => { stderr += `${a.join(' ')}\n`; };
-  (process.stdout as { write: unknown }).write = (s: string) => { stdout += s; return true; };
-  (process.stderr as { write: unknown }).write = (s: string) => { stderr += s; return true; };
+  // main() awaits (it loads commands on first use): the test runner may report meanwhile, in
+  // binary chunks on stdout, which pass through; certbound writes text.
+  (process.stdout as { write: unknown }).write = (s: string | Uint8Array, ...rest: unknown[]) => {
+    if (typeof s !== 'string') return (saved.out as (...a: unknown[]) => boolean).call(process.stdout, s, ...rest);
+    stdout += s;
+    return true;
+  };
+  (process.stderr as { write: unknown }).write = (s: string | Uint8Array, ...rest: unknown[]) => {
+    if (typeof s !== 'string') return (saved.err as (...a: unknown[]) => boolean).call(process.stderr, s, ...rest);
+    stderr += s;
+    return true;
+  };
   process.chdir(cwd);
   Object.assign(process.env, { CERTBOUND_JOBS_DIR: join(cwd, 'jobs'), CERTBOUND_STORE_ROOT: join(cwd, 'stores') });
   try {

@@ -13,16 +13,14 @@ import { DEFAULTS } from '../defaults.js';
 import { parseArgsReason, usageError } from '../cli-exit.js';
 import { CertboundError } from '../errors.js';
 import { issueResponderCertificate, startDevOcspResponder, type DevOcspResponder } from './responder.js';
-import type { OcspSettings } from './schedule.js';
+
+import { DEV_OCSP_VALIDITY_ENV, DEV_OCSP_VALIDITY_MINUTES, devStaplingSettings, validityFromEnv } from './dev-stapling.js';
+
+export { DEV_OCSP_VALIDITY_ENV, DEV_OCSP_VALIDITY_MINUTES, devStaplingSettings, validityFromEnv };
 
 /** Files of the delegated responder inside the dev PKI directory. */
 export { DEV_OCSP_RESPONDER_FILES } from '../tls/dev-pki.js';
 
-/** Default validity of the dev responder's answers (minutes): DEFAULTS.devOcspValidityMinutes. */
-export const DEV_OCSP_VALIDITY_MINUTES = DEFAULTS.devOcspValidityMinutes;
-
-/** Environment variable that sets the validity (minutes) for `certbound serve`'s responder. */
-export const DEV_OCSP_VALIDITY_ENV = 'CERTBOUND_DEV_OCSP_VALIDITY_MINUTES';
 
 export interface DevPkiResponderOptions {
   /** Default: 8889 (DEV_OCSP_PORT, the port in the dev server certificate's AIA). */
@@ -106,14 +104,6 @@ export function devResponderPort(dir: string): number {
   return DEV_OCSP_PORT;
 }
 
-/** Validity (minutes) from CERTBOUND_DEV_OCSP_VALIDITY_MINUTES, else the default. */
-export function validityFromEnv(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env[DEV_OCSP_VALIDITY_ENV];
-  if (raw === undefined || raw === '') return DEV_OCSP_VALIDITY_MINUTES;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new CertboundError('CB_ERR_INVALID_OPTION', [DEV_OCSP_VALIDITY_ENV, `expected minutes > 0, got ${JSON.stringify(raw)}`]);
-  return n;
-}
 
 /**
  * `certbound ocsp-responder [--dev-pki-dir DIR] [--port N] [--host H] [--validity-minutes M] [--revoke SERIAL]...`:
@@ -154,19 +144,3 @@ export async function runOcspResponderCli(args: string[]): Promise<DevOcspRespon
   return responder;
 }
 
-/**
- * Stapler settings for the dev responder's validity. The defaults (600 s minimum validity,
- * 120 s / 60 s around NextUpdate) assume responses valid for days; for a responder set to a
- * few minutes (to watch the schedule) they are scaled down so that a staple is served and
- * refreshed before it lapses. At 30 minutes and more the defaults apply unchanged.
- */
-export function devStaplingSettings(validityMinutes: number): Partial<OcspSettings> {
-  const v = validityMinutes * 60;
-  if (v >= 30 * 60) return {};
-  return {
-    SrvOcspRespMinValiditySeconds: Math.max(1, Math.floor(v / 6)),
-    SrvOcspRespMaxBeforeNextUpdateSeconds: Math.max(1, Math.floor(v / 2)),
-    SrvOcspRespMinBeforeNextUpdateSeconds: Math.max(1, Math.floor(v / 12)),
-    SrvOcspRespMinAfterNextUpdateSeconds: Math.max(1, Math.floor(v / 24)),
-  };
-}

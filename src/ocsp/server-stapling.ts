@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { pemBlocks } from '../tls/pem.js';
 import { StapleCache } from './staple-cache.js';
 import type { StapleReason } from './handle.js';
+import { checkOcspUrl } from './ocsp-url.js';
 import { createStapler, type OcspStapler, type StaplerOptions } from './stapler.js';
 
 type Pem = string | Buffer;
@@ -117,17 +118,6 @@ async function prepareCacheDir(dir: string): Promise<void> {
   }
 }
 
-/** Throws CB_ERR_INVALID_OPTION unless `url` is an absolute http: or https: URL. */
-export function checkOcspUrl(url: unknown, where: string): void {
-  let ok = false;
-  try {
-    ok = typeof url === 'string' && ['http:', 'https:'].includes(new URL(url).protocol);
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw new CertboundError('CB_ERR_INVALID_OPTION', [where, `expected an http:// or https:// URL, got ${JSON.stringify(url)}`]);
-}
-
 interface CertSlot {
   readonly fingerprint: string;
   readonly serial: string;
@@ -224,3 +214,5 @@ export function createServerStapling(input: { certs: readonly Pem[]; ca: Pem[]; 
     close: () => stapler.close(),
   };
 }
+
+export { checkOcspUrl };

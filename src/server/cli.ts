@@ -6,34 +6,29 @@ import { parseArgs } from 'node:util';
 import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
-import { createDevPki, DEV_CLIENT_P12_PASSWORD, DEV_OCSP_CACHE_DIR, ensureDevPki } from '../tls/dev-pki.js';
+import { DEV_CLIENT_P12_PASSWORD, DEV_OCSP_CACHE_DIR } from '../tls/dev-pki-names.js';
 import { loadCertificates, loadCrlText } from '../tls/pem.js';
 import { crlsOf } from '../tls/secure-context.js';
 import { OCSP_SETTING_KEYS, resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
-import { createServer, type CertboundServer } from './server.js';
-import { CLIENT_USAGE, runClientCli } from '../client/cli.js';
+import type { CertboundServer } from './server.js';
 import { EXIT, failWith, parseArgsReason, usageError, wantsHelp } from '../cli-exit.js';
 import cluster from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { pino, type LoggerOptions } from 'pino';
-import { createServerStapling } from '../ocsp/server-stapling.js';
+import type { LoggerOptions } from 'pino';
 import type { CreateServerOptions } from './server.js';
 import { defaultWorkerCount, joinPrimary, startPrimary, workerEpoch, workerIndex, type WorkerCertificate, type WorkerLink, type WorkerReload } from './cluster.js';
-import { checkReloadMaterial, logReloadFailure, type ReloadInput } from './reload.js';
+import type { ReloadInput } from './reload.js';
 import { resolveSettings, type OcspSettings } from '../ocsp/schedule.js';
 import { checkServerCertificate, readServerCertificateFiles, type ServerCertificate, type ServerCertificateFiles, type ServerCertificateOptions } from '../tls/server-material.js';
 import { ensurePrivateDir } from '../secret-file.js';
 import type { ServerOcspOptions } from '../ocsp/server-stapling.js';
-import { setConnectionIdPrefix } from './registry.js';
 import { join } from 'node:path';
-import { devResponderPort, devStaplingSettings, runOcspResponderCli, startDevPkiResponder, validityFromEnv } from '../ocsp/dev-responder.js';
+import { devStaplingSettings, validityFromEnv } from '../ocsp/dev-stapling.js';
 import type { DevOcspResponder } from '../ocsp/responder.js';
-import { CertCheckMode } from '../ocsp/revocation.js';
-import { aggregateMetrics, PromMetrics, WorkerMetricsHistory } from './metrics.js';
+import { CertCheckMode } from '../ocsp/cert-check-mode.js';
 import { parseHostPort, startMetricsListener, type MetricsListener } from './metrics-listener.js';
-import { ExpiryMonitor, expiryItems } from './expiry.js';
 
 const USAGE = `certbound: HTTPS with client certificates
 
@@ -109,6 +104,7 @@ async function loadTlsMaterial(cfg: ServeConfig): Promise<Loaded> {
   let devDir: string | undefined;
   let devCa: string | undefined;
   if (files.length === 0) {
+    const { ensureDevPki } = await import('../tls/dev-pki.js');
     const { paths, created, tightened } = await ensureDevPki(resolve(cfg.devPkiDir));
     if (created) console.log(`certbound: created a dev PKI in ${paths.dir}`);
     if (tightened.length > 0) console.log(`certbound: ${tightened.join(', ')} in ${paths.dir} could be read by other users: now mode 0600 (delete the directory for new keys)`);
@@ -133,6 +129,7 @@ function certificateOptions(certificates: readonly ServerCertificate[]): ServerC
  */
 async function reloadMaterial(cfg: ServeConfig): Promise<{ loaded: Loaded; input: ReloadInput }> {
   const loaded = await loadTlsMaterial(cfg);
+  const { checkReloadMaterial } = await import('./reload.js');
   checkReloadMaterial(loaded.certificates, { ca: loaded.ca, crl: loaded.crl }, Date.now(), cfg.clientAuth);
   return { loaded, input: { certificates: certificateOptions(loaded.certificates), ca: loaded.ca, crl: loaded.crl, ...(cfg.clientRevocation !== 'off' ? { revocationCrls: loaded.crl } : {}) } };
 }
@@ -248,6 +245,7 @@ function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServe
  */
 async function startDevResponder(loaded: Loaded, validityMinutes: number): Promise<DevOcspResponder | undefined> {
   if (!loaded.devDir) return undefined;
+  const { devResponderPort, startDevPkiResponder } = await import('../ocsp/dev-responder.js');
   return startDevPkiResponder(loaded.devDir, { validityMinutes, port: devResponderPort(loaded.devDir) }).catch((err: unknown) => {
     if (!isCertboundError(err, 'CB_ERR_LISTEN')) throw err;
     const cause = err.cause as NodeJS.ErrnoException | undefined;
@@ -334,6 +332,7 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
     const ocsp = staplingOptions(cfg, loaded, validityMinutes);
     // In a cluster the primary says it once.
     if (!ocsp && !worker) console.log('certbound: OCSP stapling off (--ocsp off): no staple, no OCSP retrieval');
+    const { createServer } = await import('./server.js');
     const server = createServer(serverOptions(cfg, loaded, worker
       // Cluster workers share the primary's session-ticket keys and staples, on every listener
       // (src/server/cluster.ts); the primary logs "Server listening" once for all of them, serves
@@ -364,7 +363,7 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
         try {
           ({ input: m } = await reloadMaterial(cfg));
         } catch (err) {
-          logReloadFailure(log, err);
+          (await import('./reload.js')).logReloadFailure(log, err);
           return;
         }
         await server.reload(m).catch(() => {}); // server.reload logs its own failure line.
@@ -456,6 +455,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   const loaded = await loadTlsMaterial(cfg);
   // The workers build the same server: a mistake in the options (a mapper, a CRL) is found
   // here once, as one line, instead of once per worker.
+  const { createServer } = await import('./server.js');
   await createServer(serverOptions(cfg, loaded, { ocsp: false, logger: false, metrics: undefined, expiryWarnings: false })).close();
   // The workers' listen goes through the primary; a port in use would fail in every worker,
   // each with its own line. Found here once, before any worker starts.
@@ -464,6 +464,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   const ocsp = staplingOptions(cfg, loaded, validityMinutes);
   prepareStateDir(cfg, loaded, ocsp);
   const started = new StartedResources();
+  const [{ pino }, { createServerStapling }, { ExpiryMonitor, expiryItems }] = await Promise.all([import('pino'), import('../ocsp/server-stapling.js'), import('./expiry.js')]);
   const log = pino({ level: cfg.logLevel });
   let primary: ReturnType<typeof startPrimary>;
   const primaryRef: { current?: ReturnType<typeof startPrimary> } = {};
@@ -488,6 +489,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     if (cfg.metrics) {
       // The primary serves the metrics: its own (staples, expiry) and every worker's, summed
       // by prom-client's aggregators. Bound before any worker starts: a port in use is one line.
+      const { aggregateMetrics, PromMetrics, WorkerMetricsHistory } = await import('./metrics.js');
       const own = new PromMetrics({ defaultMetrics: false });
       if (stapling) own.watchStapler(stapling.stapler);
       own.watchExpiry(() => expiry.findings());
@@ -542,7 +544,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     try {
       next = await reloadMaterial(cfg);
     } catch (err) {
-      logReloadFailure(log, err);
+      (await import('./reload.js')).logReloadFailure(log, err);
       return;
     }
     await stapling?.moveTo(next.loaded.certificates.map((c) => c.chainPem), next.loaded.ca);
@@ -588,7 +590,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
 /** `serve` in a cluster worker: the primary's ticket keys and staples, an id prefix, no banner. */
 async function serveWorker(args: string[]): Promise<number | undefined> {
   // A new epoch for every fork, restarts included: connection ids never repeat (cluster.ts).
-  setConnectionIdPrefix(workerEpoch() ?? (workerIndex() ?? 0) + 1);
+  (await import('./registry.js')).setConnectionIdPrefix(workerEpoch() ?? (workerIndex() ?? 0) + 1);
   // A SIGHUP sent to the process group (a closed terminal) reaches the workers too: the primary
   // reloads them all, so a worker ignores it rather than die of it.
   process.on('SIGHUP', () => {});
@@ -623,8 +625,8 @@ Runs the dev OCSP responder for the dev PKI in DIR (default .certbound): it answ
 certificates that PKI issued, each response valid for --validity-minutes, and says revoked
 for every --revoke SERIAL (hex).`;
 
-function help(text: string): number {
-  console.log(text);
+async function help(text: string | (() => Promise<string>)): Promise<number> {
+  console.log(typeof text === 'string' ? text : await text());
   return 0;
 }
 
@@ -634,12 +636,14 @@ function fail(err: unknown): number {
 }
 
 /** The help of each command, for `certbound help CMD` and `certbound CMD --help`. */
-const HELP: Readonly<Record<string, string>> = Object.freeze({
+// The client's help is loaded with the client, only when asked for.
+const clientUsage = async (): Promise<string> => (await import('../client/cli.js')).CLIENT_USAGE;
+const HELP: Readonly<Record<string, string | (() => Promise<string>)>> = Object.freeze({
   serve: USAGE,
   'dev-pki': DEV_PKI_HELP,
   'ocsp-responder': OCSP_RESPONDER_HELP,
-  job: CLIENT_USAGE,
-  store: CLIENT_USAGE,
+  job: clientUsage,
+  store: clientUsage,
 });
 
 /** Entry point of the bin. Resolves with an exit code, or undefined while a server runs. */
@@ -647,7 +651,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
   const [cmd, ...rest] = argv;
   try {
     // `--help` (or `-h`) anywhere after a command prints that command's help and does nothing else.
-    if (cmd !== undefined && HELP[cmd] !== undefined && wantsHelp(rest)) return help(HELP[cmd]);
+    if (cmd !== undefined && HELP[cmd] !== undefined && wantsHelp(rest)) return await help(HELP[cmd]);
     switch (cmd) {
       case 'serve': {
         if (cluster.isWorker && workerIndex() !== undefined) return await serveWorker(rest);
@@ -669,7 +673,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
         const dir = rest[0];
         if (!dir || rest.length > 1) throw usageError('dev-pki', 'takes one directory: certbound dev-pki DIR', 'certbound dev-pki --help');
         if (dir.startsWith('-')) throw usageError('dev-pki', `unknown option ${dir}`, 'certbound dev-pki --help');
-        const paths = await createDevPki(resolve(dir));
+        const paths = await (await import('../tls/dev-pki.js')).createDevPki(resolve(dir));
         console.log(`certbound: dev PKI written to ${paths.dir}`);
         return EXIT.ok;
       }
@@ -683,13 +687,13 @@ export async function main(argv: string[]): Promise<number | undefined> {
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
-        state.responder = await runOcspResponderCli(rest);
+        state.responder = await (await import('../ocsp/dev-responder.js')).runOcspResponderCli(rest);
         if (state.stopping) stop();
         return undefined;
       }
       case 'job':
       case 'store':
-        return await runClientCli([cmd, ...rest]);
+        return await (await import('../client/cli.js')).runClientCli([cmd, ...rest]);
       case '--version':
       case 'version':
         if (rest.length > 0) throw usageError('version', `takes no arguments (got ${rest.join(' ')})`);
@@ -698,13 +702,13 @@ export async function main(argv: string[]): Promise<number | undefined> {
       case undefined:
       case '--help':
       case '-h':
-        return help(USAGE);
+        return await help(USAGE);
       case 'help': {
         const [topic, ...more] = rest;
-        if (topic === undefined) return help(USAGE);
+        if (topic === undefined) return await help(USAGE);
         const text = HELP[topic];
         if (text === undefined || more.length > 0) throw usageError('help', `no help for ${JSON.stringify(rest.join(' '))} (commands: ${Object.keys(HELP).join(', ')})`);
-        return help(text);
+        return await help(text);
       }
       default:
         throw usageError('command', `unknown command ${JSON.stringify(cmd)} (${Object.keys(HELP).join(', ')}, help, version)`);

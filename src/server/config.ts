@@ -7,7 +7,7 @@ import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { CLIENT_AUTH_MODES, type ClientAuthMode } from '../tls/client-auth.js';
 import type { MapperConfig } from '../tls/mapper.js';
-import { checkOcspUrl } from '../ocsp/server-stapling.js';
+import { checkOcspUrl } from '../ocsp/ocsp-url.js';
 import { parseHostPort } from './metrics-listener.js';
 
 type Kind = 'string' | 'integer' | 'string[]' | 'enum' | 'object' | 'object[]' | 'boolean' | 'host:port';

@@ -10,6 +10,7 @@ import { CertboundError, isCertboundError } from '../errors.js';
 import { issueCertificate, OID, type IssuedCertificate } from './cert-builder.js';
 import { writePkcs12 } from '../client/pkcs12.js';
 import { pemBlocks } from './pem.js';
+import { DEV_CLIENT_P12_PASSWORD, DEV_OCSP_CACHE_DIR } from './dev-pki-names.js';
 import { ensurePrivateDir, tightenSecretFile, writeFileExact, writeSecretFile } from '../secret-file.js';
 
 /** Default port of the dev OCSP responder named in the server certificate's AIA: DEFAULTS.devOcspPort. */
@@ -42,15 +43,7 @@ export const DEV_PKI_FILES = Object.freeze({
 /** The dev OCSP responder's delegated certificate, issued on first use (src/ocsp/dev-responder.ts). */
 export const DEV_OCSP_RESPONDER_FILES = Object.freeze({ cert: 'ocsp-responder.pem', key: 'ocsp-responder.key' });
 
-/** Where `certbound serve` keeps its OCSP responses inside the dev PKI directory. */
-export const DEV_OCSP_CACHE_DIR = 'ocsp-cache';
-
-/**
- * The password of client.p12: fixed and printed in the banner, because its job is to be typed
- * into a browser's import dialog. It protects nothing (client.key sits next to it); the file is
- * 0600 like every key.
- */
-export const DEV_CLIENT_P12_PASSWORD = 'certbound';
+export { DEV_CLIENT_P12_PASSWORD, DEV_OCSP_CACHE_DIR };
 
 /** Every private-key file a dev PKI directory may hold. */
 const KEY_FILES: readonly string[] = [...Object.values(DEV_PKI_FILES).filter((f) => f.endsWith('.key') || f.endsWith('.p12')), DEV_OCSP_RESPONDER_FILES.key];
