@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// Runs npm scripts side by side (lint beside build-then-typecheck before the tests: each is one
+// Runs npm scripts side by side (lint, build and typecheck before the tests: each is one
 // single-threaded process, and CI machines have two cores), prints each one's output when it
-// ends, and exits non-zero if any failed. An argument `a,b` runs a then b (the type check reads
-// dist/: the examples import the package by its name).
-// Usage: node scripts/run-parallel.mjs lint build,typecheck
+// ends, and exits non-zero if any failed. An argument `a,b` runs a then b. (The type check does
+// not need the build: tsconfig.json maps the package's own name to src/.)
+// Usage: node scripts/run-parallel.mjs lint build typecheck
 import { spawn } from 'node:child_process';
 
 const names = process.argv.slice(2);
