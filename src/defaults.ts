@@ -59,6 +59,20 @@ export const DEFAULTS = Object.freeze({
   /** Time (ms) between expiry checks (the first runs at start-up). */
   expiryCheckIntervalMs: 86_400_000,
 
+  // CRL refresh (src/server/crl-refresh.ts; docs/deployment.md#crl-refresh).
+  /** `certbound serve --crl-refresh`: fetch each loaded CRL again from its distribution point before its nextUpdate. */
+  crlRefresh: false,
+  /** Refresh a CRL this long (ms) before its nextUpdate, or half its validity if that is shorter. */
+  crlRefreshLeadMs: 72 * 3_600_000,
+  /** First retry (ms) after a refresh that failed or was refused; doubled at each failure up to crlRefreshRetryMaxMs. */
+  crlRefreshRetryMinMs: 30_000,
+  /** Longest time (ms) between two retries of a CRL refresh (it retries until one succeeds). */
+  crlRefreshRetryMaxMs: 900_000,
+  /** Time limit (ms) of one CRL retrieval. */
+  crlRefreshTimeoutMs: 15_000,
+  /** Largest CRL (bytes) a refresh accepts. */
+  crlRefreshMaxBytes: 10 * 1024 * 1024,
+
   // Workers (node:cluster, src/server/cluster.ts).
   /** Interval (ms) at which the primary rotates the TLS session-ticket keys. Alias: DEFAULT_TICKET_KEY_ROTATION_MS. */
   ticketKeyRotationMs: 3_600_000,

@@ -7,7 +7,7 @@
 import * as asn1js from 'asn1js';
 import { DEFAULTS } from '../defaults.js';
 import { CertStatus } from '../status.js';
-import { pemBlocks } from '../tls/pem.js';
+import { pemBlocks, toPem } from '../tls/pem.js';
 import { cryptoEngine, pkijs } from '../tls/pkijs-engine.js';
 import { fetchDocument, fetchOcsp, type FetchOptions, type FetchResult, type OcspFetcher } from './fetch.js';
 import type { ChainInput } from './handle.js';
@@ -205,6 +205,11 @@ export class RevocationChecker {
    */
   replaceCrls(crls: ReadonlyArray<Buffer | string>): void {
     this.#loadedCrls = crls.flatMap((input, i, all) => loadedCrls(input, all.length > 1 ? `(crl entry ${i})` : '(crl)'));
+  }
+
+  /** The loaded CRLs (PEM, one per entry), e.g. to replace one of them with replaceCrls. */
+  loadedCrlPems(): string[] {
+    return this.#loadedCrls.map((c) => toPem(c.toSchema(true).toBER(false), 'X509 CRL'));
   }
 
   /** Drops every cached OCSP result and fetched CRL (loaded CRL files stay). */

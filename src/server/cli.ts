@@ -212,7 +212,7 @@ function reloadTriggers(cfg: ServeConfig, reloadOnce: () => Promise<void>, log: 
 }
 
 /** The options of createServer for this configuration (the same in one process, a cluster primary's check and its workers). */
-function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServerOptions, 'ocsp' | 'tls' | 'stapleSource' | 'logger' | 'metrics' | 'expiryWarnings'>): CreateServerOptions {
+function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServerOptions, 'ocsp' | 'tls' | 'stapleSource' | 'logger' | 'metrics' | 'expiryWarnings' | 'crlRefresh'>): CreateServerOptions {
   return {
     certificates: certificateOptions(loaded.certificates),
     ca: loaded.ca,
@@ -338,7 +338,7 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
       // (src/server/cluster.ts); the primary logs "Server listening" once for all of them, serves
       // the metrics (theirs summed) and warns about expiry.
       ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, ...(ocsp ? { stapleSource: worker } : {}), logger: workerLoggerOptions(cfg.logLevel), ...(cfg.metrics ? { metrics: {} } : {}), expiryWarnings: false }
-      : { ocsp }));
+      : { ocsp, ...(crlRefreshOn(cfg, loaded) ? { crlRefresh: { dir: crlKeepDir(cfg) } } : {}) }));
     started.add(() => server.close());
     if (worker) worker.follow(server);
     else {
@@ -424,10 +424,17 @@ function staplingOptions(cfg: ServeConfig, loaded: Loaded, validityMinutes: numb
  * cannot), once nothing else can stop the start: a failed start leaves no directory behind.
  */
 function prepareStateDir(cfg: ServeConfig, loaded: Loaded, ocsp: ServerOcspOptions | false): void {
-  if (!ocsp || loaded.devDir) return;
+  const staples = ocsp !== false && !loaded.devDir;
+  if (!staples && !crlRefreshOn(cfg, loaded)) return;
   ensurePrivateDir(resolve(cfg.stateDir));
-  ensurePrivateDir(join(resolve(cfg.stateDir), 'ocsp'));
+  if (staples) ensurePrivateDir(join(resolve(cfg.stateDir), 'ocsp'));
+  if (crlRefreshOn(cfg, loaded)) ensurePrivateDir(crlKeepDir(cfg));
 }
+
+/** --crl-refresh with at least one --crl. */
+const crlRefreshOn = (cfg: ServeConfig, loaded: Loaded): boolean => cfg.crlRefresh && loaded.crl.length > 0;
+/** Where --crl-refresh keeps the CRLs it fetched (never the --crl files). */
+const crlKeepDir = (cfg: ServeConfig): string => join(resolve(cfg.stateDir), 'crl');
 
 /**
  * `serve --workers N` in the cluster primary: checks the configuration and the TLS files once
@@ -471,6 +478,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   let stapling: ReturnType<typeof createServerStapling> | undefined;
   let devResponder: DevOcspResponder | undefined;
   let metricsListener: MetricsListener | undefined;
+  let ownMetrics: import('./metrics.js').PromMetrics | undefined;
   // One expiry monitor per machine (the workers run none): one line per item, not one per worker.
   // The material the workers serve (a reload that every worker took replaces it).
   let current = loaded;
@@ -491,6 +499,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
       // by prom-client's aggregators. Bound before any worker starts: a port in use is one line.
       const { aggregateMetrics, PromMetrics, WorkerMetricsHistory } = await import('./metrics.js');
       const own = new PromMetrics({ defaultMetrics: false });
+      ownMetrics = own;
       if (stapling) own.watchStapler(stapling.stapler);
       own.watchExpiry(() => expiry.findings());
       // A restarted worker starts from zero: the totals of the ones gone stay in (metrics.ts).
@@ -547,6 +556,11 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
       (await import('./reload.js')).logReloadFailure(log, err);
       return;
     }
+    if (refresher) {
+      // A file reload never goes back to a CRL older than one the refresher fetched.
+      const crl = refresher.preferNewer(next.loaded.crl);
+      next = { loaded: { ...next.loaded, crl }, input: { ...next.input, crl, ...(next.input.revocationCrls ? { revocationCrls: crl } : {}) } };
+    }
     await stapling?.moveTo(next.loaded.certificates.map((c) => c.chainPem), next.loaded.ca);
     const nextLeaves = new Map(leavesOf(next.loaded).map((der) => [fingerprintOf(der), der]));
     for (const [f, der] of nextLeaves) served.set(f, der);
@@ -562,13 +576,29 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     stapling?.retire();
     current = next.loaded;
     expiry.check();
+    void refresher?.rescan();
     log.info({ event: 'reload', sha256: answers[0]?.detail ?? null, certificates: [...nextLeaves.keys()], workers: answers.length }, `certificates reloaded in ${answers.length} workers`);
   }, log);
+  // --crl-refresh: the primary alone fetches, and hands every worker the new CRLs as a reload.
+  const refresher = crlRefreshOn(cfg, loaded) ? new (await import('./crl-refresh.js')).CrlRefresher({
+    crls: () => current.crl,
+    ca: () => current.ca,
+    apply: async (crl) => {
+      const answers = await primary.reload(toWorkerReload({ certificates: certificateOptions(current.certificates), ca: current.ca, crl, ...(cfg.clientRevocation !== 'off' ? { revocationCrls: crl } : {}) }));
+      const failed = answers.filter((a) => !a.ok);
+      if (failed.length > 0) throw new Error(`the reload failed in ${failed.length} of ${answers.length} workers: ${failed[0]?.detail ?? ''}`);
+      current = { ...current, crl };
+      expiry.check();
+    },
+    logger: log.child({ component: 'crl-refresh' }),
+    ...(ownMetrics ? { count: (outcome: string, reason: string) => ownMetrics?.crlRefresh(outcome, reason) } : {}),
+  }, { dir: crlKeepDir(cfg) }) : undefined;
   const stop = () => { void primary.close(); };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   void primary.exited.then(async (code) => {
     stopReloads();
+    refresher?.stop();
     expiry.stop();
     await metricsListener?.close();
     await stapling?.close();
@@ -582,6 +612,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     return await primary.exited;
   }
   log.info(listeningLine(cfg.host, port));
+  await refresher?.start();
   console.log(`${banner(cfg, port, loaded)}\ncertbound: ${workers} worker processes (node:cluster); session-ticket keys shared, rotated every ${cfg.ticketKeyRotation} ms`);
   if (metricsListener) console.log(`certbound: metrics on ${metricsUrl(metricsListener.address.address, metricsListener.address.port)} (summed over the workers)`);
   return undefined;

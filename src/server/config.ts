@@ -50,6 +50,8 @@ export interface ServeConfig {
   crlExpiryWarningHours: number;
   /** Reload the TLS files when they change (as SIGHUP does). */
   watchCerts: boolean;
+  /** Fetch each --crl again from its distribution point before its nextUpdate (kept in `<stateDir>/crl`). */
+  crlRefresh: boolean;
   config?: string;
   /** OCSP stapling of the server certificates. */
   ocsp: 'on' | 'off';
@@ -117,6 +119,7 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'expiryWarningDays', flag: 'expiry-warning-days', kind: 'integer', default: DEFAULTS.expiryWarningDays, min: 0, description: 'Log a warning, at start-up and once a day, for the server certificate, its chain and the --ca certificates this many days before they expire (expired: an error line).' },
   { key: 'crlExpiryWarningHours', flag: 'crl-expiry-warning-hours', kind: 'integer', default: DEFAULTS.crlExpiryWarningHours, min: 0, description: 'Log a warning this many hours before a --crl file reaches its nextUpdate; past it, an error line (every client certificate it covers fails with CRL_HAS_EXPIRED).' },
   { key: 'watchCerts', flag: 'watch-certs', kind: 'boolean', default: DEFAULTS.watchCerts, description: `Reload the server certificates (with the certificates list and passphrase files), CA and CRL files when they change, as SIGHUP does (after ${DEFAULTS.watchCertsDebounceMs} ms without a change; with workers the primary watches). A bad file keeps the certificates in use and logs one CB_ERR_RELOAD line. See docs/deployment.md.` },
+  { key: 'crlRefresh', flag: 'crl-refresh', kind: 'boolean', default: DEFAULTS.crlRefresh, description: `Fetch each --crl again from its distribution point (the CRL's issuing distribution point, else its CA's http CRL distribution point) ${DEFAULTS.crlRefreshLeadMs / 3_600_000} h before its nextUpdate (or at half its validity), check it (signature of its CA, newer, not expired) and put it in force as a reload does; a bad answer changes nothing and is retried. Fetched CRLs are kept in <state-dir>/crl for a restart; the --crl file is never written. With workers the primary fetches. See docs/deployment.md#crl-refresh.` },
   { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field: subject | issuer | san, attribute, match}], issuerThumbprint, identity | deny}], denyUnmapped } (config file only). Issuer rules and issuerThumbprint read the verified chain.' },
 ] satisfies SettingSpec[]);
 

@@ -81,6 +81,7 @@ export class PromMetrics implements MetricsSink {
   #staplers: OcspStapler[] = [];
   #stapleUpdates: PromClient.Counter<'outcome' | 'reason'> | undefined;
   #expiry: (() => readonly ExpiryFinding[]) | undefined;
+  #crlRefreshes: PromClient.Counter<'outcome' | 'reason'> | undefined;
 
   /**
    * `registry`: a prom-client Registry of the application (default: a new one).
@@ -165,6 +166,12 @@ export class PromMetrics implements MetricsSink {
     this.#staplers.push(stapler);
     const updates = this.#stapleUpdates as PromClient.Counter<'outcome' | 'reason'>;
     stapler.on('update', (u) => updates.inc({ outcome: u.outcome, reason: u.reason ?? 'none' }));
+  }
+
+  /** One CRL refresh (src/server/crl-refresh.ts): certbound_crl_refresh_total{outcome,reason}. */
+  crlRefresh(outcome: string, reason: string): void {
+    this.#crlRefreshes ??= new (promClient().Counter)({ name: 'certbound_crl_refresh_total', help: 'CRL refreshes from their distribution points, by outcome (refreshed, loaded, refused, failed, no-url) and reason (none, or the refusal or failure code).', labelNames: ['outcome', 'reason'], registers: [this.registry] });
+    this.#crlRefreshes.inc({ outcome, reason });
   }
 
   /** Expiry gauges, read from `findings` (src/server/expiry.ts) at scrape time. */

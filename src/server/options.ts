@@ -269,6 +269,23 @@ export const SERVER_SCHEMA = {
       }],
       description: `Expiry warnings at listen() and daily: { certificateDays (default ${DEFAULTS.expiryWarningDays}), crlHours (default ${DEFAULTS.crlExpiryWarningHours}) }, or false (docs/metrics.md#expiry-warnings). On by default.`,
     },
+    crlRefresh: {
+      anyOf: [{ type: 'boolean' }, {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          leadMs: { type: 'integer', minimum: 0 },
+          retryMinMs: { type: 'integer', exclusiveMinimum: 0 },
+          retryMaxMs: { type: 'integer', exclusiveMinimum: 0 },
+          timeoutMs: { type: 'integer', exclusiveMinimum: 0 },
+          maxBytes: { type: 'integer', exclusiveMinimum: 0 },
+          dir: { type: 'string', minLength: 1 },
+          now: { isFunction: true },
+        },
+      }],
+      default: false,
+      description: `Fetch each loaded crl again from its distribution point before its nextUpdate and put it in force when it passes every check: true or { leadMs (default ${DEFAULTS.crlRefreshLeadMs}), retryMinMs, retryMaxMs, timeoutMs, maxBytes, dir (keeps fetched CRLs) } (docs/deployment.md#crl-refresh).`,
+    },
   },
 } as const satisfies OptionSchema;
 

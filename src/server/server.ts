@@ -30,6 +30,7 @@ import { compileOptions, SERVER_SCHEMA, type OptionClass } from './options.js';
 import { NO_METRICS, PromMetrics, type PromRegistry } from './metrics.js';
 import { isLoopback as isLoopbackHost, startMetricsListener, type MetricsListener } from './metrics-listener.js';
 import { ExpiryMonitor, expiryItems, type ExpiryMonitorOptions } from './expiry.js';
+import { CrlRefresher, type CrlRefreshOptions } from './crl-refresh.js';
 import { referenceRoutes } from './routes.js';
 import { createServerStapling, OCSP_OFF_SUMMARY, type OcspStapleSummary, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
@@ -118,6 +119,13 @@ export interface CreateServerCommonOptions {
    * DEFAULTS.expiryWarningDays and DEFAULTS.crlExpiryWarningHours.
    */
   expiryWarnings?: ServerExpiryOptions | false;
+  /**
+   * Fetch each loaded CRL (`crl`) again from its distribution point (its Issuing Distribution
+   * Point, else its CA's http CRL distribution point) before its nextUpdate, and put it in force
+   * through reload() when it passes every check (docs/deployment.md#crl-refresh). A refused or
+   * failed fetch changes nothing and is retried. `true`: the defaults. Default: off.
+   */
+  crlRefresh?: boolean | CrlRefreshOptions;
 }
 
 export interface ServerMetricsOptions {
@@ -419,7 +427,10 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       }
     }
   };
-  const reloadNow = async (input: ReloadInput): Promise<ReloadResult> => {
+  // Whether the certificates in force came with `cert` (the passphrase option goes to their context).
+  let withPassphraseNow = options.cert !== undefined;
+  // A CRL refresh reloads the CRLs alone: the certificates in force stay (keepCertificates).
+  const reloadNow = async (input: ReloadInput, keepCertificates = false): Promise<ReloadResult> => {
     if (closing) throw reloadError(new Error('the server is closing'));
     // Every certificate through the start-up path (src/tls/server-material.ts), then the same
     // contexts built as at start: anything wrong and nothing below has changed.
@@ -430,20 +441,23 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       if ((input.cert === undefined) !== (input.key === undefined)) throw new CertboundError('CB_ERR_INVALID_ARGUMENT', ['reload()', 'cert and key go together']);
       if (input.certificates !== undefined && !Array.isArray(input.certificates)) throw new CertboundError('CB_ERR_INVALID_ARGUMENT', ['reload()', 'certificates must be an array']);
       const caNext = input.ca !== undefined ? asList(input.ca) : inForce.ca;
-      const certs = serverCertificates(input, options.tls?.passphrase, caNext);
-      next = checkReloadMaterial(certs, { ca: caNext, crl: input.crl ?? inForce.crl }, Date.now(), clientAuth);
-      built = buildTls(next.certificates, next.ca, next.crl, input.cert !== undefined);
+      const certs = keepCertificates ? tlsNow.material.certificates : serverCertificates(input, options.tls?.passphrase, caNext);
+      // A file reload never goes back to a CRL older than one the refresher fetched.
+      const crlNext = input.crl === undefined ? inForce.crl : refresher && !keepCertificates ? refresher.preferNewer(asList(input.crl)) : input.crl;
+      next = checkReloadMaterial(certs, { ca: caNext, crl: crlNext }, Date.now(), clientAuth);
+      built = buildTls(next.certificates, next.ca, next.crl, keepCertificates ? withPassphraseNow : input.cert !== undefined);
     } catch (err) {
       throw reloadError(err);
     }
     const nextAnchors = anchorsFromPem(next.ca.length > 0 ? next.ca : rootCertificates);
     const trust = await trustMaterial(nextAnchors, next.crl).catch((err: unknown) => { throw reloadError(err); });
     const checker = registry.policy.revocation;
-    if (input.revocationCrls !== undefined) {
+    const revocationCrls = input.revocationCrls !== undefined && refresher && !keepCertificates ? refresher.preferNewer(input.revocationCrls) : input.revocationCrls;
+    if (revocationCrls !== undefined) {
       if (!(checker instanceof RevocationChecker)) throw reloadError(new CertboundError('CB_ERR_INVALID_OPTION', ['revocationCrls', 'the server has no revocation checker']));
       // Parsed before anything changes; put in place with the rest below.
       try {
-        new RevocationChecker({ crls: input.revocationCrls });
+        new RevocationChecker({ crls: revocationCrls });
       } catch (err) {
         throw reloadError(err);
       }
@@ -461,8 +475,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       throw reloadError(err);
     }
     tlsNow = built;
+    if (!keepCertificates) withPassphraseNow = input.cert !== undefined;
     inForce = { ca: next.ca, crl: next.crl };
-    if (input.revocationCrls !== undefined) (checker as RevocationChecker).replaceCrls(input.revocationCrls);
+    if (revocationCrls !== undefined) (checker as RevocationChecker).replaceCrls(revocationCrls);
     registry.replacePolicy({ anchors: nextAnchors, reloaded: { material: trust, isCurrent: (socket) => listeners.isCurrent(socket) } });
     stapling?.retire();
     // Expiry warnings and gauges follow the new material.
@@ -482,13 +497,31 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     });
     logger.info({ event: 'reload', sha256: result.sha256, subject: result.subject, validTo: result.validTo, certificates: certificates.map((c) => c.sha256), listeners: result.listeners, caCertificates: result.caCertificates, crls: result.crls }, 'certificates reloaded');
     announce({ ok: true, result, certs: next.certificates.map((c) => c.chainPem), ca: next.ca, crl: next.crl });
+    // The refresher schedules again from the CRLs now in force (a file reload may bring others).
+    void refresher?.rescan();
     return result;
   };
-  const reloadingNext = (input: ReloadInput): Promise<ReloadResult> => reloading.then(() => reloadNow(input)).catch((err: unknown) => {
+  const reloadingNext = (input: ReloadInput, keepCertificates = false): Promise<ReloadResult> => reloading.then(() => reloadNow(input, keepCertificates)).catch((err: unknown) => {
     const error = logReloadFailure(logger, err);
     announce({ ok: false, error });
     throw error;
   });
+  const crlRefreshOptions = options.crlRefresh === true ? {} : options.crlRefresh || undefined;
+  const refresher = crlRefreshOptions && new CrlRefresher({
+    crls: () => inForce.crl,
+    ca: () => inForce.ca,
+    // Through the reload path: every listener (main and TLS 1.2 twin), the registry's trust
+    // state, the revocation checker's loaded CRLs (when it has any), the expiry warnings.
+    apply: async (crl) => {
+      const checker = registry.policy.revocation;
+      const loaded = checker instanceof RevocationChecker ? checker.loadedCrlPems() : [];
+      const run = reloadingNext({ crl, ...(loaded.length > 0 ? { revocationCrls: refresher?.preferNewer(loaded) ?? loaded } : {}) }, true);
+      reloading = run.catch(() => {});
+      await run;
+    },
+    logger: logger.child({ component: 'crl-refresh' }),
+    ...(promMetrics ? { count: (outcome: string, reason: string) => promMetrics.crlRefresh(outcome, reason) } : {}),
+  }, crlRefreshOptions);
   return {
     app: app as unknown as FastifyInstance & OcspStapleDecoration,
     server,
@@ -503,6 +536,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       const port = opts.port ?? DEFAULTS.port;
       // Start-up: one line per certificate or CRL near or past its end (a CRL past nextUpdate
       // fails every client certificate it covers), then once a day.
+      // Kept CRLs newer than the files first (before the expiry lines), then the refresh timers.
+      await refresher?.start();
       expiry?.start();
       await stapling?.start();
       if (promMetrics && options.metrics?.port !== undefined && !metricsListener) {
@@ -539,6 +574,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       closing ??= (async () => {
         queue.close();
         expiry?.stop();
+        refresher?.stop();
         await app.close();
         await metricsListener?.close();
         await stapling?.close();
