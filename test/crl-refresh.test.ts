@@ -1,0 +1,180 @@
+// CRL refresh (src/server/crl-refresh.ts): a --crl near its nextUpdate is fetched again from
+// its CA's distribution point (a node:http server on 127.0.0.1 here), checked fail-closed and
+// put in force on every listener; a bad answer changes nothing; a kept CRL survives a restart.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { request } from 'node:https';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { createServer, type CertboundServer } from '../src/server/server.js';
+import { issueCertificate, issueCrl, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
+import { nextCrlRefresh } from '../src/server/crl-refresh.js';
+import { tempDir } from './helpers/pki.js';
+
+const HOUR = 3_600_000;
+interface Fx {
+  ca: IssuedCertificate; impostor: IssuedCertificate; server: IssuedCertificate; good: IssuedCertificate; revoked: IssuedCertificate;
+  /** In force at start: past half its validity (thisUpdate 2 h ago, nextUpdate in 1 h), so refreshed at once. */
+  oldCrl: string;
+  newCrl: string; olderCrl: string; impostorCrl: string;
+}
+let fx: Fx;
+let http: HttpServer;
+/** What the distribution point answers now. */
+let answer: { status: number; body: Buffer | string } = { status: 503, body: '' };
+
+before(async () => {
+  http = createHttpServer((_req, res) => {
+    res.writeHead(answer.status, { 'content-type': 'application/pkix-crl' });
+    res.end(answer.body);
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  const crlUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}/ca.crl`;
+  const ca = await issueCertificate({ subject: { commonName: 'crl-refresh CA' }, ca: true, keyUsage: ['keyCertSign', 'cRLSign'], crlUrl });
+  const impostor = await issueCertificate({ subject: { commonName: 'crl-refresh CA' }, ca: true, keyUsage: ['keyCertSign', 'cRLSign'] });
+  const [server, good, revoked] = await Promise.all([
+    issueCertificate({ subject: { commonName: 'localhost' }, issuer: ca, extKeyUsage: [OID.serverAuth], altNames: ['localhost', '127.0.0.1'] }),
+    issueCertificate({ subject: { commonName: 'good client' }, issuer: ca, extKeyUsage: [OID.clientAuth] }),
+    issueCertificate({ subject: { commonName: 'revoked client' }, issuer: ca, extKeyUsage: [OID.clientAuth] }),
+  ]);
+  const now = Date.now();
+  fx = {
+    ca, impostor, server, good, revoked,
+    oldCrl: await issueCrl({ issuer: ca, thisUpdate: new Date(now - 2 * HOUR), nextUpdate: new Date(now + HOUR) }),
+    newCrl: await issueCrl({ issuer: ca, revoked: [revoked], thisUpdate: new Date(now - 60_000), nextUpdate: new Date(now + 7 * 24 * HOUR) }),
+    olderCrl: await issueCrl({ issuer: ca, revoked: [revoked], thisUpdate: new Date(now - 3 * HOUR), nextUpdate: new Date(now + 2 * HOUR) }),
+    impostorCrl: await issueCrl({ issuer: impostor, revoked: [revoked], thisUpdate: new Date(now - 60_000), nextUpdate: new Date(now + 7 * 24 * HOUR) }),
+  };
+});
+after(() => new Promise<void>((r) => http.close(() => r())));
+
+interface Logged { lines: string[]; waitFor(re: RegExp, from?: number): Promise<string> }
+
+function capture(): Logged & { logger: ReturnType<typeof pino> } {
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (s: string) => { lines.push(s); } });
+  return {
+    lines, logger,
+    async waitFor(re, from = 0) {
+      const until = Date.now() + 4000;
+      for (;;) {
+        const hit = lines.slice(from).find((l) => re.test(l));
+        if (hit) return hit;
+        if (Date.now() > until) throw new Error(`no log line ${re} in:\n${lines.join('')}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+}
+
+async function start(log: Logged & { logger: ReturnType<typeof pino> }, dir?: string, metrics = false): Promise<{ server: CertboundServer; port: number }> {
+  const server = createServer({
+    cert: fx.server.pem, key: fx.server.keyPem, ca: fx.ca.pem, crl: fx.oldCrl,
+    clientAuth: 'optional', referenceRoutes: true, logger: log.logger, expiryWarnings: false,
+    crlRefresh: { retryMinMs: 50, retryMaxMs: 100, timeoutMs: 1000, ...(dir ? { dir } : {}) },
+    ...(metrics ? { metrics: { defaultMetrics: false } } : {}),
+  });
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+  return { server, port };
+}
+
+/** GET /connection on a new connection with `client`: the status and certFlagsName. */
+function connection(port: number, client: IssuedCertificate): Promise<{ status: number; flags: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/connection', agent: false, servername: 'localhost', ca: fx.ca.pem, cert: client.pem, key: client.keyPem }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => { body += c.toString(); });
+      res.on('end', () => {
+        // 403: the refusal's certFlagsName; 200: the /connection JSON's clientCertificate.
+        const json = JSON.parse(body) as { certFlagsName?: string; clientCertificate?: { certFlagsName?: string } | null };
+        resolve({ status: res.statusCode ?? 0, flags: json.certFlagsName ?? json.clientCertificate?.certFlagsName });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('a CRL near its nextUpdate is fetched again from its CA\'s distribution point, retried after a failure, and revokes on new connections', async () => {
+  answer = { status: 503, body: '' };
+  const log = capture();
+  const { server, port } = await start(log);
+  try {
+    assert.match(await log.waitFor(/CRL refresh failed/), /"reason":"fetch-http-status"/);
+    assert.deepEqual(await connection(port, fx.revoked), { status: 200, flags: 'OK' }, 'the old CRL revokes nobody');
+    const at = log.lines.length;
+    answer = { status: 200, body: fx.newCrl };
+    const line = await log.waitFor(/"msg":"CRL refreshed"/, at);
+    assert.match(line, /"outcome":"refreshed"/);
+    assert.deepEqual(await connection(port, fx.revoked), { status: 403, flags: 'CERT_E_REVOKED' });
+    assert.deepEqual(await connection(port, fx.good), { status: 200, flags: 'OK' });
+    assert.match(await log.waitFor(/"msg":"certificates reloaded"/, at), /"crls":1/);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a refresh answered with garbage, a CRL of another key or an older CRL is refused with its reason, and the CRL in force stays', async () => {
+  const log = capture();
+  answer = { status: 200, body: 'not a CRL at all' };
+  const { server, port } = await start(log, undefined, true);
+  try {
+    for (const [body, reason] of [['not a CRL at all', 'crl-malformed'], [fx.impostorCrl, 'crl-signature'], [fx.olderCrl, 'crl-not-newer']] as const) {
+      const at = log.lines.length;
+      answer = { status: 200, body };
+      const line = await log.waitFor(new RegExp(`CRL refresh refused \\(${reason}\\)`), at);
+      assert.match(line, new RegExp(`"reason":"${reason}"`));
+      assert.deepEqual(await connection(port, fx.revoked), { status: 200, flags: 'OK' }, `after ${reason}, the old CRL is in force`);
+    }
+    assert.ok(!log.lines.some((l) => /CRL refreshed/.test(l)), 'nothing was put in force');
+    const text = await server.metrics?.registry.metrics() ?? '';
+    for (const reason of ['crl-malformed', 'crl-signature', 'crl-not-newer']) assert.match(text, new RegExp(`certbound_crl_refresh_total\\{outcome="refused",reason="${reason}"\\} [1-9]`));
+  } finally {
+    await server.close();
+  }
+});
+
+test('the refresh schedule (injected clock): before nextUpdate by the lead or half the validity, never in the past; bounded backoff after failures', () => {
+  const c = { leadMs: 72 * HOUR, retryMinMs: 30_000, retryMaxMs: 900_000 };
+  const t0 = Date.UTC(2026, 0, 1);
+  const rows: Array<[string, { now: number; thisUpdate: number; nextUpdate: number | null; failures: number }, number]> = [
+    ['a 7-day CRL: 72 h before nextUpdate', { now: t0, thisUpdate: t0, nextUpdate: t0 + 168 * HOUR, failures: 0 }, t0 + 96 * HOUR],
+    ['a 24-hour CRL: at half its validity', { now: t0, thisUpdate: t0, nextUpdate: t0 + 24 * HOUR, failures: 0 }, t0 + 12 * HOUR],
+    ['past half its validity: now', { now: t0 + 20 * HOUR, thisUpdate: t0, nextUpdate: t0 + 24 * HOUR, failures: 0 }, t0 + 20 * HOUR],
+    ['already expired: now', { now: t0 + 30 * HOUR, thisUpdate: t0, nextUpdate: t0 + 24 * HOUR, failures: 0 }, t0 + 30 * HOUR],
+    ['no nextUpdate: now', { now: t0, thisUpdate: t0, nextUpdate: null, failures: 0 }, t0],
+    ['1 failure: retryMinMs', { now: t0, thisUpdate: t0, nextUpdate: t0 + 24 * HOUR, failures: 1 }, t0 + 30_000],
+    ['3 failures: doubled twice', { now: t0, thisUpdate: t0, nextUpdate: t0 + 24 * HOUR, failures: 3 }, t0 + 120_000],
+    ['10 failures: capped at retryMaxMs', { now: t0, thisUpdate: t0, nextUpdate: t0 + 24 * HOUR, failures: 10 }, t0 + 900_000],
+    ['1000 failures: still capped (keeps trying)', { now: t0, thisUpdate: t0, nextUpdate: t0 + 24 * HOUR, failures: 1000 }, t0 + 900_000],
+  ];
+  for (const [name, s, want] of rows) assert.equal(nextCrlRefresh(s, c), want, name);
+});
+
+test('a restart with the distribution point down uses the kept CRL (0600 in a 0700 directory), checked again', async () => {
+  const dir = join(tempDir('certbound-crl-keep-'), 'crl');
+  answer = { status: 200, body: fx.newCrl };
+  const first = capture();
+  const a = await start(first, dir);
+  await first.waitFor(/"msg":"CRL refreshed"/);
+  await a.server.close();
+  const files = readdirSync(dir);
+  assert.equal(files.length, 1);
+  assert.equal(statSync(dir).mode & 0o777, 0o700);
+  assert.equal(statSync(join(dir, files[0] as string)).mode & 0o777, 0o600);
+
+  answer = { status: 503, body: '' };
+  const second = capture();
+  const b = await start(second, dir);
+  try {
+    // Put in force before listen() returned: the first connection already sees it.
+    assert.deepEqual(await connection(b.port, fx.revoked), { status: 403, flags: 'CERT_E_REVOKED' });
+    assert.match(await second.waitFor(/"msg":"kept CRL loaded"/), /"outcome":"loaded"/);
+    assert.ok(existsSync(join(dir, files[0] as string)));
+  } finally {
+    await b.server.close();
+  }
+});
