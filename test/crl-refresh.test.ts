@@ -5,8 +5,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { request } from 'node:https';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { createServer, type CertboundServer } from '../src/server/server.js';
@@ -15,6 +17,7 @@ import { nextCrlRefresh } from '../src/server/crl-refresh.js';
 import { tempDir } from './helpers/pki.js';
 
 const HOUR = 3_600_000;
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 interface Fx {
   ca: IssuedCertificate; impostor: IssuedCertificate; server: IssuedCertificate; good: IssuedCertificate; revoked: IssuedCertificate;
   /** In force at start: past half its validity (thisUpdate 2 h ago, nextUpdate in 1 h), so refreshed at once. */
@@ -176,5 +179,42 @@ test('a restart with the distribution point down uses the kept CRL (0600 in a 07
     assert.ok(existsSync(join(dir, files[0] as string)));
   } finally {
     await b.server.close();
+  }
+});
+
+test('serve --workers 1 --crl-refresh: the primary fetches, the worker serves the new CRL, the --crl file is left alone and the CRL is kept in <state-dir>/crl', async () => {
+  const work = tempDir('certbound-crl-serve-');
+  const f = { cert: join(work, 'server.pem'), key: join(work, 'server.key'), ca: join(work, 'ca.pem'), crl: join(work, 'crl.pem'), state: join(work, 'state') };
+  writeFileSync(f.cert, fx.server.pem);
+  writeFileSync(f.key, fx.server.keyPem, { mode: 0o600 });
+  writeFileSync(f.ca, fx.ca.pem);
+  writeFileSync(f.crl, fx.oldCrl);
+  answer = { status: 200, body: fx.newCrl };
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'certbound.js'), 'serve', '--host', '127.0.0.1', '--port', '0', '--workers', '1', '--crl-refresh', '--ocsp', 'off', '--client-auth', 'optional', '--log-level', 'info',
+    '--cert', f.cert, '--key', f.key, '--ca', f.ca, '--crl', f.crl, '--state-dir', f.state], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  const waitFor = async (re: RegExp) => {
+    for (let i = 0; i < 400; i++) {
+      const hit = re.exec(out);
+      if (hit) return hit;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`no ${re} in the server output:\n${out}`);
+  };
+  try {
+    const port = Number((await waitFor(/serving https:\/\/localhost:(\d+)\//))[1]);
+    assert.match((await waitFor(/.*"msg":"CRL refreshed".*/))[0], /"component":"crl-refresh"/);
+    assert.deepEqual(await connection(port, fx.revoked), { status: 403, flags: 'CERT_E_REVOKED' }, 'the worker serves the fetched CRL');
+    assert.deepEqual(await connection(port, fx.good), { status: 200, flags: 'OK' });
+    assert.equal(readFileSync(f.crl, 'utf8'), fx.oldCrl, 'the --crl file is never written');
+    const kept = readdirSync(join(f.state, 'crl'));
+    assert.equal(kept.length, 1);
+    assert.equal(statSync(join(f.state, 'crl', kept[0] as string)).mode & 0o777, 0o600);
+  } finally {
+    if (child.pid) try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+    child.stdout.destroy();
+    child.stderr.destroy();
   }
 });
