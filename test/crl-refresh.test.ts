@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { createServer, type CertboundServer } from '../src/server/server.js';
 import { issueCertificate, issueCrl, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
 import { nextCrlRefresh } from '../src/server/crl-refresh.js';
@@ -56,9 +56,9 @@ after(() => new Promise<void>((r) => http.close(() => r())));
 
 interface Logged { lines: string[]; waitFor(re: RegExp, from?: number): Promise<string> }
 
-function capture(): Logged & { logger: ReturnType<typeof pino> } {
+function capture(): Logged & { logger: Logger } {
   const lines: string[] = [];
-  const logger = pino({ level: 'info' }, { write: (s: string) => { lines.push(s); } });
+  const logger: Logger = pino({ level: 'info' }, { write: (s: string) => { lines.push(s); } });
   return {
     lines, logger,
     async waitFor(re, from = 0) {
@@ -73,7 +73,7 @@ function capture(): Logged & { logger: ReturnType<typeof pino> } {
   };
 }
 
-async function start(log: Logged & { logger: ReturnType<typeof pino> }, dir?: string, metrics = false): Promise<{ server: CertboundServer; port: number }> {
+async function start(log: Logged & { logger: Logger }, dir?: string, metrics = false): Promise<{ server: CertboundServer; port: number }> {
   const server = createServer({
     cert: fx.server.pem, key: fx.server.keyPem, ca: fx.ca.pem, crl: fx.oldCrl,
     clientAuth: 'optional', referenceRoutes: true, logger: log.logger, expiryWarnings: false,
