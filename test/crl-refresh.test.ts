@@ -182,7 +182,7 @@ test('a restart with the distribution point down uses the kept CRL (0600 in a 07
   }
 });
 
-test('serve --workers 1 --crl-refresh: the primary fetches, the worker serves the new CRL, the --crl file is left alone and the CRL is kept in <state-dir>/crl', async () => {
+for (const workers of [[], ['--workers', '1']]) test(`serve${workers.map((w) => ` ${w}`).join('')} --crl-refresh: ${workers.length > 0 ? 'the primary fetches, the worker serves the new CRL' : 'the new CRL is served'}, the --crl file is left alone, the CRL is kept in <state-dir>/crl, and a SIGHUP does not go back to the older file`, async () => {
   const work = tempDir('certbound-crl-serve-');
   const f = { cert: join(work, 'server.pem'), key: join(work, 'server.key'), ca: join(work, 'ca.pem'), crl: join(work, 'crl.pem'), state: join(work, 'state') };
   writeFileSync(f.cert, fx.server.pem);
@@ -190,7 +190,7 @@ test('serve --workers 1 --crl-refresh: the primary fetches, the worker serves th
   writeFileSync(f.ca, fx.ca.pem);
   writeFileSync(f.crl, fx.oldCrl);
   answer = { status: 200, body: fx.newCrl };
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'certbound.js'), 'serve', '--host', '127.0.0.1', '--port', '0', '--workers', '1', '--crl-refresh', '--ocsp', 'off', '--client-auth', 'optional', '--log-level', 'info',
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'certbound.js'), 'serve', '--host', '127.0.0.1', '--port', '0', ...workers, '--crl-refresh', '--ocsp', 'off', '--client-auth', 'optional', '--log-level', 'info',
     '--cert', f.cert, '--key', f.key, '--ca', f.ca, '--crl', f.crl, '--state-dir', f.state], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
@@ -212,6 +212,14 @@ test('serve --workers 1 --crl-refresh: the primary fetches, the worker serves th
     const kept = readdirSync(join(f.state, 'crl'));
     assert.equal(kept.length, 1);
     assert.equal(statSync(join(f.state, 'crl', kept[0] as string)).mode & 0o777, 0o600);
+    // A reload of the files (the --crl file still the old CRL) keeps the newer fetched one
+    // (the distribution point down, so that no new fetch can mend it).
+    answer = { status: 503, body: '' };
+    const at = out.length;
+    child.kill('SIGHUP');
+    for (let i = 0; i < 400 && !/certificates reloaded/.test(out.slice(at)); i++) await new Promise((r) => setTimeout(r, 25));
+    assert.match(out.slice(at), /certificates reloaded/);
+    assert.deepEqual(await connection(port, fx.revoked), { status: 403, flags: 'CERT_E_REVOKED' }, 'after SIGHUP the fetched CRL is still in force');
   } finally {
     if (child.pid) try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
     child.stdout.destroy();
