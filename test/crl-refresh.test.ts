@@ -15,6 +15,8 @@ import { createServer, type CertboundServer } from '../src/server/server.js';
 import { issueCertificate, issueCrl, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
 import { nextCrlRefresh } from '../src/server/crl-refresh.js';
 import { tempDir } from './helpers/pki.js';
+import { pkijs } from '../src/tls/pkijs-engine.js';
+import { pemBlocks } from '../src/tls/pem.js';
 
 const HOUR = 3_600_000;
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -39,7 +41,7 @@ before(async () => {
   const ca = await issueCertificate({ subject: { commonName: 'crl-refresh CA' }, ca: true, keyUsage: ['keyCertSign', 'cRLSign'], crlUrl });
   const impostor = await issueCertificate({ subject: { commonName: 'crl-refresh CA' }, ca: true, keyUsage: ['keyCertSign', 'cRLSign'] });
   const [server, good, revoked] = await Promise.all([
-    issueCertificate({ subject: { commonName: 'localhost' }, issuer: ca, extKeyUsage: [OID.serverAuth], altNames: ['localhost', '127.0.0.1'] }),
+    issueCertificate({ subject: { commonName: 'localhost' }, issuer: ca, extKeyUsage: [OID.serverAuth], altNames: ['localhost', '127.0.0.1', 'twin.test'] }),
     issueCertificate({ subject: { commonName: 'good client' }, issuer: ca, extKeyUsage: [OID.clientAuth] }),
     issueCertificate({ subject: { commonName: 'revoked client' }, issuer: ca, extKeyUsage: [OID.clientAuth] }),
   ]);
@@ -73,26 +75,40 @@ function capture(): Logged & { logger: Logger } {
   };
 }
 
-async function start(log: Logged & { logger: Logger }, dir?: string, metrics = false): Promise<{ server: CertboundServer; port: number }> {
+async function start(log: Logged & { logger: Logger }, dir?: string, metrics = false, twin = false): Promise<{ server: CertboundServer; port: number }> {
   const server = createServer({
     cert: fx.server.pem, key: fx.server.keyPem, ca: fx.ca.pem, crl: fx.oldCrl,
-    clientAuth: 'optional', referenceRoutes: true, logger: log.logger, expiryWarnings: false,
+    clientAuth: 'optional', referenceRoutes: true, logger: log.logger,
     crlRefresh: { retryMinMs: 50, retryMaxMs: 100, timeoutMs: 1000, ...(dir ? { dir } : {}) },
     ...(metrics ? { metrics: { defaultMetrics: false } } : {}),
+    ...(twin ? { onDemandHosts: ['twin.test'] } : {}),
   });
   const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
   return { server, port };
 }
 
 /** GET /connection on a new connection with `client`: the status and certFlagsName. */
-function connection(port: number, client: IssuedCertificate): Promise<{ status: number; flags: string | undefined }> {
+/** A CRL's nextUpdate (ms), read with pkijs. */
+class X509Crl {
+  readonly nextUpdate: number | undefined;
+  constructor(pem: string) {
+    this.nextUpdate = pkijs.CertificateRevocationList.fromBER(pemBlocks(pem, 'X509 CRL')[0] as Buffer).nextUpdate?.value.getTime();
+  }
+}
+
+/** The TLS protocol of the last connection(). */
+let lastProtocol: string | null = null;
+
+/** With servername twin.test (an onDemandHosts name) the connection goes to the TLS 1.2 twin listener. */
+function connection(port: number, client: IssuedCertificate, servername = 'localhost'): Promise<{ status: number; flags: string | undefined }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/connection', agent: false, servername: 'localhost', ca: fx.ca.pem, cert: client.pem, key: client.keyPem }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path: '/connection', agent: false, servername, ca: fx.ca.pem, cert: client.pem, key: client.keyPem }, (res) => {
       let body = '';
       res.on('data', (c: Buffer) => { body += c.toString(); });
       res.on('end', () => {
         // 403: the refusal's certFlagsName; 200: the /connection JSON's clientCertificate.
-        const json = JSON.parse(body) as { certFlagsName?: string; clientCertificate?: { certFlagsName?: string } | null };
+        const json = JSON.parse(body) as { certFlagsName?: string; protocol?: string; clientCertificate?: { certFlagsName?: string } | null };
+        lastProtocol = json.protocol ?? (res.socket as { getProtocol?: () => string | null }).getProtocol?.() ?? null;
         resolve({ status: res.statusCode ?? 0, flags: json.certFlagsName ?? json.clientCertificate?.certFlagsName });
       });
     });
@@ -104,17 +120,24 @@ function connection(port: number, client: IssuedCertificate): Promise<{ status: 
 test('a CRL near its nextUpdate is fetched again from its CA\'s distribution point, retried after a failure, and revokes on new connections', async () => {
   answer = { status: 503, body: '' };
   const log = capture();
-  const { server, port } = await start(log);
+  const { server, port } = await start(log, undefined, false, true);
   try {
     assert.match(await log.waitFor(/CRL refresh failed/), /"reason":"fetch-http-status"/);
+    assert.equal(server.expiry?.findings().find((x) => x.kind === 'crl')?.expires, new X509Crl(fx.oldCrl).nextUpdate);
     assert.deepEqual(await connection(port, fx.revoked), { status: 200, flags: 'OK' }, 'the old CRL revokes nobody');
+    assert.deepEqual(await connection(port, fx.revoked, 'twin.test'), { status: 200, flags: 'OK' });
     const at = log.lines.length;
     answer = { status: 200, body: fx.newCrl };
     const line = await log.waitFor(/"msg":"CRL refreshed"/, at);
     assert.match(line, /"outcome":"refreshed"/);
     assert.deepEqual(await connection(port, fx.revoked), { status: 403, flags: 'CERT_E_REVOKED' });
     assert.deepEqual(await connection(port, fx.good), { status: 200, flags: 'OK' });
-    assert.match(await log.waitFor(/"msg":"certificates reloaded"/, at), /"crls":1/);
+    assert.deepEqual(await connection(port, fx.revoked, 'twin.test'), { status: 403, flags: 'CERT_E_REVOKED' }, 'the TLS 1.2 twin has the new CRL too');
+    assert.deepEqual(await connection(port, fx.good, 'twin.test'), { status: 200, flags: 'OK' });
+    assert.equal(lastProtocol, 'TLSv1.2', 'twin.test went to the twin (capped at TLS 1.2)');
+    assert.match(await log.waitFor(/"msg":"certificates reloaded"/, at), /"listeners":2/);
+    const crlFinding = server.expiry?.findings().find((x) => x.kind === 'crl');
+    assert.equal(crlFinding?.expires, new X509Crl(fx.newCrl).nextUpdate, 'the expiry warnings and gauges follow the refreshed CRL');
   } finally {
     await server.close();
   }
