@@ -24,7 +24,9 @@ interface Fx {
   ca: IssuedCertificate; impostor: IssuedCertificate; server: IssuedCertificate; good: IssuedCertificate; revoked: IssuedCertificate;
   /** In force at start: past half its validity (thisUpdate 2 h ago, nextUpdate in 1 h), so refreshed at once. */
   oldCrl: string;
-  newCrl: string; olderCrl: string; impostorCrl: string;
+  newCrl: string; olderCrl: string; impostorCrl: string; expiredCrl: string;
+  /** A CA without a CRL distribution point, and its CRL (which has no issuing distribution point either). */
+  noUrlCa: IssuedCertificate; noUrlCrl: string;
 }
 let fx: Fx;
 let http: HttpServer;
@@ -40,6 +42,7 @@ before(async () => {
   const crlUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}/ca.crl`;
   const ca = await issueCertificate({ subject: { commonName: 'crl-refresh CA' }, ca: true, keyUsage: ['keyCertSign', 'cRLSign'], crlUrl });
   const impostor = await issueCertificate({ subject: { commonName: 'crl-refresh CA' }, ca: true, keyUsage: ['keyCertSign', 'cRLSign'] });
+  const noUrlCa = await issueCertificate({ subject: { commonName: 'no-url CA' }, ca: true, keyUsage: ['keyCertSign', 'cRLSign'] });
   const [server, good, revoked] = await Promise.all([
     issueCertificate({ subject: { commonName: 'localhost' }, issuer: ca, extKeyUsage: [OID.serverAuth], altNames: ['localhost', '127.0.0.1', 'twin.test'] }),
     issueCertificate({ subject: { commonName: 'good client' }, issuer: ca, extKeyUsage: [OID.clientAuth] }),
@@ -51,6 +54,8 @@ before(async () => {
     oldCrl: await issueCrl({ issuer: ca, thisUpdate: new Date(now - 2 * HOUR), nextUpdate: new Date(now + HOUR) }),
     newCrl: await issueCrl({ issuer: ca, revoked: [revoked], thisUpdate: new Date(now - 60_000), nextUpdate: new Date(now + 7 * 24 * HOUR) }),
     olderCrl: await issueCrl({ issuer: ca, revoked: [revoked], thisUpdate: new Date(now - 3 * HOUR), nextUpdate: new Date(now + 2 * HOUR) }),
+    expiredCrl: await issueCrl({ issuer: ca, revoked: [revoked], thisUpdate: new Date(now - 90 * 60_000), nextUpdate: new Date(now - 60_000) }),
+    noUrlCa, noUrlCrl: await issueCrl({ issuer: noUrlCa }),
     impostorCrl: await issueCrl({ issuer: impostor, revoked: [revoked], thisUpdate: new Date(now - 60_000), nextUpdate: new Date(now + 7 * 24 * HOUR) }),
   };
 });
@@ -77,7 +82,9 @@ function capture(): Logged & { logger: Logger } {
 
 async function start(log: Logged & { logger: Logger }, dir?: string, metrics = false, twin = false): Promise<{ server: CertboundServer; port: number }> {
   const server = createServer({
-    cert: fx.server.pem, key: fx.server.keyPem, ca: fx.ca.pem, crl: fx.oldCrl,
+    cert: fx.server.pem, key: fx.server.keyPem,
+    // The no-url CA's CRL cannot be refreshed: reported once, left alone.
+    ca: [fx.ca.pem, fx.noUrlCa.pem], crl: [fx.oldCrl, fx.noUrlCrl],
     clientAuth: 'optional', referenceRoutes: true, logger: log.logger,
     crlRefresh: { retryMinMs: 50, retryMaxMs: 100, timeoutMs: 1000, ...(dir ? { dir } : {}) },
     ...(metrics ? { metrics: { defaultMetrics: false } } : {}),
@@ -148,7 +155,7 @@ test('a refresh answered with garbage, a CRL of another key or an older CRL is r
   answer = { status: 200, body: 'not a CRL at all' };
   const { server, port } = await start(log, undefined, true);
   try {
-    for (const [body, reason] of [['not a CRL at all', 'crl-malformed'], [fx.impostorCrl, 'crl-signature'], [fx.olderCrl, 'crl-not-newer']] as const) {
+    for (const [body, reason] of [['not a CRL at all', 'crl-malformed'], [fx.impostorCrl, 'crl-signature'], [fx.olderCrl, 'crl-not-newer'], [fx.expiredCrl, 'crl-expired']] as const) {
       const at = log.lines.length;
       answer = { status: 200, body };
       const line = await log.waitFor(new RegExp(`CRL refresh refused \\(${reason}\\)`), at);
@@ -156,8 +163,11 @@ test('a refresh answered with garbage, a CRL of another key or an older CRL is r
       assert.deepEqual(await connection(port, fx.revoked), { status: 200, flags: 'OK' }, `after ${reason}, the old CRL is in force`);
     }
     assert.ok(!log.lines.some((l) => /CRL refreshed/.test(l)), 'nothing was put in force');
+    const noUrl = log.lines.filter((l) => /"outcome":"no-url"/.test(l));
+    assert.equal(noUrl.length, 1, 'a CRL without a URL is reported once');
+    assert.match(noUrl[0] as string, /"reason":"crl-no-url","issuer":"no-url CA"/);
     const text = await server.metrics?.registry.metrics() ?? '';
-    for (const reason of ['crl-malformed', 'crl-signature', 'crl-not-newer']) assert.match(text, new RegExp(`certbound_crl_refresh_total\\{outcome="refused",reason="${reason}"\\} [1-9]`));
+    for (const reason of ['crl-malformed', 'crl-signature', 'crl-not-newer', 'crl-expired']) assert.match(text, new RegExp(`certbound_crl_refresh_total\\{outcome="refused",reason="${reason}"\\} [1-9]`));
   } finally {
     await server.close();
   }
