@@ -95,13 +95,19 @@ test('container file: every COPY source exists, the CMD parses as certbound serv
     }
   }
   assert.ok(copies >= 7, `${copies} sources`);
-  // What the runtime stage copies from the build stage is what the build stage made or copied.
-  for (const line of lines.filter((l) => l.includes('--from=build'))) {
-    const src = line.split(/\s+/)[2] ?? '';
-    assert.match(src, /^\/app\/(package\.json|node_modules|dist|bin)$/, line);
-  }
+  // The runtime stage installs what the build stage packed, as a user installs certbound: the
+  // tarball with its peers fastify and pino (at the lock's versions), production only.
+  for (const line of lines.filter((l) => l.includes('--from=build'))) assert.equal(line, 'COPY --from=build /pkg /pkg');
+  assert.match(text, /npm pack --ignore-scripts --pack-destination \/pkg/);
+  assert.match(text, /npm install --omit=dev --no-audit --no-fund \/pkg\/certbound-\*\.tgz \$\(cat \/pkg\/peers\.txt\)/);
+  assert.doesNotMatch(text, /npm prune --omit=dev/, 'a prune would drop fastify and pino (dev dependencies here, peers of the package)');
+  const peers = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> }).peerDependencies;
+  assert.deepEqual(Object.keys(peers).sort(), ['fastify', 'pino'], 'peers.txt names every peer');
+  const files = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { files: string[] }).files;
+  assert.match(text, /RUN npm ci /, 'the build stage builds dist/ (npm ci runs prepare)');
+  for (const f of files.filter((x) => x !== 'dist')) assert.match(text, new RegExp(`^COPY (.* )?${f.replace('.', '\\.')}( |$)`, 'm'), `the build stage copies ${f}, which the package ships`);
   const json = (key: string) => JSON.parse(lines.find((l) => l.startsWith(`${key} `))?.slice(key.length + 1) ?? 'null') as string[];
-  assert.deepEqual(json('ENTRYPOINT'), ['node', '/app/bin/certbound.js']);
+  assert.deepEqual(json('ENTRYPOINT'), ['node', '/app/node_modules/certbound/bin/certbound.js']);
   const [command, ...flags] = json('CMD');
   assert.equal(command, 'serve');
   const cfg = serveConfigOf(withRepoConfig(flags));

@@ -45,7 +45,8 @@ test('npm pack → install in a fresh project → TypeScript, JavaScript and npx
   const peers = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
   assert.deepEqual(peers.peerDependencies, { fastify: '^5.2.0', pino: '^9.0.0 || ^10.0.0' });
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', type: 'module', private: true, dependencies: { fastify: '5.2.0', pino: '^9.0.0' } }));
-  const install = await run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', join(dir, tarball)], { cwd: project, timeoutMs: 180_000 });
+  // Production only, as deploy/Containerfile installs it: certbound needs nothing of its dev dependencies.
+  const install = await run('npm', ['install', '--omit=dev', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline', join(dir, tarball)], { cwd: project, timeoutMs: 180_000 });
   assert.equal(install.code, 0, install.stderr);
   // One fastify and one pino, the app's: certbound's are deduped into them.
   const ls = await run('npm', ['ls', 'fastify', 'pino', '--all', '--parseable', '--long'], { cwd: project, timeoutMs: 60_000 });
@@ -117,6 +118,9 @@ console.log(JSON.stringify({ certFlags: info.clientCertificate.certFlags, noErro
   const version = await run('npx', ['--no-install', 'certbound', '--version'], { cwd: project, timeoutMs: 60_000 });
   assert.equal(version.code, 0, version.stderr);
   assert.equal(version.stdout.trim(), (JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string }).version);
+  // The container's ENTRYPOINT: node with the installed package's bin.
+  const entry = await run(process.execPath, [join(project, 'node_modules', 'certbound', 'bin', 'certbound.js'), '--version'], { cwd: project, timeoutMs: 60_000 });
+  assert.equal(entry.code, 0, entry.stderr);
   // The bin npm linked, run as an installed command (npx started it above).
   const pki = await run(join(project, 'node_modules', '.bin', 'certbound'), ['dev-pki', 'npx-pki'], { cwd: project, timeoutMs: 60_000 });
   assert.equal(pki.code, 0, pki.stderr);

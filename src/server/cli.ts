@@ -1,7 +1,7 @@
 // The `certbound` command: `serve` (the reference server) and `dev-pki DIR`. Start-up
 // errors are one line with a stable code, never a stack trace.
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { basename, dirname, relative, resolve } from 'node:path';
+import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { dirname, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
@@ -167,9 +167,36 @@ function tlsFilePaths(cfg: ServeConfig): string[] {
 }
 
 /**
+ * A SIGHUP that comes while `serve` starts (it may wait up to the retrieval timeout for a first
+ * staple): remembered instead of ending the process (Node's default), and acted on once the
+ * reload triggers are in place (`systemctl reload` right after `start`).
+ */
+let hupWhileStarting = false;
+const onHupWhileStarting = (): void => { hupWhileStarting = true; };
+function holdSighupWhileStarting(): void {
+  process.on('SIGHUP', onHupWhileStarting);
+}
+
+/**
+ * What the watched files are now (the file each path leads to, links followed): a Kubernetes
+ * Secret volume swaps a `..data` link, which changes no watched name but every target.
+ */
+function filesSignature(files: readonly string[]): string {
+  return files.map((f) => {
+    try {
+      const st = statSync(f);
+      return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    } catch {
+      return 'missing';
+    }
+  }).join('|');
+}
+
+/**
  * Reloads on SIGHUP and, with --watch-certs, when a TLS file changes (debounced; the parent
- * directories are watched, so files replaced by a rename are seen). Reloads never overlap: one
- * asked while another runs runs once after it. Returns a function that stops both.
+ * directories are watched and any event there compares what the paths lead to, so files
+ * replaced by a rename and Kubernetes' `..data` link swaps are seen). Reloads never overlap:
+ * one asked while another runs runs once after it. Returns a function that stops both.
  */
 function reloadTriggers(cfg: ServeConfig, reloadOnce: () => Promise<void>, log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void }): () => void {
   let running: Promise<void> | undefined;
@@ -184,17 +211,26 @@ function reloadTriggers(cfg: ServeConfig, reloadOnce: () => Promise<void>, log: 
   };
   const onHup = () => trigger('SIGHUP');
   process.on('SIGHUP', onHup);
+  process.off('SIGHUP', onHupWhileStarting);
+  if (hupWhileStarting) {
+    hupWhileStarting = false;
+    trigger('SIGHUP while starting');
+  }
   const watchers: FSWatcher[] = [];
   let timer: NodeJS.Timeout | undefined;
   if (cfg.watchCerts) {
     const files = tlsFilePaths(cfg);
+    let seen = filesSignature(files);
     for (const dir of new Set(files.map((f) => dirname(f)))) {
-      const names = new Set(files.filter((f) => dirname(f) === dir).map((f) => basename(f)));
       try {
-        const w = watch(dir, { persistent: false }, (_event, name) => {
-          if (name !== null && !names.has(name.toString())) return;
+        const w = watch(dir, { persistent: false }, () => {
           clearTimeout(timer);
-          timer = setTimeout(() => trigger('file change'), DEFAULTS.watchCertsDebounceMs);
+          timer = setTimeout(() => {
+            const now = filesSignature(files);
+            if (now === seen) return;
+            seen = now;
+            trigger('file change');
+          }, DEFAULTS.watchCertsDebounceMs);
           timer.unref();
         });
         w.on('error', (err) => log.warn({ event: 'reload', dir, err: err.message }, 'cannot watch the certificate directory any more'));
@@ -686,6 +722,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     switch (cmd) {
       case 'serve': {
         if (cluster.isWorker && workerIndex() !== undefined) return await serveWorker(rest);
+        holdSighupWhileStarting();
         const workers = serveConfigOf(rest).workers ?? defaultWorkerCount();
         if (workers > 1) return await servePrimary(rest, workers);
         const server = await serve(rest, (running) => {
@@ -727,6 +764,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return await (await import('../client/cli.js')).runClientCli([cmd, ...rest]);
       case '--version':
       case 'version':
+        // `--help` anywhere after a command prints help (help and version included).
+        if (wantsHelp(rest)) return await help(USAGE);
         if (rest.length > 0) throw usageError('version', `takes no arguments (got ${rest.join(' ')})`);
         console.log(version());
         return EXIT.ok;
@@ -736,7 +775,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return await help(USAGE);
       case 'help': {
         const [topic, ...more] = rest;
-        if (topic === undefined) return await help(USAGE);
+        if (topic === undefined || (wantsHelp([topic]) && more.length === 0)) return await help(USAGE);
         const text = HELP[topic];
         if (text === undefined || more.length > 0) throw usageError('help', `no help for ${JSON.stringify(rest.join(' '))} (commands: ${Object.keys(HELP).join(', ')})`);
         return await help(text);

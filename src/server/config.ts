@@ -143,7 +143,7 @@ function coerce(spec: SettingSpec, value: unknown, from: 'flag' | 'file'): unkno
     }
     case 'string[]': {
       const list = Array.isArray(value) ? value : [value];
-      if (!list.every((v) => typeof v === 'string' && v !== '')) bad(name, 'expected file path(s)');
+      if (!list.every((v) => typeof v === 'string' && v !== '')) bad(name, spec.key === 'onDemandHosts' ? 'expected host name(s) (a name, *.domain or *), not an empty string' : 'expected file path(s)');
       return list;
     }
     case 'integer': {
