@@ -9,12 +9,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'node:https';
-import { connect, type SecureVersion, type TLSSocket } from 'node:tls';
+import type { SecureVersion, TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { createDevPki, type DevPkiPaths } from '../src/tls/dev-pki.js';
 import { issueCertificate, issueCrl, loadIssuer, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
 import { createServer, type CertboundServer } from '../src/server/server.js';
 import { run } from './helpers/exec.js';
+import { getOverTls, type TlsAnswer as Answer } from './helpers/tls-get.js';
 import { tempDir } from './helpers/pki.js';
 
 interface Fx {
@@ -51,40 +52,8 @@ before(async () => {
   };
 });
 
-interface Answer { status: number; peer: string | undefined; body: string; reused: boolean; session: Buffer | undefined; connectionHeader: string | null; ended: boolean }
-
-/** One GET over a new TLS connection (Node's tls client, the client certificate), resuming `session` when given. */
-function get(port: number, path: string, o: { version: SecureVersion; session?: Buffer; servername?: string }): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const socket: TLSSocket = connect({
-      host: '127.0.0.1', port, servername: o.servername ?? 'localhost', rejectUnauthorized: false,
-      cert: fx.clientCert, key: fx.clientKey, minVersion: o.version, maxVersion: o.version, ...(o.session ? { session: o.session } : {}),
-    });
-    let session: Buffer | undefined;
-    let peer: string | undefined;
-    let data = '';
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`no answer to ${path}: ${data.slice(0, 200)}`)); }, 5000);
-    socket.on('session', (s: Buffer) => { session = s; });
-    socket.on('secureConnect', () => { peer = socket.getPeerX509Certificate()?.fingerprint256; socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`); });
-    socket.setEncoding('utf8');
-    const finish = (ended: boolean) => {
-      clearTimeout(timer);
-      const [head = '', body = ''] = data.split('\r\n\r\n');
-      const reused = socket.isSessionReused();
-      socket.destroy();
-      resolve({ peer, status: Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1]), body, reused, session, connectionHeader: /\r\nconnection: ([^\r]+)/i.exec(head)?.[1] ?? null, ended });
-    };
-    socket.on('data', (d: string) => {
-      data += d;
-      const [head, body] = data.split('\r\n\r\n');
-      const length = Number(/\r\ncontent-length: (\d+)/i.exec(head ?? '')?.[1] ?? NaN);
-      // A refusal that closes: wait for the server's end (bounded by the timer); else done at the body's end.
-      if (body !== undefined && body.length >= length && !/\r\nconnection: close/i.test(head ?? '')) finish(false);
-    });
-    socket.on('end', () => finish(true));
-    socket.on('error', (err) => { clearTimeout(timer); reject(err); });
-  });
-}
+/** One GET on a new TLS connection with this file's client certificate. */
+const get = (port: number, path: string, o: { version: SecureVersion; session?: Buffer; servername?: string }) => getOverTls(port, path, { ...o, cert: fx.clientCert, key: fx.clientKey });
 
 const certOf = (a: Answer) => (JSON.parse(a.body) as { clientCertificate: { authorized: boolean; certFlagsName: string } | null }).clientCertificate;
 
