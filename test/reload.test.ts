@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { constants as cryptoConstants, createHash, X509Certificate } from 'node:crypto';
 import { connect } from 'node:tls';
 import { freePort, run } from './helpers/exec.js';
+import { getOverTls } from './helpers/tls-get.js';
 import { tempDir } from './helpers/pki.js';
 import { createDevPki, type DevPkiPaths } from '../src/tls/dev-pki.js';
 import { issueCertificate, issueCrl, loadIssuer, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
@@ -360,6 +361,38 @@ describe('reload', { concurrency: true }, () => {
     await s.waitFor(/"code":"CB_ERR_RELOAD","cause":"CB_ERR_PEM_INVALID"/, at);
     assert.equal((await sClient(s.port, 'localhost')).fingerprint, sha256(fx.b.pem), 'a bad file keeps every certificate in use');
     assert.equal((await sClient(s.port, 'other.test')).fingerprint, sha256(fx.d.pem));
+  });
+
+  test('serve --workers 2, two certificates by SNI, --client-auth require: sessions resume across workers, and after a SIGHUP that revokes the client by CRL a resumed session is refused (403 CERT_E_REVOKED), TLS 1.3 and 1.2', async (t) => {
+    const live = join(tempDir('certbound-reload-resume-'));
+    const f = { crl: join(live, 'crl.pem'), config: join(live, 'certbound.json'), other: join(live, 'other.pem'), otherKey: join(live, 'other.key') };
+    put(f.crl, fx.crls.root + fx.crls.clientCa); put(f.other, fx.c.pem); put(f.otherKey, fx.c.keyPem);
+    writeFileSync(f.config, JSON.stringify({ certificates: [{ cert: f.other, key: f.otherKey }] }));
+    const s = await startServe(['--workers', '2', '--log-level', 'info', '--ocsp', 'off', '--config', f.config, '--cert', fx.pki.server, '--key', fx.pki.serverKey, '--ca', fx.pki.caBundle, '--crl', f.crl, '--client-auth', 'require']);
+    t.after(() => stop(s));
+    const creds = { cert: readFileSync(fx.pki.client, 'utf8'), key: readFileSync(fx.pki.clientKey, 'utf8'), servername: 'other.test' };
+    const flagsOf = (body: string) => (JSON.parse(body) as { certFlagsName?: string; clientCertificate?: { certFlagsName: string } });
+    const sessions = new Map<'TLSv1.3' | 'TLSv1.2', Buffer>();
+    for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+      const first = await getOverTls(s.port, '/connection', { version, ...creds });
+      assert.deepEqual([first.status, first.reused, flagsOf(first.body).clientCertificate?.certFlagsName], [200, false, 'OK']);
+      sessions.set(version, first.session as Buffer);
+      // Both workers resume it (shared ticket keys, one session id context on every context).
+      for (let i = 0; i < 2; i++) {
+        const again = await getOverTls(s.port, '/connection', { version, session: first.session as Buffer, ...creds });
+        assert.deepEqual([again.status, again.reused], [200, true], `${version} before the reload`);
+      }
+    }
+    const at = s.mark();
+    put(f.crl, fx.crls.root + fx.crls.clientCaRevokingClient);
+    s.child.kill('SIGHUP');
+    await s.waitFor(/"msg":"certificates reloaded in 2 workers"/, at);
+    for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+      for (let i = 0; i < 2; i++) {
+        const resumed = await getOverTls(s.port, '/connection', { version, session: sessions.get(version) as Buffer, ...creds });
+        assert.deepEqual([resumed.reused, resumed.status, flagsOf(resumed.body).certFlagsName, resumed.ended], [true, 403, 'CERT_E_REVOKED', true], `${version} after the reload`);
+      }
+    }
   });
 
   test('library: reload() answers what it put in place, refuses bad material with CB_ERR_RELOAD, and tells onReload listeners', async (t) => {

@@ -35,7 +35,8 @@ export interface TrustPolicy {
   readonly anchors: readonly X509Certificate[];
   /**
    * After a reload (src/server/reload.ts): the material in force, and whether a socket was
-   * accepted under it. A handshake on a socket accepted before must also pass verifyUnder().
+   * accepted under it. A handshake on a socket accepted before, and every resumed handshake,
+   * must also pass verifyUnder().
    * Undefined before any reload.
    */
   readonly reloaded?: { readonly material: TrustMaterial; isCurrent(socket: TLSSocket): boolean };
@@ -105,14 +106,19 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
 
   /**
    * Reads the handshake that just completed, its chain built against the CAs in force. On a
-   * socket accepted before a reload, OpenSSL verified with the old context: the chain must
-   * also pass the material in force now (src/tls/trust-material.ts), or it gets that error.
+   * socket accepted before a reload, OpenSSL verified with the old context, and a resumed
+   * handshake carries the verdict of the session's first handshake (ticket keys outlive a
+   * reload): after any reload, the chain of both must also pass the material in force now
+   * (src/tls/trust-material.ts), or it gets that error.
    */
   #read(sequence: number): { record: HandshakeRecord; leaf: X509Certificate | undefined } {
     const policy = this.#policy;
     const read = readHandshake(this.socket, sequence, policy.anchors);
     const reloaded = policy.reloaded;
-    if (!reloaded || read.record.chain.length === 0 || reloaded.isCurrent(this.socket)) return read;
+    // A resumed handshake carries the verdict OpenSSL gave when the session was made (it does
+    // not verify the client's chain again), perhaps under CAs and CRLs a reload has replaced
+    // since: it is judged by the material in force too, on any context.
+    if (!reloaded || read.record.chain.length === 0 || (!read.record.resumed && reloaded.isCurrent(this.socket))) return read;
     const verifyError = verifyUnder(reloaded.material, read.record.chain, read.record.verifyError, Date.now());
     return verifyError === read.record.verifyError ? read : { record: Object.freeze({ ...read.record, verifyError }), leaf: read.leaf };
   }

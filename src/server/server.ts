@@ -286,6 +286,12 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       ...options.tls,
       // Renegotiation (on-demand certificates) must not resume, or OpenSSL clients never send a certificate.
       secureOptions: (options.tls?.secureOptions ?? 0) | cryptoConstants.SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION,
+      // One session id context on every context of every listener (the listener's, the
+      // certificate-less start context and the per-certificate SNI ones, at start and after a
+      // reload; the same in every worker): OpenSSL refuses to resume a session on a context
+      // whose id context is unset or different, with verify mode on as a fatal internal_error.
+      // Node sets one only on the listener's own context.
+      sessionIdContext: options.tls?.sessionIdContext ?? `certbound/${clientAuth}`,
       ...(caNow.length > 0 ? { ca: caNow } : {}),
       ...(crlNow.length > 0 ? { crl: crlNow } : {}),
     };
