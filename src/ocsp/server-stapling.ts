@@ -27,9 +27,11 @@ export interface ServerOcspOptions extends Omit<StaplerOptions, 'logger'> {
  * `off` (stapling turned off), `no-ocsp-url` (no OCSP URL in the AIA and no override),
  * `no-issuer` (the issuer is not in the chain, `ocsp.issuer` or `ca`), `pending` (no retrieval
  * finished yet), or the reason of the last refused or failed update (`fetch-refused`,
- * `fetch-timeout`, `shorter-than-min-validity`, `cert-revoked`, `cert-unknown`, …).
+ * `fetch-timeout`, `shorter-than-min-validity`, `cert-revoked`, `cert-unknown`, …), or
+ * `not-a-stapled-certificate` (GET /connection: the certificate this connection was served is not
+ * one the stapler holds, e.g. it predates a reload — never another certificate's summary).
  */
-export type StapleSummaryReason = StapleReason | 'off' | 'no-ocsp-url' | 'no-issuer';
+export type StapleSummaryReason = StapleReason | 'off' | 'no-ocsp-url' | 'no-issuer' | 'not-a-stapled-certificate';
 
 /** What GET /connection shows under `ocsp`, and `app.ocspStaple()` returns. */
 export interface OcspStapleSummary {
