@@ -164,3 +164,26 @@ test('serve --state-dir: a symbolic link planted as state/ocsp in a world-writab
   assert.equal(statSync(victim).mode & 0o7777, 0o755, 'the directory the link names keeps its mode');
   assert.deepEqual(readdirSync(victim), ['file'], 'nothing written into it');
 });
+
+test('createServer ocsp.cacheDir that is a symbolic link: listen() rejects with CB_ERR_OCSP_CACHE and nothing is written where it points', async () => {
+  const { chmodSync, mkdirSync, symlinkSync } = await import('node:fs');
+  const { createServer } = await import('../src/server/server.js');
+  const cwd = tempDir('certbound-cache-link-');
+  const pki = await createDevPki(join(cwd, 'pki'));
+  const victim = join(cwd, 'victim');
+  mkdirSync(victim);
+  chmodSync(victim, 0o755);
+  symlinkSync(victim, join(cwd, 'cache'));
+  const server = createServer({ cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), logger: false, ocsp: { cacheDir: join(cwd, 'cache') } });
+  try {
+    await assert.rejects(server.listen({ host: '127.0.0.1', port: 0 }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'CB_ERR_OCSP_CACHE');
+      assert.equal(err.message, `Cannot use the OCSP cache directory ${join(cwd, 'cache')}: it is a symbolic link, which is not followed: remove it or give the directory it names`);
+      return true;
+    });
+  } finally {
+    await server.close();
+  }
+  assert.equal(statSync(victim).mode & 0o7777, 0o755);
+  assert.deepEqual(readdirSync(victim), []);
+});
