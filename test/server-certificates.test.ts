@@ -315,3 +315,32 @@ test('several certificates: an unreadable ClientHello is closed before any certi
   assert.equal(await failed(), '7');
   assert.equal(lines.filter((l) => l.msg === 'TLS handshake failed').length, 4);
 });
+
+// GET /connection reports the staple state of the certificate the connection was actually
+// served: after a reload replaced it, a connection from before is not shown the new one's.
+test('/connection ocsp is the served certificate\'s, also for a connection from before a reload', async (t) => {
+  const { Agent } = await import('node:https');
+  const ca = await issueCertificate({ subject: { commonName: 'reload CA' }, ca: true });
+  const [one, two] = await Promise.all([1, 2].map(() => issueCertificate({ subject: { commonName: 'localhost' }, issuer: ca, keyAlgorithm: 'ecdsa-p256', extKeyUsage: [OID.serverAuth], altNames: ['localhost'] })));
+  if (!one || !two) throw new Error('certificates');
+  const server = createServer({ cert: one.pem + ca.pem, key: one.keyPem, clientAuth: 'none', logger: false, referenceRoutes: true, ocsp: true });
+  t.after(() => server.close());
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const get = (a: typeof agent | false) => new Promise<{ ocsp: Record<string, unknown>; connectionId: string }>((ok, fail) => {
+    request({ host: '127.0.0.1', port, path: '/connection', servername: 'localhost', ca: ca.pem, agent: a }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('end', () => ok(JSON.parse(body) as never));
+    }).on('error', fail).end();
+  });
+  const before = await get(agent);
+  assert.deepEqual([before.ocsp.fingerprint, before.ocsp.reason], [sha256(one.pem), 'no-ocsp-url']);
+  await server.reload({ cert: two.pem + ca.pem, key: two.keyPem });
+  const old = await get(agent);
+  assert.equal(old.connectionId, before.connectionId, 'the same connection');
+  assert.deepEqual([old.ocsp.state, old.ocsp.fingerprint, old.ocsp.serial, old.ocsp.reason], ['not-stapled', sha256(one.pem), new X509Certificate(one.pem).serialNumber.toLowerCase(), 'not-a-stapled-certificate']);
+  const fresh = await get(false);
+  assert.deepEqual([fresh.ocsp.fingerprint, fresh.ocsp.reason], [sha256(two.pem), 'no-ocsp-url']);
+});
