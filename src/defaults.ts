@@ -1,5 +1,14 @@
 // Every default, once, with its unit. Docs and option JSDoc refer here; a test checks them.
 // Modules that had their own DEFAULT_* constant keep it as an alias of an entry below.
+/**
+ * The longest delay a Node timer takes (2^31 - 1 ms, about 24.8 days): setTimeout/setInterval
+ * turn a larger one into 1 ms (TimeoutOverflowWarning). Every option in ms that feeds a timer is
+ * bounded by it (CB_ERR_INVALID_OPTION), every option in seconds by TIMER_MAX_SECONDS.
+ */
+export const TIMER_MAX_MS = 2_147_483_647;
+/** TIMER_MAX_MS in whole seconds (2147483 s). */
+export const TIMER_MAX_SECONDS = Math.floor(TIMER_MAX_MS / 1000);
+
 export const DEFAULTS = Object.freeze({
   // The reference server (createServer, `certbound serve`).
   /** Address the reference server listens on. */

@@ -3,7 +3,7 @@
 // given to writeFileSync applies only when the file is created, and the umask trims it; so the
 // file is written under a temporary name with an exact fchmod and renamed over the old one.
 import { randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, closeSync, constants, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CertboundError } from './errors.js';
 
@@ -28,13 +28,23 @@ export interface PrivateDirOptions {
    * rather than changed under its other users. Without it, a wider mode is simply chmodded.
    */
   readonly ownEntry?: (name: string) => boolean;
+  /**
+   * For a directory certbound keeps inside another one (the state directory's `ocsp/` and
+   * `crl/`, the jobs directory's `quarantine/`, the CRL refresher's directory): when `dir`
+   * itself is a symbolic link it is refused (CB_ERR_PRIVATE_DIR naming it) and left as it is,
+   * never followed, chmodded or written through. Refused rather than replaced: a link planted
+   * there (its parent may have been open to others before certbound narrowed it) is a sign to
+   * look at, and removing it could remove someone's deliberate layout. The operator's own top
+   * directory (--state-dir, --jobs-dir) may still be a link.
+   */
+  readonly noLink?: boolean;
 }
 
 /**
  * Creates `dir` (and missing parents, mode 0700) or takes the existing one, and leaves it mode
  * 0700. An existing directory open to group or others is narrowed only when it is not shared:
  * no sticky bit (as /tmp), no entry owned by another user, and with `options.ownEntry` no entry
- * the rule does not own; otherwise it is refused and left as it is. A symbolic link is followed: the directory it names is the one checked.
+ * the rule does not own; otherwise it is refused and left as it is. A symbolic link is followed (the directory it names is the one checked) unless `options.noLink`.
  * Returns that real path. Throws CB_ERR_PRIVATE_DIR when `dir` is not a directory, belongs to
  * another user (its owner could change the files in it whatever their modes), or cannot be
  * made private.
@@ -42,6 +52,7 @@ export interface PrivateDirOptions {
 export function ensurePrivateDir(dir: string, options: PrivateDirOptions = {}): string {
   let real: string;
   let st;
+  if (options.noLink) refuseLink(dir);
   try {
     mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     real = realpathSync(dir);
@@ -87,6 +98,28 @@ export function ensurePrivateDir(dir: string, options: PrivateDirOptions = {}): 
     throw fileError('CB_ERR_PRIVATE_DIR', [dir, `mode ${octal(st.mode)} cannot be changed to 0700: ${reason(err)}`], { cause: err });
   }
   return real;
+}
+
+/**
+ * Throws CB_ERR_PRIVATE_DIR when `dir` (its last component) is a symbolic link: for directories
+ * certbound keeps inside another one, which it never follows (PrivateDirOptions.noLink).
+ */
+export function refuseLink(dir: string): void {
+  let st: Stats;
+  try {
+    st = lstatSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw fileError('CB_ERR_PRIVATE_DIR', [dir, reason(err)], { cause: err });
+  }
+  if (!st.isSymbolicLink()) return;
+  let to = '?';
+  try {
+    to = readlinkSync(dir);
+  } catch {
+    // the link is refused all the same
+  }
+  throw fileError('CB_ERR_PRIVATE_DIR', [dir, `it is a symbolic link (to ${to}); certbound does not follow links for the directories it keeps inside another one: remove the link`]);
 }
 
 /**

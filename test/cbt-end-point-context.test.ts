@@ -1,4 +1,4 @@
-// tls-server-end-point is cached per serving SecureContext: it must follow SNI contexts and
+// tls-server-end-point is read from the certificate each connection was served: it must follow SNI contexts and
 // setSecureContext, and agree with openssl dgst over the certificate each connection got.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +20,7 @@ test('tls-server-end-point follows SNI contexts and setSecureContext', async (t)
   const other = { cert: readFileSync(pki.untrustedCa), key: readFileSync(pki.untrustedCaKey) };
   const seen: string[] = [];
   const server = createServer(main, (s: TLSSocket) => {
-    // Twice per connection: the second read comes from the per-context cache.
+    // Twice per connection: the second read comes from the per-connection cache.
     channelBindings(s, { side: 'server' });
     seen.push(channelBindings(s, { side: 'server' })['tls-server-end-point'].value?.toString('hex') ?? 'undefined');
     s.end();

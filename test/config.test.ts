@@ -187,6 +187,27 @@ test('a config file sets keys, flags override it, defaults fill the rest', () =>
   assert.throws(() => readConfigFile(path), { code: 'CB_ERR_CONFIG_FILE' });
 });
 
+test('serve flags and config keys in ms that feed a timer stop at 2147483647, in seconds at 2147483 (CB_ERR_INVALID_OPTION with the bound)', () => {
+  const rows: Array<[string, string, string, number]> = [
+    ['srv-ocsp-resp-url-retrieval-timeout-milliseconds', 'SrvOcspRespUrlRetrievalTimeoutMilliseconds', '2147483648', 2_147_483_647],
+    ['handshake-timeout', 'handshakeTimeout', '2147483648', 2_147_483_647],
+    ['negotiation-timeout', 'negotiationTimeout', '99999999999', 2_147_483_647],
+    ['ticket-key-rotation', 'ticketKeyRotation', '2147483648', 2_147_483_647],
+    ['max-event-loop-delay', 'maxEventLoopDelay', '2147483648', 2_147_483_647],
+    ['srv-ocsp-resp-min-validity-seconds', 'SrvOcspRespMinValiditySeconds', '2147484', 2_147_483],
+    ['srv-ocsp-resp-max-before-next-update-seconds', 'SrvOcspRespMaxBeforeNextUpdateSeconds', '2147484', 2_147_483],
+    ['srv-ocsp-resp-min-before-next-update-seconds', 'SrvOcspRespMinBeforeNextUpdateSeconds', '2147484', 2_147_483],
+    ['srv-ocsp-resp-min-after-next-update-seconds', 'SrvOcspRespMinAfterNextUpdateSeconds', '2147484', 2_147_483],
+  ];
+  const path = join(tempDir(), 'certbound.json');
+  for (const [flag, key, value, max] of rows) {
+    assert.throws(() => resolveServeConfig({ [flag]: value }), { code: 'CB_ERR_INVALID_OPTION', message: `Invalid option --${flag}: must be <= ${max}` }, flag);
+    writeFileSync(path, JSON.stringify({ [key]: Number(value) }));
+    assert.throws(() => readConfigFile(path), { code: 'CB_ERR_INVALID_OPTION', message: `Invalid option ${key}: must be <= ${max}` }, key);
+    assert.equal((resolveServeConfig({ [flag]: String(max) }) as unknown as Record<string, unknown>)[key], max, `${flag} ${max} is accepted`);
+  }
+});
+
 test('the config-file example of docs/configuration.md is valid, with the flag overriding its port', async () => {
   const pki = await devPki();
   const dir = tempDir();

@@ -145,3 +145,45 @@ test('serve: a response valid for less than SrvOcspRespMinValiditySeconds is not
   assert.deepEqual(await staple(port, pki.rootCa), { status: 'none', serial: null });
   assert.match(r.output(), /"event":"ocsp-summary","state":"not-stapled","reason":"shorter-than-min-validity"/);
 });
+
+test('serve --state-dir: a symbolic link planted as state/ocsp in a world-writable state directory is refused, never followed', async () => {
+  const { chmodSync, mkdirSync, symlinkSync, writeFileSync } = await import('node:fs');
+  const cwd = tempDir('certbound-state-link-');
+  const pki = await createDevPki(join(cwd, 'pki'));
+  const state = join(cwd, 'state');
+  const victim = join(cwd, 'victim');
+  mkdirSync(state);
+  chmodSync(state, 0o777);
+  mkdirSync(victim);
+  chmodSync(victim, 0o755);
+  writeFileSync(join(victim, 'file'), 'data\n');
+  symlinkSync(victim, join(state, 'ocsp'));
+  const r = await run(process.execPath, [BIN, 'serve', '--workers', '1', '--port', String(await freePort()), '--cert', pki.server, '--key', pki.serverKey, '--ca', pki.caBundle, '--state-dir', state], { cwd, timeoutMs: 15_000 });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.equal(r.stderr.trim().split('\n').at(-1), `certbound: CB_ERR_PRIVATE_DIR: Cannot use ${join(state, 'ocsp')} as a private directory (mode 0700, owned by this user): it is a symbolic link (to ${victim}); certbound does not follow links for the directories it keeps inside another one: remove the link`);
+  assert.equal(statSync(victim).mode & 0o7777, 0o755, 'the directory the link names keeps its mode');
+  assert.deepEqual(readdirSync(victim), ['file'], 'nothing written into it');
+});
+
+test('createServer ocsp.cacheDir that is a symbolic link: listen() rejects with CB_ERR_OCSP_CACHE and nothing is written where it points', async () => {
+  const { chmodSync, mkdirSync, symlinkSync } = await import('node:fs');
+  const { createServer } = await import('../src/server/server.js');
+  const cwd = tempDir('certbound-cache-link-');
+  const pki = await createDevPki(join(cwd, 'pki'));
+  const victim = join(cwd, 'victim');
+  mkdirSync(victim);
+  chmodSync(victim, 0o755);
+  symlinkSync(victim, join(cwd, 'cache'));
+  const server = createServer({ cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), logger: false, ocsp: { cacheDir: join(cwd, 'cache') } });
+  try {
+    await assert.rejects(server.listen({ host: '127.0.0.1', port: 0 }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'CB_ERR_OCSP_CACHE');
+      assert.equal(err.message, `Cannot use the OCSP cache directory ${join(cwd, 'cache')}: it is a symbolic link, which is not followed: remove it or give the directory it names`);
+      return true;
+    });
+  } finally {
+    await server.close();
+  }
+  assert.equal(statSync(victim).mode & 0o7777, 0o755);
+  assert.deepEqual(readdirSync(victim), []);
+});

@@ -63,8 +63,8 @@ test('app.register(certbound, bad options) stops start-up with CB_ERR_INVALID_OP
   const rows: Array<[unknown, string]> = [
     [{ clientAuth: 'sometimes' }, 'Invalid option certbound.clientAuth: "sometimes" is not one of "none", "optional", "require", "accept-untrusted"'],
     [{ colour: 'red' }, 'Invalid option certbound.colour: unknown option (known: clientAuth, mapper, rejectDeniedByMapper, negotiationTimeout, channelBinding, revocation, registry, queue, logBindings, ocsp)'],
-    [{ negotiationTimeout: 1.5 }, 'Invalid option certbound.negotiationTimeout: expected an integer > 0, got 1.5'],
-    [{ negotiationTimeout: 0 }, 'Invalid option certbound.negotiationTimeout: expected an integer > 0, got 0'],
+    [{ negotiationTimeout: 1.5 }, 'Invalid option certbound.negotiationTimeout: expected an integer > 0 and <= 2147483647, got 1.5'],
+    [{ negotiationTimeout: 0 }, 'Invalid option certbound.negotiationTimeout: expected an integer > 0 and <= 2147483647, got 0'],
     [{ mapper: 3 }, 'Invalid option certbound.mapper: expected a function or an object, got 3'],
     [{ revocation: { failMode: 'open' } }, 'Invalid option certbound.revocation.failMode: "open" is not one of "soft", "hard"'],
     [{ revocation: { crls: ['-----BEGIN X509 CRL-----', 7] } }, 'Invalid option certbound.revocation.crls[1]: expected PEM (string or Buffer), got 7'],
@@ -96,12 +96,37 @@ test('createServer(bad options) throws CB_ERR_INVALID_OPTION naming the option a
     [{ ca: [base.ca, null] }, 'Invalid option ca[1]: expected PEM (string or Buffer), got null'],
     [{ underPressure: true }, 'Invalid option underPressure: expected false or an object, got true'],
     [{ onDemandHosts: ['api.example', ''] }, 'Invalid option onDemandHosts[1]: expected a non-empty string, got ""'],
-    [{ handshakeTimeout: -5 }, 'Invalid option handshakeTimeout: expected an integer > 0, got -5'],
+    [{ handshakeTimeout: -5 }, 'Invalid option handshakeTimeout: expected an integer > 0 and <= 2147483647, got -5'],
     [{ http2: 'h2' }, 'Invalid option http2: expected true or false, got "h2"'],
     [{ logBindings: true }, 'Invalid option logBindings: unknown option (known: clientAuth, mapper, rejectDeniedByMapper, negotiationTimeout, channelBinding, revocation, cert, key, certificates, ca, crl, logger, underPressure, referenceRoutes, http2, onDemandHosts, handshakeTimeout, tls, fastify, ocsp, stapleSource, metrics, expiryWarnings, crlRefresh)'],
-    [{ crlRefresh: { retryMinMs: 0 } }, 'Invalid option crlRefresh.retryMinMs: expected an integer > 0, got 0'],
+    [{ crlRefresh: { retryMinMs: 0 } }, 'Invalid option crlRefresh.retryMinMs: expected an integer > 0 and <= 2147483647, got 0'],
   ];
   for (const [bad, message] of rows) assert.throws(() => createServer({ ...base, ...bad } as never), invalid(message), JSON.stringify(bad));
+});
+
+test('createServer: every option in ms that feeds a timer is at most 2147483647 (Node turns more into 1 ms), seconds at most 2147483', async () => {
+  const pki = await devPki();
+  const base = { cert: read(pki.server), key: read(pki.serverKey), ca: read(pki.caBundle), logger: false as const };
+  const ms = 'an integer > 0 and <= 2147483647';
+  const rows: Array<[Record<string, unknown>, string]> = [
+    [{ handshakeTimeout: 2_147_483_648 }, `handshakeTimeout: expected ${ms}, got 2147483648`],
+    [{ negotiationTimeout: 1e12 }, `negotiationTimeout: expected ${ms}, got 1000000000000`],
+    [{ ocsp: { settings: { SrvOcspRespUrlRetrievalTimeoutMilliseconds: 2_147_483_648 } } }, 'ocsp.settings.SrvOcspRespUrlRetrievalTimeoutMilliseconds: expected a number >= 0 and <= 2147483647, got 2147483648'],
+    [{ ocsp: { settings: { SrvOcspRespMinValiditySeconds: 2_147_484 } } }, 'ocsp.settings.SrvOcspRespMinValiditySeconds: expected a number >= 0 and <= 2147483, got 2147484'],
+    [{ ocsp: { settings: { SrvOcspRespMaxBeforeNextUpdateSeconds: 2_147_484 } } }, 'ocsp.settings.SrvOcspRespMaxBeforeNextUpdateSeconds: expected a number >= 0 and <= 2147483, got 2147484'],
+    [{ ocsp: { settings: { SrvOcspRespMinBeforeNextUpdateSeconds: 2_147_484 } } }, 'ocsp.settings.SrvOcspRespMinBeforeNextUpdateSeconds: expected a number >= 0 and <= 2147483, got 2147484'],
+    [{ ocsp: { settings: { SrvOcspRespMinAfterNextUpdateSeconds: 1e10 } } }, 'ocsp.settings.SrvOcspRespMinAfterNextUpdateSeconds: expected a number >= 0 and <= 2147483, got 10000000000'],
+    [{ revocation: { urlRetrievalTimeoutMs: 2_147_483_648 } }, `revocation.urlRetrievalTimeoutMs: expected ${ms}, got 2147483648`],
+    [{ expiryWarnings: { intervalMs: 2_147_483_648 } }, `expiryWarnings.intervalMs: expected ${ms}, got 2147483648`],
+    [{ crlRefresh: { leadMs: 2_147_483_648 } }, 'crlRefresh.leadMs: expected an integer >= 0 and <= 2147483647, got 2147483648'],
+    [{ crlRefresh: { retryMinMs: 2_147_483_648 } }, `crlRefresh.retryMinMs: expected ${ms}, got 2147483648`],
+    [{ crlRefresh: { retryMaxMs: 2_147_483_648 } }, `crlRefresh.retryMaxMs: expected ${ms}, got 2147483648`],
+    [{ crlRefresh: { timeoutMs: 2_147_483_648 } }, `crlRefresh.timeoutMs: expected ${ms}, got 2147483648`],
+  ];
+  for (const [bad, message] of rows) assert.throws(() => createServer({ ...base, ...bad } as never), invalid(`Invalid option ${message}`), JSON.stringify(bad));
+  // The bound itself is accepted.
+  const ok = createServer({ ...base, handshakeTimeout: 2_147_483_647, ocsp: { settings: { SrvOcspRespUrlRetrievalTimeoutMilliseconds: 2_147_483_647, SrvOcspRespMinAfterNextUpdateSeconds: 2_147_483 } } });
+  await ok.close();
 });
 
 const GENERATED = /(<!-- generated by optionsReferenceMarkdown\(\): do not edit by hand -->\n)([\s\S]*?)\n(<!-- end of generated options table -->)/;

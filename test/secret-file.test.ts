@@ -107,3 +107,20 @@ test('checkSecretFile reports a key group or others can access, and changes noth
   assert.throws(() => checkSecretFile(join(dir, 'missing.key')), code('CB_ERR_SECRET_FILE', `Cannot use the secret file ${join(dir, 'missing.key')}: ENOENT`));
   assert.throws(() => checkSecretFile(dir), code('CB_ERR_SECRET_FILE', `Cannot use the secret file ${dir}: not a regular file`));
 });
+
+test('ensurePrivateDir noLink: a symbolic link is refused (CB_ERR_PRIVATE_DIR) and the directory it names is left as it is', () => {
+  const dir = tempDir('certbound-nolink-');
+  const victim = join(dir, 'victim');
+  mkdirSync(victim);
+  chmodSync(victim, 0o755);
+  symlinkSync(victim, join(dir, 'ocsp'));
+  assert.throws(() => ensurePrivateDir(join(dir, 'ocsp'), { noLink: true }), code('CB_ERR_PRIVATE_DIR', `Cannot use ${join(dir, 'ocsp')} as a private directory (mode 0700, owned by this user): it is a symbolic link (to ${victim}); certbound does not follow links for the directories it keeps inside another one: remove the link`));
+  assert.equal(mode(victim), 0o755);
+  // A dangling link too (mkdir -p would otherwise create the directory it names).
+  symlinkSync(join(dir, 'elsewhere'), join(dir, 'crl'));
+  assert.throws(() => ensurePrivateDir(join(dir, 'crl'), { noLink: true }), (err: unknown) => err instanceof CertboundError && err.code === 'CB_ERR_PRIVATE_DIR');
+  assert.deepEqual(readdirSync(dir).sort(), ['crl', 'ocsp', 'victim']);
+  // A real directory (or none yet) is made private as before.
+  assert.equal(ensurePrivateDir(join(dir, 'fresh'), { noLink: true }), join(dir, 'fresh'));
+  assert.equal(mode(join(dir, 'fresh')), 0o700);
+});

@@ -203,3 +203,144 @@ test('serve --workers 2 --pfx with a passphrase file and a config-file certifica
   }
   assert.deepEqual(readdirSync(join(state, 'ocsp')).sort(), [`${sha256(rsa.pem)}.ocsp`, `${sha256(ec.pem)}.ocsp`].sort());
 });
+
+// The ClientHello reader fails closed (docs/changes.md 0.3): a connection whose ClientHello it
+// cannot establish — an empty handshake record first, a ClientHello completed after the
+// handshake timeout, one over 70,000 bytes — is closed before any certificate is sent, instead
+// of starting from the first certificate's context (where OpenSSL served a.test's RSA
+// certificate to a client naming b.test). Raw TCP: the bytes a real Node TLS client sends, and
+// the Certificate message the server answers with (TLS 1.2 sends it in the clear).
+test('several certificates: an unreadable ClientHello is closed before any certificate; 1-byte records still select by SNI and suites', async (t) => {
+  const { createConnection, createServer: createNetServer } = await import('node:net');
+  const { connect } = await import('node:tls');
+  const { parseClientHello } = await import('../src/tls/client-hello.js');
+  const ca = await issueCertificate({ subject: { commonName: 'hello CA' }, ca: true });
+  const [rsa, ec] = await Promise.all([
+    issueCertificate({ subject: { commonName: 'a.test' }, issuer: ca, keyAlgorithm: 'rsa-2048', extKeyUsage: [OID.serverAuth], altNames: ['a.test'] }),
+    issueCertificate({ subject: { commonName: 'b.test' }, issuer: ca, keyAlgorithm: 'ecdsa-p256', extKeyUsage: [OID.serverAuth], altNames: ['b.test'] }),
+  ]);
+  const lines: Record<string, unknown>[] = [];
+  const { pino } = await import('pino');
+  const { Writable } = await import('node:stream');
+  const sink = new Writable({ write(chunk: Buffer, _e, cb) { for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>); cb(); } });
+  const server = createServer({ certificates: [{ cert: rsa.pem, key: rsa.keyPem }, { cert: ec.pem, key: ec.keyPem }], clientAuth: 'none', logger: pino({ level: 'debug' }, sink), handshakeTimeout: 400, metrics: { defaultMetrics: false } });
+  t.after(() => server.close());
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+
+  // What a real client sends: TLS 1.2, RSA suites first, naming host.
+  const capture = (servername: string) => new Promise<Buffer>((ok, fail) => {
+    const srv = createNetServer((s) => {
+      let got = Buffer.alloc(0);
+      s.on('data', (d: Buffer) => {
+        got = Buffer.concat([got, d]);
+        if (parseClientHello(got).status === 'ok') { ok(got); s.destroy(); srv.close(); }
+      });
+    }).listen(0, '127.0.0.1', () => {
+      const c = connect({ host: '127.0.0.1', port: (srv.address() as { port: number }).port, servername, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256' });
+      c.on('error', () => undefined);
+    });
+    srv.on('error', fail);
+  });
+  const [helloA, helloB] = await Promise.all([capture('a.test'), capture('b.test')]);
+  const body = (hello: Buffer) => hello.subarray(5, 5 + hello.readUInt16BE(3));
+  const record = (frag: Buffer) => Buffer.concat([Buffer.from([22, 3, 1, frag.length >> 8, frag.length & 0xff]), frag]);
+  // The ClientHello with a padding extension (21) of `pad` bytes, in 16 KiB records.
+  const padded = (hello: Buffer, pad: number): Buffer => {
+    const hs = body(hello).subarray(4);
+    let o = 2 + 32;
+    o += 1 + (hs[o] as number);
+    o += 2 + hs.readUInt16BE(o);
+    o += 1 + (hs[o] as number);
+    const exts = Buffer.concat([hs.subarray(o + 2, o + 2 + hs.readUInt16BE(o)), Buffer.from([0, 21, pad >> 8, pad & 0xff]), Buffer.alloc(pad)]);
+    const inner = Buffer.concat([hs.subarray(0, o), Buffer.from([exts.length >> 8, exts.length & 0xff]), exts]);
+    const msg = Buffer.concat([Buffer.from([1, inner.length >> 16, (inner.length >> 8) & 0xff, inner.length & 0xff]), inner]);
+    const out: Buffer[] = [];
+    for (let i = 0; i < msg.length; i += 16_384) out.push(record(msg.subarray(i, i + 16_384)));
+    return Buffer.concat(out);
+  };
+  // Sends `parts` (with a pause before each after the first), returns the SHA-256 of the first
+  // certificate the server sent, 'closed' when it closed without sending one.
+  const served = (parts: Buffer[], pauseMs = 0) => new Promise<string>((ok, fail) => {
+    const s = createConnection({ host: '127.0.0.1', port });
+    let got = Buffer.alloc(0);
+    const timer = setTimeout(() => { s.destroy(); fail(new Error(`no answer, ${got.length} bytes`)); }, 5_000);
+    const done = (v: string) => { clearTimeout(timer); s.destroy(); ok(v); };
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      let hs = Buffer.alloc(0);
+      for (let i = 0; i + 5 <= got.length;) {
+        const len = got.readUInt16BE(i + 3);
+        if (got[i] === 22) hs = Buffer.concat([hs, got.subarray(i + 5, i + 5 + len)]);
+        i += 5 + len;
+      }
+      for (let j = 0; j + 4 <= hs.length;) {
+        const len = hs.readUIntBE(j + 1, 3);
+        if (hs[j] === 11 && j + 4 + len <= hs.length) {
+          const first = hs.readUIntBE(j + 7, 3);
+          done(new X509Certificate(hs.subarray(j + 10, j + 10 + first)).fingerprint256.replace(/:/g, '').toLowerCase());
+          return;
+        }
+        j += 4 + len;
+      }
+    });
+    s.on('close', () => done(got.length === 0 ? 'closed' : `closed after ${got.length} bytes without a certificate`));
+    s.on('error', () => undefined);
+    void (async () => {
+      for (const [i, p] of parts.entries()) {
+        if (i > 0 && pauseMs > 0) await sleep(pauseMs);
+        if (!s.destroyed) s.write(p);
+      }
+    })();
+  });
+
+  const oneByteRecords = (hello: Buffer) => Buffer.concat([...body(hello)].map((b) => record(Buffer.from([b]))));
+  const [a, b, bFragmented, bPadded, emptyFirst, slow, huge] = await Promise.all([
+    served([helloA]),
+    served([helloB]),
+    served([oneByteRecords(helloB)]),
+    // A padded ClientHello within the bound is read (and served) normally.
+    served([padded(helloB, 20_000)]),
+    served([Buffer.from([22, 3, 1, 0, 0]), helloB]),
+    served([helloB.subarray(0, 10), helloB.subarray(10)], 600),
+    served([padded(helloB, 70_000)]),
+  ]);
+  assert.deepEqual({ a, b, bFragmented, bPadded }, { a: sha256(rsa.pem), b: sha256(ec.pem), bFragmented: sha256(ec.pem), bPadded: sha256(ec.pem) }, 'normal selection: exact certificates');
+  assert.deepEqual({ emptyFirst, slow, huge }, { emptyFirst: 'closed', slow: 'closed', huge: 'closed' }, 'an unreadable ClientHello gets no certificate at all');
+  const refused = lines.filter((l) => l.msg === 'TLS handshake refused: ClientHello not readable').map((l) => l.reason).sort();
+  assert.deepEqual(refused, ['client-hello-invalid', 'client-hello-timeout', 'client-hello-too-long']);
+  // Counted as failed handshakes: the 3 refused ones plus the 4 served ones this raw client
+  // aborted after the Certificate (OpenSSL's own failures, logged 'TLS handshake failed').
+  const failed = async () => /^certbound_tls_handshakes_total\{protocol="other",resumed="false",result="failed"\} (\d+)$/m.exec(await server.metrics?.registry.metrics() ?? '')?.[1];
+  for (let i = 0; i < 40 && await failed() !== '7'; i += 1) await sleep(50);
+  assert.equal(await failed(), '7');
+  assert.equal(lines.filter((l) => l.msg === 'TLS handshake failed').length, 4);
+});
+
+// GET /connection reports the staple state of the certificate the connection was actually
+// served: after a reload replaced it, a connection from before is not shown the new one's.
+test('/connection ocsp is the served certificate\'s, also for a connection from before a reload', async (t) => {
+  const { Agent } = await import('node:https');
+  const ca = await issueCertificate({ subject: { commonName: 'reload CA' }, ca: true });
+  const [one, two] = await Promise.all([1, 2].map(() => issueCertificate({ subject: { commonName: 'localhost' }, issuer: ca, keyAlgorithm: 'ecdsa-p256', extKeyUsage: [OID.serverAuth], altNames: ['localhost'] })));
+  if (!one || !two) throw new Error('certificates');
+  const server = createServer({ cert: one.pem + ca.pem, key: one.keyPem, clientAuth: 'none', logger: false, referenceRoutes: true, ocsp: true });
+  t.after(() => server.close());
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const get = (a: typeof agent | false) => new Promise<{ ocsp: Record<string, unknown>; connectionId: string }>((ok, fail) => {
+    request({ host: '127.0.0.1', port, path: '/connection', servername: 'localhost', ca: ca.pem, agent: a }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('end', () => ok(JSON.parse(body) as never));
+    }).on('error', fail).end();
+  });
+  const before = await get(agent);
+  assert.deepEqual([before.ocsp.fingerprint, before.ocsp.reason], [sha256(one.pem), 'no-ocsp-url']);
+  await server.reload({ cert: two.pem + ca.pem, key: two.keyPem });
+  const old = await get(agent);
+  assert.equal(old.connectionId, before.connectionId, 'the same connection');
+  assert.deepEqual([old.ocsp.state, old.ocsp.fingerprint, old.ocsp.serial, old.ocsp.reason], ['not-stapled', sha256(one.pem), new X509Certificate(one.pem).serialNumber.toLowerCase(), 'not-a-stapled-certificate']);
+  const fresh = await get(false);
+  assert.deepEqual([fresh.ocsp.fingerprint, fresh.ocsp.reason], [sha256(two.pem), 'no-ocsp-url']);
+});

@@ -33,30 +33,16 @@ interface CacheEntry {
 const perConnection = new WeakMap<TLSSocket, CacheEntry>();
 
 /**
- * The native SecureContext that served this connection: the one an SNI callback chose, else
- * the server's shared one (a new object after setSecureContext). Read from Node internals
- * (checked in test/cbt-server-end-point.test.ts); undefined when they are not there or the
- * connection is closed, and then the certificate is read from the socket.
+ * tls-server-end-point of the certificate this connection was actually served (or received):
+ * read from the socket at each handshake (the result is cached per connection above and per
+ * certificate fingerprint in server-end-point.ts), never inferred from the serving context —
+ * a context holding two certificates serves either, so a per-context answer could name the
+ * certificate another connection was served.
  */
-function servingContext(socket: TLSSocket): object | undefined {
-  const s = socket as unknown as { _handle?: { sni_context?: object } | null; _tlsOptions?: { secureContext?: { context?: object } } };
-  if (!s._handle) return undefined;
-  const ctx = s._handle.sni_context ?? s._tlsOptions?.secureContext?.context;
-  return typeof ctx === 'object' && ctx !== null ? ctx : undefined;
-}
-
-/** tls-server-end-point per serving context: Node builds a certificate object on every getX509Certificate() call. */
-const endPointByContext = new WeakMap<object, BindingResult>();
-
 function endPoint(socket: TLSSocket, side: Side): BindingResult {
-  const context = side === 'server' ? servingContext(socket) : undefined;
-  const known = context && endPointByContext.get(context);
-  if (known) return known;
   const cert = side === 'server' ? socket.getX509Certificate() : socket.getPeerX509Certificate();
   if (!cert) return unavailable('no-certificate', side === 'server' ? 'This connection has no server certificate' : 'The server sent no certificate');
-  const result = cachedServerEndPoint(cert.fingerprint256, cert.raw);
-  if (context) endPointByContext.set(context, result);
-  return result;
+  return cachedServerEndPoint(cert.fingerprint256, cert.raw);
 }
 
 // @types/node declares the context as required, but Node treats an omitted context as "no

@@ -214,7 +214,7 @@ function quarantine(dir: string, name: string, code: JobFileWarning['code'], why
   let fate: string;
   try {
     const qdir = join(dir, QUARANTINE_DIR);
-    ensurePrivateDir(qdir);
+    ensurePrivateDir(qdir, { noLink: true });
     to = join(qdir, name);
     try {
       lstatSync(to);

@@ -3,7 +3,7 @@
 // with a stapler attached to the server's TLS listeners, and reports per certificate whether a
 // staple is served and, when not, why (a stable reason code: GET /connection, the page, the log).
 import { X509Certificate } from 'node:crypto';
-import { access, mkdir, stat } from 'node:fs/promises';
+import { access, lstat, mkdir, stat } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import { CertboundError } from '../errors.js';
 import type { Server as TlsServer } from 'node:tls';
@@ -27,9 +27,11 @@ export interface ServerOcspOptions extends Omit<StaplerOptions, 'logger'> {
  * `off` (stapling turned off), `no-ocsp-url` (no OCSP URL in the AIA and no override),
  * `no-issuer` (the issuer is not in the chain, `ocsp.issuer` or `ca`), `pending` (no retrieval
  * finished yet), or the reason of the last refused or failed update (`fetch-refused`,
- * `fetch-timeout`, `shorter-than-min-validity`, `cert-revoked`, `cert-unknown`, …).
+ * `fetch-timeout`, `shorter-than-min-validity`, `cert-revoked`, `cert-unknown`, …), or
+ * `not-a-stapled-certificate` (GET /connection: the certificate this connection was served is not
+ * one the stapler holds, e.g. it predates a reload — never another certificate's summary).
  */
-export type StapleSummaryReason = StapleReason | 'off' | 'no-ocsp-url' | 'no-issuer';
+export type StapleSummaryReason = StapleReason | 'off' | 'no-ocsp-url' | 'no-issuer' | 'not-a-stapled-certificate';
 
 /** What GET /connection shows under `ocsp`, and `app.ocspStaple()` returns. */
 export interface OcspStapleSummary {
@@ -108,12 +110,16 @@ function issuerChain(cert: Pem, extra: Pem[]): Buffer[] | undefined {
  */
 async function prepareCacheDir(dir: string): Promise<void> {
   try {
+    // A symbolic link is not followed (a planted link would have staples written where it points).
+    if ((await lstat(dir).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err; }))?.isSymbolicLink()) {
+      throw Object.assign(new Error('it is a symbolic link, which is not followed: remove it or give the directory it names'), { code: 'ELOOP-LINK' });
+    }
     await mkdir(dir, { recursive: true, mode: 0o700 });
     if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
     await access(dir, fsConstants.W_OK | fsConstants.X_OK);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? `a file that is not a directory is in the way (${e.code})` : e.code ?? e.message;
+    const why = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? `a file that is not a directory is in the way (${e.code})` : e.code === 'ELOOP-LINK' ? e.message : e.code ?? e.message;
     throw new CertboundError('CB_ERR_OCSP_CACHE', [dir, why], { cause: err });
   }
 }

@@ -463,8 +463,9 @@ function prepareStateDir(cfg: ServeConfig, loaded: Loaded, ocsp: ServerOcspOptio
   const staples = ocsp !== false && !loaded.devDir;
   if (!staples && !crlRefreshOn(cfg, loaded)) return;
   ensurePrivateDir(resolve(cfg.stateDir));
-  if (staples) ensurePrivateDir(join(resolve(cfg.stateDir), 'ocsp'));
-  if (crlRefreshOn(cfg, loaded)) ensurePrivateDir(crlKeepDir(cfg));
+  // Inside the state directory: a symbolic link there is refused, never followed.
+  if (staples) ensurePrivateDir(join(resolve(cfg.stateDir), 'ocsp'), { noLink: true });
+  if (crlRefreshOn(cfg, loaded)) ensurePrivateDir(crlKeepDir(cfg), { noLink: true });
 }
 
 /** --crl-refresh with at least one --crl. */

@@ -3,7 +3,7 @@
 import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import { readRegularFile } from '../read-file.js';
-import { DEFAULTS } from '../defaults.js';
+import { DEFAULTS, TIMER_MAX_MS, TIMER_MAX_SECONDS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { CLIENT_AUTH_MODES, type ClientAuthMode } from '../tls/client-auth.js';
 import type { MapperConfig } from '../tls/mapper.js';
@@ -96,25 +96,25 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'clientAuth', flag: 'client-auth', kind: 'enum', values: CLIENT_AUTH_MODES, default: DEFAULTS.clientAuth, description: 'Client-certificate mode: none, optional, require, accept-untrusted.' },
   { key: 'devPkiDir', flag: 'dev-pki-dir', kind: 'string', default: DEFAULTS.devPkiDir, description: 'Where the embedded dev PKI is created on first run (used when --cert is not given).' },
   { key: 'logLevel', flag: 'log-level', kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: DEFAULTS.logLevel, description: 'pino log level.' },
-  { key: 'maxEventLoopDelay', flag: 'max-event-loop-delay', kind: 'integer', default: DEFAULTS.maxEventLoopDelayMs, min: 0, description: 'Event-loop delay (ms) above which requests get 503 with Retry-After (0 disables).' },
-  { key: 'handshakeTimeout', flag: 'handshake-timeout', kind: 'integer', default: DEFAULTS.handshakeTimeoutMs, min: 1, description: 'TLS handshake time limit (ms).' },
+  { key: 'maxEventLoopDelay', flag: 'max-event-loop-delay', kind: 'integer', default: DEFAULTS.maxEventLoopDelayMs, min: 0, max: TIMER_MAX_MS, description: 'Event-loop delay (ms) above which requests get 503 with Retry-After (0 disables).' },
+  { key: 'handshakeTimeout', flag: 'handshake-timeout', kind: 'integer', default: DEFAULTS.handshakeTimeoutMs, min: 1, max: TIMER_MAX_MS, description: 'TLS handshake time limit (ms).' },
   { key: 'onDemandHosts', flag: 'on-demand-host', kind: 'string[]', description: 'Host (SNI name, *.domain, or * for all) whose connections are capped at TLS 1.2 and HTTP/1.1 so that on-demand routes such as /whoami can renegotiate (repeatable).' },
-  { key: 'negotiationTimeout', flag: 'negotiation-timeout', kind: 'integer', default: DEFAULTS.negotiationTimeoutMs, min: 1, description: 'Time limit (ms) for a client to answer an on-demand certificate request.' },
+  { key: 'negotiationTimeout', flag: 'negotiation-timeout', kind: 'integer', default: DEFAULTS.negotiationTimeoutMs, min: 1, max: TIMER_MAX_MS, description: 'Time limit (ms) for a client to answer an on-demand certificate request.' },
   { key: 'workers', flag: 'workers', kind: 'integer', min: 1, max: 256, description: 'Worker processes sharing the port (node:cluster); 1 serves in one process. Default: the number of cores (os.availableParallelism()). See docs/performance.md.' },
   { key: 'clientRevocation', flag: 'client-revocation', kind: 'enum', values: ['off', 'check', 'cached-only'], default: DEFAULTS.clientRevocation, description: 'Revocation check of client certificates after the handshake (OCSP, then CRL distribution points and --crl files); the verdict lands in certFlags. cached-only fetches nothing (HTTP.sys DefaultCertCheckMode 2). See docs/ocsp.md.' },
   { key: 'revocationFailMode', flag: 'revocation-fail-mode', kind: 'enum', values: ['soft', 'hard'], default: DEFAULTS.revocationFailMode, description: 'When revocation cannot be told: hard puts CRYPT_E_REVOCATION_OFFLINE / CRYPT_E_NO_REVOCATION_CHECK in certFlags, soft lets the certificate pass.' },
-  { key: 'ticketKeyRotation', flag: 'ticket-key-rotation', kind: 'integer', default: DEFAULTS.ticketKeyRotationMs, min: 1000, description: 'With workers: interval (ms) at which the primary rotates the TLS session-ticket keys it shares with them.' },
+  { key: 'ticketKeyRotation', flag: 'ticket-key-rotation', kind: 'integer', default: DEFAULTS.ticketKeyRotationMs, min: 1000, max: TIMER_MAX_MS, description: 'With workers: interval (ms) at which the primary rotates the TLS session-ticket keys it shares with them.' },
   { key: 'ocsp', flag: 'ocsp', kind: 'enum', values: ['on', 'off'], default: DEFAULTS.ocsp, description: 'OCSP stapling of the server certificates (off: no stapler, no OCSP retrieval; /connection shows state "off"). See docs/ocsp.md.' },
   { key: 'stateDir', flag: 'state-dir', kind: 'string', default: DEFAULTS.stateDir, description: 'Directory (created mode 0700) for state that survives a restart: verified OCSP staples in its ocsp/ subdirectory, so a restart staples while the responder is down. The dev PKI keeps its own (ocsp-cache in --dev-pki-dir). See docs/deployment.md.' },
   { key: 'ocspUrl', flag: 'ocsp-url', kind: 'string', description: 'OCSP responder URL (http:// or https://) to ask instead of the one in the certificates\' AIA; certificates without an AIA URL are stapled too.' },
   { key: 'keyPassphraseFile', flag: 'key-passphrase-file', kind: 'string', description: 'File whose first line is the passphrase of an encrypted --key, or of --pfx.' },
   { key: 'pfx', flag: 'pfx', kind: 'string', description: 'PKCS#12 file (.p12/.pfx) with the server certificate, its chain and key, instead of --cert and --key (passphrase: --key-passphrase-file).' },
   { key: 'certificates', flag: null, kind: 'object[]', description: 'More server certificates, chosen by SNI name and key type: [{cert, key | pfx, passphraseFile, names}] (config file only; names default to the certificate\'s DNS names). --cert/--key (or --pfx) stays the one for clients without SNI; without it the first entry is. See docs/configuration.md#several-server-certificates.' },
-  { key: 'SrvOcspRespMinValiditySeconds', flag: 'srv-ocsp-resp-min-validity-seconds', kind: 'integer', min: 0, description: 'Seed setting: a staple is served only while valid at least this long (s). Default 600 (wincrypt.h).' },
-  { key: 'SrvOcspRespUrlRetrievalTimeoutMilliseconds', flag: 'srv-ocsp-resp-url-retrieval-timeout-milliseconds', kind: 'integer', min: 1, description: 'Seed setting: time limit of one OCSP retrieval (ms). Default 15000.' },
-  { key: 'SrvOcspRespMaxBeforeNextUpdateSeconds', flag: 'srv-ocsp-resp-max-before-next-update-seconds', kind: 'integer', min: 0, description: 'Seed setting: prefetch no earlier than nextUpdate minus this (s). Default 14400.' },
-  { key: 'SrvOcspRespMinBeforeNextUpdateSeconds', flag: 'srv-ocsp-resp-min-before-next-update-seconds', kind: 'integer', min: 0, description: 'Seed setting: from nextUpdate minus this (s) on, wait until nextUpdate + MinAfter. Default 120.' },
-  { key: 'SrvOcspRespMinAfterNextUpdateSeconds', flag: 'srv-ocsp-resp-min-after-next-update-seconds', kind: 'integer', min: 0, description: 'Seed setting: how long after nextUpdate (s) the late prefetch happens. Default 60.' },
+  { key: 'SrvOcspRespMinValiditySeconds', flag: 'srv-ocsp-resp-min-validity-seconds', kind: 'integer', min: 0, max: TIMER_MAX_SECONDS, description: 'Seed setting: a staple is served only while valid at least this long (s). Default 600 (wincrypt.h).' },
+  { key: 'SrvOcspRespUrlRetrievalTimeoutMilliseconds', flag: 'srv-ocsp-resp-url-retrieval-timeout-milliseconds', kind: 'integer', min: 1, max: TIMER_MAX_MS, description: 'Seed setting: time limit of one OCSP retrieval (ms). Default 15000.' },
+  { key: 'SrvOcspRespMaxBeforeNextUpdateSeconds', flag: 'srv-ocsp-resp-max-before-next-update-seconds', kind: 'integer', min: 0, max: TIMER_MAX_SECONDS, description: 'Seed setting: prefetch no earlier than nextUpdate minus this (s). Default 14400.' },
+  { key: 'SrvOcspRespMinBeforeNextUpdateSeconds', flag: 'srv-ocsp-resp-min-before-next-update-seconds', kind: 'integer', min: 0, max: TIMER_MAX_SECONDS, description: 'Seed setting: from nextUpdate minus this (s) on, wait until nextUpdate + MinAfter. Default 120.' },
+  { key: 'SrvOcspRespMinAfterNextUpdateSeconds', flag: 'srv-ocsp-resp-min-after-next-update-seconds', kind: 'integer', min: 0, max: TIMER_MAX_SECONDS, description: 'Seed setting: how long after nextUpdate (s) the late prefetch happens. Default 60.' },
   { key: 'metrics', flag: 'metrics', kind: 'host:port', description: 'Serve metrics in Prometheus text format on GET http://HOST:PORT/metrics (plain HTTP: keep it on loopback or a private network); with workers the primary serves them, summed over the workers. Off by default. See docs/metrics.md.' },
   { key: 'expiryWarningDays', flag: 'expiry-warning-days', kind: 'integer', default: DEFAULTS.expiryWarningDays, min: 0, description: 'Log a warning, at start-up and once a day, for the server certificate, its chain and the --ca certificates this many days before they expire (expired: an error line).' },
   { key: 'crlExpiryWarningHours', flag: 'crl-expiry-warning-hours', kind: 'integer', default: DEFAULTS.crlExpiryWarningHours, min: 0, description: 'Log a warning this many hours before a --crl file reaches its nextUpdate; past it, an error line (every client certificate it covers fails with CRL_HAS_EXPIRED).' },
@@ -270,7 +270,9 @@ export function configReferenceMarkdown(): string {
     const def = s.default === undefined ? '' : `\`${JSON.stringify(s.default)}\``;
     // A `|` inside a cell, even in a code span, would split the markdown table.
     const cell = (text: string) => text.replace(/\|/g, '\\|');
-    return `| ${cell(flag)} | \`${s.key}\` | ${s.kind} | ${def} | ${cell(s.description)} |`;
+    // The upper bound where there is one (timers: 2147483647 ms, Node's longest; docs/changes.md).
+    const kind = 'max' in s && s.max !== undefined ? `${s.kind} ≤ ${s.max}` : s.kind;
+    return `| ${cell(flag)} | \`${s.key}\` | ${kind} | ${def} | ${cell(s.description)} |`;
   });
   return ['| flag | config key | type | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
 }

@@ -211,7 +211,7 @@ export class CrlRefresher {
   /** Reads the kept CRLs (a newer valid one is put in force), then schedules every refresh. */
   start(): Promise<void> {
     return this.#serial(async () => {
-      if (this.#dir !== undefined) ensurePrivateDir(this.#dir);
+      if (this.#dir !== undefined) ensurePrivateDir(this.#dir, { noLink: true });
       await this.#scan();
       if (this.#dir !== undefined) await this.#loadKept();
     });

@@ -37,8 +37,18 @@ export function installListener(server: HttpsServer, setup: ListenerSetup): void
   setup.registry.attach(tls);
   orderRequests(server, (s) => ConnectionRegistry.entryOf(s));
   setup.staples?.attachStaples(tls);
-  if (setup.helloRecord) recordClientHellos(tls, setup.helloRecord);
   const metrics = setup.metrics?.enabled ? setup.metrics : undefined;
+  if (setup.helloRecord) {
+    // A connection whose ClientHello cannot be established is destroyed before TLS (fail closed):
+    // logged and counted as a failed handshake like one OpenSSL refuses.
+    recordClientHellos(tls, {
+      ...setup.helloRecord,
+      onRefuse: (socket, reason, detail) => {
+        setup.logger.debug({ reason, detail, remoteAddress: socket.remoteAddress }, 'TLS handshake refused: ClientHello not readable');
+        metrics?.handshake(null, false, false);
+      },
+    });
+  }
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
     setup.logger.debug({ err: { code: err.code, message: err.message }, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
     metrics?.handshake(socket.getProtocol(), false, false);

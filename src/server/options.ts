@@ -6,7 +6,7 @@
 // `is.*` checks below serve the smaller option objects elsewhere (client job files, retry policy).
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { CertboundError } from '../errors.js';
-import { DEFAULTS } from '../defaults.js';
+import { DEFAULTS, TIMER_MAX_MS, TIMER_MAX_SECONDS } from '../defaults.js';
 import { CHANNEL_BINDING_TYPES } from '../cbt/binding.js';
 import { CLIENT_AUTH_MODES } from '../tls/client-auth.js';
 import { CertCheckMode } from '../ocsp/revocation.js';
@@ -121,7 +121,7 @@ export const REVOCATION_SCHEMA = {
   properties: {
     certCheckMode: { type: 'integer', enum: CHECK_MODE_VALUES },
     revocationFreshnessTimeSeconds: { type: 'integer', minimum: 0 },
-    urlRetrievalTimeoutMs: { type: 'integer', exclusiveMinimum: 0 },
+    urlRetrievalTimeoutMs: { type: 'integer', exclusiveMinimum: 0, maximum: TIMER_MAX_MS },
     failMode: { enum: ['soft', 'hard'] },
     crls: { type: 'array', items: { pem: true } },
     fetchCrlDistributionPoints: { type: 'boolean' },
@@ -146,11 +146,11 @@ export const OCSP_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        SrvOcspRespMinValiditySeconds: { type: 'number', minimum: 0 },
-        SrvOcspRespUrlRetrievalTimeoutMilliseconds: { type: 'number', minimum: 0 },
-        SrvOcspRespMaxBeforeNextUpdateSeconds: { type: 'number', minimum: 0 },
-        SrvOcspRespMinBeforeNextUpdateSeconds: { type: 'number', minimum: 0 },
-        SrvOcspRespMinAfterNextUpdateSeconds: { type: 'number', minimum: 0 },
+        SrvOcspRespMinValiditySeconds: { type: 'number', minimum: 0, maximum: TIMER_MAX_SECONDS },
+        SrvOcspRespUrlRetrievalTimeoutMilliseconds: { type: 'number', minimum: 0, maximum: TIMER_MAX_MS },
+        SrvOcspRespMaxBeforeNextUpdateSeconds: { type: 'number', minimum: 0, maximum: TIMER_MAX_SECONDS },
+        SrvOcspRespMinBeforeNextUpdateSeconds: { type: 'number', minimum: 0, maximum: TIMER_MAX_SECONDS },
+        SrvOcspRespMinAfterNextUpdateSeconds: { type: 'number', minimum: 0, maximum: TIMER_MAX_SECONDS },
       },
     },
     retry: { type: 'object' },
@@ -181,7 +181,7 @@ export const SHARED_OPTION_PROPERTIES = {
   clientAuth: { enum: CLIENT_AUTH_MODES, default: DEFAULTS.clientAuth, description: 'Client-certificate mode at handshake; decides what is refused at request level (docs/client-auth-modes.md). For the plugin: the mode the TLS server was built with.' },
   mapper: { anyOf: [{ isFunction: true }, { type: 'object' }], description: 'Certificate mapper: its config (validated by compileMapper) or a function (docs/client-auth-modes.md#the-certificate-mapper).' },
   rejectDeniedByMapper: { type: 'boolean', default: true, description: 'Refuse (403 CB_ERR_CLIENT_CERT_DENIED) a certificate the mapper denied, in optional and require modes.' },
-  negotiationTimeout: { type: 'integer', exclusiveMinimum: 0, default: DEFAULTS.negotiationTimeoutMs, description: 'Time limit (ms) of an on-demand negotiation.' },
+  negotiationTimeout: { type: 'integer', exclusiveMinimum: 0, maximum: TIMER_MAX_MS, default: DEFAULTS.negotiationTimeoutMs, description: 'Time limit (ms) of an on-demand negotiation.' },
   channelBinding: { ...CHANNEL_BINDING_SCHEMA, description: 'Channel bindings: the token of receiveClientCertificate flags 0x1, TLS 1.2 exporter (docs/channel-binding.md).' },
   revocation: { anyOf: [{ instanceOf: 'RevocationChecker' }, REVOCATION_SCHEMA], description: 'Revocation checks of client certificates (OCSP, then CRLs): a RevocationChecker or its options (docs/ocsp.md). Off when absent.' },
 } as const satisfies Record<string, OptionSchema>;
@@ -239,7 +239,7 @@ export const SERVER_SCHEMA = {
     referenceRoutes: { type: 'boolean', default: false, description: 'Serve the reference routes (GET /, /connection, /whoami).' },
     http2: { type: 'boolean', default: false, description: 'Serve HTTP/2 as well (ALPN h2); on-demand routes answer h2 streams with HTTP_1_1_REQUIRED.' },
     onDemandHosts: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'SNI names (*.domain, *) whose connections are capped at TLS 1.2 and HTTP/1.1, so that on-demand routes can renegotiate.' },
-    handshakeTimeout: { type: 'integer', exclusiveMinimum: 0, default: DEFAULTS.handshakeTimeoutMs, description: 'TLS handshake time limit (ms).' },
+    handshakeTimeout: { type: 'integer', exclusiveMinimum: 0, maximum: TIMER_MAX_MS, default: DEFAULTS.handshakeTimeoutMs, description: 'TLS handshake time limit (ms).' },
     tls: { type: 'object', description: 'Extra node:https server options (minVersion, ciphers, …); certbound\'s own keys win.' },
     fastify: { type: 'object', description: 'Extra fastify options.' },
     ocsp: { anyOf: [{ type: 'boolean' }, OCSP_SCHEMA], default: false, description: 'OCSP stapling of the server certificate: true or options (docs/ocsp.md).' },
@@ -263,7 +263,7 @@ export const SERVER_SCHEMA = {
         properties: {
           certificateDays: { type: 'number', minimum: 0 },
           crlHours: { type: 'number', minimum: 0 },
-          intervalMs: { type: 'integer', exclusiveMinimum: 0 },
+          intervalMs: { type: 'integer', exclusiveMinimum: 0, maximum: TIMER_MAX_MS },
           now: { isFunction: true },
         },
       }],
@@ -274,10 +274,10 @@ export const SERVER_SCHEMA = {
         type: 'object',
         additionalProperties: false,
         properties: {
-          leadMs: { type: 'integer', minimum: 0 },
-          retryMinMs: { type: 'integer', exclusiveMinimum: 0 },
-          retryMaxMs: { type: 'integer', exclusiveMinimum: 0 },
-          timeoutMs: { type: 'integer', exclusiveMinimum: 0 },
+          leadMs: { type: 'integer', minimum: 0, maximum: TIMER_MAX_MS },
+          retryMinMs: { type: 'integer', exclusiveMinimum: 0, maximum: TIMER_MAX_MS },
+          retryMaxMs: { type: 'integer', exclusiveMinimum: 0, maximum: TIMER_MAX_MS },
+          timeoutMs: { type: 'integer', exclusiveMinimum: 0, maximum: TIMER_MAX_MS },
           maxBytes: { type: 'integer', exclusiveMinimum: 0 },
           dir: { type: 'string', minLength: 1 },
           now: { isFunction: true },
@@ -297,7 +297,11 @@ export function describeSchema(s: OptionSchema): string {
   if (s.instanceOf) return `a ${s.instanceOf}`;
   if (s.const !== undefined) return show(s.const);
   if (s.enum) return s.enum.map(show).join(', ');
-  if (s.type === 'integer') return s.exclusiveMinimum !== undefined ? `an integer > ${s.exclusiveMinimum}` : s.minimum !== undefined ? `an integer >= ${s.minimum}` : 'an integer';
+  if (s.type === 'integer' || s.type === 'number') {
+    const what = s.type === 'integer' ? 'an integer' : 'a number';
+    const low = s.exclusiveMinimum !== undefined ? ` > ${s.exclusiveMinimum}` : s.minimum !== undefined ? ` >= ${s.minimum}` : '';
+    return `${what}${low}${s.maximum !== undefined ? `${low ? ' and' : ''} <= ${s.maximum}` : ''}`;
+  }
   if (s.type === 'boolean') return 'true or false';
   if (s.type === 'string') return s.pattern === '^https?://' ? 'an http:// or https:// URL' : s.minLength ? 'a non-empty string' : 'a string';
   if (s.type === 'array') return s.items ? `a list, each ${describeSchema(s.items)}` : 'a list';

@@ -44,8 +44,16 @@ export interface ConnectionInfo {
 function ocspOf(request: FastifyRequest): OcspStapleSummary | null {
   const ocspStaple = (request.server as { ocspStaple?: (fingerprint?: string) => OcspStapleSummary }).ocspStaple;
   if (typeof ocspStaple !== 'function') return null;
-  const served = request.connection?.socket.getX509Certificate()?.fingerprint256;
-  return ocspStaple.call(request.server, served ? served.replace(/:/g, '').toLowerCase() : undefined);
+  // The certificate actually served on this connection, never a guess: a summary of another
+  // certificate (the staplers answer their first one for a fingerprint they do not hold) is not shown.
+  const served = request.connection?.socket.getX509Certificate();
+  const fingerprint = served ? served.fingerprint256.replace(/:/g, '').toLowerCase() : undefined;
+  const summary = ocspStaple.call(request.server, fingerprint);
+  if (summary.fingerprint === null || summary.fingerprint === fingerprint) return summary;
+  return {
+    state: 'not-stapled', stapled: false, reason: 'not-a-stapled-certificate', certStatus: null, thisUpdate: null, nextUpdate: null, nextRefresh: null, url: null,
+    fingerprint: fingerprint ?? null, serial: served ? served.serialNumber.toLowerCase() : null,
+  };
 }
 
 /** Builds the /connection JSON for a request. */

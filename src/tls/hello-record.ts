@@ -5,7 +5,12 @@
 // SNI-chosen certificate to the ones of the context the connection started from instead of
 // replacing them (OpenSSL would then pick between the two, and the staple could be the other's).
 // Reads at most MAX_CLIENT_HELLO_BYTES within `timeoutMs`, puts the bytes back and hands the
-// socket on; whatever it cannot parse is left for the TLS layer to refuse.
+// socket on. Fail closed: a connection whose ClientHello it cannot establish (invalid, empty
+// records, over its size bound, not complete within `timeoutMs`, or the client ended first) is
+// destroyed before TLS starts — never handed on under a context that holds a certificate, where
+// the SNI callback would add the named one next to it and OpenSSL could serve either (with the
+// other one's staple). Starting it certificate-less instead would still leave the RSA/ECDSA choice
+// to a guess without the cipher suites; destroying it can serve no certificate at all.
 import type { Socket } from 'node:net';
 import type { SecureContext, Server as TlsServer } from 'node:tls';
 import { CertboundError } from '../errors.js';
@@ -28,7 +33,16 @@ export interface HelloRecordOptions {
    * asked at each connection (a reload replaces the context; undefined: the server's own).
    */
   readonly startWithout?: SecureContext | (() => SecureContext | undefined);
+  /**
+   * Called when a connection is destroyed because its ClientHello could not be established,
+   * with a stable reason (REFUSE_REASONS) and the parser's detail.
+   */
+  readonly onRefuse?: (socket: Socket, reason: HelloRefuseReason, detail: string) => void;
 }
+
+/** Why the reader destroyed a connection before TLS (stable: logged and documented). */
+export const REFUSE_REASONS = Object.freeze(['client-hello-invalid', 'client-hello-too-long', 'client-hello-timeout', 'client-hello-incomplete'] as const);
+export type HelloRefuseReason = (typeof REFUSE_REASONS)[number];
 
 /** Node's tls.Server keeps the context new connections start from here (lib/_tls_wrap.js, tlsConnectionListener). */
 interface SharedCreds { _sharedCreds?: SecureContext }
@@ -46,18 +60,28 @@ export function recordClientHellos(server: TlsServer, options: HelloRecordOption
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
-    const handOver = () => {
-      if (done) return;
+    const stop = (): boolean => {
+      if (done) return false;
       done = true;
       clearTimeout(timer);
       socket.off('data', onData);
-      socket.off('end', handOver);
+      socket.off('end', onEnd);
+      socket.off('error', onError);
+      return true;
+    };
+    const refuse = (reason: HelloRefuseReason, detail: string) => {
+      if (!stop()) return;
+      options.onRefuse?.(socket, reason, detail);
+      socket.destroy();
+    };
+    const handOver = (hello: ClientHelloInfo) => {
+      if (!stop()) return;
       socket.pause();
-      if (chunks.length > 0) socket.unshift(Buffer.concat(chunks));
-      const hello = hellos.get(socket);
+      socket.unshift(Buffer.concat(chunks));
+      hellos.set(socket, hello);
       const start = () => { for (const l of tlsListeners) l.call(server, socket); };
       const startWithout = typeof options.startWithout === 'function' ? options.startWithout() : options.startWithout;
-      if (!startWithout || !hello?.serverName) { start(); return; }
+      if (!startWithout || !hello.serverName) { start(); return; }
       // The TLSSocket takes its starting context from _sharedCreds synchronously in the listener.
       const own = creds._sharedCreds;
       creds._sharedCreds = startWithout;
@@ -71,12 +95,16 @@ export function recordClientHellos(server: TlsServer, options: HelloRecordOption
       chunks.push(chunk);
       size += chunk.length;
       const parsed = parseClientHello(chunks.length === 1 ? chunk : Buffer.concat(chunks));
-      if (parsed.status === 'ok') hellos.set(socket, parsed.hello);
-      if (parsed.status !== 'incomplete' || size > MAX_CLIENT_HELLO_BYTES) handOver();
+      if (parsed.status === 'ok') handOver(parsed.hello);
+      else if (parsed.status === 'invalid') refuse(parsed.reason === 'too long' || parsed.reason === 'ClientHello too long' ? 'client-hello-too-long' : 'client-hello-invalid', parsed.reason);
+      else if (size > MAX_CLIENT_HELLO_BYTES) refuse('client-hello-too-long', `more than ${MAX_CLIENT_HELLO_BYTES} bytes`);
     };
-    const timer = setTimeout(handOver, options.timeoutMs);
+    const onEnd = () => refuse('client-hello-incomplete', 'the client ended the connection before its ClientHello was complete');
+    const onError = (err: Error) => refuse('client-hello-incomplete', `socket error before the ClientHello was complete: ${err.message}`);
+    const timer = setTimeout(() => refuse('client-hello-timeout', `no complete ClientHello within ${options.timeoutMs} ms`), options.timeoutMs);
     socket.on('data', onData);
-    socket.once('end', handOver);
+    socket.once('end', onEnd);
+    socket.once('error', onError);
     // A socket handed on by another reader (host routing) arrives paused, with its bytes put back.
     socket.resume();
   });
