@@ -4,12 +4,13 @@
 // that fastify's types) and JavaScript, run a server, use the bin.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { readdirSync, readFileSync, realpathSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { tempDir } from './helpers/pki.js';
 import { run } from './helpers/exec.js';
 
-const repo = resolve(import.meta.dirname, '..');
+// The checkout itself (tests may run from .test-build/, a mirror of links: npm pack follows none).
+const repo = dirname(realpathSync(resolve(import.meta.dirname, '..', 'package.json')));
 
 test('npm pack → install in a fresh project → TypeScript, JavaScript and npx certbound work', { timeout: 240_000 }, async () => {
   const dir = tempDir('certbound-pack-');
