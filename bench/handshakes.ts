@@ -7,17 +7,13 @@
 import { spawnSync } from 'node:child_process';
 import { pinSelf, benchPki, HAS_TASKSET, SERVER_CPUS } from './lib/child.js';
 import { compare } from './lib/compare.js';
-import { clientMaterial, handshakeLoad } from './lib/load.js';
+import { clientMaterial, handshakeLoad, loadArgs } from './lib/load.js';
 import { table } from './lib/stats.js';
 
 pinSelf();
-const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const profile = process.argv.includes('--profile');
 const tls12 = process.argv.includes('--tls12');
-const rounds = Math.max(3, Number(args[0] ?? 3));
-const seconds = Number(args[1] ?? 5);
-const concurrency = Number(args[2] ?? 16);
-const maxMs = Number(args[3] ?? 120) * 1000;
+const { rounds, seconds, connections: concurrency, maxMs } = loadArgs(process.argv.slice(2), 16);
 const pki = await benchPki();
 const material = clientMaterial(pki, tls12 ? { maxVersion: 'TLSv1.2' } : {});
 

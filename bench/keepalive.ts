@@ -5,15 +5,11 @@
 // Usage: node --import tsx bench/keepalive.ts [rounds=3] [seconds=5] [connections=32] [maxSeconds=120] [--profile]
 import { pinSelf, benchPki } from './lib/child.js';
 import { compare } from './lib/compare.js';
-import { clientMaterial, keepAliveLoad } from './lib/load.js';
+import { clientMaterial, keepAliveLoad, loadArgs } from './lib/load.js';
 
 pinSelf();
-const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const { rounds, seconds, connections, maxMs } = loadArgs(process.argv.slice(2), 32);
 const profile = process.argv.includes('--profile');
-const rounds = Math.max(3, Number(args[0] ?? 3));
-const seconds = Number(args[1] ?? 5);
-const connections = Number(args[2] ?? 32);
-const maxMs = Number(args[3] ?? 120) * 1000;
 const pki = await benchPki();
 const material = clientMaterial(pki);
 const cmp = await compare(

@@ -171,3 +171,14 @@ export async function openIdle(port: number, material: ClientMaterial, n: number
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** The load benches' positional arguments: [rounds=3 (at least 3)] [seconds=5] [connections] [maxSeconds=120]. */
+export function loadArgs(argv: readonly string[], defaultConnections: number): { rounds: number; seconds: number; connections: number; maxMs: number } {
+  const args = argv.filter((a) => !a.startsWith('--'));
+  return {
+    rounds: Math.max(3, Number(args[0] ?? 3)),
+    seconds: Number(args[1] ?? 5),
+    connections: Number(args[2] ?? defaultConnections),
+    maxMs: Number(args[3] ?? 120) * 1000,
+  };
+}

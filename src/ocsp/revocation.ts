@@ -91,9 +91,10 @@ export function crlUrlsOf(cert: pkijs.Certificate): string[] {
   return out;
 }
 
-function parseCrls(input: Buffer | string): pkijs.CertificateRevocationList[] {
-  const ders = typeof input === 'string' || input.subarray(0, 10).toString('latin1').startsWith('-----')
-    ? pemBlocks(input.toString(), 'X509 CRL')
+/** The CRLs of a document: PEM (one or more X509 CRL blocks) or one DER CRL. Throws on a block pkijs cannot parse. */
+export function parseCrls(input: Buffer | string): pkijs.CertificateRevocationList[] {
+  const ders = typeof input === 'string' || input.subarray(0, 64).toString('latin1').includes('-----BEGIN')
+    ? pemBlocks(input.toString('latin1'), 'X509 CRL')
     : [input];
   return ders.map((d) => pkijs.CertificateRevocationList.fromBER(d));
 }

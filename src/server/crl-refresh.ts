@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULTS } from '../defaults.js';
 import { fetchDocument, type FetchFailure, type FetchOptions, type FetchResult } from '../ocsp/fetch.js';
-import { crlUrlsOf } from '../ocsp/revocation.js';
+import { crlUrlsOf, parseCrls } from '../ocsp/revocation.js';
 import { ensurePrivateDir, writeSecretFile } from '../secret-file.js';
 import { pemBlocks, toPem } from '../tls/pem.js';
 import { pkijs } from '../tls/pkijs-engine.js';
@@ -54,16 +54,6 @@ export type CrlRefreshOutcome = 'refreshed' | 'loaded' | 'refused' | 'failed' | 
 
 const OID_IDP = '2.5.29.28';
 const OID_CRL_NUMBER = '2.5.29.20';
-
-function parseOne(der: Uint8Array): pkijs.CertificateRevocationList {
-  return pkijs.CertificateRevocationList.fromBER(der);
-}
-
-/** The DER blocks of a PEM or DER CRL document (none: not a CRL). */
-function crlDers(body: Buffer): Buffer[] {
-  const head = body.subarray(0, 64).toString('latin1');
-  return head.includes('-----BEGIN') ? pemBlocks(body.toString('latin1'), 'X509 CRL') : [body];
-}
 
 /** The CRL number (extension 2.5.29.20) as a bigint, or null. */
 function crlNumber(crl: pkijs.CertificateRevocationList): bigint | null {
@@ -122,9 +112,9 @@ Promise<{ ok: true; crl: pkijs.CertificateRevocationList; pem: string } | { ok: 
   let crl: pkijs.CertificateRevocationList;
   let pem: string;
   try {
-    const ders = crlDers(body);
-    if (ders.length !== 1) return { ok: false, reason: 'crl-malformed', detail: `${ders.length} CRLs in the answer (one expected)` };
-    crl = parseOne(ders[0] as Buffer);
+    const crls = parseCrls(body);
+    if (crls.length !== 1) return { ok: false, reason: 'crl-malformed', detail: `${crls.length} CRLs in the answer (one expected)` };
+    crl = crls[0] as pkijs.CertificateRevocationList;
     pem = toPem(crl.toSchema(true).toBER(false), 'X509 CRL');
     crlsOf(pem, '(fetched CRL)');
   } catch (err) {
@@ -237,7 +227,7 @@ export class CrlRefresher {
       const pem = toPem(der, 'X509 CRL');
       let crl: pkijs.CertificateRevocationList;
       try {
-        crl = parseOne(der);
+        crl = pkijs.CertificateRevocationList.fromBER(der);
       } catch {
         return pem; // The reload's own checks refuse it.
       }
@@ -259,7 +249,7 @@ export class CrlRefresher {
     for (const pem of this.#host.crls()) {
       let crl: pkijs.CertificateRevocationList;
       try {
-        crl = parseOne(pemBlocks(pem, 'X509 CRL')[0] ?? Buffer.alloc(0));
+        crl = pkijs.CertificateRevocationList.fromBER(pemBlocks(pem, 'X509 CRL')[0] ?? Buffer.alloc(0));
       } catch {
         continue;
       }
