@@ -657,11 +657,11 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
 
 /** `serve` in a cluster worker: the primary's ticket keys and staples, an id prefix, no banner. */
 async function serveWorker(args: string[]): Promise<number | undefined> {
+  // A SIGHUP sent to the process group (a closed terminal) reaches the workers too: the primary
+  // reloads them all, so a worker ignores it rather than die of it (set before anything awaits).
+  process.on('SIGHUP', () => {});
   // A new epoch for every fork, restarts included: connection ids never repeat (cluster.ts).
   (await import('./registry.js')).setConnectionIdPrefix(workerEpoch() ?? (workerIndex() ?? 0) + 1);
-  // A SIGHUP sent to the process group (a closed terminal) reaches the workers too: the primary
-  // reloads them all, so a worker ignores it rather than die of it.
-  process.on('SIGHUP', () => {});
   const link = await joinPrimary();
   // A worker stays alive while its IPC channel is open: a start-up error must end it here.
   const server = await serve(args, (running) => {
