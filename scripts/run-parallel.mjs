@@ -3,7 +3,7 @@
 // single-threaded process, and CI machines have two cores), prints each one's output when it
 // ends, and exits non-zero if any failed. An argument `a,b` runs a then b. (The type check does
 // not need the build: tsconfig.json maps the package's own name to src/.)
-// Usage: node scripts/run-parallel.mjs lint build typecheck
+// Usage: node scripts/run-parallel.mjs lint typecheck
 import { spawn } from 'node:child_process';
 
 const names = process.argv.slice(2);

@@ -56,8 +56,8 @@ test('npm pack → install in a fresh project → TypeScript, JavaScript and npx
   assert.deepEqual(copies('fastify'), ['fastify@5.2.0'], ls.stdout);
   assert.equal(copies('pino').length, 1, ls.stdout);
   assert.match(copies('pino')[0] ?? '', /^pino@9\./);
-  const tree = await run('npm', ['ls', 'fastify'], { cwd: project, timeoutMs: 60_000 });
-  assert.match(tree.stdout, /certbound@[\d.]+\n.*fastify@5\.2\.0 deduped/, tree.stdout);
+  // certbound's own fastify is that one copy (a path under certbound/node_modules would be a second).
+  assert.ok(!/certbound\/node_modules\/(fastify|pino)[:/]/.test(ls.stdout), ls.stdout);
 
   writeFileSync(join(project, 'consumer.ts'), `
 import { createServer, receiveClientCertificate, Win32, type ClientCertificate, type ReceiveResult } from 'certbound';
