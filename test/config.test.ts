@@ -270,7 +270,10 @@ test('README opens with the two commands', () => {
   assert.ok(doc('README.md').indexOf('npm ci && npm test') < doc('README.md').indexOf('```ts'), 'before any other code');
   const scripts = (JSON.parse(doc('package.json')) as { scripts: Record<string, string> }).scripts;
   assert.match(scripts.start ?? '', /certbound\.js serve$/);
-  assert.match(scripts.test ?? '', /run-parallel\.mjs [^&]*\bbuild\b/, 'npm test builds what the CLI tests run');
+  // npm test builds what the CLI tests run: its type check writes dist/ (scripts/build-tests.mjs).
+  assert.match(scripts.test ?? '', /run-parallel\.mjs [^&]*\btypecheck\b/, 'npm test type-checks and builds');
+  assert.match(scripts.typecheck ?? '', /scripts\/build-tests\.mjs$/);
+  assert.match(doc('scripts/build-tests.mjs'), /const dist = join\(root, 'dist'\)/, 'the type check writes dist/');
   // getting-started repeats the README's example word for word.
   assert.equal(codeBlocks(doc('docs/getting-started.md'), 'ts')[0], codeBlocks(doc('README.md'), 'ts')[0]);
 });
