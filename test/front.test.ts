@@ -18,6 +18,8 @@ import { devPki } from './helpers/pki.js';
 import { startServer, type Started } from './helpers/server.js';
 import type { DevPkiPaths } from '../src/tls/dev-pki.js';
 import { normalizePath, pathPolicy } from '../src/server/front-policy.js';
+import { serveConfigOf } from '../src/server/cli.js';
+import { isCertboundError } from '../src/errors.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = join(ROOT, 'bin', 'certbound.js');
@@ -84,7 +86,10 @@ before(async () => {
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   upPort = (upstream.address() as { port: number }).port;
 
-  front = await startServer(undefined, 'accept-untrusted', { upstream: { url: `http://127.0.0.1:${upPort}`, timeout: 800 } });
+  front = await startServer(undefined, 'accept-untrusted', {
+    upstream: { url: `http://127.0.0.1:${upPort}`, timeout: 800 },
+    mapper: { manyToOne: [{ name: 'users', rules: [{ field: 'subject', attribute: 'OU', match: 'users' }], identity: 'dev-user' }] },
+  });
 
   cliPort = await freePort();
   cli = spawn(process.execPath, [BIN, 'serve', '--workers', '2', '--port', String(cliPort), '--host', '127.0.0.1', '--ocsp', 'off', '--log-level', 'warn',
@@ -157,7 +162,7 @@ test('the upstream gets the client certificate byte for byte (RFC 9440), the ver
   assert.equal(s.headers['certbound-client-cert-flags'], 'OK');
   assert.match(s.headers['certbound-connection-id'] as string, /^\d+$/);
   assert.notEqual(s.headers['certbound-connection-id'], '999999');
-  assert.equal(s.headers['certbound-client-identity'], undefined);
+  assert.equal(s.headers['certbound-client-identity'], '"dev-user"', 'the mapped identity, as a structured-field string');
   assert.equal(s.headers['certbound-anything'], undefined);
   assert.equal(s.headers.client_cert, undefined);
   assert.equal(s.headers['x-forwarded-for'], '127.0.0.1');
@@ -240,10 +245,10 @@ test('reference routes keep precedence; other methods on / go upstream', async (
 });
 
 /** A WebSocket over the front: the upgrade headers the upstream saw, and one echoed message. */
-async function wsEcho(port: number, o: { servername?: string; cert?: string; key?: string; headers?: Record<string, string> }): Promise<{ echo: string; headers: IncomingHttpHeaders }> {
+async function wsEcho(port: number, o: { path?: string; servername?: string; cert?: string; key?: string; headers?: Record<string, string>; maxVersion?: 'TLSv1.2' }): Promise<{ echo: string; headers: IncomingHttpHeaders }> {
   const before = seen.length;
-  const sock = new ws.WebSocket(`wss://127.0.0.1:${port}/ws/chat`, {
-    ca: readFileSync(pki.rootCa), ...(o.servername ? { servername: o.servername } : {}),
+  const sock = new ws.WebSocket(`wss://127.0.0.1:${port}${o.path ?? '/ws/chat'}`, {
+    ca: readFileSync(pki.rootCa), ...(o.servername ? { servername: o.servername } : {}), ...(o.maxVersion ? { maxVersion: o.maxVersion } : {}),
     ...(o.cert ? { cert: readFileSync(o.cert), key: readFileSync(o.key ?? '') } : {}), headers: o.headers ?? {},
   });
   const echo = await new Promise<string>((ok, fail) => {
@@ -251,6 +256,7 @@ async function wsEcho(port: number, o: { servername?: string; cert?: string; key
     sock.once('open', () => sock.send('hi'));
     sock.once('message', (d: Buffer) => { clearTimeout(t); ok(d.toString()); });
     sock.once('error', (e: Error) => { clearTimeout(t); fail(e); });
+    sock.once('unexpected-response', (_req: unknown, res: { statusCode: number }) => { clearTimeout(t); fail(new Error(`upgrade answered ${res.statusCode}`)); });
   });
   sock.close();
   const up = seen.slice(before).find((s) => s.method === 'UPGRADE');
@@ -295,6 +301,43 @@ test('serve --workers 2: an on-demand path renegotiates (TLS 1.2 twin) before th
   // WebSocket on the TLS 1.2 twin (SNI localhost).
   const w = await wsEcho(cliPort, { servername: 'localhost' });
   assert.equal(w.echo, 'echo:hi');
+  // A WebSocket on an on-demand path renegotiates too, then carries the certificate upstream.
+  const od = await wsEcho(cliPort, { path: '/admin/ws', servername: 'localhost', cert: pki.client, key: pki.clientKey });
+  assert.equal(od.echo, 'echo:hi');
+  assert.ok(Buffer.from(parseItem(od.headers['client-cert'] as string)[0] as ArrayBuffer).equals(der(pki.client)));
+  // Without a certificate the upgrade is refused before the upstream hears of it.
+  const n = seen.length;
+  await assert.rejects(wsEcho(cliPort, { path: '/admin/ws', servername: 'localhost' }), /upgrade answered 403/);
+  await assert.rejects(wsEcho(cliPort, { path: '/secure/ws', headers: FORGED }), /upgrade answered 403/);
+  assert.equal(seen.length, n);
+});
+
+test('an https upstream: verified against --upstream-ca, with certbound\'s own client certificate on that leg', async () => {
+  const { createServer: createHttpsServer } = await import('node:https');
+  let peer: string | undefined;
+  const secure = createHttpsServer({ cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate().subject?.CN;
+    res.end(JSON.stringify({ clientCert: req.headers['client-cert'] ?? null }));
+  });
+  await new Promise<void>((r) => secure.listen(0, '127.0.0.1', r));
+  const port = (secure.address() as { port: number }).port;
+  const viaTls = await startServer(undefined, 'optional', { upstream: { url: `https://127.0.0.1:${port}`, ca: readFileSync(pki.rootCa), cert: readFileSync(pki.client), key: readFileSync(pki.clientKey) } });
+  const noCa = await startServer(undefined, 'optional', { upstream: { url: `https://127.0.0.1:${port}` } });
+  try {
+    const r = await ask(viaTls.port, '/x', { cert: pki.client, key: pki.clientKey });
+    assert.equal(r.status, 200);
+    assert.equal(peer, 'dev-client', 'certbound presented its upstream certificate');
+    assert.ok(Buffer.from(parseItem((JSON.parse(r.body.toString()) as { clientCert: string }).clientCert)[0] as ArrayBuffer).equals(der(pki.client)));
+    // Without the CA the upstream's certificate does not verify: 502, nothing sent.
+    const bad = await ask(noCa.port, '/x', { cert: pki.client, key: pki.clientKey });
+    assert.equal(bad.status, 502);
+    assert.equal((JSON.parse(bad.body.toString()) as { code: string }).code, 'CB_ERR_UPSTREAM_UNAVAILABLE');
+  } finally {
+    await viaTls.server.close();
+    await noCa.server.close();
+    secure.closeAllConnections();
+    secure.close();
+  }
 });
 
 test('path policy: prefixes and globs on the normalized path', () => {
@@ -309,4 +352,22 @@ test('path policy: prefixes and globs on the normalized path', () => {
   assert.equal(p('/secure/x'), 'required');
   assert.equal(p('/SECURE'), 'required');
   assert.equal(p('/securex'), 'default');
+});
+
+test('serve flags of the front: refused when they would be ignored or cannot work (CB_ERR_INVALID_OPTION naming the flag)', () => {
+  const bad: [string[], RegExp][] = [
+    [['--upstream', 'ftp://127.0.0.1:21'], /--upstream: "ftp:\/\/127.0.0.1:21": only http:\/\/ and https:\/\/ upstreams/],
+    [['--upstream', 'http://127.0.0.1:8080/app'], /--upstream: .*an origin only/],
+    [['--upstream-ca', 'ca.pem'], /--upstream-ca: needs --upstream/],
+    [['--on-demand-path', '/admin/'], /--on-demand-path: needs --upstream/],
+    [['--upstream', 'http://127.0.0.1:8080', '--upstream-cert', 'c.pem', '--upstream-key', 'k.pem'], /--upstream-cert: is for an https:\/\/ --upstream/],
+    [['--upstream', 'https://127.0.0.1:8443', '--upstream-cert', 'c.pem'], /--upstream-cert: --upstream-cert and --upstream-key go together/],
+    [['--upstream', 'http://127.0.0.1:8080', '--require-path', 'admin'], /--require-path: "admin": a path prefix or glob starting with \//],
+    [['--upstream', 'http://127.0.0.1:8080', '--on-demand-path', '/a/../b'], /--on-demand-path: .*no query, fragment, backslash or dot segment/],
+  ];
+  for (const [args, message] of bad) {
+    assert.throws(() => serveConfigOf(args), (err: unknown) => isCertboundError(err, 'CB_ERR_INVALID_OPTION') && message.test(err.message), args.join(' '));
+  }
+  const ok = serveConfigOf(['--upstream', 'https://127.0.0.1:8443', '--upstream-ca', 'ca.pem', '--on-demand-path', '/admin/', '--on-demand-path', '/**/private']);
+  assert.deepEqual([ok.upstream, ok.upstreamCa, ok.onDemandPaths, ok.upstreamTimeout, ok.upstreamConnectTimeout], ['https://127.0.0.1:8443', ['ca.pem'], ['/admin/', '/**/private'], 60_000, 5_000]);
 });
