@@ -342,6 +342,8 @@ test('an https upstream: verified against --upstream-ca, with certbound\'s own c
 
 test('path policy: prefixes and globs on the normalized path', () => {
   assert.equal(normalizePath('/%2561dmin//x/./y/../z;jsessionid=1?q'), '/admin/x/z');
+  assert.equal(normalizePath('http://evil.example/Admin/x'), '/admin/x');
+  assert.equal(normalizePath('/x/..%2fadmin\\y'), '/admin/y');
   const p = pathPolicy(['/admin/', '/api/*/private', '/**/secret'], ['/secure']);
   assert.ok(p);
   assert.equal(p('/admin'), 'on-demand');

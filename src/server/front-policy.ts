@@ -63,7 +63,8 @@ export function checkPathPattern(p: string, key: string): void {
  * decode is matched as it is (the proxy refuses it with 400 before anything goes upstream).
  */
 export function normalizePath(url: string): string {
-  let path = url;
+  // An absolute-form target (GET http://host/admin/ HTTP/1.1) is judged on its path.
+  let path = url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '');
   const q = path.search(/[?#]/);
   if (q >= 0) path = path.slice(0, q);
   // Decoded until stable (at most a few rounds): a double-encoded %2561 is still /a.
