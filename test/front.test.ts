@@ -316,7 +316,7 @@ test('an https upstream: verified against --upstream-ca, with certbound\'s own c
   const { createServer: createHttpsServer } = await import('node:https');
   let peer: string | undefined;
   const secure = createHttpsServer({ cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), requestCert: true, rejectUnauthorized: true }, (req, res) => {
-    peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate().subject?.CN;
+    peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate().subject?.CN as string | undefined;
     res.end(JSON.stringify({ clientCert: req.headers['client-cert'] ?? null }));
   });
   await new Promise<void>((r) => secure.listen(0, '127.0.0.1', r));

@@ -101,14 +101,31 @@ export function upstreamHeaders(request: FastifyRequest, incoming: IncomingHttpH
   out[FRONT_HEADERS.connectionId] = id.toString();
   // The connection's one decision, final here (the plugin's onRequest waited for it).
   const cert = request.clientCertificate();
-  out[FRONT_HEADERS.certFlags] = certFlagsValue(cert);
-  if (cert?.authorized) {
+  if (!cert) {
+    out[FRONT_HEADERS.certFlags] = 'NO_CERTIFICATE';
+    return out;
+  }
+  Object.assign(out, certificateHeaders(cert));
+  return out;
+}
+
+type Certificate = NonNullable<ReturnType<FastifyRequest['clientCertificate']>>;
+/** The certificate headers of one decision (a handshake's view: a new handshake makes a new object), serialized once. */
+const serialized = new WeakMap<Certificate, Readonly<Record<string, string>>>();
+
+function certificateHeaders(cert: Certificate): Readonly<Record<string, string>> {
+  let h = serialized.get(cert);
+  if (h) return h;
+  const out: Record<string, string> = { [FRONT_HEADERS.certFlags]: certFlagsValue(cert) };
+  if (cert.authorized) {
     out[FRONT_HEADERS.clientCert] = serializeByteSequence(cert.der);
     const issuers = cert.chain.slice(1);
     if (issuers.length > 0) out[FRONT_HEADERS.clientCertChain] = serializeList(issuers.map((c) => [c, new Map()]));
     if (cert.identity !== null) out[FRONT_HEADERS.identity] = identityValue(cert.identity);
   }
-  return out;
+  h = Object.freeze(out);
+  serialized.set(cert, h);
+  return h;
 }
 
 /** The upstream's response headers without hop-by-hop ones and those its Connection header names. */
