@@ -114,8 +114,8 @@ after(async () => {
 
 interface Reply { status: number; headers: IncomingHttpHeaders; body: Buffer }
 
-/** One request over a fresh TLS connection. */
-function ask(port: number, path: string, o: { cert?: string; key?: string; method?: string; headers?: Record<string, string | string[]>; body?: Buffer; servername?: string; maxVersion?: 'TLSv1.2' } = {}): Promise<Reply> {
+/** One request over a fresh TLS connection; `holdBody`: the headers only, the answer awaited before any body byte. */
+function ask(port: number, path: string, o: { cert?: string; key?: string; method?: string; headers?: Record<string, string | string[]>; body?: Buffer; holdBody?: boolean; servername?: string; maxVersion?: 'TLSv1.2' } = {}): Promise<Reply> {
   return new Promise((ok, fail) => {
     const req = httpsRequest({
       host: '127.0.0.1', port, path, method: o.method ?? 'GET', agent: false, ca: readFileSync(pki.rootCa),
@@ -126,11 +126,15 @@ function ask(port: number, path: string, o: { cert?: string; key?: string; metho
     }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => ok({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('end', () => {
+        ok({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+        if (o.holdBody) req.destroy();
+      });
     });
     req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
     req.on('error', fail);
-    req.end(o.body);
+    if (o.holdBody) req.flushHeaders();
+    else req.end(o.body);
   });
 }
 const json = (r: Reply) => JSON.parse(r.body.toString()) as Seen;
@@ -293,6 +297,11 @@ test('serve --workers 2: an on-demand path renegotiates (TLS 1.2 twin) before th
   // A required path: 403 without an authorized certificate, whatever was forged.
   const req = await ask(cliPort, '/secure/a/b', { headers: FORGED });
   assert.equal((JSON.parse(req.body.toString()) as { code: string }).code, 'CB_ERR_CLIENT_CERT_REQUIRED');
+  // A body over the limit on an on-demand path: 413 before any renegotiation, and the connection closes.
+  const big = await ask(cliPort, '/admin/upload', { method: 'POST', servername: 'localhost', holdBody: true, headers: { 'content-type': 'application/octet-stream', 'content-length': String(2 * 1024 * 1024) } });
+  assert.equal(big.status, 413);
+  assert.equal((JSON.parse(big.body.toString()) as { code: string }).code, 'CB_ERR_BODY_TOO_LARGE');
+  assert.equal(big.headers.connection, 'close');
   const urls = seen.slice(before).map((x) => x.url);
   assert.deepEqual(urls, ['/admin/report'], 'the upstream saw only the request that came with the certificate');
   // Other paths follow --client-auth none: proxied, no certificate.

@@ -90,7 +90,9 @@ export function upstreamHeaders(request: FastifyRequest, incoming: IncomingHttpH
   }
   const socket = request.raw.socket;
   const ip = socket.remoteAddress ?? '';
-  const host = typeof raw.host === 'string' ? raw.host : undefined;
+  // HTTP/2 names the host in :authority.
+  const authority = raw.host ?? raw[':authority'];
+  const host = typeof authority === 'string' ? authority : undefined;
   const proto = (socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
   out.forwarded = `for=${forwardedValue(ip, true)};proto=${proto}${host !== undefined ? `;host=${forwardedValue(host)}` : ''}`;
   out['x-forwarded-for'] = ip;
@@ -236,6 +238,14 @@ export default async function frontPlugin(app: FastifyInstance, { front, bodyLim
         // The body is read (bounded) before the renegotiation: a parser that buffers it.
         scope.removeAllContentTypeParsers();
         scope.addContentTypeParser('*', boundedBodyParser(bodyLimit));
+        // The rest of a body over the limit stays unread: the connection closes after the 413, as the plugin's own on-demand routes do.
+        scope.addHook('onError', (request, reply, error, done) => {
+          if ((error as { code?: string }).code === 'CB_ERR_BODY_TOO_LARGE') {
+            reply.header('connection', 'close');
+            reply.raw.once('finish', () => request.raw.socket.end());
+          }
+          done();
+        });
       }
       await scope.register(httpProxy, {
         upstream: origin.origin,
