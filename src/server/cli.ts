@@ -329,6 +329,7 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: Certbou
   const host = cfg.host === '127.0.0.1' || cfg.host === '::1' || cfg.host === 'localhost' ? 'localhost' : cfg.host;
   const url = `https://${host}:${port}`;
   const lines = [`certbound: serving ${url}/ (client-auth ${cfg.clientAuth})`];
+  if (cfg.upstream) lines.push(`certbound: every other request goes to ${cfg.upstream} with RFC 9440 Client-Cert (docs/front.md)${cfg.onDemandPaths?.length ? `; on-demand paths ${cfg.onDemandPaths.join(', ')}` : ''}${cfg.requirePaths?.length ? `; required paths ${cfg.requirePaths.join(', ')}` : ''}`);
   if (cfg.clientAuth === 'require') {
     lines.push('In require mode a connection without a trusted client certificate is refused in the TLS handshake, with no HTTP answer:');
     lines.push('  curl fails with a TLS alert (certificate required), a browser shows its own connection error page, and the application never sees the request.');
