@@ -39,6 +39,12 @@ export const DEFAULTS = Object.freeze({
   keepAliveTimeoutMs: 65_000,
   /** Largest request body (bytes) fastify reads (its bodyLimit), also for the body an on-demand route reads before negotiating. */
   bodyLimitBytes: 1_048_576,
+  /** `certbound serve --upstream`: time (ms) to open a connection to the upstream before 504 CB_ERR_UPSTREAM_TIMEOUT. */
+  upstreamConnectTimeoutMs: 5_000,
+  /** `certbound serve --upstream`: time (ms) the upstream has for its response headers, and for each pause in its body. */
+  upstreamTimeoutMs: 60_000,
+  /** `certbound serve --upstream`: most keep-alive connections to the upstream (per process). */
+  upstreamConnections: 128,
   /** Largest PEM file (certificate, key, CA bundle, CRL) certbound reads (bytes); large CRLs fit. */
   maxPemFileBytes: 16_777_216,
   /** Largest config or state file (config, job, lock, password) certbound reads (bytes). */

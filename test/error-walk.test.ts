@@ -13,13 +13,27 @@ import { createServer } from '../src/server/server.js';
 import { parseCertificate } from '../src/ocsp/request.js';
 import { createStapler } from '../src/ocsp/stapler.js';
 import { pemBlocks } from '../src/tls/pem.js';
-import { ask, call, cli, fetchReply, oneConnection, provokeAll, request, warning, type Reply, type Row } from './helpers/provoke.js';
+import { ask, call, cli, fetchReply, oneConnection, provokeAll, request, warning, type Fixtures, type Reply, type Row } from './helpers/provoke.js';
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { checkSecretFile, ensurePrivateDir } from '../src/secret-file.js';
-import { run } from './helpers/exec.js';
+import { freePort, run } from './helpers/exec.js';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { devPki } from './helpers/pki.js';
+
+/** One GET through a front (createServer's `upstream`) to the upstream `make` starts. */
+async function frontAsk(fx: Fixtures, make: () => Promise<{ url: string; timeout?: number; close(): Promise<void> }>): Promise<Reply> {
+  const up = await make();
+  const server = createServer(fx.serverOptions({ clientAuth: 'optional', upstream: { url: up.url, ...(up.timeout ? { timeout: up.timeout } : {}) } }));
+  try {
+    const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+    return await ask(port, '/proxied');
+  } finally {
+    await server.close();
+    await up.close();
+  }
+}
 
 const BIN = fileURLToPath(new URL('../bin/certbound.js', import.meta.url));
 
@@ -89,6 +103,12 @@ const WAYS = {
     });
   }),
   CB_ERR_NEGOTIATE_BODY: request('negotiateClientCertificate() before the body was read', async (fx) => ask((await fx.tlsServer()).port, '/negotiate-early', { method: 'POST', holdBody: true })),
+  CB_ERR_UPSTREAM_UNAVAILABLE: request('a front whose upstream is down', async (fx) => frontAsk(fx, async () => ({ url: `http://127.0.0.1:${await freePort()}`, close: async () => {} }))),
+  CB_ERR_UPSTREAM_TIMEOUT: request('a front whose upstream takes the request and never answers', async (fx) => frontAsk(fx, async () => {
+    const silent = createNetServer((s) => s.on('data', () => {}));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    return { url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, timeout: 300, close: async () => { silent.close(); } };
+  })),
   CB_ERR_CHANNEL_BINDING: request('a channel-binding route without a binding', async (fx) => ask((await fx.tlsServer()).port, '/bound')),
   CB_ERR_BODY_TOO_LARGE: request('a GET with a 2 MiB body to an on-demand route', async (fx) => bigGet((await fx.tlsServer()).port, '/whoami', 2 * 1024 * 1024)),
   CB_ERR_PRIVATE_DIR: call('ensurePrivateDir on a regular file', (fx) => ensurePrivateDir(fx.file('not-a-dir', 'x')), /not-a-dir/),

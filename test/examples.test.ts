@@ -32,6 +32,14 @@ test('examples/on-demand-route.ts: the certificate arrives on the second handsha
   assert.match(r.stdout, /GET \/admin → 200 .*CN=dev-client.*"handshakes":2/);
 });
 
+test('examples/front.ts: the backend reads the certificate certbound passed on, never the forged one', async () => {
+  const r = await example('front.ts');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /with the certificate {4}\/api\/orders → 200 \{"path":"\/api\/orders","subject":"O=certbound dev, OU=users, CN=dev-client","flags":"OK","forwardedFor":"127.0.0.1"\}/);
+  assert.match(r.stdout, /without a certificate {3}\/api\/orders → 200 \{"path":"\/api\/orders","subject":null,"flags":"NO_CERTIFICATE","forwardedFor":"127.0.0.1"\}/);
+  assert.match(r.stdout, /without a certificate {3}\/admin\/ {5}→ 403 .*CB_ERR_CLIENT_CERT_REQUIRED/);
+});
+
 test('examples/ocsp-stapling.ts: openssl s_client sees a good staple on the first handshake', async () => {
   const r = await example('ocsp-stapling.ts');
   assert.equal(r.code, 0, r.stdout + r.stderr);

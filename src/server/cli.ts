@@ -7,7 +7,7 @@ import { createServer as createNetServer } from 'node:net';
 import { CertboundError, isCertboundError } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
 import { DEV_CLIENT_P12_PASSWORD, DEV_OCSP_CACHE_DIR } from '../tls/dev-pki-names.js';
-import { loadCertificates, loadCrlText } from '../tls/pem.js';
+import { loadCertificates, loadCrlText, loadPrivateKeyText } from '../tls/pem.js';
 import { crlsOf } from '../tls/secure-context.js';
 import { OCSP_SETTING_KEYS, resolveServeConfig, SERVE_SCHEMA, configReferenceMarkdown, type ServeConfig } from './config.js';
 import type { CertboundServer } from './server.js';
@@ -270,7 +270,22 @@ function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServe
     referenceRoutes: true,
     ...(cfg.metrics ? { metrics: parseHostPort(cfg.metrics, '--metrics') } : {}),
     expiryWarnings: { certificateDays: cfg.expiryWarningDays, crlHours: cfg.crlExpiryWarningHours },
+    ...(cfg.upstream ? { upstream: upstreamOptions(cfg) } : {}),
     ...extra,
+  };
+}
+
+/** The front's options (docs/front.md): the upstream leg's TLS files read and checked, naming the file. */
+function upstreamOptions(cfg: ServeConfig): NonNullable<CreateServerOptions['upstream']> {
+  return {
+    url: cfg.upstream as string,
+    ...(cfg.upstreamCa ? { ca: cfg.upstreamCa.map((p) => loadCertificates(p, 'CA').pem) } : {}),
+    ...(cfg.upstreamCert && cfg.upstreamKey ? { cert: loadCertificates(cfg.upstreamCert).pem, key: loadPrivateKeyText(cfg.upstreamKey) } : {}),
+    ...(cfg.onDemandPaths ? { onDemandPaths: cfg.onDemandPaths } : {}),
+    ...(cfg.requirePaths ? { requirePaths: cfg.requirePaths } : {}),
+    connectTimeout: cfg.upstreamConnectTimeout,
+    timeout: cfg.upstreamTimeout,
+    connections: cfg.upstreamConnections,
   };
 }
 
@@ -314,6 +329,7 @@ function banner(cfg: ServeConfig, port: number, loaded: Loaded, server?: Certbou
   const host = cfg.host === '127.0.0.1' || cfg.host === '::1' || cfg.host === 'localhost' ? 'localhost' : cfg.host;
   const url = `https://${host}:${port}`;
   const lines = [`certbound: serving ${url}/ (client-auth ${cfg.clientAuth})`];
+  if (cfg.upstream) lines.push(`certbound: every other request goes to ${cfg.upstream} with RFC 9440 Client-Cert (docs/front.md)${cfg.onDemandPaths?.length ? `; on-demand paths ${cfg.onDemandPaths.join(', ')}` : ''}${cfg.requirePaths?.length ? `; required paths ${cfg.requirePaths.join(', ')}` : ''}`);
   if (cfg.clientAuth === 'require') {
     lines.push('In require mode a connection without a trusted client certificate is refused in the TLS handshake, with no HTTP answer:');
     lines.push('  curl fails with a TLS alert (certificate required), a browser shows its own connection error page, and the application never sees the request.');

@@ -9,6 +9,7 @@ import { CLIENT_AUTH_MODES, type ClientAuthMode } from '../tls/client-auth.js';
 import type { MapperConfig } from '../tls/mapper.js';
 import { checkOcspUrl } from '../ocsp/ocsp-url.js';
 import { parseHostPort } from './metrics-listener.js';
+import { checkPathPattern, checkUpstreamUrl } from './front-policy.js';
 
 type Kind = 'string' | 'integer' | 'string[]' | 'enum' | 'object' | 'object[]' | 'boolean' | 'host:port';
 
@@ -65,6 +66,16 @@ export interface ServeConfig {
   pfx?: string;
   /** More server certificates (config file only). */
   certificates?: ServeCertificate[];
+  /** The front: the upstream every request no route answers goes to (docs/front.md). */
+  upstream?: string;
+  upstreamCa?: string[];
+  upstreamCert?: string;
+  upstreamKey?: string;
+  onDemandPaths?: string[];
+  requirePaths?: string[];
+  upstreamConnectTimeout: number;
+  upstreamTimeout: number;
+  upstreamConnections: number;
   // The seed's five settings of CertOpenServerOcspResponse, under their names.
   SrvOcspRespMinValiditySeconds?: number;
   SrvOcspRespUrlRetrievalTimeoutMilliseconds?: number;
@@ -120,6 +131,15 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'crlExpiryWarningHours', flag: 'crl-expiry-warning-hours', kind: 'integer', default: DEFAULTS.crlExpiryWarningHours, min: 0, description: 'Log a warning this many hours before a --crl file reaches its nextUpdate; past it, an error line (every client certificate it covers fails with CRL_HAS_EXPIRED).' },
   { key: 'watchCerts', flag: 'watch-certs', kind: 'boolean', default: DEFAULTS.watchCerts, description: `Reload the server certificates (with the certificates list and passphrase files), CA and CRL files when they change, as SIGHUP does (after ${DEFAULTS.watchCertsDebounceMs} ms without a change; with workers the primary watches). A bad file keeps the certificates in use and logs one CB_ERR_RELOAD line. See docs/deployment.md.` },
   { key: 'crlRefresh', flag: 'crl-refresh', kind: 'boolean', default: DEFAULTS.crlRefresh, description: `Fetch each --crl again from its distribution point (the CRL's issuing distribution point, else its CA's http CRL distribution point) ${DEFAULTS.crlRefreshLeadMs / 3_600_000} h before its nextUpdate (or at half its validity), check it (signature of its CA, newer, not expired) and put it in force as a reload does; a bad answer changes nothing and is retried. Fetched CRLs are kept in <state-dir>/crl for a restart; the --crl file is never written. With workers the primary fetches. See docs/deployment.md#crl-refresh.` },
+  { key: 'upstream', flag: 'upstream', kind: 'string', description: 'Proxy every request that no route of the server answers (/, /connection, /whoami, /healthz, /readyz stay certbound\'s) to this origin, http://host:port or https://host:port, with the client certificate as RFC 9440 Client-Cert / Client-Cert-Chain when it is authorized. See docs/front.md.' },
+  { key: 'upstreamCa', flag: 'upstream-ca', kind: 'string[]', description: 'PEM file(s) with the CAs an https --upstream\'s certificate must chain to (repeatable; default: Node\'s root store).' },
+  { key: 'upstreamCert', flag: 'upstream-cert', kind: 'string', description: 'PEM file with the client certificate certbound presents to an https --upstream (with --upstream-key).' },
+  { key: 'upstreamKey', flag: 'upstream-key', kind: 'string', description: 'PEM file with the private key of --upstream-cert.' },
+  { key: 'onDemandPaths', flag: 'on-demand-path', kind: 'string[]', description: 'Path prefix (/admin/) or glob (/api/*/admin, /**/private) of the --upstream whose requests ask for a client certificate by TLS 1.2 renegotiation before they are proxied (repeatable; needs --on-demand-host for TLS 1.3 clients). See docs/front.md#per-path-policy.' },
+  { key: 'requirePaths', flag: 'require-path', kind: 'string[]', description: 'Path prefix or glob of the --upstream refused (403) without an authorized client certificate (repeatable); other paths follow --client-auth.' },
+  { key: 'upstreamConnectTimeout', flag: 'upstream-connect-timeout', kind: 'integer', default: DEFAULTS.upstreamConnectTimeoutMs, min: 1, max: TIMER_MAX_MS, description: 'Time limit (ms) to open a connection to the --upstream (then 504 CB_ERR_UPSTREAM_TIMEOUT).' },
+  { key: 'upstreamTimeout', flag: 'upstream-timeout', kind: 'integer', default: DEFAULTS.upstreamTimeoutMs, min: 1, max: TIMER_MAX_MS, description: 'Time limit (ms) for the --upstream\'s response headers (then 504 CB_ERR_UPSTREAM_TIMEOUT) and for each pause in its response body (then the response is cut).' },
+  { key: 'upstreamConnections', flag: 'upstream-connections', kind: 'integer', default: DEFAULTS.upstreamConnections, min: 1, max: 65535, description: 'Most keep-alive connections to the --upstream, per process.' },
   { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field: subject | issuer | san, attribute, match}], issuerThumbprint, identity | deny}], denyUnmapped } (config file only). Issuer rules and issuerThumbprint read the verified chain.' },
 ] satisfies SettingSpec[]);
 
@@ -143,7 +163,7 @@ function coerce(spec: SettingSpec, value: unknown, from: 'flag' | 'file'): unkno
     }
     case 'string[]': {
       const list = Array.isArray(value) ? value : [value];
-      if (!list.every((v) => typeof v === 'string' && v !== '')) bad(name, spec.key === 'onDemandHosts' ? 'expected host name(s) (a name, *.domain or *), not an empty string' : 'expected file path(s)');
+      if (!list.every((v) => typeof v === 'string' && v !== '')) bad(name, spec.key === 'onDemandHosts' ? 'expected host name(s) (a name, *.domain or *), not an empty string' : spec.key.endsWith('Paths') ? 'expected path prefix(es) or glob(s)' : 'expected file path(s)');
       return list;
     }
     case 'integer': {
@@ -247,7 +267,23 @@ export function resolveServeConfig(flags: Record<string, unknown>): ServeConfig 
   if (out.keyPassphraseFile !== undefined && out.pfx === undefined && out.cert === undefined) bad('--key-passphrase-file', 'is the passphrase of --key or --pfx: give one of them');
   if (out.certificates !== undefined) out.certificates = (out.certificates as unknown[]).map((c, i) => serveCertificate(c, `certificates[${i}]`));
   if (out.ocspUrl !== undefined) checkOcspUrl(out.ocspUrl, '--ocsp-url');
+  checkFrontConfig(out, fromFlags);
   return out as unknown as ServeConfig;
+}
+
+/** The front's flags: an upstream URL that works, and no upstream setting without --upstream (it would be ignored). */
+function checkFrontConfig(out: Record<string, unknown>, fromFlags: Record<string, unknown>): void {
+  const name = (key: string) => (key in fromFlags ? `--${SERVE_SCHEMA.find((s) => s.key === key)?.flag ?? key}` : key);
+  const given = ['upstreamCa', 'upstreamCert', 'upstreamKey', 'onDemandPaths', 'requirePaths'].filter((k) => out[k] !== undefined);
+  if (out.upstream === undefined) {
+    if (given[0] !== undefined) bad(name(given[0]), 'needs --upstream');
+    return;
+  }
+  const u = checkUpstreamUrl(out.upstream as string, name('upstream'));
+  const tls = given.filter((k) => k.startsWith('upstreamC') || k === 'upstreamKey');
+  if (u.protocol === 'http:' && tls[0] !== undefined) bad(name(tls[0]), 'is for an https:// --upstream');
+  if ((out.upstreamCert === undefined) !== (out.upstreamKey === undefined)) bad(name(out.upstreamCert === undefined ? 'upstreamKey' : 'upstreamCert'), '--upstream-cert and --upstream-key go together');
+  for (const k of ['onDemandPaths', 'requirePaths']) ((out[k] as string[] | undefined) ?? []).forEach((p) => checkPathPattern(p, name(k)));
 }
 
 function serveCertificate(value: unknown, where: string): ServeCertificate {

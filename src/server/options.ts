@@ -269,6 +269,23 @@ export const SERVER_SCHEMA = {
       }],
       description: `Expiry warnings at listen() and daily: { certificateDays (default ${DEFAULTS.expiryWarningDays}), crlHours (default ${DEFAULTS.crlExpiryWarningHours}) }, or false (docs/metrics.md#expiry-warnings). On by default.`,
     },
+    upstream: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['url'],
+      properties: {
+        url: { type: 'string', minLength: 1 },
+        ca: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }] },
+        cert: { pem: true },
+        key: { pem: true },
+        onDemandPaths: { type: 'array', items: { type: 'string', minLength: 1 } },
+        requirePaths: { type: 'array', items: { type: 'string', minLength: 1 } },
+        connectTimeout: { type: 'integer', exclusiveMinimum: 0, maximum: TIMER_MAX_MS },
+        timeout: { type: 'integer', exclusiveMinimum: 0, maximum: TIMER_MAX_MS },
+        connections: { type: 'integer', minimum: 1 },
+      },
+      description: `Proxy every request no route answers to this upstream (docs/front.md): { url (http://host:port or https://host:port), ca, cert, key (https upstream), onDemandPaths, requirePaths (prefixes or globs), connectTimeout (default ${DEFAULTS.upstreamConnectTimeoutMs}), timeout (default ${DEFAULTS.upstreamTimeoutMs}), connections (default ${DEFAULTS.upstreamConnections}) }, with RFC 9440 Client-Cert headers. Off when absent.`,
+    },
     crlRefresh: {
       anyOf: [{ type: 'boolean' }, {
         type: 'object',

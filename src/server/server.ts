@@ -35,6 +35,7 @@ import { referenceRoutes } from './routes.js';
 import { createServerStapling, OCSP_OFF_SUMMARY, type OcspStapleSummary, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
 import type { ServerChannelBindingConfig } from '../cbt/server-bindings.js';
+import { checkFrontOptions, type FrontOptions } from './front-policy.js';
 
 type Pem = string | Buffer;
 
@@ -126,6 +127,12 @@ export interface CreateServerCommonOptions {
    * failed fetch changes nothing and is retried. `true`: the defaults. Default: off.
    */
   crlRefresh?: boolean | CrlRefreshOptions;
+  /**
+   * Proxy every request that no route answers to an upstream (docs/front.md), with the client
+   * certificate as RFC 9440 Client-Cert / Client-Cert-Chain when the connection's decision is
+   * authorized. Routes of the app (and the reference routes) keep precedence. Default: off.
+   */
+  upstream?: FrontOptions;
 }
 
 export interface ServerMetricsOptions {
@@ -254,6 +261,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   if ((options.cert === undefined || options.key === undefined) && !(options.certificates && options.certificates.length > 0)) {
     throw new CertboundError('CB_ERR_INVALID_OPTION', [options.cert === undefined ? 'cert' : 'key', 'is required (or certificates)']);
   }
+  if (options.upstream) checkFrontOptions(options.upstream);
   if (options.ocsp && options.stapleSource) throw new CertboundError('CB_ERR_INVALID_OPTION', ['stapleSource', 'cannot be combined with ocsp']);
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
   const ca = asList(options.ca);
@@ -375,6 +383,10 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     const own: ListenerOwnOptions = { maxVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] };
     const capped = makeTlsListener(() => createHttpsServer({ ...tlsOptions, ...own }, handler));
     addListener(capped, own);
+    // WebSocket upgrades on the twin go to the main server's upgrade handling (the front's); none there: closed, as Node does.
+    capped.on('upgrade', (req: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => {
+      if (!server.emit('upgrade', req, socket, head)) socket.destroy();
+    });
     const cappedSockets = new Set<TLSSocket>();
     capped.on('secureConnection', (s: TLSSocket) => {
       cappedSockets.add(s);
@@ -406,6 +418,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   // Installed directly (not app.register): its hooks must exist before the caller adds routes.
   installCertbound(app, { clientAuth, registry, queue, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
   if (options.referenceRoutes) app.register(referenceRoutes);
+  // The front (src/server/front.ts, loaded only when configured): every other request goes upstream.
+  if (options.upstream) app.register(import('./front.js'), { front: options.upstream, ...(options.fastify?.bodyLimit !== undefined ? { bodyLimit: options.fastify.bodyLimit } : {}) });
 
   // Readiness (GET /readyz, beside under-pressure's /healthz liveness): ready once listen()
   // has finished — which waits for the first staple (or its first retrieval attempt) — and

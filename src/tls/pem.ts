@@ -69,6 +69,13 @@ export function parsePrivateKey(pem: string | Buffer, where: string, passphrase?
   }
 }
 
+/** The text of a private key file, checked (CB_ERR_PEM_MISSING / CB_ERR_PEM_INVALID naming the file). */
+export function loadPrivateKeyText(path: string): string {
+  const pem = readText(path, 'key');
+  parsePrivateKey(pem, path);
+  return pem;
+}
+
 /** The text of a CRL file; throws CB_ERR_PEM_MISSING when it cannot be read. */
 export function loadCrlText(path: string): string {
   return readText(path, 'CRL');
