@@ -484,7 +484,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     if (!keepCertificates) withPassphraseNow = input.cert !== undefined;
     inForce = { ca: next.ca, crl: next.crl };
     if (revocationCrls !== undefined) (checker as RevocationChecker).replaceCrls(revocationCrls);
-    registry.replacePolicy({ anchors: nextAnchors, reloaded: { material: trust, isCurrent: (socket) => listeners.isCurrent(socket) } });
+    registry.replacePolicy({ anchors: nextAnchors, material: trust, reloaded: { material: trust, isCurrent: (socket) => listeners.isCurrent(socket) } });
     stapling?.retire();
     // Expiry warnings and gauges follow the new material.
     expiryList = undefined;
@@ -544,6 +544,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       // fails every client certificate it covers), then once a day.
       // Kept CRLs newer than the files first (before the expiry lines), then the refresh timers.
       await refresher?.start();
+      // The CAs and CRLs a resumed session's chain is verified against when no cached verdict
+      // covers its leaf (a ticket from another worker, or from before a restart).
+      if (!registry.policy.material) registry.replacePolicy({ material: await trustMaterial(anchors, inForce.crl) });
       expiry?.start();
       await stapling?.start();
       if (promMetrics && options.metrics?.port !== undefined && !metricsListener) {
