@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { TLSSocket, type Server as TlsServer } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { constants as h2constants } from 'node:http2';
 import { constants as cryptoConstants } from 'node:crypto';
 import { DEFAULTS } from '../defaults.js';
@@ -21,6 +22,7 @@ import { accessRefusal, ROUTE_REQUIREMENTS, type Refusal, type RouteRequirement 
 import { routeChannelBindingRefusal, type RouteChannelBinding } from './channel-binding-route.js';
 import type { ConnectionEntry, ConnectionRevocationCheck } from './connection.js';
 import { negotiationWin32Override } from './negotiate.js';
+import { limitConnectionLifetime } from './connection-lifetime.js';
 import { compileOptions, is, PLUGIN_SCHEMA, validateOptions } from './options.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ClientCertificate } from './registry.js';
@@ -56,6 +58,13 @@ export interface CertboundPluginOptions {
   channelBinding?: ServerChannelBindingConfig;
   /** Time limit (ms) of an on-demand negotiation. Default: 10000. */
   negotiationTimeout?: number;
+  /**
+   * Maximum lifetime (ms) of a connection, after which the server ends it gracefully: HTTP/1.1
+   * answers the request in flight with `Connection: close` (an idle connection closes), HTTP/2
+   * gets GOAWAY. Lets trust changes (reload, revocation) reach long-lived clients. 0: none.
+   * Default: 0.
+   */
+  maxConnectionLifetime?: number;
   /**
    * The client-auth mode the TLS server was built with; decides what is refused at request
    * level (docs/client-auth-modes.md). Default: 'optional', as createServer's (before 0.2 the
@@ -277,6 +286,7 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   if (app.server && 'addContext' in app.server) {
     registry.attach(app.server as unknown as TlsServer);
     orderRequests(app.server, (s) => ConnectionRegistry.entryOf(s));
+    limitConnectionLifetime(app.server as unknown as HttpsServer, options.maxConnectionLifetime ?? DEFAULTS.maxConnectionLifetimeMs);
   }
 
   app.decorate('certbound', Object.freeze({ queue, registry, clientAuth }));

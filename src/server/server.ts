@@ -81,6 +81,13 @@ export interface CreateServerCommonOptions {
   http2?: boolean;
   /** Time limit (ms) of an on-demand negotiation. Default: 10000. */
   negotiationTimeout?: number;
+  /**
+   * Maximum lifetime (ms) of a connection, after which the server ends it gracefully: HTTP/1.1
+   * answers the request in flight with `Connection: close` (an idle connection closes), HTTP/2
+   * gets GOAWAY. Lets trust changes (reload, revocation) reach long-lived clients. 0: none.
+   * Default: 0.
+   */
+  maxConnectionLifetime?: number;
   /** Revocation checks of client certificates (see CertboundPluginOptions.revocation). Default: off. */
   revocation?: CertboundPluginOptions['revocation'];
   /**
@@ -342,7 +349,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   const staples: StapleSource | undefined = stapling ? { attachStaples: (l) => stapling.attach(l) } : options.stapleSource;
   /** Every TLS listener of this server goes through here (src/server/listeners.ts), with its own options. */
   const listeners = new ListenerList(tlsNow.listenerTls);
-  const addListener = (l: HttpsServer, own: ListenerOwnOptions = {}) => listeners.add(l, own, { registry, staples, logger, metrics, helloTimeoutMs: handshakeTimeout });
+  const addListener = (l: HttpsServer, own: ListenerOwnOptions = {}) => listeners.add(l, own, { registry, staples, logger, metrics, helloTimeoutMs: handshakeTimeout, maxConnectionLifetimeMs: options.maxConnectionLifetime ?? DEFAULTS.maxConnectionLifetimeMs });
   addListener(server);
   // What the listeners serve now besides the certificates: a reload that leaves out `ca` or `crl` keeps these.
   let inForce: { ca: Pem[]; crl: string[] } = { ca, crl };
