@@ -9,7 +9,7 @@
 // cannot be established again does not verify.
 import { X509Certificate } from 'node:crypto';
 import { linkChain } from './peer-chain.js';
-import { verifyUnder, type TrustMaterial } from './trust-material.js';
+import { crlDeadline, verifyUnder, type TrustMaterial } from './trust-material.js';
 
 /** What a full handshake (or a verification now) established for one leaf under one policy. */
 export interface ChainVerdict {
@@ -36,6 +36,8 @@ const shareListeners = new Set<(certs: readonly X509Certificate[]) => void>();
 /** @internal Counters for tests and benches: resumed handshakes answered from the cache (hits), verified now (misses), and of those the ones that failed although the session had verified. */
 export const sessionChainStats = { hits: 0, misses: 0, failed: 0 };
 
+const TIME_ERRORS = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CRL_HAS_EXPIRED', 'CRL_NOT_YET_VALID', 'UNABLE_TO_GET_CRL']);
+
 const keyOf = (leafSha256: string, sessionError: string | null): string => `${leafSha256}|${sessionError ?? ''}`;
 
 /** The validity window of a chain: latest notBefore, earliest notAfter (ms). */
@@ -55,6 +57,9 @@ export function validityOf(certs: readonly X509Certificate[]): { notBefore: numb
  * that handshake: a session made by it carries the same) under `policy`.
  */
 export function rememberChain(policy: object, leafSha256: string, sessionError: string | null, verdict: ChainVerdict): void {
+  // A verdict that depends on the time it was made (expired, not yet valid, an old CRL) is not
+  // reused: the next resumption verifies again.
+  if (verdict.verifyError !== sessionError && verdict.verifyError !== null && TIME_ERRORS.has(verdict.verifyError)) return;
   let map = byPolicy.get(policy);
   if (!map) byPolicy.set(policy, (map = new Map()));
   if (map.size >= MAX_VERDICTS) map.clear();
@@ -104,20 +109,6 @@ export function acceptIntermediates(ders: readonly Buffer[]): void {
 export function onIntermediates(listener: (certs: readonly X509Certificate[]) => void): () => void {
   shareListeners.add(listener);
   return () => shareListeners.delete(listener);
-}
-
-/** The CRL nextUpdate (ms) the verdict of `certs` relied on, the earliest; Infinity without CRL checks. */
-function crlDeadline(material: TrustMaterial, certs: readonly X509Certificate[], now: number): number {
-  if (!material.crlCheck) return Infinity;
-  let until = Infinity;
-  for (let i = 0; i < certs.length; i++) {
-    const issuer = (certs[i + 1] ?? certs[i]) as X509Certificate;
-    const current = (material.crlsByIssuer.get(issuer.fingerprint256) ?? []).filter((r) => r.thisUpdate <= now);
-    if (current.length === 0) continue;
-    const newest = current.reduce((a, b) => (b.thisUpdate > a.thisUpdate ? b : a));
-    if (newest.nextUpdate !== null) until = Math.min(until, newest.nextUpdate);
-  }
-  return until;
 }
 
 /** The verdict of a full handshake's chain, for rememberChain(). */
