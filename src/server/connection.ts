@@ -36,8 +36,8 @@ export interface TrustPolicy {
   readonly anchors: readonly X509Certificate[];
   /**
    * After a reload (src/server/reload.ts): the material in force, and whether a socket was
-   * accepted under it. A handshake on a socket accepted before, and every resumed handshake,
-   * must also pass verifyUnder().
+   * accepted under it. A handshake on a socket accepted before must also pass verifyUnder();
+   * a resumed one is judged as #read says.
    * Undefined before any reload.
    */
   readonly reloaded?: { readonly material: TrustMaterial; isCurrent(socket: TLSSocket): boolean };

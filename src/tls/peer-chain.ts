@@ -68,6 +68,12 @@ function captureWithAnchors(socket: TLSSocket, anchors: readonly X509Certificate
   return { chain: certs.map((c) => c.raw), certs, sent, leaf };
 }
 
+/** The peer's leaf alone (a resumed handshake). */
+function captureLeaf(socket: TLSSocket): { chain: Buffer[]; certs: X509Certificate[]; sent: X509Certificate[]; leaf: X509Certificate | undefined } {
+  const leaf = socket.getPeerX509Certificate();
+  return leaf ? { chain: [leaf.raw], certs: [leaf], sent: [], leaf } : { chain: [], certs: [], sent: [], leaf: undefined };
+}
+
 /**
  * The chain of `leaf` as it verifies, leaf first: each next certificate issued the previous
  * (names, key ids and signature), taken from `anchors` first, then from `others`. Stops at a
@@ -115,7 +121,7 @@ function currentVerifyError(socket: TLSSocket): string | null {
 export interface HandshakeRead {
   readonly record: HandshakeRecord;
   readonly leaf: X509Certificate | undefined;
-  /** The chain of the record, parsed (leaf first). */
+  /** The chain of the record, parsed (leaf first); the leaf alone on a resumed handshake. */
   readonly certs: readonly X509Certificate[];
   /** What the peer sent after its leaf (empty on a resumed handshake: sessions keep the leaf only). */
   readonly sent: readonly X509Certificate[];
@@ -127,14 +133,17 @@ export interface HandshakeRead {
  * view need not parse it again.
  */
 export function readHandshake(socket: TLSSocket, sequence: number, anchors: readonly X509Certificate[]): HandshakeRead {
-  const { chain, certs, sent, leaf } = captureWithAnchors(socket, anchors);
+  const resumed = socket.isSessionReused();
+  // A resumed session carries the leaf alone (OpenSSL keeps no peer chain in a ticket): its
+  // chain comes from what full handshakes verified (src/tls/session-chains.ts).
+  const { chain, certs, sent, leaf } = resumed ? captureLeaf(socket) : captureWithAnchors(socket, anchors);
   const cipher = socket.getCipher();
   const record: HandshakeRecord = Object.freeze({
     sequence,
     completedAt: Date.now(),
     protocol: socket.getProtocol() ?? null,
     cipher: cipher?.standardName ?? cipher?.name ?? null,
-    resumed: socket.isSessionReused(),
+    resumed,
     alpnProtocol: typeof socket.alpnProtocol === 'string' ? socket.alpnProtocol : null,
     chain: Object.freeze(chain),
     verifyError: chain.length > 0 ? currentVerifyError(socket) : null,
