@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createHash, X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants, createHash, X509Certificate } from 'node:crypto';
 import { connect, type SecureVersion, type TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { createDevPki, type DevPkiPaths } from '../src/tls/dev-pki.js';
@@ -111,6 +111,7 @@ describe('one server, CA bundle without the client\'s intermediate', () => {
   let server: CertboundServer;
   let port: number;
   let checker: RevocationChecker;
+  let shortLived: Promise<{ c: Client; first: { status: number; body: ConnectionJson }; session: Buffer; notAfter: number; short: IssuedCertificate }>;
   const opts = (version: SecureVersion, session?: Buffer, servername?: string) => ({ version, cert: fx.clientChain, key: fx.clientKey, ...(session ? { session } : {}), ...(servername ? { servername } : {}) });
 
   before(async () => {
@@ -123,6 +124,17 @@ describe('one server, CA bundle without the client\'s intermediate', () => {
       revocation: checker,
     });
     ({ port } = await server.listen({ host: '127.0.0.1', port: 0 }));
+    // The short-lived certificate's first request happens now; its test runs last, when the
+    // tests in between have used up most of its two seconds.
+    shortLived = (async () => {
+      const issuer = await loadIssuer(fx.clientCa.pem, fx.clientCa.keyPem);
+      const short = await issueCertificate({ subject: { commonName: 'short-lived' }, issuer, extKeyUsage: [OID.clientAuth], notAfter: new Date(Date.now() + 2000) });
+      const notAfter = Date.parse(new X509Certificate(short.der).validTo);
+      const c = new Client(port, { version: 'TLSv1.3', cert: short.pem + fx.clientCa.pem, key: short.keyPem });
+      const first = await c.get<ConnectionJson>('/connection');
+      return { c, first, session: await c.ticket(), notAfter, short };
+    })();
+    await shortLived;
   });
   after(() => server.close());
 
@@ -193,14 +205,9 @@ describe('one server, CA bundle without the client\'s intermediate', () => {
     }
   });
 
-  test('a certificate that expires two seconds after it is made (real time): authorized, then CERT_E_EXPIRED on the same keep-alive connection and on resumption', async () => {
-    const issuer = await loadIssuer(fx.clientCa.pem, fx.clientCa.keyPem);
-    const short = await issueCertificate({ subject: { commonName: 'short-lived' }, issuer, extKeyUsage: [OID.clientAuth], notAfter: new Date(Date.now() + 2000) });
-    const notAfter = Date.parse(new X509Certificate(short.der).validTo);
-    const c = new Client(port, { version: 'TLSv1.3', cert: short.pem + fx.clientCa.pem, key: short.keyPem });
-    const first = await c.get<ConnectionJson>('/connection');
+  test('a certificate that expires two seconds after it is made (real time, made before the tests above): authorized, then CERT_E_EXPIRED on the same keep-alive connection and on resumption', async () => {
+    const { c, first, session, notAfter, short } = await shortLived;
     assert.deepEqual([first.body.clientCertificate?.authorized, first.body.clientCertificate?.certFlagsName], [true, 'OK']);
-    const session = await c.ticket();
     while (Date.now() <= notAfter + 50) await new Promise((r) => setTimeout(r, Math.max(10, notAfter + 60 - Date.now())));
     const later = await c.get<ConnectionJson>('/connection');
     c.close();
@@ -245,5 +252,31 @@ describe('the plugin with an injected clock', () => {
     const b = await back.get<{ authorized: boolean; certFlags: number }>('/c');
     assert.deepEqual([back.socket.isSessionReused(), b.body.authorized, b.body.certFlags], [true, true, 0]);
     back.close();
+  });
+});
+
+describe('TLS 1.2 session ids (no tickets; the application keeps sessions in process with newSession/resumeSession)', () => {
+  let server: CertboundServer;
+  let port: number;
+  before(async () => {
+    server = createServer({
+      cert: readFileSync(fx.pki.server, 'utf8'), key: readFileSync(fx.pki.serverKey, 'utf8'), ca: fx.root, clientAuth: 'accept-untrusted', logger: false, referenceRoutes: true,
+      tls: { secureOptions: cryptoConstants.SSL_OP_NO_TICKET },
+      mapper: { manyToOne: [{ name: 'dev users', rules: [], issuerThumbprint: fx.clientCaSha1, identity: 'dev-users' }] },
+    });
+    const sessions = new Map<string, Buffer>();
+    server.server.on('newSession', (id: Buffer, data: Buffer, done: () => void) => { sessions.set(id.toString('hex'), data); done(); });
+    server.server.on('resumeSession', (id: Buffer, done: (err: Error | null, data: Buffer | null) => void) => done(null, sessions.get(id.toString('hex')) ?? null));
+    ({ port } = await server.listen({ host: '127.0.0.1', port: 0 }));
+  });
+  after(() => server.close());
+
+  test('a session id resumes with the full handshake\'s identity, chain and verdict', async () => {
+    const o = { version: 'TLSv1.2' as const, cert: fx.clientChain, key: fx.clientKey };
+    const full = await visit(port, o);
+    assert.deepEqual([full.body.clientCertificate?.authorized, full.body.clientCertificate?.identity, full.body.clientCertificate?.chainLength], [true, 'dev-users', 3]);
+    const resumed = await visit(port, { ...o, session: full.session });
+    assert.deepEqual([resumed.reused, resumed.body.resumed], [true, true]);
+    assert.deepEqual(resumed.body.clientCertificate, full.body.clientCertificate);
   });
 });

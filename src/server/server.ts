@@ -279,7 +279,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   // Metrics: prom-client is loaded only when they are on; otherwise every hook is a no-op.
   const promMetrics = options.metrics ? makePromMetrics(options.metrics) : undefined;
   const metrics = promMetrics ?? NO_METRICS;
-  const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors, metrics });
+  // Until listen() has parsed the CRLs (below), a resumed session no cached verdict covers fails closed.
+  const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors, metrics, ...(crl.length > 0 ? { material: { anchors, crlCheck: true, crlsByIssuer: new Map() } } : {}) });
   const queue = new RequestQueue(registry);
 
   // One function builds the TLS material of every listener, at start and at each reload
@@ -553,7 +554,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       await refresher?.start();
       // The CAs and CRLs a resumed session's chain is verified against when no cached verdict
       // covers its leaf (a ticket from another worker, or from before a restart).
-      if (!registry.policy.material) registry.replacePolicy({ material: await trustMaterial(anchors, inForce.crl) });
+      if (!registry.policy.reloaded) registry.replacePolicy({ material: await trustMaterial(anchors, inForce.crl) });
       expiry?.start();
       await stapling?.start();
       if (promMetrics && options.metrics?.port !== undefined && !metricsListener) {
