@@ -49,6 +49,7 @@ const r = quick ? ['3', '2'] : ['3', '4'];
 const runs: Run[] = [];
 runs.push(runBench('Keep-alive requests/s (bench 1)', ['bench/keepalive.ts', r[0] as string, r[1] as string, '32'], 300));
 runs.push(runBench('Full handshakes/s (bench 2)', ['bench/handshakes.ts', r[0] as string, r[1] as string, '16'], 300));
+runs.push(runBench('Resumed vs full handshakes (TLS 1.3 and 1.2 tickets)', ['bench/resumption.ts', quick ? '3' : '5', r[1] as string, '16'], 600));
 runs.push(runBench('Memory per idle connection (bench 3)', ['bench/memory.ts', quick ? '1000' : '1000,5000', '3'], 600));
 runs.push(runBench('Multi-core: 1 vs 2 workers', ['bench/cluster.ts', '3', r[1] as string], 400));
 if (existsSync('bench/on-demand.ts')) runs.push(runBench('On-demand negotiation latency (issue 5)', ['bench/on-demand.ts', quick ? '60' : '200', '60'], 200));

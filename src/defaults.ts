@@ -37,6 +37,12 @@ export const DEFAULTS = Object.freeze({
   requestTimeoutMs: 120_000,
   /** Idle keep-alive connection lifetime (ms). */
   keepAliveTimeoutMs: 65_000,
+  /**
+   * Maximum lifetime (ms) of a connection, idle or not, after which the server ends it gracefully
+   * (0: none). Off by default: ending busy connections costs clients a new handshake, and only
+   * deployments whose trust changes while clients stay connected need it (docs/client-auth-modes.md).
+   */
+  maxConnectionLifetimeMs: 0,
   /** Largest request body (bytes) fastify reads (its bodyLimit), also for the body an on-demand route reads before negotiating. */
   bodyLimitBytes: 1_048_576,
   /** `certbound serve --upstream`: time (ms) to open a connection to the upstream before 504 CB_ERR_UPSTREAM_TIMEOUT. */

@@ -259,6 +259,7 @@ function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServe
     underPressure: cfg.maxEventLoopDelay > 0 ? { maxEventLoopDelay: cfg.maxEventLoopDelay } : { maxEventLoopDelay: 0 },
     handshakeTimeout: cfg.handshakeTimeout,
     negotiationTimeout: cfg.negotiationTimeout,
+    ...(cfg.maxConnectionLifetime > 0 ? { maxConnectionLifetime: cfg.maxConnectionLifetime } : {}),
     ...(cfg.clientRevocation !== 'off' ? {
       revocation: {
         certCheckMode: cfg.clientRevocation === 'cached-only' ? CertCheckMode.CACHED_ONLY : CertCheckMode.CHECK,

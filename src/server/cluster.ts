@@ -3,7 +3,9 @@
 // worker over IPC and rotated on an interval, so that a ticket issued by one worker resumes
 // on any other), and is the one place where per-machine work (OCSP retrieval) runs: it relays
 // staples to the workers. Every worker it forks, restarts included, gets a new connection-id
-// epoch (1, 2, 3, …), so ids never repeat for the life of the server.
+// epoch (1, 2, 3, …), so ids never repeat for the life of the server. A ticket carries the
+// client's leaf but not its chain: the primary relays the intermediates each worker's verified
+// handshakes showed, so that any worker can rebuild and verify a resumed session's chain.
 import cluster, { type Worker } from 'node:cluster';
 import { createHash, randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
@@ -36,7 +38,18 @@ export type ClusterMessage =
   | { certbound: true; type: 'metrics-request'; id: number }
   | { certbound: true; type: 'metrics'; id: number; metrics: object[] | null }
   | { certbound: true; type: 'reload'; id: number; material: WorkerReload }
-  | { certbound: true; type: 'reloaded'; id: number; ok: boolean; detail: string };
+  | { certbound: true; type: 'reloaded'; id: number; ok: boolean; detail: string }
+  | { certbound: true; type: 'intermediates'; certs: string[] };
+
+/** Intermediates (DER) the primary keeps for workers started later; the oldest go first. */
+const MAX_RELAYED_INTERMEDIATES = 1_000;
+/** Intermediates taken from one message (a worker's handshake shows a few). */
+const MAX_INTERMEDIATES_PER_MESSAGE = 16;
+
+/** The base64 DER strings of an 'intermediates' message, bounded; [] for anything else. */
+function intermediatesOf(m: { certs?: unknown }): string[] {
+  return Array.isArray(m.certs) ? m.certs.filter((c): c is string => typeof c === 'string' && c.length < 65_536).slice(0, MAX_INTERMEDIATES_PER_MESSAGE) : [];
+}
 
 /** One server certificate as the primary read it: PEM cert + key, or a PKCS#12 bundle (base64), with its passphrase and names. */
 export interface WorkerCertificate { cert?: string; key?: string; pfx?: string; passphrase?: string; names?: string[] }
@@ -132,6 +145,8 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
   let keys = randomBytes(TICKET_KEY_BYTES);
   let generation = 1;
   const staples = new Map<string, ClusterMessage & { type: 'staple' }>();
+  /** Intermediates relayed so far (base64 DER), for workers started later. */
+  const intermediates = new Set<string>();
   const byIndex = new Map<number, Worker>();
   const listeningPorts = new Map<number, number>();
   const restarts: number[] = [];
@@ -169,6 +184,16 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
       if (m.type === 'hello') {
         send(w, keysMessage());
         for (const s of staples.values()) send(w, s);
+        if (intermediates.size > 0) send(w, { certbound: true, type: 'intermediates', certs: [...intermediates] });
+      } else if (m.type === 'intermediates') {
+        // Relayed as they came: each worker parses them and uses them only to build chains it verifies itself.
+        const fresh = intermediatesOf(m).filter((c) => !intermediates.has(c));
+        if (fresh.length === 0) return;
+        for (const c of fresh) {
+          if (intermediates.size >= MAX_RELAYED_INTERMEDIATES) intermediates.delete(intermediates.values().next().value as string);
+          intermediates.add(c);
+        }
+        for (const other of byIndex.values()) if (other !== w) send(other, { certbound: true, type: 'intermediates', certs: fresh });
       } else if (m.type === 'metrics') {
         metricsWaiting.get(m.id)?.(w, Array.isArray(m.metrics) ? m.metrics : null);
       } else if (m.type === 'reloaded') {
@@ -355,6 +380,11 @@ export async function joinPrimary(): Promise<WorkerLink> {
   const staples = new Map<string, RelayedStaple>();
   let collectMetrics: (() => Promise<object[]>) | undefined;
   let reloadHandler: ((material: WorkerReload) => Promise<string>) | undefined;
+  // Intermediates: this worker's go to the primary, the others' come from it (src/tls/session-chains.ts).
+  const chains = await import('../tls/session-chains.js');
+  const stopSharing = chains.onIntermediates((certs) => {
+    if (process.connected) process.send?.({ certbound: true, type: 'intermediates', certs: certs.map((c) => c.raw.toString('base64')) } satisfies ClusterMessage);
+  });
   let gotKeys!: () => void;
   const first = new Promise<void>((r) => { gotKeys = r; });
   const onMessage = (m: unknown) => {
@@ -363,6 +393,8 @@ export async function joinPrimary(): Promise<WorkerLink> {
       keys = Buffer.from(m.keys, 'base64');
       for (const t of targets) t.setTicketKeys(keys);
       gotKeys();
+    } else if (m.type === 'intermediates') {
+      chains.acceptIntermediates(intermediatesOf(m).map((c) => Buffer.from(c, 'base64')));
     } else if (m.type === 'staple') {
       staples.set(m.certSha256, { der: m.der ? Buffer.from(m.der, 'base64') : null, nextUpdate: m.nextUpdate, minValiditySeconds: m.minValiditySeconds, ...(m.summary ? { summary: m.summary } : {}) });
     } else if (m.type === 'metrics-request') {
@@ -413,6 +445,7 @@ export async function joinPrimary(): Promise<WorkerLink> {
     },
     close() {
       process.off('message', onMessage);
+      stopSharing();
       targets.clear();
     },
   };

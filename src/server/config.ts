@@ -40,6 +40,8 @@ export interface ServeConfig {
   mapper?: MapperConfig;
   onDemandHosts?: string[];
   negotiationTimeout: number;
+  /** Maximum connection lifetime (ms); 0: none. */
+  maxConnectionLifetime: number;
   /** Worker processes (node:cluster); 1 serves in this process. Default: the number of cores. */
   workers?: number;
   ticketKeyRotation: number;
@@ -111,6 +113,7 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'handshakeTimeout', flag: 'handshake-timeout', kind: 'integer', default: DEFAULTS.handshakeTimeoutMs, min: 1, max: TIMER_MAX_MS, description: 'TLS handshake time limit (ms).' },
   { key: 'onDemandHosts', flag: 'on-demand-host', kind: 'string[]', description: 'Host (SNI name, *.domain, or * for all) whose connections are capped at TLS 1.2 and HTTP/1.1 so that on-demand routes such as /whoami can renegotiate (repeatable).' },
   { key: 'negotiationTimeout', flag: 'negotiation-timeout', kind: 'integer', default: DEFAULTS.negotiationTimeoutMs, min: 1, max: TIMER_MAX_MS, description: 'Time limit (ms) for a client to answer an on-demand certificate request.' },
+  { key: 'maxConnectionLifetime', flag: 'max-connection-lifetime', kind: 'integer', default: DEFAULTS.maxConnectionLifetimeMs, min: 0, max: TIMER_MAX_MS, description: 'Maximum lifetime (ms) of a connection: then HTTP/1.1 answers the request in flight with Connection: close (an idle connection closes) and HTTP/2 gets GOAWAY, so that reloads and revocations reach clients that keep their connection. 0 (default): none.' },
   { key: 'workers', flag: 'workers', kind: 'integer', min: 1, max: 256, description: 'Worker processes sharing the port (node:cluster); 1 serves in one process. Default: the number of cores (os.availableParallelism()). See docs/performance.md.' },
   { key: 'clientRevocation', flag: 'client-revocation', kind: 'enum', values: ['off', 'check', 'cached-only'], default: DEFAULTS.clientRevocation, description: 'Revocation check of client certificates after the handshake (OCSP, then CRL distribution points and --crl files); the verdict lands in certFlags. cached-only fetches nothing (HTTP.sys DefaultCertCheckMode 2). See docs/ocsp.md.' },
   { key: 'revocationFailMode', flag: 'revocation-fail-mode', kind: 'enum', values: ['soft', 'hard'], default: DEFAULTS.revocationFailMode, description: 'When revocation cannot be told: hard puts CRYPT_E_REVOCATION_OFFLINE / CRYPT_E_NO_REVOCATION_CHECK in certFlags, soft lets the certificate pass.' },

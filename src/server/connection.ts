@@ -12,6 +12,7 @@ import {
 import type { CompiledMapper } from '../tls/mapper.js';
 import { readHandshake, type HandshakeRecord } from '../tls/peer-chain.js';
 import { verifyUnder, type TrustMaterial } from '../tls/trust-material.js';
+import { offerIntermediates, recallChain, rememberChain, verdictOf, verifyResumed } from '../tls/session-chains.js';
 import { installRenegotiationGuard, type RenegotiationGuard } from '../tls/renegotiation-guard.js';
 import type { NegotiationResult, Renegotiable } from '../tls/renegotiate.js';
 import { NO_METRICS, type MetricsSink } from './metrics.js';
@@ -35,11 +36,20 @@ export interface TrustPolicy {
   readonly anchors: readonly X509Certificate[];
   /**
    * After a reload (src/server/reload.ts): the material in force, and whether a socket was
-   * accepted under it. A handshake on a socket accepted before, and every resumed handshake,
-   * must also pass verifyUnder().
+   * accepted under it. A handshake on a socket accepted before must also pass verifyUnder();
+   * a resumed one is judged as #read says.
    * Undefined before any reload.
    */
   readonly reloaded?: { readonly material: TrustMaterial; isCurrent(socket: TLSSocket): boolean };
+  /**
+   * The CAs and CRLs in force (src/tls/trust-material.ts): a resumed handshake whose leaf no
+   * cached verdict covers is verified against them now (src/tls/session-chains.ts). createServer
+   * sets it at listen() and at each reload; without it, the anchors alone (no CRLs: right for a
+   * server whose CRLs never change, as the plugin's app server).
+   */
+  readonly material?: TrustMaterial;
+  /** The clock (ms since the epoch) of every time-based decision of a connection. Default: Date.now. */
+  readonly now?: () => number;
 }
 
 /** A revocation checker that threw: fail closed, whatever the fail mode. */
@@ -77,6 +87,8 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   #endServerHandshake: (() => void) | undefined;
   /** guard.handshakes at the last recorded handshake. */
   #recordedAtHandshakes = 0;
+  /** The earliest notAfter (ms) of the current handshake's chain; Infinity without one. */
+  #expiresAt = Infinity;
 
   constructor(id: bigint, socket: TLSSocket, policy: TrustPolicy | (() => TrustPolicy), onRogueHandshake?: (entry: ConnectionEntry) => void, metrics: MetricsSink = NO_METRICS) {
     this.id = id;
@@ -106,21 +118,62 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
 
   /**
    * Reads the handshake that just completed, its chain built against the CAs in force. On a
-   * socket accepted before a reload, OpenSSL verified with the old context, and a resumed
-   * handshake carries the verdict of the session's first handshake (ticket keys outlive a
-   * reload): after any reload, the chain of both must also pass the material in force now
-   * (src/tls/trust-material.ts), or it gets that error.
+   * socket accepted before a reload, OpenSSL verified with the old context: after any reload,
+   * the chain must also pass the material in force now (src/tls/trust-material.ts), or it gets
+   * that error. A resumed handshake carries only the leaf and the verdict of the session's first
+   * handshake (OpenSSL verifies nothing again, ticket keys outlive reloads and are shared by
+   * workers): it gets the chain and verdict a full handshake established under the policy in
+   * force (cached per leaf, src/tls/session-chains.ts), or one verified now. Either way a chain
+   * past its notAfter is CERT_HAS_EXPIRED, and the connection's expiry is its earliest notAfter.
    */
   #read(sequence: number): { record: HandshakeRecord; leaf: X509Certificate | undefined } {
     const policy = this.#policy;
     const read = readHandshake(this.socket, sequence, policy.anchors);
-    const reloaded = policy.reloaded;
-    // A resumed handshake carries the verdict OpenSSL gave when the session was made (it does
-    // not verify the client's chain again), perhaps under CAs and CRLs a reload has replaced
-    // since: it is judged by the material in force too, on any context.
-    if (!reloaded || read.record.chain.length === 0 || (!read.record.resumed && reloaded.isCurrent(this.socket))) return read;
-    const verifyError = verifyUnder(reloaded.material, read.record.chain, read.record.verifyError, Date.now());
-    return verifyError === read.record.verifyError ? read : { record: Object.freeze({ ...read.record, verifyError }), leaf: read.leaf };
+    const { record, leaf } = read;
+    if (record.chain.length === 0 || !leaf) {
+      this.#expiresAt = Infinity;
+      return read;
+    }
+    const now = (policy.now ?? Date.now)();
+    const material = policy.material ?? policy.reloaded?.material;
+    const sessionError = record.verifyError;
+    if (!record.resumed) {
+      const reloaded = policy.reloaded;
+      const verifyError = !reloaded || reloaded.isCurrent(this.socket) ? sessionError : verifyUnder(reloaded.material, record.chain, sessionError, now);
+      const verdict = verdictOf(read.certs, verifyError, material, now);
+      rememberChain(policy, leaf.fingerprint256, sessionError, verdict);
+      if (verifyError === null) offerIntermediates(read.certs.slice(1));
+      this.#expiresAt = verdict.notAfter;
+      return verifyError === sessionError ? read : { record: Object.freeze({ ...record, verifyError }), leaf };
+    }
+    let verdict = recallChain(policy, leaf.fingerprint256, sessionError, now);
+    if (!verdict) {
+      verdict = verifyResumed(leaf, sessionError, material ?? { anchors: policy.anchors, crlCheck: false, crlsByIssuer: new Map() }, now);
+      rememberChain(policy, leaf.fingerprint256, sessionError, verdict);
+    }
+    this.#expiresAt = verdict.notAfter;
+    const verifyError = verdict.verifyError ?? (now > verdict.notAfter ? 'CERT_HAS_EXPIRED' : now < verdict.notBefore ? 'CERT_NOT_YET_VALID' : null);
+    return { record: Object.freeze({ ...record, chain: verdict.chain, verifyError }), leaf };
+  }
+
+  /**
+   * Past the chain's earliest notAfter, the decision of a verified chain becomes CERT_HAS_EXPIRED
+   * (a long-lived keep-alive connection stops being authorized then): one clock read and a
+   * number compared, on every read of the decision.
+   */
+  #expireIfDue(): void {
+    if (this.#expiresAt === Infinity || (this.#policy.now ?? Date.now)() <= this.#expiresAt) return;
+    this.#expiresAt = Infinity;
+    if (this.#handshake.verifyError !== null) return;
+    this.#handshake = Object.freeze({ ...this.#handshake, verifyError: 'CERT_HAS_EXPIRED' });
+    this.#resetDecision();
+  }
+
+  #resetDecision(): void {
+    this.#facts = undefined;
+    this.#view = undefined;
+    this.#final = false;
+    this.#settling = undefined;
   }
 
   get closed(): boolean {
@@ -161,10 +214,7 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   recordHandshake(): HandshakeRecord {
     ({ record: this.#handshake, leaf: this.#leaf } = this.#read(this.#handshake.sequence + 1));
     this.#recordedAtHandshakes = this.#guard.handshakes;
-    this.#facts = undefined;
-    this.#view = undefined;
-    this.#final = false;
-    this.#settling = undefined;
+    this.#resetDecision();
     this.#derived = new Map();
     return this.#handshake;
   }
@@ -200,6 +250,7 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
    * check has answered. Requests wait for it (the plugin's onRequest) before any handler runs.
    */
   get decided(): boolean {
+    this.#expireIfDue();
     if (this.#final) return true;
     return this.#handshake.chain.length === 0 || this.#policy.revocation === undefined;
   }
@@ -211,6 +262,7 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
    * and starts the check.
    */
   clientCertificate(): ClientCertificate | null {
+    this.#expireIfDue();
     if (this.#view !== undefined && this.#final) return this.#view;
     const facts = this.#factsOf();
     // The decision is counted where it becomes final: once per handshake.
@@ -240,6 +292,7 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
    * handshake; every caller shares it). Resolves, never rejects.
    */
   settle(): Promise<ClientCertificate | null> {
+    this.#expireIfDue();
     if (this.#final) return Promise.resolve(this.#view ?? null);
     if (this.#settling) return this.#settling;
     const revocation = this.#policy.revocation;

@@ -12,6 +12,7 @@ import { recordClientHellos, type HelloRecordOptions } from '../tls/hello-record
 import { DEFAULTS } from '../defaults.js';
 import { ConnectionRegistry } from './registry.js';
 import { orderRequests } from './request-order.js';
+import { limitConnectionLifetime } from './connection-lifetime.js';
 import type { MetricsSink } from './metrics.js';
 
 /** Something that answers 'OCSPRequest' on a TLS server: the local stapler, or a cluster worker's relayed staples. */
@@ -29,6 +30,8 @@ export interface ListenerSetup {
   readonly helloRecord?: HelloRecordOptions;
   /** Counts handshakes (completed and failed); no listener is added when metrics are off. */
   readonly metrics?: MetricsSink;
+  /** Maximum connection lifetime (ms; 0 or absent: none), src/server/connection-lifetime.ts. */
+  readonly maxConnectionLifetimeMs?: number;
 }
 
 /** Installs `server` as a certbound listener (idempotent parts: registry and order). */
@@ -57,6 +60,7 @@ export function installListener(server: HttpsServer, setup: ListenerSetup): void
   server.headersTimeout = DEFAULTS.headersTimeoutMs;
   server.requestTimeout = DEFAULTS.requestTimeoutMs;
   server.keepAliveTimeout = DEFAULTS.keepAliveTimeoutMs;
+  limitConnectionLifetime(server, setup.maxConnectionLifetimeMs ?? 0);
 }
 
 /** The native context a socket was accepted under (Node internals, as src/cbt/channel-bindings.ts reads them). */

@@ -182,6 +182,7 @@ export const SHARED_OPTION_PROPERTIES = {
   mapper: { anyOf: [{ isFunction: true }, { type: 'object' }], description: 'Certificate mapper: its config (validated by compileMapper) or a function (docs/client-auth-modes.md#the-certificate-mapper).' },
   rejectDeniedByMapper: { type: 'boolean', default: true, description: 'Refuse (403 CB_ERR_CLIENT_CERT_DENIED) a certificate the mapper denied, in optional and require modes.' },
   negotiationTimeout: { type: 'integer', exclusiveMinimum: 0, maximum: TIMER_MAX_MS, default: DEFAULTS.negotiationTimeoutMs, description: 'Time limit (ms) of an on-demand negotiation.' },
+  maxConnectionLifetime: { type: 'integer', minimum: 0, maximum: TIMER_MAX_MS, default: DEFAULTS.maxConnectionLifetimeMs, description: 'Maximum lifetime (ms) of a connection: then HTTP/1.1 answers the request in flight with Connection: close (an idle connection closes), HTTP/2 gets GOAWAY, so that reloads and revocations reach long-lived clients. 0: none. For the plugin: on the app\'s TLS server.' },
   channelBinding: { ...CHANNEL_BINDING_SCHEMA, description: 'Channel bindings: the token of receiveClientCertificate flags 0x1, TLS 1.2 exporter (docs/channel-binding.md).' },
   revocation: { anyOf: [{ instanceOf: 'RevocationChecker' }, REVOCATION_SCHEMA], description: 'Revocation checks of client certificates (OCSP, then CRLs): a RevocationChecker or its options (docs/ocsp.md). Off when absent.' },
 } as const satisfies Record<string, OptionSchema>;

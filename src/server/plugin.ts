@@ -5,12 +5,14 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { TLSSocket, type Server as TlsServer } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { constants as h2constants } from 'node:http2';
 import { constants as cryptoConstants } from 'node:crypto';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError, type ErrorCode } from '../errors.js';
 import type { ClientAuthMode } from '../tls/client-auth.js';
-import { compileMapper, type CertificateMapperFn, type MapperConfig } from '../tls/mapper.js';
+import { compileMapper, type CertificateMapperFn, type CompiledMapper, type MapperConfig } from '../tls/mapper.js';
+import { trustMaterial } from '../tls/trust-material.js';
 import { serverAnchors } from '../tls/peer-chain.js';
 import { negotiateCertificate, type NegotiationOptions, type NegotiationResult } from '../tls/renegotiate.js';
 import { channelTokenProvider, type ServerChannelBindingConfig } from '../cbt/server-bindings.js';
@@ -18,8 +20,9 @@ import { decorateChannelBinding } from '../cbt/request-decorator.js';
 import { createRevocationChecker, RevocationChecker, type RevocationOptions } from '../ocsp/revocation.js';
 import { accessRefusal, ROUTE_REQUIREMENTS, type Refusal, type RouteRequirement } from './access.js';
 import { routeChannelBindingRefusal, type RouteChannelBinding } from './channel-binding-route.js';
-import type { ConnectionEntry } from './connection.js';
+import type { ConnectionEntry, ConnectionRevocationCheck } from './connection.js';
 import { negotiationWin32Override } from './negotiate.js';
+import { limitConnectionLifetime } from './connection-lifetime.js';
 import { compileOptions, is, PLUGIN_SCHEMA, validateOptions } from './options.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ClientCertificate } from './registry.js';
@@ -55,6 +58,13 @@ export interface CertboundPluginOptions {
   channelBinding?: ServerChannelBindingConfig;
   /** Time limit (ms) of an on-demand negotiation. Default: 10000. */
   negotiationTimeout?: number;
+  /**
+   * Maximum lifetime (ms) of a connection, after which the server ends it gracefully: HTTP/1.1
+   * answers the request in flight with `Connection: close` (an idle connection closes), HTTP/2
+   * gets GOAWAY. Lets trust changes (reload, revocation) reach long-lived clients. 0: none.
+   * Default: 0.
+   */
+  maxConnectionLifetime?: number;
   /**
    * The client-auth mode the TLS server was built with; decides what is refused at request
    * level (docs/client-auth-modes.md). Default: 'optional', as createServer's (before 0.2 the
@@ -233,6 +243,25 @@ function checkRouteConfig(config: RouteConfig, url: string): void {
  * first route. Plugin users register certbound before the routes that use its options; a route
  * with certbound options that it did not see is refused, never served unchecked.
  */
+/**
+ * The plugin's own registry, for an app server it did not build: its anchors are the server's
+ * `ca`. A resumed session no cached verdict covers is verified against the server's CRLs too
+ * (src/tls/session-chains.ts): until they are parsed (a moment after start) such a session fails
+ * closed (UNABLE_TO_GET_CRL).
+ */
+function ownRegistry(app: FastifyInstance, mapper: CompiledMapper, revocation: ConnectionRevocationCheck | undefined): ConnectionRegistry {
+  const anchors = serverAnchors(app.server);
+  const crl = (app.server as { crl?: string | Buffer | Array<string | Buffer> } | undefined)?.crl;
+  const crls = crl === undefined ? [] : Array.isArray(crl) ? crl : [crl];
+  const registry = new ConnectionRegistry({ mapper, revocation, anchors, logger: app.log, material: { anchors, crlCheck: crls.length > 0, crlsByIssuer: new Map() } });
+  if (crls.length > 0) {
+    trustMaterial(anchors, crls).then((material) => registry.replacePolicy({ material }), (err: unknown) => {
+      app.log.warn({ err: { message: (err as Error).message } }, 'the server\'s CRLs could not be read: resumed sessions that need them fail closed');
+    });
+  }
+  return registry;
+}
+
 export function installCertbound(app: FastifyInstance, options: CertboundPluginOptions): void {
   validatePluginOptions(options, 'certbound');
   // Its guard must see every route of the app: hooks added to an encapsulated child never
@@ -247,7 +276,7 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
   const revocation = options.revocation === undefined ? undefined
     : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker({ logger: app.log.child({ component: 'revocation' }), ...options.revocation });
-  const registry = options.registry ?? new ConnectionRegistry({ mapper: compileMapper(options.mapper), revocation, anchors: serverAnchors(app.server), logger: app.log });
+  const registry = options.registry ?? ownRegistry(app, compileMapper(options.mapper), revocation);
   const queue = options.queue ?? new RequestQueue(registry);
   const logBindings = options.logBindings ?? true;
   const rejectDeniedByMapper = options.rejectDeniedByMapper ?? true;
@@ -257,6 +286,7 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   if (app.server && 'addContext' in app.server) {
     registry.attach(app.server as unknown as TlsServer);
     orderRequests(app.server, (s) => ConnectionRegistry.entryOf(s));
+    limitConnectionLifetime(app.server as unknown as HttpsServer, options.maxConnectionLifetime ?? DEFAULTS.maxConnectionLifetimeMs);
   }
 
   app.decorate('certbound', Object.freeze({ queue, registry, clientAuth }));

@@ -60,7 +60,10 @@ export class ConnectionRegistry {
   rogueHandshakes = 0;
 
   constructor(options: RegistryOptions = {}) {
-    this.#policy = Object.freeze({ mapper: options.mapper ?? compileMapper(undefined), revocation: options.revocation, anchors: options.anchors ?? [] });
+    this.#policy = Object.freeze({
+      mapper: options.mapper ?? compileMapper(undefined), revocation: options.revocation, anchors: options.anchors ?? [],
+      ...(options.material ? { material: options.material } : {}), ...(options.now ? { now: options.now } : {}),
+    });
     this.#logger = options.logger;
     this.#metrics = options.metrics ?? NO_METRICS;
   }
@@ -73,9 +76,10 @@ export class ConnectionRegistry {
   /**
    * @internal Replaces the trust rules after a reload (src/server/reload.ts): every handshake
    * from now on, on new connections and on those opened before, is judged by them. Decisions
-   * already made on a handshake stay.
+   * already made on a handshake stay. Every replacement also retires the cached verdicts of
+   * resumed sessions made under the old policy (src/tls/session-chains.ts).
    */
-  replacePolicy(change: Partial<Pick<TrustPolicy, 'anchors' | 'reloaded'>>): void {
+  replacePolicy(change: Partial<Pick<TrustPolicy, 'anchors' | 'reloaded' | 'material'>>): void {
     this.#policy = Object.freeze({ ...this.#policy, ...change });
   }
 

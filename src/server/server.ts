@@ -82,6 +82,13 @@ export interface CreateServerCommonOptions {
   http2?: boolean;
   /** Time limit (ms) of an on-demand negotiation. Default: 10000. */
   negotiationTimeout?: number;
+  /**
+   * Maximum lifetime (ms) of a connection, after which the server ends it gracefully: HTTP/1.1
+   * answers the request in flight with `Connection: close` (an idle connection closes), HTTP/2
+   * gets GOAWAY. Lets trust changes (reload, revocation) reach long-lived clients. 0: none.
+   * Default: 0.
+   */
+  maxConnectionLifetime?: number;
   /** Revocation checks of client certificates (see CertboundPluginOptions.revocation). Default: off. */
   revocation?: CertboundPluginOptions['revocation'];
   /**
@@ -280,7 +287,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   // Metrics: prom-client is loaded only when they are on; otherwise every hook is a no-op.
   const promMetrics = options.metrics ? makePromMetrics(options.metrics) : undefined;
   const metrics = promMetrics ?? NO_METRICS;
-  const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors, metrics });
+  // Until listen() has parsed the CRLs (below), a resumed session no cached verdict covers fails closed.
+  const registry = new ConnectionRegistry({ mapper, revocation, logger, anchors, metrics, ...(crl.length > 0 ? { material: { anchors, crlCheck: true, crlsByIssuer: new Map() } } : {}) });
   const queue = new RequestQueue(registry);
 
   // One function builds the TLS material of every listener, at start and at each reload
@@ -350,7 +358,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   const staples: StapleSource | undefined = stapling ? { attachStaples: (l) => stapling.attach(l) } : options.stapleSource;
   /** Every TLS listener of this server goes through here (src/server/listeners.ts), with its own options. */
   const listeners = new ListenerList(tlsNow.listenerTls);
-  const addListener = (l: HttpsServer, own: ListenerOwnOptions = {}) => listeners.add(l, own, { registry, staples, logger, metrics, helloTimeoutMs: handshakeTimeout });
+  const addListener = (l: HttpsServer, own: ListenerOwnOptions = {}) => listeners.add(l, own, { registry, staples, logger, metrics, helloTimeoutMs: handshakeTimeout, maxConnectionLifetimeMs: options.maxConnectionLifetime ?? DEFAULTS.maxConnectionLifetimeMs });
   addListener(server);
   // What the listeners serve now besides the certificates: a reload that leaves out `ca` or `crl` keeps these.
   let inForce: { ca: Pem[]; crl: string[] } = { ca, crl };
@@ -498,7 +506,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     if (!keepCertificates) withPassphraseNow = input.cert !== undefined;
     inForce = { ca: next.ca, crl: next.crl };
     if (revocationCrls !== undefined) (checker as RevocationChecker).replaceCrls(revocationCrls);
-    registry.replacePolicy({ anchors: nextAnchors, reloaded: { material: trust, isCurrent: (socket) => listeners.isCurrent(socket) } });
+    registry.replacePolicy({ anchors: nextAnchors, material: trust, reloaded: { material: trust, isCurrent: (socket) => listeners.isCurrent(socket) } });
     stapling?.retire();
     // Expiry warnings and gauges follow the new material.
     expiryList = undefined;
@@ -558,6 +566,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       // fails every client certificate it covers), then once a day.
       // Kept CRLs newer than the files first (before the expiry lines), then the refresh timers.
       await refresher?.start();
+      // The CAs and CRLs a resumed session's chain is verified against when no cached verdict
+      // covers its leaf (a ticket from another worker, or from before a restart).
+      if (!registry.policy.reloaded) registry.replacePolicy({ material: await trustMaterial(anchors, inForce.crl) });
       expiry?.start();
       await stapling?.start();
       if (promMetrics && options.metrics?.port !== undefined && !metricsListener) {

@@ -54,29 +54,52 @@ export function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolea
  * A leaf that nothing verifies keeps what the peer sent after it (for display; nothing trusts it).
  * Cheaper than getPeerCertificate(true) (about 90 µs per handshake for its detailed objects).
  */
-function captureWithAnchors(socket: TLSSocket, anchors: readonly X509Certificate[]): { chain: Buffer[]; leaf: X509Certificate | undefined } {
+function captureWithAnchors(socket: TLSSocket, anchors: readonly X509Certificate[]): { chain: Buffer[]; certs: X509Certificate[]; sent: X509Certificate[]; leaf: X509Certificate | undefined } {
   const leaf = socket.getPeerX509Certificate();
-  if (!leaf) return { chain: [], leaf: undefined };
+  if (!leaf) return { chain: [], certs: [], sent: [], leaf: undefined };
   const sent: X509Certificate[] = [];
   const seenSent = new Set<string>([leaf.fingerprint256]);
   for (let c = leaf.issuerCertificate; c && !seenSent.has(c.fingerprint256); c = c.issuerCertificate) {
     seenSent.add(c.fingerprint256);
     sent.push(c);
   }
-  const chain: Buffer[] = [leaf.raw];
+  const certs = linkChain(leaf, anchors, sent);
+  if (certs.length === 1) certs.push(...sent);
+  return { chain: certs.map((c) => c.raw), certs, sent, leaf };
+}
+
+/** The peer's leaf alone (a resumed handshake). */
+function captureLeaf(socket: TLSSocket): { chain: Buffer[]; certs: X509Certificate[]; sent: X509Certificate[]; leaf: X509Certificate | undefined } {
+  const leaf = socket.getPeerX509Certificate();
+  return leaf ? { chain: [leaf.raw], certs: [leaf], sent: [], leaf } : { chain: [], certs: [], sent: [], leaf: undefined };
+}
+
+/**
+ * The chain of `leaf` as it verifies, leaf first: each next certificate issued the previous
+ * (names, key ids and signature), taken from `anchors` first, then from `others`. Stops at a
+ * self-issued certificate or when no issuer verifies.
+ */
+export function linkChain(leaf: X509Certificate, anchors: readonly X509Certificate[], others: Iterable<X509Certificate>): X509Certificate[] {
+  const certs: X509Certificate[] = [leaf];
   const inChain = new Set<string>([leaf.fingerprint256]);
   let cur = leaf;
   while (!cur.checkIssued(cur)) {
     const from = cur;
-    const next: X509Certificate | undefined = anchors.find((a) => !inChain.has(a.fingerprint256) && issuedBy(from, a))
-      ?? sent.find((c) => !inChain.has(c.fingerprint256) && issuedBy(from, c));
+    let next: X509Certificate | undefined = anchors.find((a) => !inChain.has(a.fingerprint256) && issuedBy(from, a));
+    if (!next) {
+      for (const c of others) {
+        if (!inChain.has(c.fingerprint256) && issuedBy(from, c)) {
+          next = c;
+          break;
+        }
+      }
+    }
     if (!next) break;
     inChain.add(next.fingerprint256);
-    chain.push(next.raw);
+    certs.push(next);
     cur = next;
   }
-  if (chain.length === 1) for (const c of sent) chain.push(c.raw);
-  return { chain, leaf };
+  return certs;
 }
 
 /**
@@ -94,25 +117,38 @@ function currentVerifyError(socket: TLSSocket): string | null {
   return e ? String((e as { code?: string }).code ?? e) : null;
 }
 
+/** What readHandshake() read: the record, and the parsed certificates behind it. */
+export interface HandshakeRead {
+  readonly record: HandshakeRecord;
+  readonly leaf: X509Certificate | undefined;
+  /** The chain of the record, parsed (leaf first); the leaf alone on a resumed handshake. */
+  readonly certs: readonly X509Certificate[];
+  /** What the peer sent after its leaf (empty on a resumed handshake: sessions keep the leaf only). */
+  readonly sent: readonly X509Certificate[];
+}
+
 /**
  * Records the handshake that just completed on `socket`, with its chain built against
  * `anchors` (the trusted client CAs); the parsed leaf comes back too, so that the certificate
  * view need not parse it again.
  */
-export function readHandshake(socket: TLSSocket, sequence: number, anchors: readonly X509Certificate[]): { record: HandshakeRecord; leaf: X509Certificate | undefined } {
-  const { chain, leaf } = captureWithAnchors(socket, anchors);
+export function readHandshake(socket: TLSSocket, sequence: number, anchors: readonly X509Certificate[]): HandshakeRead {
+  const resumed = socket.isSessionReused();
+  // A resumed session carries the leaf alone (OpenSSL keeps no peer chain in a ticket): its
+  // chain comes from what full handshakes verified (src/tls/session-chains.ts).
+  const { chain, certs, sent, leaf } = resumed ? captureLeaf(socket) : captureWithAnchors(socket, anchors);
   const cipher = socket.getCipher();
   const record: HandshakeRecord = Object.freeze({
     sequence,
     completedAt: Date.now(),
     protocol: socket.getProtocol() ?? null,
     cipher: cipher?.standardName ?? cipher?.name ?? null,
-    resumed: socket.isSessionReused(),
+    resumed,
     alpnProtocol: typeof socket.alpnProtocol === 'string' ? socket.alpnProtocol : null,
     chain: Object.freeze(chain),
     verifyError: chain.length > 0 ? currentVerifyError(socket) : null,
   });
-  return { record, leaf };
+  return { record, leaf, certs, sent };
 }
 
 /** Parses trusted CA PEM (strings or Buffers, one or many certificates each); unparsable blocks are skipped. */
