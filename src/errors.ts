@@ -32,6 +32,8 @@ export const ERRORS = Object.freeze({
   CB_ERR_BODY_TOO_LARGE: { statusCode: 413, message: 'The request body is larger than the route allows (%s bytes); an on-demand route reads it before asking for a certificate' },
   CB_ERR_NEGOTIATE_BODY: { statusCode: 500, message: 'A client certificate can only be negotiated once the request body has been read (use the route option, which negotiates in preHandler)' },
   CB_ERR_CHANNEL_BINDING: { statusCode: 403, message: 'No valid channel binding for this connection (%s): %s' },
+  CB_ERR_FORWARDED_CERT_INVALID: { statusCode: 400, message: 'A trusted proxy forwarded a malformed RFC 9440 header (%s)' },
+  CB_ERR_FORWARDED_CERT_TOO_LARGE: { statusCode: 400, message: 'A trusted proxy forwarded an RFC 9440 header over certbound\'s bound (%s)' },
   CB_ERR_DEV_PKI: { statusCode: 500, message: 'Cannot use the dev PKI directory %s: %s' },
   CB_ERR_OCSP_CACHE: { statusCode: 500, message: 'Cannot use the OCSP cache directory %s: %s' },
   CB_ERR_OCSP_CHAIN: { statusCode: 500, message: 'OCSP stapling needs the certificate chain, leaf first, then its issuer (%s)' },
