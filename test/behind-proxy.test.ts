@@ -5,7 +5,7 @@
 // certificate gets from the same server, compared in the same test.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -22,7 +22,7 @@ import { certStatusName } from '../src/status.js';
 import { issueCertificate, issueCrl, loadIssuer, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
 import type { MapperConfig } from '../src/tls/mapper.js';
 import { isCertboundError } from '../src/errors.js';
-import { devPki, read } from './helpers/pki.js';
+import { devPki, read, tempDir } from './helpers/pki.js';
 
 const PROXY = '127.0.0.1';
 const OTHER = '127.0.0.2';
@@ -363,6 +363,31 @@ describe('behind a trusted proxy', () => {
     } finally {
       await server.close();
     }
+  });
+
+  test('certbound serve --trusted-proxy: the reference routes show the forwarded certificate for the proxy only', async (t) => {
+    const pki = await devPki();
+    const bin = new URL('../bin/certbound.js', import.meta.url).pathname;
+    const child = spawn(process.execPath, [bin, 'serve', '--cert', pki.server, '--key', pki.serverKey, '--ca', pki.caBundle, '--trusted-proxy', PROXY, '--trusted-proxy', 'fd00::/8', '--host', '127.0.0.1', '--port', '0', '--workers', '1', '--ocsp', 'off', '--state-dir', tempDir('certbound-behind-state-')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    t.after(() => child.kill('SIGKILL'));
+    let out = '';
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 15_000);
+      const onData = (d: Buffer) => {
+        out += d.toString();
+        const m = /Server listening at https:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+        if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.once('exit', () => reject(new Error(`exited: ${out}`)));
+    });
+    const valid = kinds.valid as Kind;
+    const whoami = await send(port, '/whoami', { tls: true, localAddress: PROXY, headers: forwardedHeaders(valid) });
+    assert.equal(whoami.status, 200, JSON.stringify(whoami.body));
+    assert.deepEqual([whoami.body.subject, whoami.body.certFlagsName, whoami.body.authorized, whoami.body.forwarded], [new X509Certificate(valid.leaf).subject, 'OK', true, true]);
+    const other = await send(port, '/connection', { tls: true, headers: forwardedHeaders(valid) });
+    assert.equal(other.body.clientCertificate, null);
   });
 
   test('start-up: trustedProxies without CAs to verify against is refused', async () => {
