@@ -100,7 +100,12 @@ export function compileTrustedProxies(entries: readonly TrustedProxyEntry[] | un
       const a = normalizeAddress(address);
       const family = isIP(a);
       if (family === 0) return false;
-      return list.check(a, family === 4 ? 'ipv4' : 'ipv6');
+      try {
+        return list.check(a, family === 4 ? 'ipv4' : 'ipv6');
+      } catch {
+        // An address BlockList cannot read (an IPv6 zone id, say) is not a trusted one.
+        return false;
+      }
     },
     matchesCertificate(cert: Pick<ClientCertificate, 'authorized' | 'sha1' | 'sha256' | 'identity'> | null): boolean {
       if (!byIdentity || !cert || !cert.authorized) return false;
