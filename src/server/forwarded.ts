@@ -50,6 +50,9 @@ export function forwardedStateOf(request: FastifyRequest): ForwardedState | fals
  */
 export function stripForwardedHeaders(raw: IncomingMessage, logger: ForwardedOptions['logger'], warned: WeakSet<object>): void {
   const headers = raw.headers;
+  // Every request passes here: named loads first (a few ns), the list only when one is there.
+  if (headers['client-cert'] === undefined && headers['client-cert-chain'] === undefined && headers['certbound-client-cert-flags'] === undefined
+    && headers['certbound-client-identity'] === undefined && headers['certbound-connection-id'] === undefined) return;
   let found: string[] | undefined;
   for (const name of FORWARDED_CERT_HEADERS) {
     if (headers[name] === undefined) continue;
@@ -74,6 +77,8 @@ export class ForwardedCertificates {
   readonly #o: ForwardedOptions;
   /** Connections (sockets) whose forged headers were already logged at warn: the rest of them at debug. */
   readonly #warned = new WeakSet<object>();
+  /** Whether a socket's peer address is a trusted one: a socket keeps its address, and BlockList.check costs microseconds. */
+  readonly #byAddress = new WeakMap<object, boolean>();
 
   constructor(options: ForwardedOptions) {
     this.#o = options;
@@ -90,7 +95,15 @@ export class ForwardedCertificates {
    */
   peerNow(raw: IncomingMessage, entry: ConnectionEntry | undefined): boolean | undefined {
     const proxies = this.#o.proxies;
-    if (proxies.matchesAddress(raw.socket?.remoteAddress)) return true;
+    const socket = raw.socket as object | undefined;
+    let byAddress = socket ? this.#byAddress.get(socket) : undefined;
+    if (byAddress === undefined) {
+      const address = raw.socket?.remoteAddress;
+      byAddress = proxies.matchesAddress(address);
+      // A closed socket has no address any more: not remembered.
+      if (socket && address) this.#byAddress.set(socket, byAddress);
+    }
+    if (byAddress) return true;
     if (!proxies.byIdentity || !entry) return false;
     if (!entry.decided) return undefined;
     return proxies.matchesCertificate(entry.clientCertificate());
