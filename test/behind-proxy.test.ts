@@ -196,6 +196,8 @@ describe('behind a trusted proxy', () => {
       const ders = dersOf(cred.cert);
       return { cred, leaf: ders[0] as Buffer, chain: ders.slice(1), expected };
     };
+    const member = await issueCertificate({ subject: { commonName: 'behind-member', organization: 'certbound dev' }, issuer: clientCa, extKeyUsage: [CLIENT_AUTH] });
+    const denied = await issueCertificate({ subject: { commonName: 'behind-denied', organization: 'certbound dev' }, issuer: clientCa, extKeyUsage: [CLIENT_AUTH] });
     const revoked = await issueCertificate({ subject: { commonName: 'behind-revoked', organization: 'certbound dev' }, issuer: clientCa, extKeyUsage: [CLIENT_AUTH] });
     // A forgery whose signature does not verify: it names the client CA (name and key id) but a key of its own signed it.
     const forger = await issueCertificate({ subject: { commonName: 'certbound dev client CA', organization: 'certbound dev' }, ca: true });
@@ -220,10 +222,12 @@ describe('behind a trusted proxy', () => {
       'forged signature': kind(issued(forgedSignature), 'TRUST_E_CERT_SIGNATURE'),
       'forged names, own CA sent': kind(issued(sameName, sameNameCa), 'CERT_E_UNTRUSTEDROOT'),
       'unrelated CA': kind(issued(unrelated, otherCa), 'CERT_E_UNTRUSTEDCA'),
+      'mapped many-to-one': kind(issued(member, clientCa), 'OK'),
+      'denied by the mapper': kind(issued(denied, clientCa), 'OK'),
       'a leaf as CA': kind(issued(underLeaf, client, clientCa), 'TRUST_E_FAIL'),
     });
     const thumbprint = new X509Certificate(read(pki.client)).fingerprint;
-    mapper = { oneToOne: [{ thumbprint, identity: 'alice' }], manyToOne: [{ name: 'dev org', rules: [{ field: 'issuer', attribute: 'O', match: 'certbound dev' }], identity: 'dev-org-member' }] };
+    mapper = { oneToOne: [{ thumbprint, identity: 'alice' }], manyToOne: [{ name: 'denied', rules: [{ field: 'subject', attribute: 'CN', match: 'behind-denied' }], deny: true }, { name: 'dev org', rules: [{ field: 'issuer', attribute: 'O', match: 'certbound dev' }], identity: 'dev-org-member' }] };
     revocation = { crls: [await issueCrl({ issuer: clientCa, revoked: [revoked] })], fetchCrlDistributionPoints: false, ocsp: false, failMode: 'hard' };
 
     tlsServer = createServer({ cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), clientAuth: 'accept-untrusted', mapper, revocation, trustedProxies: [PROXY], logger: false, underPressure: false });
@@ -255,6 +259,8 @@ describe('behind a trusted proxy', () => {
       assert.equal(viaTls.body.forwarded, true, name);
       assert.equal(viaHttp.body.forwarded, true, name);
     }
+    const identities = await Promise.all(['valid', 'mapped many-to-one', 'denied by the mapper'].map(async (name) => (await send(plainPort, '/cert', { localAddress: PROXY, headers: forwardedHeaders(kinds[name] as Kind) })).body));
+    assert.deepEqual(identities.map((b) => [b.identity, b.authorized, b.reason, b.deniedByMapper]), [['alice', true, 'authorized', false], ['dev-org-member', true, 'authorized', false], [null, false, 'denied-by-mapper', true]]);
     const valid = await send(plainPort, '/cert', { localAddress: PROXY, headers: forwardedHeaders(kinds.valid as Kind) });
     assert.deepEqual({ identity: valid.body.identity, authorized: valid.body.authorized, sha1: valid.body.sha1 }, { identity: 'alice', authorized: true, sha1: new X509Certificate((kinds.valid as Kind).leaf).fingerprint.replace(/:/g, '').toLowerCase() });
   });
