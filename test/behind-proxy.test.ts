@@ -180,6 +180,7 @@ const comparable = (b: Record<string, unknown>) => ({ certFlags: b.certFlags, ce
 describe('behind a trusted proxy', () => {
   const kinds: Record<string, Kind> = {};
   let mapper: MapperConfig;
+  let revokedIssued: IssuedCertificate;
   let revocation: { crls: string[]; fetchCrlDistributionPoints: false; ocsp: false; failMode: 'hard' };
   let tlsServer: CertboundServer;
   let tlsPort = 0;
@@ -199,6 +200,7 @@ describe('behind a trusted proxy', () => {
     const member = await issueCertificate({ subject: { commonName: 'behind-member', organization: 'certbound dev' }, issuer: clientCa, extKeyUsage: [CLIENT_AUTH] });
     const denied = await issueCertificate({ subject: { commonName: 'behind-denied', organization: 'certbound dev' }, issuer: clientCa, extKeyUsage: [CLIENT_AUTH] });
     const revoked = await issueCertificate({ subject: { commonName: 'behind-revoked', organization: 'certbound dev' }, issuer: clientCa, extKeyUsage: [CLIENT_AUTH] });
+    revokedIssued = revoked;
     // A forgery whose signature does not verify: it names the client CA (name and key id) but a key of its own signed it.
     const forger = await issueCertificate({ subject: { commonName: 'certbound dev client CA', organization: 'certbound dev' }, ca: true });
     const skid = clientCa.certificate.extensions?.find((e) => e.extnID === '2.5.29.14')?.parsedValue as { valueBlock: { valueHexView: Uint8Array } };
@@ -366,6 +368,33 @@ describe('behind a trusted proxy', () => {
       assert.deepEqual([notProxy.body.certFlagsName, notProxy.body.forwarded], ['CERT_E_EXPIRED', false]);
       const noCert = await send(port, '/cert', { tls: true, localAddress: PROXY, headers: forwardedHeaders(kinds.valid as Kind) });
       assert.deepEqual(noCert.body, { none: true, clientCert: null, flags: null });
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('createServer crl: forwarded certificates are judged by the CRLs in force, before and after a reload, as direct ones', async () => {
+    const pki = await devPki();
+    const root = await loadIssuer(read(pki.rootCa), read(pki.rootCaKey));
+    const clientCa = await loadIssuer(read(pki.clientCa), read(pki.clientCaKey));
+    const revokedLater = await issueCertificate({ subject: { commonName: 'behind-revoked-later', organization: 'certbound dev' }, issuer: clientCa, extKeyUsage: [CLIENT_AUTH] });
+    const later: Kind = { cred: { cert: revokedLater.pem + clientCa.pem, key: revokedLater.keyPem }, leaf: revokedLater.der, chain: [clientCa.der], expected: 'OK' };
+    const revokedCrl = kinds['revoked by CRL'] as Kind;
+    const rootCrl = await issueCrl({ issuer: root, revoked: [] });
+    const crlOf = (revoked: IssuedCertificate[]) => issueCrl({ issuer: clientCa, revoked });
+    const server = createServer({ cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caBundle), crl: [rootCrl, await crlOf([revokedIssued])], clientAuth: 'accept-untrusted', trustedProxies: [PROXY], logger: false, underPressure: false });
+    routes(server.app);
+    try {
+      const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+      const both = async (k: Kind) => {
+        const direct = (await send(port, '/cert', { tls: true, cred: k.cred })).body;
+        const forwarded = (await send(port, '/cert', { tls: true, localAddress: PROXY, headers: forwardedHeaders(k) })).body;
+        assert.deepEqual(comparable(forwarded), comparable(direct));
+        return direct.certFlagsName;
+      };
+      assert.deepEqual([await both(kinds.valid as Kind), await both(revokedCrl), await both(later)], ['OK', 'CERT_E_REVOKED', 'OK']);
+      await server.reload({ cert: readFileSync(pki.server), key: readFileSync(pki.serverKey), crl: [rootCrl, await crlOf([revokedIssued, revokedLater])] });
+      assert.deepEqual([await both(kinds.valid as Kind), await both(revokedCrl), await both(later)], ['OK', 'CERT_E_REVOKED', 'CERT_E_REVOKED']);
     } finally {
       await server.close();
     }
