@@ -106,6 +106,22 @@ export function readForwardedCertificate(rawHeaders: readonly string[], limits: 
     if (chainValue !== undefined) throw new ForwardedHeaderError(CLIENT_CERT_CHAIN_HEADER, 'chain-without-certificate', 'sent without Client-Cert (RFC 9440 section 2.3)');
     return null;
   }
+  // A proxy sends the same few clients' certificates again and again: parsing (a DER parse costs
+  // tens of microseconds, pkijs's more) is done once per distinct pair of values.
+  const key = chainValue === undefined ? certValue : `${certValue}\n${chainValue}`;
+  const known = parsed.get(key);
+  if (known) return known;
+  const result = parseValues(certValue, chainValue, limits);
+  if (parsed.size >= MAX_PARSED) parsed.clear();
+  parsed.set(key, result);
+  return result;
+}
+
+/** Parsed values by their header text (bounded: cleared when full). Only well-formed ones are kept. */
+const parsed = new Map<string, ForwardedCertificate>();
+const MAX_PARSED = 512;
+
+function parseValues(certValue: string, chainValue: string | undefined, limits: ForwardedHeaderLimits): ForwardedCertificate {
   let item;
   try {
     item = parseItem(certValue);

@@ -12,7 +12,7 @@
 // pathLenConstraint of the issuers.
 import type { X509Certificate } from 'node:crypto';
 import { pkijs } from './pkijs-engine.js';
-import { verifyUnder, type TrustMaterial } from './trust-material.js';
+import { verifyParsedUnder, type TrustMaterial } from './trust-material.js';
 
 /** OpenSSL's default verify depth is 100; a forwarded chain is bounded far lower by its header (DEFAULTS.forwardedChainMaxCertificates). */
 const MAX_DEPTH = 16;
@@ -130,6 +130,5 @@ export function verifyForwardedChain(leaf: X509Certificate, sent: readonly X509C
       if (extras.pathLen !== undefined && below > extras.pathLen) return fail('PATH_LENGTH_EXCEEDED');
     }
   }
-  const ders = chain.map((c) => c.raw);
-  return { chain: ders, verifyError: verifyUnder(material, ders, null, now) };
+  return { chain: chain.map((c) => c.raw), verifyError: verifyParsedUnder(material, chain, now) };
 }
