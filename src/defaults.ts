@@ -51,6 +51,10 @@ export const DEFAULTS = Object.freeze({
   upstreamTimeoutMs: 60_000,
   /** `certbound serve --upstream`: most keep-alive connections to the upstream (per process). */
   upstreamConnections: 128,
+  /** Largest value (bytes) of a forwarded `Client-Cert` or `Client-Cert-Chain` header (RFC 9440) from a trusted proxy; larger: 400 CB_ERR_FORWARDED_CERT_TOO_LARGE. */
+  forwardedCertHeaderMaxBytes: 12_288,
+  /** Most certificates a forwarded `Client-Cert-Chain` header may hold (the issuers, leaf excluded); more: 400 CB_ERR_FORWARDED_CERT_TOO_LARGE. */
+  forwardedChainMaxCertificates: 8,
   /** Largest PEM file (certificate, key, CA bundle, CRL) certbound reads (bytes); large CRLs fit. */
   maxPemFileBytes: 16_777_216,
   /** Largest config or state file (config, job, lock, password) certbound reads (bytes). */

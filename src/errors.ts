@@ -34,6 +34,8 @@ export const ERRORS = Object.freeze({
   CB_ERR_CHANNEL_BINDING: { statusCode: 403, message: 'No valid channel binding for this connection (%s): %s' },
   CB_ERR_UPSTREAM_UNAVAILABLE: { statusCode: 502, message: 'The upstream could not be reached or broke off its answer (%s)' },
   CB_ERR_UPSTREAM_TIMEOUT: { statusCode: 504, message: 'The upstream did not answer in time (%s)' },
+  CB_ERR_FORWARDED_CERT_INVALID: { statusCode: 400, message: 'A trusted proxy forwarded a malformed RFC 9440 header (%s)' },
+  CB_ERR_FORWARDED_CERT_TOO_LARGE: { statusCode: 400, message: 'A trusted proxy forwarded an RFC 9440 header over certbound\'s bound (%s)' },
   CB_ERR_DEV_PKI: { statusCode: 500, message: 'Cannot use the dev PKI directory %s: %s' },
   CB_ERR_OCSP_CACHE: { statusCode: 500, message: 'Cannot use the OCSP cache directory %s: %s' },
   CB_ERR_OCSP_CHAIN: { statusCode: 500, message: 'OCSP stapling needs the certificate chain, leaf first, then its issuer (%s)' },

@@ -20,6 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { checkSecretFile, ensurePrivateDir } from '../src/secret-file.js';
 import { freePort, run } from './helpers/exec.js';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import Fastify from 'fastify';
+import { certboundPlugin } from '../src/server/plugin.js';
 import { devPki } from './helpers/pki.js';
 
 /** One GET through a front (createServer's `upstream`) to the upstream `make` starts. */
@@ -50,6 +52,20 @@ async function bigGet(port: number, path: string, bytes: number): Promise<Reply>
     req.on('error', reject);
     req.write(Buffer.alloc(Math.min(bytes, 1_200_000), 0x61));
   });
+}
+
+/** A plain-HTTP app with the plugin trusting 127.0.0.1 as a proxy, asked once with `Client-Cert: value`. */
+async function forwardedReply(fx: { pki: { caBundle: string } }, value: string): Promise<Reply> {
+  const app = Fastify();
+  await app.register(certboundPlugin, { trustedProxies: ['127.0.0.1'], ca: readFileSync(fx.pki.caBundle) });
+  app.get('/', async () => 'served');
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    const r = await fetch(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/`, { headers: { 'client-cert': value } });
+    return { status: r.status, body: await r.text() };
+  } finally {
+    await app.close();
+  }
 }
 
 const WAYS = {
@@ -109,6 +125,8 @@ const WAYS = {
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     return { url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, timeout: 300, close: async () => { silent.close(); } };
   })),
+  CB_ERR_FORWARDED_CERT_INVALID: request('a trusted proxy forwarding Client-Cert with bad base64', async (fx) => forwardedReply(fx, ':not base64!:')),
+  CB_ERR_FORWARDED_CERT_TOO_LARGE: request('a trusted proxy forwarding a 13000-byte Client-Cert', async (fx) => forwardedReply(fx, `:${'A'.repeat(13_000)}:`)),
   CB_ERR_CHANNEL_BINDING: request('a channel-binding route without a binding', async (fx) => ask((await fx.tlsServer()).port, '/bound')),
   CB_ERR_BODY_TOO_LARGE: request('a GET with a 2 MiB body to an on-demand route', async (fx) => bigGet((await fx.tlsServer()).port, '/whoami', 2 * 1024 * 1024)),
   CB_ERR_PRIVATE_DIR: call('ensurePrivateDir on a regular file', (fx) => ensurePrivateDir(fx.file('not-a-dir', 'x')), /not-a-dir/),

@@ -43,14 +43,14 @@ test('the schemas have exactly the keys of the option interfaces, and the types 
   expectTypeOf<Said<typeof REVOCATION_SCHEMA.properties>>().toEqualTypeOf<Declared<typeof REVOCATION_SCHEMA.properties, RevocationOptions>>();
   expectTypeOf<Said<typeof CHANNEL_BINDING_SCHEMA.properties>>().toEqualTypeOf<Declared<typeof CHANNEL_BINDING_SCHEMA.properties, ServerChannelBindingConfig>>();
   // The check covers these options (it cannot be empty and pass by accident).
-  expectTypeOf<keyof Said<typeof SERVER_SCHEMA.properties>>().toEqualTypeOf<'clientAuth' | 'rejectDeniedByMapper' | 'negotiationTimeout' | 'cert' | 'key' | 'ca' | 'crl' | 'referenceRoutes' | 'http2' | 'onDemandHosts' | 'handshakeTimeout' | 'maxConnectionLifetime'>();
+  expectTypeOf<keyof Said<typeof SERVER_SCHEMA.properties>>().toEqualTypeOf<'clientAuth' | 'rejectDeniedByMapper' | 'negotiationTimeout' | 'cert' | 'key' | 'ca' | 'crl' | 'referenceRoutes' | 'http2' | 'onDemandHosts' | 'handshakeTimeout' | 'maxConnectionLifetime' | 'trustedProxies'>();
   expectTypeOf<Said<typeof PLUGIN_SCHEMA.properties>['clientAuth']>().toEqualTypeOf<'none' | 'optional' | 'require' | 'accept-untrusted'>();
 
   expectTypeOf<keyof typeof PLUGIN_SCHEMA.properties>().toEqualTypeOf<keyof CertboundPluginOptions>();
   expectTypeOf<keyof typeof SERVER_SCHEMA.properties>().toEqualTypeOf<keyof CreateServerOptions>();
   expectTypeOf<keyof typeof REVOCATION_SCHEMA.properties>().toEqualTypeOf<keyof RevocationOptions>();
   expectTypeOf<keyof typeof CHANNEL_BINDING_SCHEMA.properties>().toEqualTypeOf<keyof ServerChannelBindingConfig>();
-  assert.deepEqual(Object.keys(PLUGIN_SCHEMA.properties).sort(), ['channelBinding', 'clientAuth', 'logBindings', 'mapper', 'maxConnectionLifetime', 'negotiationTimeout', 'ocsp', 'queue', 'registry', 'rejectDeniedByMapper', 'revocation']);
+  assert.deepEqual(Object.keys(PLUGIN_SCHEMA.properties).sort(), ['ca', 'channelBinding', 'clientAuth', 'logBindings', 'mapper', 'maxConnectionLifetime', 'negotiationTimeout', 'ocsp', 'queue', 'registry', 'rejectDeniedByMapper', 'revocation', 'trustedProxies']);
 });
 
 const invalid = (message: string) => (err: unknown) => {
@@ -62,7 +62,7 @@ const invalid = (message: string) => (err: unknown) => {
 test('app.register(certbound, bad options) stops start-up with CB_ERR_INVALID_OPTION naming the option and why', async () => {
   const rows: Array<[unknown, string]> = [
     [{ clientAuth: 'sometimes' }, 'Invalid option certbound.clientAuth: "sometimes" is not one of "none", "optional", "require", "accept-untrusted"'],
-    [{ colour: 'red' }, 'Invalid option certbound.colour: unknown option (known: clientAuth, mapper, rejectDeniedByMapper, negotiationTimeout, maxConnectionLifetime, channelBinding, revocation, registry, queue, logBindings, ocsp)'],
+    [{ colour: 'red' }, 'Invalid option certbound.colour: unknown option (known: clientAuth, mapper, rejectDeniedByMapper, negotiationTimeout, maxConnectionLifetime, channelBinding, revocation, trustedProxies, registry, queue, ca, logBindings, ocsp)'],
     [{ negotiationTimeout: 1.5 }, 'Invalid option certbound.negotiationTimeout: expected an integer > 0 and <= 2147483647, got 1.5'],
     [{ negotiationTimeout: 0 }, 'Invalid option certbound.negotiationTimeout: expected an integer > 0 and <= 2147483647, got 0'],
     [{ mapper: 3 }, 'Invalid option certbound.mapper: expected a function or an object, got 3'],
@@ -98,7 +98,7 @@ test('createServer(bad options) throws CB_ERR_INVALID_OPTION naming the option a
     [{ onDemandHosts: ['api.example', ''] }, 'Invalid option onDemandHosts[1]: expected a non-empty string, got ""'],
     [{ handshakeTimeout: -5 }, 'Invalid option handshakeTimeout: expected an integer > 0 and <= 2147483647, got -5'],
     [{ http2: 'h2' }, 'Invalid option http2: expected true or false, got "h2"'],
-    [{ logBindings: true }, 'Invalid option logBindings: unknown option (known: clientAuth, mapper, rejectDeniedByMapper, negotiationTimeout, maxConnectionLifetime, channelBinding, revocation, cert, key, certificates, ca, crl, logger, underPressure, referenceRoutes, http2, onDemandHosts, handshakeTimeout, tls, fastify, ocsp, stapleSource, metrics, expiryWarnings, upstream, crlRefresh)'],
+    [{ logBindings: true }, 'Invalid option logBindings: unknown option (known: clientAuth, mapper, rejectDeniedByMapper, negotiationTimeout, maxConnectionLifetime, channelBinding, revocation, trustedProxies, cert, key, certificates, ca, crl, logger, underPressure, referenceRoutes, http2, onDemandHosts, handshakeTimeout, tls, fastify, ocsp, stapleSource, metrics, expiryWarnings, upstream, crlRefresh)'],
     [{ crlRefresh: { retryMinMs: 0 } }, 'Invalid option crlRefresh.retryMinMs: expected an integer > 0 and <= 2147483647, got 0'],
   ];
   for (const [bad, message] of rows) assert.throws(() => createServer({ ...base, ...bad } as never), invalid(message), JSON.stringify(bad));

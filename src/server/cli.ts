@@ -268,6 +268,7 @@ function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServe
       },
     } : {}),
     ...(cfg.onDemandHosts ? { onDemandHosts: cfg.onDemandHosts } : {}),
+    ...(cfg.trustedProxies ? { trustedProxies: cfg.trustedProxies } : {}),
     referenceRoutes: true,
     ...(cfg.metrics ? { metrics: parseHostPort(cfg.metrics, '--metrics') } : {}),
     expiryWarnings: { certificateDays: cfg.expiryWarningDays, crlHours: cfg.crlExpiryWarningHours },

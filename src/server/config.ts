@@ -39,6 +39,8 @@ export interface ServeConfig {
   handshakeTimeout: number;
   mapper?: MapperConfig;
   onDemandHosts?: string[];
+  /** Proxies whose RFC 9440 Client-Cert headers are read (addresses, CIDRs, sha256:/sha1:/identity:). */
+  trustedProxies?: string[];
   negotiationTimeout: number;
   /** Maximum connection lifetime (ms); 0: none. */
   maxConnectionLifetime: number;
@@ -112,6 +114,7 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'maxEventLoopDelay', flag: 'max-event-loop-delay', kind: 'integer', default: DEFAULTS.maxEventLoopDelayMs, min: 0, max: TIMER_MAX_MS, description: 'Event-loop delay (ms) above which requests get 503 with Retry-After (0 disables).' },
   { key: 'handshakeTimeout', flag: 'handshake-timeout', kind: 'integer', default: DEFAULTS.handshakeTimeoutMs, min: 1, max: TIMER_MAX_MS, description: 'TLS handshake time limit (ms).' },
   { key: 'onDemandHosts', flag: 'on-demand-host', kind: 'string[]', description: 'Host (SNI name, *.domain, or * for all) whose connections are capped at TLS 1.2 and HTTP/1.1 so that on-demand routes such as /whoami can renegotiate (repeatable).' },
+  { key: 'trustedProxies', flag: 'trusted-proxy', kind: 'string[]', description: 'Proxy (address, CIDR, or its mTLS identity sha256:HEX, sha1:HEX, identity:NAME) whose RFC 9440 Client-Cert / Client-Cert-Chain headers are read; certbound verifies each forwarded certificate itself (--ca, --crl, revocation, mapper), per request. From any other peer the headers are removed and logged (repeatable). See docs/front.md#behind-a-front.' },
   { key: 'negotiationTimeout', flag: 'negotiation-timeout', kind: 'integer', default: DEFAULTS.negotiationTimeoutMs, min: 1, max: TIMER_MAX_MS, description: 'Time limit (ms) for a client to answer an on-demand certificate request.' },
   { key: 'maxConnectionLifetime', flag: 'max-connection-lifetime', kind: 'integer', default: DEFAULTS.maxConnectionLifetimeMs, min: 0, max: TIMER_MAX_MS, description: 'Maximum lifetime (ms) of a connection: then HTTP/1.1 answers the request in flight with Connection: close (an idle connection closes) and HTTP/2 gets GOAWAY, so that reloads and revocations reach clients that keep their connection. 0 (default): none.' },
   { key: 'workers', flag: 'workers', kind: 'integer', min: 1, max: 256, description: 'Worker processes sharing the port (node:cluster); 1 serves in one process. Default: the number of cores (os.availableParallelism()). See docs/performance.md.' },
@@ -166,7 +169,7 @@ function coerce(spec: SettingSpec, value: unknown, from: 'flag' | 'file'): unkno
     }
     case 'string[]': {
       const list = Array.isArray(value) ? value : [value];
-      if (!list.every((v) => typeof v === 'string' && v !== '')) bad(name, spec.key === 'onDemandHosts' ? 'expected host name(s) (a name, *.domain or *), not an empty string' : spec.key.endsWith('Paths') ? 'expected path prefix(es) or glob(s)' : 'expected file path(s)');
+      if (!list.every((v) => typeof v === 'string' && v !== '')) bad(name, spec.key === 'onDemandHosts' ? 'expected host name(s) (a name, *.domain or *), not an empty string' : spec.key === 'trustedProxies' ? 'expected address(es), CIDR(s), sha256:HEX, sha1:HEX or identity:NAME' : spec.key.endsWith('Paths') ? 'expected path prefix(es) or glob(s)' : 'expected file path(s)');
       return list;
     }
     case 'integer': {

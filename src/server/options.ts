@@ -185,6 +185,7 @@ export const SHARED_OPTION_PROPERTIES = {
   maxConnectionLifetime: { type: 'integer', minimum: 0, maximum: TIMER_MAX_MS, default: DEFAULTS.maxConnectionLifetimeMs, description: 'Maximum lifetime (ms) of a connection: then HTTP/1.1 answers the request in flight with Connection: close (an idle connection closes), HTTP/2 gets GOAWAY, so that reloads and revocations reach long-lived clients. 0: none. For the plugin: on the app\'s TLS server.' },
   channelBinding: { ...CHANNEL_BINDING_SCHEMA, description: 'Channel bindings: the token of receiveClientCertificate flags 0x1, TLS 1.2 exporter (docs/channel-binding.md).' },
   revocation: { anyOf: [{ instanceOf: 'RevocationChecker' }, REVOCATION_SCHEMA], description: 'Revocation checks of client certificates (OCSP, then CRLs): a RevocationChecker or its options (docs/ocsp.md). Off when absent.' },
+  trustedProxies: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'Proxies whose RFC 9440 Client-Cert / Client-Cert-Chain headers are read: addresses or CIDRs (IPv4, IPv6; IPv4-mapped peers match IPv4 entries), or the proxy\'s mTLS identity on an authorized connection (sha256:HEX, sha1:HEX, identity:NAME). certbound decides on each forwarded certificate itself, per request, against ca, the mapper and revocation; from other peers the headers are removed and logged (docs/front.md#behind-a-front).' },
 } as const satisfies Record<string, OptionSchema>;
 
 /** The plugin's options (CertboundPluginOptions). */
@@ -195,6 +196,7 @@ export const PLUGIN_SCHEMA = {
     ...SHARED_OPTION_PROPERTIES,
     registry: { instanceOf: 'ConnectionRegistry', description: 'Use an existing connection registry (then mapper and revocation belong to it).' },
     queue: { instanceOf: 'RequestQueue', description: 'Use an existing request queue.' },
+    ca: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }], description: 'createServer: trusted client CAs and intermediates (PEM, one or a list), needed by optional and require; with trustedProxies, also what forwarded certificates are verified against. Plugin: the CAs forwarded certificates are verified against (default: the ca of the app\'s TLS server).' },
     logBindings: { type: 'boolean', default: true, description: 'Put connectionId and the thumbprint on every log line of a request (the plugin wraps the app\'s child-logger factory).' },
     ocsp: {
       type: 'object',
@@ -233,7 +235,7 @@ export const SERVER_SCHEMA = {
       },
       description: 'Several server certificates ({cert, key, passphrase?, names?} or {pfx, passphrase?, names?}), chosen by SNI and by what the client can verify (RSA or ECDSA); instead of, or after, cert and key (docs/configuration.md).',
     },
-    ca: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }], description: 'Trusted client CAs and intermediates (PEM, one or a list); needed by optional and require.' },
+    ca: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }], description: 'Trusted client CAs and intermediates (PEM, one or a list); needed by optional and require, and by trustedProxies.' },
     crl: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }], description: 'CRLs (PEM) of the CAs of the client chains; an entry may hold several.' },
     logger: { anyOf: [{ type: 'boolean' }, { type: 'object' }], default: `pino at ${DEFAULTS.logLevel}`, description: 'A pino logger, pino options, or false for none.' },
     underPressure: { anyOf: [{ const: false }, { type: 'object' }], description: '@fastify/under-pressure options, or false to turn load shedding off.' },

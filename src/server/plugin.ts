@@ -1,7 +1,7 @@
 // The fastify side of certbound: decorates requests with the connection id and the client
 // certificate, and enforces, for every request, the connection's one trust decision under the
 // client-auth mode and the route's requirement (src/server/access.ts). createServer uses it too.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { TLSSocket, type Server as TlsServer } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
@@ -12,7 +12,6 @@ import { DEFAULTS } from '../defaults.js';
 import { CertboundError, type ErrorCode } from '../errors.js';
 import type { ClientAuthMode } from '../tls/client-auth.js';
 import { compileMapper, type CertificateMapperFn, type CompiledMapper, type MapperConfig } from '../tls/mapper.js';
-import { trustMaterial } from '../tls/trust-material.js';
 import { serverAnchors } from '../tls/peer-chain.js';
 import { negotiateCertificate, type NegotiationOptions, type NegotiationResult } from '../tls/renegotiate.js';
 import { channelTokenProvider, type ServerChannelBindingConfig } from '../cbt/server-bindings.js';
@@ -30,6 +29,12 @@ import { orderRequests, ticketOf } from './request-order.js';
 import { connectionBindings, connectionLoggerFactory } from './request-log.js';
 import { markRefused, refusalError, restoreRefusalBody, type RefusalError } from './refusal.js';
 import { createServerStapling, type OcspStapleSummary, type ServerOcspOptions } from '../ocsp/server-stapling.js';
+import { ForwardedCertificates, forwardedStateOf, stripForwardedHeaders } from './forwarded.js';
+import { ForwardedHeaderError } from './forwarded-headers.js';
+import { compileTrustedProxies } from './trusted-proxies.js';
+import { anchorsFromPem } from '../tls/peer-chain.js';
+import { parseCertificates } from '../tls/pem.js';
+import { trustMaterial, type TrustMaterial } from '../tls/trust-material.js';
 
 /** The plugin's `ocsp` option: the server certificates to staple and the stapler's options. */
 export interface PluginOcspOptions extends ServerOcspOptions {
@@ -95,6 +100,26 @@ export interface CertboundPluginOptions {
    * Default: off (no `app.ocspStaple`).
    */
   ocsp?: PluginOcspOptions;
+  /**
+   * Proxies whose RFC 9440 `Client-Cert` / `Client-Cert-Chain` headers are read (docs/front.md,
+   * "Behind a front"): addresses or CIDRs (`10.0.0.0/8`, `::1`; IPv4-mapped peers match IPv4
+   * entries), or the proxy's own mTLS identity on an authorized connection (`sha256:HEX`,
+   * `sha1:HEX`, `identity:NAME`). certbound decides on the forwarded certificate itself, per
+   * request, against `ca`, the mapper and revocation. From other peers the headers are removed
+   * and logged. Default: none (the headers are removed from every request).
+   */
+  trustedProxies?: string[];
+  /**
+   * The trusted client CAs (PEM) that forwarded certificates (trustedProxies) are verified
+   * against. Default: the `ca` of the app's TLS server; trustedProxies needs one or the other.
+   */
+  ca?: string | Buffer | (string | Buffer)[];
+}
+
+/** What createServer hands the plugin besides its options. */
+export interface CertboundInternals {
+  /** The CAs and CRLs in force for forwarded certificates (createServer's `ca`/`crl`, replaced by a reload). */
+  forwardedMaterial?: () => TrustMaterial | Promise<TrustMaterial>;
 }
 
 /** Validates the plugin's options against PLUGIN_SCHEMA (src/server/options.ts): CB_ERR_INVALID_OPTION. */
@@ -238,12 +263,6 @@ function checkRouteConfig(config: RouteConfig, url: string): void {
 }
 
 /**
- * The plugin's body. Synchronous: createServer runs it directly on its root instance, so that
- * its hooks (route options included, added through onRoute) are in place before the caller's
- * first route. Plugin users register certbound before the routes that use its options; a route
- * with certbound options that it did not see is refused, never served unchecked.
- */
-/**
  * The plugin's own registry, for an app server it did not build: its anchors are the server's
  * `ca`. A resumed session no cached verdict covers is verified against the server's CRLs too
  * (src/tls/session-chains.ts): until they are parsed (a moment after start) such a session fails
@@ -262,7 +281,13 @@ function ownRegistry(app: FastifyInstance, mapper: CompiledMapper, revocation: C
   return registry;
 }
 
-export function installCertbound(app: FastifyInstance, options: CertboundPluginOptions): void {
+/**
+ * The plugin's body. Synchronous: createServer runs it directly on its root instance, so that
+ * its hooks (route options included, added through onRoute) are in place before the caller's
+ * first route. Plugin users register certbound before the routes that use its options; a route
+ * with certbound options that it did not see is refused, never served unchecked.
+ */
+export function installCertbound(app: FastifyInstance, options: CertboundPluginOptions, internals: CertboundInternals = {}): void {
   validatePluginOptions(options, 'certbound');
   // Its guard must see every route of the app: hooks added to an encapsulated child never
   // reach its siblings or parents, whose routes would then be served unchecked. A child
@@ -281,6 +306,11 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   const logBindings = options.logBindings ?? true;
   const rejectDeniedByMapper = options.rejectDeniedByMapper ?? true;
   const negotiationOptions: NegotiationOptions = options.negotiationTimeout !== undefined ? { timeoutMs: options.negotiationTimeout } : {};
+  // Behind a front (docs/front.md): RFC 9440 headers read from trusted proxies only; from every
+  // other peer (all of them without trustedProxies) they are removed and logged, never read.
+  const proxyLog = app.log.child({ component: 'trusted-proxies' });
+  const forwarded = forwardedReader(app, options, registry, internals, proxyLog);
+  const strippedOn = new WeakSet<object>();
   // A fastify app built on a TLS server: register its connections and order their requests.
   // createServer does the same for each of its listeners (src/server/listeners.ts).
   if (app.server && 'addContext' in app.server) {
@@ -319,7 +349,11 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     },
   });
   app.decorateRequest('clientCertificate', function (this: FastifyRequest) {
-    return entryOfRequest(registry, this)?.clientCertificate() ?? null;
+    const entry = entryOfRequest(registry, this);
+    // Behind a trusted proxy, the certificate is the one it forwarded for this request, never the proxy's own.
+    const view = forwarded?.viewOf(this, entry);
+    if (view !== undefined) return view;
+    return entry?.clientCertificate() ?? null;
   });
 
   const negotiate = (entry: ConnectionEntry, opts: NegotiationOptions = negotiationOptions) => negotiateCertificate(entry, opts);
@@ -330,6 +364,9 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   decorateChannelBinding(app, options.channelBinding);
   app.decorateRequest('negotiateClientCertificate', async function (this: FastifyRequest, opts?: NegotiationOptions): Promise<RequestNegotiationResult> {
     const entry = entryOfRequest(registry, this);
+    const view = forwarded?.viewOf(this, entry);
+    // The client is behind the proxy: only the proxy can ask it for a certificate.
+    if (view !== undefined) return Object.freeze({ status: 'error' as const, durationMs: 0, detail: 'forwarded by a trusted proxy: certbound cannot renegotiate with the client behind it', certificate: view, authorized: view?.authorized ?? false });
     if (!entry) return Object.freeze({ status: 'closed' as const, durationMs: 0, detail: 'not a TLS connection', certificate: null, authorized: false });
     if (!this.raw.complete) throw new CertboundError('CB_ERR_NEGOTIATE_BODY');
     const result = await negotiate(entry, opts ?? negotiationOptions);
@@ -389,6 +426,21 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
       return;
     }
     const entry = entryOfRequest(registry, request);
+    if (forwarded) {
+      const peer = forwarded.peerNow(request.raw, entry);
+      if (peer === false) forwarded.ignore(request);
+      else {
+        forwardedCheck(request, reply, entry, requirement).then((err) => done(err ?? undefined), done);
+        return;
+      }
+    } else {
+      stripForwardedHeaders(request.raw, proxyLog, strippedOn);
+    }
+    connectionCheck(request, reply, entry, requirement, done);
+  });
+
+  /** The check of a request that did not come through a trusted proxy: the connection's decision. */
+  function connectionCheck(request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry | undefined, requirement: RouteRequirement, done: (err?: Error) => void): void {
     if (!entry) {
       const r = accessRefusal({ mode: clientAuth, requirement, tls: false, decision: null, rejectDeniedByMapper });
       done(r ? send(request, reply, r) : undefined);
@@ -400,7 +452,43 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
       return;
     }
     done(checkRequest(request, reply, entry, requirement) ?? undefined);
-  });
+  }
+
+  /**
+   * A request whose peer is, or may be (an identity entry waits for the connection's decision), a
+   * trusted proxy: the decision is the forwarded certificate's, for this request. The proxy's own
+   * connection is still guarded (a handshake it did not run closes it). Never renegotiates: the
+   * client is behind the proxy, so an on-demand route needs the forwarded certificate already.
+   * A refusal never closes the proxy's pooled connection.
+   */
+  const forwardedCheck = async (request: FastifyRequest, reply: FastifyReply, entry: ConnectionEntry | undefined, requirement: RouteRequirement): Promise<RefusalError | null> => {
+    const reader = forwarded as ForwardedCertificates;
+    if (!(await reader.peer(request.raw, entry))) {
+      reader.ignore(request);
+      return new Promise((resolve, reject) => connectionCheck(request, reply, entry, requirement, (err) => (err === undefined ? resolve(null) : err instanceof Error && 'body' in err ? resolve(err as RefusalError) : reject(err))));
+    }
+    if (entry) {
+      const ticket = ticketOf(request.raw);
+      if (ticket) {
+        await entry.order.waitForEarlier(ticket.seq);
+        ticket.release();
+      }
+      if (entry.negotiation) await entry.negotiation;
+      const changed = checkRequest(request, reply, entry, 'none', false);
+      if (changed) return changed;
+    }
+    let view: ClientCertificate | null;
+    try {
+      view = await reader.accept(request);
+    } catch (err) {
+      if (!(err instanceof ForwardedHeaderError)) throw err;
+      request.log.info({ refused: err.code, header: err.header, reason: err.reason }, 'refused: forwarded client certificate header');
+      return refuse(request, reply, err.code, [err.header, err.message], { header: err.header, reason: err.reason });
+    }
+    if (view && logBindings && request.log.level !== 'silent') reply.log = request.log = request.log.child({ forwardedThumbprint: view.sha1 });
+    const r = accessRefusal({ mode: clientAuth, requirement, tls: true, decision: view, rejectDeniedByMapper });
+    return r ? send(request, reply, { ...r, close: false }) : null;
+  };
   app.addHook('onSend', restoreRefusalBody);
 
   /**
@@ -410,7 +498,7 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
    */
   const onDemandOverH2 = (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const entry = entryOfRequest(registry, request);
-    if (!entry || entry.hasCertificate() || entry.handshake.alpnProtocol !== 'h2') return done();
+    if (!entry || forwardedStateOf(request) || entry.hasCertificate() || entry.handshake.alpnProtocol !== 'h2') return done();
     request.log.info('on-demand certificate on HTTP/2: stream reset with HTTP_1_1_REQUIRED');
     const stream = (request.raw as unknown as { stream?: { close(code: number): void } }).stream;
     stream?.close(h2constants.NGHTTP2_HTTP_1_1_REQUIRED);
@@ -420,6 +508,8 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   // On-demand routes negotiate after the body has been read (preHandler), so a client
   // sending a body is never stuck between the body and the handshake (ASP.NET's lesson).
   const negotiateOnDemand = async (request: FastifyRequest, reply: FastifyReply) => {
+    // From a trusted proxy: decided in onRequest on the forwarded certificate, never renegotiated.
+    if (forwardedStateOf(request)) return;
     const entry = entryOfRequest(registry, request);
     if (!entry) throw refuse(request, reply, 'CB_ERR_TLS_REQUIRED');
     if (!entry.hasCertificate()) {
@@ -531,3 +621,31 @@ export function ocspStapleOf(app: FastifyInstance): ((fingerprint?: string) => O
 /** The certbound fastify plugin (fastify-plugin: decorations are visible to the whole app). */
 export const certboundPlugin = fp(certbound, { name: 'certbound', fastify: '5.x' });
 export default certboundPlugin;
+
+/**
+ * The plugin's reader of forwarded certificates, or undefined without `trustedProxies`. Its CAs:
+ * createServer's material (with its CRLs, replaced by a reload), else the plugin's `ca`, else the
+ * app's TLS server's `ca`; none of them is CB_ERR_INVALID_OPTION (no CAs: nothing could verify).
+ */
+function forwardedReader(app: FastifyInstance, options: CertboundPluginOptions, registry: ConnectionRegistry, internals: CertboundInternals, logger: FastifyBaseLogger): ForwardedCertificates | undefined {
+  const proxies = compileTrustedProxies(options.trustedProxies);
+  if (!proxies) {
+    if (options.ca !== undefined) parsePluginCa(options.ca);
+    return undefined;
+  }
+  let material: (() => TrustMaterial | Promise<TrustMaterial>) | undefined = internals.forwardedMaterial;
+  if (!material) {
+    const anchors = options.ca !== undefined ? parsePluginCa(options.ca)
+      : (app.server as { ca?: unknown } | undefined)?.ca !== undefined ? serverAnchors(app.server) : [];
+    if (anchors.length === 0) throw new CertboundError('CB_ERR_INVALID_OPTION', ['trustedProxies', 'needs the trusted client CAs that forwarded certificates are verified against: the plugin\'s ca option (or a ca on the app\'s TLS server)']);
+    let made: Promise<TrustMaterial> | undefined;
+    material = () => (made ??= trustMaterial(anchors, []));
+  }
+  return new ForwardedCertificates({ proxies, material, policy: () => registry.policy, logger });
+}
+
+/** The plugin's `ca` option: every entry must hold at least one certificate (CB_ERR_PEM_INVALID otherwise). */
+function parsePluginCa(ca: string | Buffer | (string | Buffer)[]): ReturnType<typeof anchorsFromPem> {
+  const list = Array.isArray(ca) ? ca : [ca];
+  return list.flatMap((pem, i) => parseCertificates(pem.toString(), 'CA', list.length > 1 ? `(ca option, entry ${i})` : '(ca option)'));
+}

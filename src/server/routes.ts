@@ -36,6 +36,8 @@ export interface ConnectionInfo {
     authorized: boolean;
     /** Why: 'authorized', 'untrusted', 'revoked', 'revocation-unknown', 'denied-by-mapper', … */
     reason: string;
+    /** Present (true) when a trusted proxy forwarded this certificate for the request (docs/front.md#behind-a-front). */
+    forwarded?: true;
   } | null;
   /** The OCSP staple of the server certificate this connection was served (docs/ocsp.md): state, and why nothing is stapled; null only under the plugin without its `ocsp` option. */
   ocsp: OcspStapleSummary | null;
@@ -59,7 +61,8 @@ function ocspOf(request: FastifyRequest): OcspStapleSummary | null {
 /** Builds the /connection JSON for a request. */
 export function connectionInfo(request: FastifyRequest): ConnectionInfo {
   const entry = request.connection;
-  const cert = entry?.clientCertificate() ?? null;
+  // The request's certificate: the connection's, or the one a trusted proxy forwarded for this request (trustedProxies).
+  const cert = request.clientCertificate();
   return {
     protocol: entry?.handshake.protocol ?? null,
     cipher: entry?.handshake.cipher ?? null,
@@ -83,6 +86,7 @@ export function connectionInfo(request: FastifyRequest): ConnectionInfo {
       revocation: cert.revocation && { ...cert.revocation },
       authorized: cert.authorized,
       reason: cert.reason,
+      ...(cert.forwarded ? { forwarded: true } : {}),
     },
     // The staple of the certificate this connection was served with. The plugin without its
     // `ocsp` option has no stapler.

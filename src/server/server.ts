@@ -24,7 +24,7 @@ import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, connectionIdPrefix } from './registry.js';
 import { ListenerList, type ListenerOwnOptions, type ListenerTls, type StapleSource } from './listeners.js';
 import { checkReloadMaterial, describeCertificate, logReloadFailure, reloadChannel, reloadError, type CheckedMaterial, type ReloadedCertificate, type ReloadEvent, type ReloadInput, type ReloadResult } from './reload.js';
-import { trustMaterial } from '../tls/trust-material.js';
+import { trustMaterial, type TrustMaterial } from '../tls/trust-material.js';
 import { createRevocationChecker, RevocationChecker } from '../ocsp/revocation.js';
 import { compileOptions, SERVER_SCHEMA, type OptionClass } from './options.js';
 import { NO_METRICS, PromMetrics, type PromRegistry } from './metrics.js';
@@ -67,6 +67,8 @@ export interface CreateServerCommonOptions {
   mapper?: MapperConfig | CertificateMapperFn;
   /** See CertboundPluginOptions.rejectDeniedByMapper. */
   rejectDeniedByMapper?: boolean;
+  /** See CertboundPluginOptions.trustedProxies: forwarded certificates are verified against `ca` and `crl` (those in force after a reload). Needs `ca`. */
+  trustedProxies?: string[];
   /** A pino logger, pino options, or false for none. Default: pino at level 'info'. */
   logger?: Logger | LoggerOptions | false;
   /** @fastify/under-pressure options, or false to turn load shedding off. Default: maxEventLoopDelay 1000 ms, Retry-After 10 s, status route /healthz. */
@@ -277,6 +279,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   if (clientAuth !== 'none' && clientAuth !== 'accept-untrusted' && ca.length === 0) {
     throw new CertboundError('CB_ERR_INVALID_OPTION', ['ca', `client-auth ${clientAuth} needs the trusted client CAs`]);
   }
+  if (options.trustedProxies !== undefined && options.trustedProxies.length > 0 && ca.length === 0) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', ['ca', 'trustedProxies needs the trusted client CAs that forwarded certificates are verified against']);
+  }
   const logger = makeLogger(options.logger);
   const mapper = compileMapper(options.mapper);
   // The client CAs OpenSSL verifies against (Node's bundled roots without `ca`): each
@@ -424,7 +429,10 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     });
   }
   // Installed directly (not app.register): its hooks must exist before the caller adds routes.
-  installCertbound(app, { clientAuth, registry, queue, ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) });
+  // Forwarded certificates (trustedProxies) are judged by the CAs and CRLs in force: these, then a reload's.
+  let forwardedMaterial: Promise<TrustMaterial> | undefined;
+  const forwardedInForce = () => registry.policy.reloaded?.material ?? (forwardedMaterial ??= trustMaterial(anchors, crl));
+  installCertbound(app, { clientAuth, registry, queue, ...(options.trustedProxies !== undefined ? { trustedProxies: options.trustedProxies } : {}), ...(options.negotiationTimeout !== undefined ? { negotiationTimeout: options.negotiationTimeout } : {}), ...(options.rejectDeniedByMapper !== undefined ? { rejectDeniedByMapper: options.rejectDeniedByMapper } : {}), ...(options.channelBinding ? { channelBinding: options.channelBinding } : {}) }, { forwardedMaterial: forwardedInForce });
   if (options.referenceRoutes) app.register(referenceRoutes);
   // The front (src/server/front.ts, loaded only when configured): every other request goes upstream.
   if (options.upstream) app.register(import('./front.js'), { front: options.upstream, ...(options.fastify?.bodyLimit !== undefined ? { bodyLimit: options.fastify.bodyLimit } : {}) });

@@ -84,6 +84,12 @@ export interface ClientCertificate extends TrustDecision {
   readonly handshake: number;
   /** Parsed leaf. */
   readonly x509: X509Certificate;
+  /**
+   * True for a certificate a trusted proxy forwarded in RFC 9440 headers (`trustedProxies`): the
+   * decision is certbound's own, for that request only; `handshake` is 0 and `verifyError` the
+   * OpenSSL code certbound's chain check gave. Absent for a connection's own certificate.
+   */
+  readonly forwarded?: true;
 }
 
 /** The facts of a handshake's leaf that do not depend on revocation or mapping. */

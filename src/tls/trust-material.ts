@@ -127,6 +127,12 @@ export function verifyUnder(material: TrustMaterial, chain: readonly Buffer[], o
   } catch {
     return 'CERT_UNTRUSTED';
   }
+  return verifyParsedUnder(material, certs, now);
+}
+
+/** verifyUnder for a chain already parsed (leaf first), when the caller verified nothing before: the links, the anchor, validity, CRLs. */
+export function verifyParsedUnder(material: TrustMaterial, certs: readonly X509Certificate[], now: number): string | null {
+  if (certs.length === 0) return null;
   for (let i = 0; i + 1 < certs.length; i++) {
     if (!issuedBy(certs[i] as X509Certificate, certs[i + 1] as X509Certificate)) return certs.length === 1 ? 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' : 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY';
   }
