@@ -14,14 +14,14 @@ import { devPkiPaths } from '../src/tls/dev-pki.js';
 import { serverChannelBinding } from '../src/cbt/server-bindings.js';
 import { bindingHex } from '../src/cbt/binding.js';
 import { DEFAULTS } from '../src/defaults.js';
+// The baselines answer a body of the same length without reading anything.
+import { CONTENT_TYPE, SAME_LENGTH_BODY } from './lib/body.js';
 
 const kind = process.argv[2] ?? 'certbound';
 const pki = devPkiPaths(process.argv[3] ?? '.certbound');
 const cert = readFileSync(pki.server);
 const key = readFileSync(pki.serverKey);
 const ca = readFileSync(pki.caBundle);
-// The baselines answer a body of the same length without reading anything.
-const SAME_LENGTH_BODY = JSON.stringify({ sha1: '0'.repeat(40), binding: '0'.repeat(64) });
 
 let handshakes = 0;
 let connections = 0;
@@ -59,7 +59,7 @@ if (kind === 'certbound' || kind === 'certbound-metrics') {
   close = () => app.close();
 } else if (kind === 'https') {
   const server = createHttpsServer({ cert, key, ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(SAME_LENGTH_BODY) });
+    res.writeHead(200, { 'content-type': CONTENT_TYPE, 'content-length': Buffer.byteLength(SAME_LENGTH_BODY) });
     res.end(SAME_LENGTH_BODY);
   });
   // The same connection timeouts as certbound (node:https keeps idle connections only 5 s).

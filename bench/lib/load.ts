@@ -1,5 +1,6 @@
 // A small, bounded mTLS load generator (wrk has no client-certificate option and autocannon is
-// not a dependency): raw TLS sockets, HTTP/1.1, one request in flight per connection.
+// not a dependency): raw TLS sockets, HTTP/1.1, one request in flight per connection or
+// `depth` pipelined requests written at once (responses framed by Content-Length).
 import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { DevPkiPaths } from '../../src/tls/dev-pki.js';
@@ -18,6 +19,8 @@ export interface LoadResult {
   readonly errors: number;
   readonly seconds: number;
   readonly perSecond: number;
+  /** Handshake mode with `requestOCSP`: connections in the window that got a staple. */
+  readonly stapled?: number;
 }
 
 /** Reads HTTP/1.1 responses with a Content-Length from a byte stream; returns [status, rest] per full response. */
@@ -49,32 +52,40 @@ function open(port: number, material: ClientMaterial): Promise<TLSSocket> {
   });
 }
 
-/**
- * Keep-alive load: `connections` established connections, each sending `GET path` again as
- * soon as the previous answer is complete. Counts answers for `seconds` after `warmupSeconds`.
- */
 /** Called when the measured window opens and closes (the server's CPU is read there). */
 export interface Window { start(): Promise<void>; end(): Promise<void> }
 
-export async function keepAliveLoad(port: number, material: ClientMaterial, opts: { connections: number; seconds: number; warmupSeconds: number; path: string; window?: Window }): Promise<LoadResult> {
+/**
+ * Keep-alive load: `connections` established connections. With `depth` 1 (default) each sends
+ * `GET path` again as soon as the previous answer is complete; with `depth` N > 1 each writes
+ * N requests at once (one write) and the next N when all N answers are in (HTTP/1.1
+ * pipelining). Counts answers for `seconds` after `warmupSeconds`.
+ */
+export async function keepAliveLoad(port: number, material: ClientMaterial, opts: { connections: number; seconds: number; warmupSeconds: number; path: string; depth?: number; window?: Window }): Promise<LoadResult> {
+  const depth = Math.max(1, Math.min(64, opts.depth ?? 1));
   const sockets = await Promise.all(Array.from({ length: opts.connections }, () => open(port, material)));
-  const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+  const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nHost: localhost\r\n\r\n`.repeat(depth));
   let counting = false;
   let running = true;
   let count = 0;
   let errors = 0;
   for (const s of sockets) {
     const reader = new ResponseReader();
+    let pending = depth;
     s.on('data', (chunk: Buffer) => {
       for (const status of reader.push(chunk)) {
         if (counting) {
           if (status === 200) count++;
           else errors++;
         }
-        if (running) s.write(request);
+        if (--pending === 0 && running) {
+          pending = depth;
+          s.write(request);
+        }
       }
     });
     s.on('error', () => { if (counting) errors++; });
+    s.on('close', () => { if (counting && running) errors++; });
     s.write(request);
   }
   const seconds = await measure(opts, (on) => { counting = on; });
@@ -104,18 +115,20 @@ async function measure(opts: { seconds: number; warmupSeconds: number; window?: 
  * every handshake is a full one; a resumed one counts as an error), sending one
  * `Connection: close` request and waiting for the answer.
  */
-export async function handshakeLoad(port: number, material: ClientMaterial, opts: { concurrency: number; seconds: number; warmupSeconds: number; path: string; window?: Window }): Promise<LoadResult> {
+export async function handshakeLoad(port: number, material: ClientMaterial, opts: { concurrency: number; seconds: number; warmupSeconds: number; path: string; requestOCSP?: boolean; window?: Window }): Promise<LoadResult> {
   const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
   let counting = false;
   let running = true;
   let count = 0;
   let errors = 0;
+  let stapled = 0;
   const one = () => new Promise<void>((resolve) => {
-    const s = connect({ host: '127.0.0.1', port, servername: 'localhost', secureContext: material.context }, () => {
+    const s = connect({ host: '127.0.0.1', port, servername: 'localhost', secureContext: material.context, ...(opts.requestOCSP ? { requestOCSP: true } : {}) }, () => {
       if (s.isSessionReused() && counting) errors++;
       s.write(request);
     });
     s.setNoDelay(true);
+    if (opts.requestOCSP) s.once('OCSPResponse', (r: Buffer | null) => { if (counting && (r?.length ?? 0) > 0) stapled++; });
     const reader = new ResponseReader();
     let ok = false;
     s.on('data', (chunk: Buffer) => {
@@ -137,7 +150,7 @@ export async function handshakeLoad(port: number, material: ClientMaterial, opts
   const seconds = await measure(opts, (on) => { counting = on; });
   running = false;
   await Promise.all(loops);
-  return { count, errors, seconds, perSecond: count / seconds };
+  return { count, errors, seconds, perSecond: count / seconds, ...(opts.requestOCSP ? { stapled } : {}) };
 }
 
 /**
@@ -172,13 +185,23 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** The load benches' positional arguments: [rounds=3 (at least 3)] [seconds=5] [connections] [maxSeconds=120]. */
+/**
+ * The load benches' positional arguments: [rounds=5 (at least 3)] [seconds=5] [connections]
+ * [maxSeconds=120]; `--depth N` (pipelined requests per connection) is read by the benches that take it.
+ */
 export function loadArgs(argv: readonly string[], defaultConnections: number): { rounds: number; seconds: number; connections: number; maxMs: number } {
-  const args = argv.filter((a) => !a.startsWith('--'));
+  const args = argv.filter((a, i) => !a.startsWith('--') && !(argv[i - 1] ?? '').match(/^--(depth)$/));
   return {
-    rounds: Math.max(3, Number(args[0] ?? 3)),
+    rounds: Math.max(3, Number(args[0] ?? 5)),
     seconds: Number(args[1] ?? 5),
     connections: Number(args[2] ?? defaultConnections),
     maxMs: Number(args[3] ?? 120) * 1000,
   };
+}
+
+/** The value of `--name N` in argv, or `fallback`. */
+export function flagNumber(argv: readonly string[], name: string, fallback: number): number {
+  const i = argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(argv[i + 1]) : NaN;
+  return Number.isFinite(v) ? v : fallback;
 }
