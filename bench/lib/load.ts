@@ -205,3 +205,20 @@ export function flagNumber(argv: readonly string[], name: string, fallback: numb
   const v = i >= 0 ? Number(argv[i + 1]) : NaN;
   return Number.isFinite(v) ? v : fallback;
 }
+
+/** One connect + `GET path` + close; resolves with the status and body of the answer. */
+export function fetchOnce(port: number, material: ClientMaterial, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port, servername: 'localhost', secureContext: material.context }, () => s.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`));
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`GET ${path}: no answer in 10 s`)); }, 10_000);
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('end', () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      const at = text.indexOf('\r\n\r\n');
+      resolve({ status: Number(text.slice(9, 12)), body: at < 0 ? '' : text.slice(at + 4) });
+    });
+    s.on('error', (err) => { clearTimeout(timer); reject(err); });
+  });
+}
