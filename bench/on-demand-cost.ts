@@ -6,7 +6,7 @@
 // renegotiation, the same bytes). The cost added by a negotiation is, per connection, the
 // server CPU-seconds of /id minus those of /plain; the ratio of certbound's to the bare one is
 // the figure (target <= 1.2).
-// Usage: node --import tsx bench/on-demand-cost.ts [rounds=5] [seconds=5] [concurrency=8] [maxSeconds=150] [--profile]
+// Usage: node --import tsx bench/on-demand-cost.ts [rounds=5] [seconds=5] [concurrency=8] [maxSeconds=150] [--profile (both /id servers)]
 import { benchPki, pinSelf } from './lib/child.js';
 import { compare, range, type Side, type SideResult } from './lib/compare.js';
 import { clientMaterial, fetchOnce, handshakeLoad, loadArgs } from './lib/load.js';
@@ -27,7 +27,7 @@ const prof = profile ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir=/tmp/certbound
 const sides: Side[] = [
   { name: 'certbound, GET /id (on demand)', script: 'bench/bench-server.ts', args: ['certbound-on-demand', pki.dir], path: '/id', check: answersCertificate, ...prof },
   { name: 'certbound, GET /plain', script: 'bench/bench-server.ts', args: ['certbound-on-demand', pki.dir], path: '/plain' },
-  { name: 'bare node:https, GET /id (renegotiates)', script: 'bench/bench-server.ts', args: ['https-renegotiate', pki.dir], path: '/id', check: answersCertificate },
+  { name: 'bare node:https, GET /id (renegotiates)', script: 'bench/bench-server.ts', args: ['https-renegotiate', pki.dir], path: '/id', check: answersCertificate, ...prof },
   { name: 'bare node:https, GET /plain', script: 'bench/bench-server.ts', args: ['https-renegotiate', pki.dir], path: '/plain' },
 ];
 const cmp = await compare(sides, rounds, maxMs, 'connections', (port, window, side) => handshakeLoad(port, material, { concurrency, seconds, warmupSeconds: 1, path: side.path as string, window }));
