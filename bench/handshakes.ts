@@ -10,7 +10,7 @@ import { pinSelf, benchPki, HAS_TASKSET, SERVER_CPUS } from './lib/child.js';
 import { compare, type Side } from './lib/compare.js';
 import { nginxMissing, startNginx } from './lib/nginx.js';
 import { clientMaterial, handshakeLoad, loadArgs } from './lib/load.js';
-import { table } from './lib/stats.js';
+import { median, printTarget, table } from './lib/stats.js';
 
 pinSelf();
 const profile = process.argv.includes('--profile');
@@ -47,6 +47,12 @@ console.log(`### Full mTLS handshakes/s (a new connection per request)\n`);
 console.log(`${tls12 ? 'TLS 1.2' : 'TLS 1.3'}, ECDHE with X25519 (Node's first default group), ECDSA P-256 server and client certificates (client chain: leaf, intermediate, root), no resumption; ${concurrency} concurrent connect-request-close loops, ${seconds} s per round after 1 s warm-up; servers on CPU 0, load generator on CPU 1. Targets: certbound >= 0.95 of bare node:https and >= 0.97 of bare fastify.\n`);
 console.log(cmp.markdown);
 if (missing) console.log(`\n${missing}`);
+if (!profile) {
+  const [cb, https, fastify] = cmp.sides.map((x) => median(x.perCpuSecond)) as [number, number, number];
+  const label = tls12 ? 'full handshakes (TLS 1.2)' : 'full handshakes';
+  printTarget({ target: `${label}: certbound / bare node:https`, measured: (cb / https).toFixed(3), goal: '>= 0.95', met: cb / https >= 0.95 });
+  printTarget({ target: `${label}: certbound / bare fastify`, measured: (cb / fastify).toFixed(3), goal: '>= 0.97', met: cb / fastify >= 0.97 });
+}
 const ceiling = opensslCeiling();
 if (ceiling) {
   // Server side of one full handshake: one ECDHE key generation + derivation (counted as one

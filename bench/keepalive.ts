@@ -9,6 +9,7 @@ import { pinSelf, benchPki } from './lib/child.js';
 import { compare, type Side } from './lib/compare.js';
 import { clientMaterial, flagNumber, keepAliveLoad, loadArgs } from './lib/load.js';
 import { nginxMissing, startNginx } from './lib/nginx.js';
+import { median, printTarget } from './lib/stats.js';
 
 pinSelf();
 const argv = process.argv.slice(2);
@@ -29,6 +30,9 @@ for (const d of profile ? [1] : [1, depth]) {
   console.log(d === 1 ? '### Keep-alive requests/s on established mTLS connections, one request in flight\n' : `### Keep-alive requests/s on established mTLS connections, ${d} pipelined requests per connection\n`);
   console.log(`TLS 1.3, ECDSA P-256 server and client certificates, ${connections} connections, ${d === 1 ? 'one request in flight each' : `${d} requests written at once on each, the next ${d} when all are answered`}, ${seconds} s per round after 1 s warm-up; servers on CPU 0, load generator on CPU 1. Target: certbound >= 0.97 of bare fastify.\n`);
   console.log(cmp.markdown);
+  const [cb, fastify] = cmp.sides as [typeof cmp.sides[number], typeof cmp.sides[number]];
+  const r = median(cb.perCpuSecond) / median(fastify.perCpuSecond);
+  if (!profile) printTarget({ target: `keep-alive, ${d === 1 ? 'one request in flight' : `${d} pipelined`}: certbound / bare fastify`, measured: r.toFixed(3), goal: '>= 0.97', met: r >= 0.97 });
   if (missing) console.log(`\n${missing}`);
   console.log('');
 }

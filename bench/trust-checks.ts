@@ -13,7 +13,7 @@
 import { benchPki, pinSelf } from './lib/child.js';
 import { compare, perRoundRatios, range, type Comparison, type Side } from './lib/compare.js';
 import { clientMaterial, fetchOnce, handshakeLoad, loadArgs, type ClientMaterial } from './lib/load.js';
-import { median, table } from './lib/stats.js';
+import { median, printTarget, table } from './lib/stats.js';
 import { createTrustPki } from './lib/trust-pki.js';
 
 pinSelf();
@@ -36,7 +36,9 @@ function verdicts(cmp: Comparison): string {
   const rows = ons.map((on) => {
     const r = median(on.perCpuSecond) / median(off.perCpuSecond);
     const rounds = perRoundRatios(on.perCpuSecond, off.perCpuSecond);
-    return [`${on.name} / ${off.name}`, `**${r.toFixed(3)}**`, range(rounds), r >= lo && r <= hi ? 'within noise' : r < lo ? `below the band by ${(lo - r).toFixed(3)}` : `above the band by ${(r - hi).toFixed(3)}`];
+    const within = r >= lo && r <= hi;
+    printTarget({ target: `${on.name} / ${off.name} (full handshakes + one request)`, measured: `${r.toFixed(3)} (noise band ${lo.toFixed(3)}–${hi.toFixed(3)})`, goal: 'within noise', met: within || r > hi });
+    return [`${on.name} / ${off.name}`, `**${r.toFixed(3)}**`, range(rounds), within ? 'within noise' : r < lo ? `below the band by ${(lo - r).toFixed(3)}` : `above the band by ${(r - hi).toFixed(3)}`];
   });
   return table(['ratio per server CPU-second', 'median', 'per round, min–max', 'against the noise band'], [
     [`${off.name} / ${twin.name} (noise band)`, (median(off.perCpuSecond) / median(twin.perCpuSecond)).toFixed(3), range(noise), `band ${lo.toFixed(3)}–${hi.toFixed(3)}`],
