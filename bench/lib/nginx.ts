@@ -20,7 +20,7 @@ export function nginxMissing(): string | undefined {
   return `nginx column skipped: ${NGINX} not found. Install Debian's package (\`sudo apt-get install nginx-light\` or \`nginx\`), or point CERTBOUND_BENCH_NGINX at an nginx binary.`;
 }
 
-/** The nginx.conf of the bench (pure: tested by reading it, run by startNginx). */
+/** The nginx.conf of the bench (a pure function of its inputs; startNginx writes and runs it). */
 export function nginxConfig(dir: string, port: number, pki: Pick<DevPkiPaths, 'server' | 'serverKey' | 'caBundle'>): string {
   // nginx strings in single quotes: the JSON body holds none.
   return `worker_processes 1;
