@@ -2,10 +2,15 @@
 // the same leaf and issuer without asking again, and is dropped by a reload of the CRLs
 // (replaceCrls), by clear(), by the nextUpdate of the data that decided, and is not kept when
 // the responder could not answer; another leaf (a renegotiation to another certificate) or
-// another issuer is checked anew. Real dev OCSP responder on loopback.
+// another issuer is checked anew; over real TLS, a session resumed after a reload of the CRLs
+// is checked against the new ones. Real dev OCSP responder on loopback.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { issueCertificate, OID } from '../src/tls/cert-builder.js';
+import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { issueCertificate, loadIssuer, OID } from '../src/tls/cert-builder.js';
+import { createServer } from '../src/server/server.js';
+import { devPki, read } from './helpers/pki.js';
 import { toPem } from '../src/tls/pem.js';
 import { CertStatus } from '../src/status.js';
 import { buildCrl, startDevOcspResponder } from '../src/ocsp/responder.js';
@@ -94,4 +99,42 @@ test('an answer decided after the responder failed is not kept: the responder is
   const freshness = createRevocationChecker({ crls: [toPem(await buildCrl({ issuer: ca }), 'X509 CRL')], fetchCrlDistributionPoints: false, ocsp: false, certCheckMode: CertCheckMode.FRESHNESS_TIME, revocationFreshnessTimeSeconds: 60 });
   assert.equal((await freshness.check([leaf.der, ca.der])).fromCache, true, 'a loaded CRL is cached data');
   assert.equal((await freshness.check([leaf.der, ca.der])).source, 'crl');
+});
+
+test('over TLS: a connection after replaceCrls, fresh or resumed from a session of before, is refused as revoked', async (t) => {
+  const pki = await devPki();
+  const clientCa = await loadIssuer(read(pki.clientCa), read(pki.clientCaKey));
+  const leaf = new X509Certificate(read(pki.client));
+  const checker = createRevocationChecker({ crls: [toPem(await buildCrl({ issuer: clientCa }), 'X509 CRL')], fetchCrlDistributionPoints: false, ocsp: false });
+  const server = createServer({ cert: read(pki.server), key: read(pki.serverKey), ca: read(pki.caBundle), clientAuth: 'optional', revocation: checker, logger: false });
+  server.app.get('/flags', async (request) => ({ certFlags: request.clientCertificate()?.certFlags ?? null, source: request.clientCertificate()?.revocation?.source ?? null }));
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+  t.after(() => server.close());
+  const ask = (session?: Buffer) => new Promise<{ reused: boolean; status: number; body: string; session: Buffer | undefined }>((resolve, reject) => {
+    let ticket: Buffer | undefined;
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: read(pki.rootCa), cert: read(pki.client), key: read(pki.clientKey), maxVersion: 'TLSv1.2', ...(session ? { session } : {}) }, () => {
+      s.write('GET /flags HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    });
+    s.on('session', (b: Buffer) => { ticket = b; });
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('end', () => {
+      const text = Buffer.concat(chunks).toString();
+      resolve({ reused: s.isSessionReused(), status: Number(text.slice(9, 12)), body: text.slice(text.indexOf('\r\n\r\n') + 4), session: ticket });
+    });
+    s.on('error', reject);
+  });
+  const first = await ask();
+  assert.deepEqual([first.status, JSON.parse(first.body)], [200, { certFlags: 0, source: 'crl' }]);
+  const warm = await ask();
+  assert.deepEqual([warm.status, JSON.parse(warm.body)], [200, { certFlags: 0, source: 'crl' }]);
+  assert.ok(first.session, 'the server issued a session');
+
+  checker.replaceCrls([toPem(await buildCrl({ issuer: clientCa, revoked: [{ serialHex: leaf.serialNumber }] }), 'X509 CRL')]);
+  const resumed = await ask(first.session);
+  assert.equal(resumed.reused, true, 'the session of before was resumed');
+  const refused = (body: string) => { const b = JSON.parse(body) as { code: string; certFlags: number; certFlagsName: string }; return [b.code, b.certFlags, b.certFlagsName]; };
+  assert.deepEqual([resumed.status, ...refused(resumed.body)], [403, 'CB_ERR_CLIENT_CERT_UNTRUSTED', CertStatus.CERT_E_REVOKED, 'CERT_E_REVOKED']);
+  const fresh = await ask();
+  assert.deepEqual([fresh.reused, fresh.status, ...refused(fresh.body)], [false, 403, 'CB_ERR_CLIENT_CERT_UNTRUSTED', CertStatus.CERT_E_REVOKED, 'CERT_E_REVOKED']);
 });
