@@ -10,7 +10,7 @@
 //   then cached until its nextUpdate, an hour away).
 // The PKI is bench/lib/trust-pki.ts (the dev PKI's shape, written to a temp dir).
 // Usage: node --import tsx bench/trust-checks.ts [rounds=5] [seconds=4] [concurrency=8] [maxSeconds=150] [--only stapling|revocation]
-import { benchPki, pinSelf } from './lib/child.js';
+import { pinSelf } from './lib/child.js';
 import { compare, perRoundRatios, range, type Comparison, type Side } from './lib/compare.js';
 import { clientMaterial, fetchOnce, handshakeLoad, loadArgs, type ClientMaterial } from './lib/load.js';
 import { median, printTarget, table } from './lib/stats.js';
@@ -20,7 +20,6 @@ pinSelf();
 const argv = process.argv.slice(2);
 const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined;
 const { rounds, seconds, connections: concurrency, maxMs } = loadArgs(argv.filter((a, i) => argv[i - 1] !== '--only'), 8);
-await benchPki(); // the same start-up as the other benches (dev PKI present)
 const pki = await createTrustPki();
 
 /**
