@@ -24,14 +24,17 @@ const pki = await createTrustPki();
 
 /**
  * The noise band and the verdict of a comparison whose sides are [off, off (twin), on…]:
- * band = min–max of off / off-twin per round; an "on" side is within noise when its median
- * ratio on / off lies inside the band widened to include 1.
+ * band = min–max over rounds of off / off-twin and its inverse; an "on" side is within noise
+ * when its median ratio on / off lies inside the band.
  */
 function verdicts(cmp: Comparison): string {
   const [off, twin, ...ons] = cmp.sides as [Comparison['sides'][number], Comparison['sides'][number], ...Comparison['sides']];
   const noise = perRoundRatios(off.perCpuSecond, twin.perCpuSecond);
-  const lo = Math.min(1, ...noise);
-  const hi = Math.max(1, ...noise);
+  // Which of the two identical servers is the reference is arbitrary: the band holds each
+  // round's ratio both ways (r and 1/r), so it always includes 1.
+  const both = noise.flatMap((r) => [r, 1 / r]);
+  const lo = Math.min(...both);
+  const hi = Math.max(...both);
   const rows = ons.map((on) => {
     const r = median(on.perCpuSecond) / median(off.perCpuSecond);
     const rounds = perRoundRatios(on.perCpuSecond, off.perCpuSecond);

@@ -19,7 +19,7 @@ export interface LoadResult {
   readonly errors: number;
   readonly seconds: number;
   readonly perSecond: number;
-  /** Handshake mode with `requestOCSP`: connections in the window that got a staple. */
+  /** Handshake mode with `requestOCSP`: the counted connections that got a staple. */
   readonly stapled?: number;
 }
 
@@ -128,7 +128,8 @@ export async function handshakeLoad(port: number, material: ClientMaterial, opts
       s.write(request);
     });
     s.setNoDelay(true);
-    if (opts.requestOCSP) s.once('OCSPResponse', (r: Buffer | null) => { if (counting && (r?.length ?? 0) > 0) stapled++; });
+    let gotStaple = false;
+    if (opts.requestOCSP) s.once('OCSPResponse', (r: Buffer | null) => { gotStaple = (r?.length ?? 0) > 0; });
     const reader = new ResponseReader();
     let ok = false;
     s.on('data', (chunk: Buffer) => {
@@ -140,6 +141,8 @@ export async function handshakeLoad(port: number, material: ClientMaterial, opts
       if (counting) {
         if (ok) count++;
         else errors++;
+        // Counted with the connection (at its close), so that `stapled` <= `count`.
+        if (ok && gotStaple) stapled++;
       }
       resolve();
     });
