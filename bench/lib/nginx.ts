@@ -105,6 +105,15 @@ export function procCpuMicros(pid: number): number {
   }
 }
 
+let signalsHandled = false;
+/** SIGINT and SIGTERM end this process through process.exit, so that 'exit' handlers run. */
+function exitOnSignals(): void {
+  if (signalsHandled) return;
+  signalsHandled = true;
+  process.once('SIGINT', () => process.exit(130));
+  process.once('SIGTERM', () => process.exit(143));
+}
+
 /** Starts nginx (master + one worker) pinned to the server core; `stats` reads the worker's CPU time. */
 export async function startNginx(pki: DevPkiPaths): Promise<BenchServer> {
   const dir = mkdtempSync(join(tmpdir(), 'certbound-nginx-'));
@@ -113,11 +122,22 @@ export async function startNginx(pki: DevPkiPaths): Promise<BenchServer> {
   const argv = [NGINX, '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')];
   const child = HAS_TASKSET ? spawn('taskset', ['-c', SERVER_CPUS, ...argv], { stdio: ['ignore', 'inherit', 'inherit'] }) : spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  // nginx does not notice its parent's end (the Node servers do: their stdin closes): stop it
+  // when this process exits, also on SIGINT/SIGTERM (a report's timeout).
+  const found: { worker?: number } = {};
+  const onExit = () => {
+    // The master ends its worker on SIGTERM; the worker is killed too in case the master cannot.
+    if (child.exitCode === null) child.kill('SIGTERM');
+    if (found.worker !== undefined) try { process.kill(found.worker, 'SIGKILL'); } catch { /* gone */ }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
+  exitOnSignals();
+  const cleanup = () => { process.off('exit', onExit); rmSync(dir, { recursive: true, force: true }); };
   try {
     await waitForPort(port, 10_000, child);
   } catch (err) {
-    child.kill('SIGKILL');
+    child.kill('SIGTERM');
     const log = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8').slice(-1000) : '';
     cleanup();
     throw new Error(`${(err as Error).message}${log ? `\n${log}` : ''}`);
@@ -125,17 +145,18 @@ export async function startNginx(pki: DevPkiPaths): Promise<BenchServer> {
   // taskset execs nginx, so the child's pid is the master's.
   const workers = childrenOf(child.pid as number);
   if (workers.length !== 1) {
-    child.kill('SIGKILL');
+    child.kill('SIGTERM');
     cleanup();
     throw new Error(`expected one nginx worker, found ${workers.length}`);
   }
-  const worker = workers[0] as number;
+  const workerPid = workers[0] as number;
+  found.worker = workerPid;
   return {
     port,
     child,
     async ask<T>(command: string): Promise<T> {
       if (command !== 'stats') throw new Error(`nginx bench server: no command ${command}`);
-      return { cpuMicros: procCpuMicros(worker), handshakes: NaN, connections: NaN } satisfies CpuStats as T;
+      return { cpuMicros: procCpuMicros(workerPid), handshakes: NaN, connections: NaN } satisfies CpuStats as T;
     },
     async stop() {
       // SIGTERM: fast stop; SIGKILL after 8 s.
