@@ -8,7 +8,7 @@
 import { pinSelf, benchPki } from './lib/child.js';
 import { compare, type Comparison, type Side } from './lib/compare.js';
 import { clientMaterial, handshakeLoad } from './lib/load.js';
-import { median, table } from './lib/stats.js';
+import { median, printTarget, table } from './lib/stats.js';
 
 pinSelf();
 const profile = process.argv.includes('--profile');
@@ -35,6 +35,8 @@ for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
   const resumed = await run(true);
   const ratios = [0, 1].map((i) => perCpu(resumed, i) / perCpu(full, i));
   for (const i of [0, 1]) rows.push([`${version === 'TLSv1.3' ? 'TLS 1.3' : 'TLS 1.2'} tickets`, sides[i]?.name ?? '', perCpu(full, i), perCpu(resumed, i), `${(ratios[i] as number).toFixed(2)}x`]);
+  const relative = (ratios[0] as number) / (ratios[1] as number);
+  printTarget({ target: `resumed/full ratio, ${version === 'TLSv1.3' ? 'TLS 1.3' : 'TLS 1.2'} tickets: certbound's / node:https's`, measured: relative.toFixed(3), goal: '>= 1', met: relative >= 1 });
   details.push(`#### ${version}: full handshakes\n\n${full.markdown}\n\n#### ${version}: resumed handshakes\n\n${resumed.markdown}\n\ncertbound's resumed/full ratio / node:https's: **${((ratios[0] as number) / (ratios[1] as number)).toFixed(3)}** (target: >= 1, within noise).`);
 }
 

@@ -1,5 +1,6 @@
 // A small, bounded mTLS load generator (wrk has no client-certificate option and autocannon is
-// not a dependency): raw TLS sockets, HTTP/1.1, one request in flight per connection.
+// not a dependency): raw TLS sockets, HTTP/1.1, one request in flight per connection or
+// `depth` pipelined requests written at once (responses framed by Content-Length).
 import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { DevPkiPaths } from '../../src/tls/dev-pki.js';
@@ -18,6 +19,8 @@ export interface LoadResult {
   readonly errors: number;
   readonly seconds: number;
   readonly perSecond: number;
+  /** Handshake mode with `requestOCSP`: the counted connections that got a staple. */
+  readonly stapled?: number;
 }
 
 /** Reads HTTP/1.1 responses with a Content-Length from a byte stream; returns [status, rest] per full response. */
@@ -49,32 +52,40 @@ function open(port: number, material: ClientMaterial): Promise<TLSSocket> {
   });
 }
 
-/**
- * Keep-alive load: `connections` established connections, each sending `GET path` again as
- * soon as the previous answer is complete. Counts answers for `seconds` after `warmupSeconds`.
- */
 /** Called when the measured window opens and closes (the server's CPU is read there). */
 export interface Window { start(): Promise<void>; end(): Promise<void> }
 
-export async function keepAliveLoad(port: number, material: ClientMaterial, opts: { connections: number; seconds: number; warmupSeconds: number; path: string; window?: Window }): Promise<LoadResult> {
+/**
+ * Keep-alive load: `connections` established connections. With `depth` 1 (default) each sends
+ * `GET path` again as soon as the previous answer is complete; with `depth` N > 1 each writes
+ * N requests at once (one write) and the next N when all N answers are in (HTTP/1.1
+ * pipelining). Counts answers for `seconds` after `warmupSeconds`.
+ */
+export async function keepAliveLoad(port: number, material: ClientMaterial, opts: { connections: number; seconds: number; warmupSeconds: number; path: string; depth?: number; window?: Window }): Promise<LoadResult> {
+  const depth = Math.max(1, Math.min(64, opts.depth ?? 1));
   const sockets = await Promise.all(Array.from({ length: opts.connections }, () => open(port, material)));
-  const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+  const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nHost: localhost\r\n\r\n`.repeat(depth));
   let counting = false;
   let running = true;
   let count = 0;
   let errors = 0;
   for (const s of sockets) {
     const reader = new ResponseReader();
+    let pending = depth;
     s.on('data', (chunk: Buffer) => {
       for (const status of reader.push(chunk)) {
         if (counting) {
           if (status === 200) count++;
           else errors++;
         }
-        if (running) s.write(request);
+        if (--pending === 0 && running) {
+          pending = depth;
+          s.write(request);
+        }
       }
     });
     s.on('error', () => { if (counting) errors++; });
+    s.on('close', () => { if (counting && running) errors++; });
     s.write(request);
   }
   const seconds = await measure(opts, (on) => { counting = on; });
@@ -106,20 +117,23 @@ async function measure(opts: { seconds: number; warmupSeconds: number; window?: 
  * each loop offers the last session the server handed it (a TLS 1.3 or TLS 1.2 ticket, by the
  * client context's versions), and a handshake that did not resume counts as an error.
  */
-export async function handshakeLoad(port: number, material: ClientMaterial, opts: { concurrency: number; seconds: number; warmupSeconds: number; path: string; window?: Window; resume?: boolean }): Promise<LoadResult> {
+export async function handshakeLoad(port: number, material: ClientMaterial, opts: { concurrency: number; seconds: number; warmupSeconds: number; path: string; requestOCSP?: boolean; window?: Window; resume?: boolean }): Promise<LoadResult> {
   const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
   let counting = false;
   let running = true;
   let count = 0;
   let errors = 0;
+  let stapled = 0;
   const one = (loop: { session: Buffer | undefined }) => new Promise<void>((resolve) => {
     let asExpected = true;
-    const s = connect({ host: '127.0.0.1', port, servername: 'localhost', secureContext: material.context, ...(opts.resume && loop.session ? { session: loop.session } : {}) }, () => {
+    const s = connect({ host: '127.0.0.1', port, servername: 'localhost', secureContext: material.context, ...(opts.resume && loop.session ? { session: loop.session } : {}), ...(opts.requestOCSP ? { requestOCSP: true } : {}) }, () => {
       asExpected = s.isSessionReused() === (opts.resume === true);
       s.write(request);
     });
     if (opts.resume) s.on('session', (session: Buffer) => { loop.session = session; });
     s.setNoDelay(true);
+    let gotStaple = false;
+    if (opts.requestOCSP) s.once('OCSPResponse', (r: Buffer | null) => { gotStaple = (r?.length ?? 0) > 0; });
     const reader = new ResponseReader();
     let ok = false;
     s.on('data', (chunk: Buffer) => {
@@ -131,6 +145,8 @@ export async function handshakeLoad(port: number, material: ClientMaterial, opts
       if (counting) {
         if (ok && asExpected) count++;
         else errors++;
+        // Counted with the connection (at its close), so that `stapled` <= `count`.
+        if (ok && gotStaple) stapled++;
       }
       resolve();
     });
@@ -142,31 +158,41 @@ export async function handshakeLoad(port: number, material: ClientMaterial, opts
   const seconds = await measure(opts, (on) => { counting = on; });
   running = false;
   await Promise.all(loops);
-  return { count, errors, seconds, perSecond: count / seconds };
+  return { count, errors, seconds, perSecond: count / seconds, ...(opts.requestOCSP ? { stapled } : {}) };
 }
 
 /**
- * Opens `n` connections (`batch` at a time), each with one answered request, and leaves them
- * idle. Returns the sockets; the caller destroys them.
+ * Opens `n` connections (`batch` at a time), each with one answered request (200), and leaves
+ * them idle. A 503 (certbound's load shedding while the batch's handshakes hold its event loop)
+ * is asked again on the same connection after 200 ms, at most 10 times. Returns the sockets;
+ * the caller destroys them.
  */
 export async function openIdle(port: number, material: ClientMaterial, n: number, batch = 100): Promise<TLSSocket[]> {
   const request = Buffer.from('GET /bench HTTP/1.1\r\nHost: localhost\r\n\r\n');
   const out: TLSSocket[] = [];
+  const ask = (s: TLSSocket) => new Promise<number>((resolve, reject) => {
+    const reader = new ResponseReader();
+    const onData = (chunk: Buffer) => {
+      const statuses = reader.push(chunk);
+      if (statuses.length === 0) return;
+      s.off('data', onData);
+      s.off('close', onClose);
+      resolve(statuses[0] as number);
+    };
+    const onClose = () => reject(new Error('closed before an answer'));
+    s.on('data', onData);
+    s.once('close', onClose);
+    s.write(request);
+  });
   const oneIdle = async () => {
     const s = await open(port, material);
-    await new Promise<void>((resolve, reject) => {
-      const reader = new ResponseReader();
-      const onData = (chunk: Buffer) => {
-        const statuses = reader.push(chunk);
-        if (statuses.length === 0) return;
-        s.off('data', onData);
-        if (statuses[0] === 200) resolve();
-        else reject(new Error(`status ${statuses[0]}`));
-      };
-      s.on('data', onData);
-      s.write(request);
-    });
     s.on('error', () => {});
+    let status = await ask(s);
+    for (let attempt = 1; status === 503 && attempt < 10; attempt++) {
+      await sleep(200);
+      status = await ask(s);
+    }
+    if (status !== 200) throw new Error(`status ${status}`);
     out.push(s);
   };
   for (let i = 0; i < n; i += batch) await Promise.all(Array.from({ length: Math.min(batch, n - i) }, oneIdle));
@@ -177,13 +203,40 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** The load benches' positional arguments: [rounds=3 (at least 3)] [seconds=5] [connections] [maxSeconds=120]. */
+/**
+ * The load benches' positional arguments: [rounds=5 (at least 3)] [seconds=5] [connections]
+ * [maxSeconds=120]; `--depth N` (pipelined requests per connection) is read by the benches that take it.
+ */
 export function loadArgs(argv: readonly string[], defaultConnections: number): { rounds: number; seconds: number; connections: number; maxMs: number } {
-  const args = argv.filter((a) => !a.startsWith('--'));
+  const args = argv.filter((a, i) => !a.startsWith('--') && !(argv[i - 1] ?? '').match(/^--(depth)$/));
   return {
-    rounds: Math.max(3, Number(args[0] ?? 3)),
+    rounds: Math.max(3, Number(args[0] ?? 5)),
     seconds: Number(args[1] ?? 5),
     connections: Number(args[2] ?? defaultConnections),
     maxMs: Number(args[3] ?? 120) * 1000,
   };
+}
+
+/** The value of `--name N` in argv, or `fallback`. */
+export function flagNumber(argv: readonly string[], name: string, fallback: number): number {
+  const i = argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(argv[i + 1]) : NaN;
+  return Number.isFinite(v) ? v : fallback;
+}
+
+/** One connect + `GET path` + close; resolves with the status and body of the answer. */
+export function fetchOnce(port: number, material: ClientMaterial, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port, servername: 'localhost', secureContext: material.context }, () => s.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`));
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`GET ${path}: no answer in 10 s`)); }, 10_000);
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('end', () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      const at = text.indexOf('\r\n\r\n');
+      resolve({ status: Number(text.slice(9, 12)), body: at < 0 ? '' : text.slice(at + 4) });
+    });
+    s.on('error', (err) => { clearTimeout(timer); reject(err); });
+  });
 }

@@ -1,5 +1,6 @@
 // Summarizes a .cpuprofile (node --cpu-prof): self time by function and inclusive time of
-// the functions whose names match a pattern. Usage: node --import tsx bench/lib/profile-summary.ts FILE [top=25]
+// the functions whose names match a pattern, or self time inside one function's subtree.
+// Usage: node --import tsx bench/lib/profile-summary.ts FILE [top=25] [--under FUNCTION]
 import { readFileSync } from 'node:fs';
 
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[]; hitCount?: number }
@@ -63,4 +64,31 @@ export function summarizeSources(file: string, top = 14): string {
   return `Busy (non-idle) time ${(total / 1e6).toFixed(2)} s, including start-up. Inclusive share of busy time:\n\n| share | function |\n| --- | --- |\n${rows.join('\n')}`;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) console.log(summarize(process.argv[2] as string, Number(process.argv[3] ?? 25)));
+/**
+ * Where the time under `functionName` goes: self time of every frame that has a frame of that
+ * name among its callers, as a share of busy time and in ms.
+ */
+export function summarizeUnder(file: string, functionName: string, top = 25): string {
+  const { byId, parent, self, total } = loadProfile(file);
+  const label = (n: Node) => `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(node_modules\/)?/, '')}:${n.callFrame.lineNumber + 1}`;
+  const by = new Map<string, number>();
+  let under = 0;
+  for (const [id, t] of self) {
+    let inside = false;
+    for (let cur: number | undefined = id; cur !== undefined && !inside; cur = parent.get(cur)) inside = (byId.get(cur) as Node).callFrame.functionName === functionName;
+    if (!inside) continue;
+    under += t;
+    const l = label(byId.get(id) as Node);
+    by.set(l, (by.get(l) ?? 0) + t);
+  }
+  const rows = [...by].sort((a, b) => b[1] - a[1]).slice(0, top).map(([l, t]) => `| ${((100 * t) / total).toFixed(1)} % | ${(t / 1000).toFixed(1)} | \`${l}\` |`);
+  return `\`${functionName}\` and what it calls: ${((100 * under) / total).toFixed(1)} % of busy time (${(under / 1000).toFixed(0)} ms of ${(total / 1000).toFixed(0)} ms). Self time under it:\n\n| share | ms | function |\n| --- | --- | --- |\n${rows.join('\n')}`;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const args = process.argv.slice(2);
+  const u = args.indexOf('--under');
+  const under = u >= 0 ? args.splice(u, 2)[1] : undefined;
+  const top = Number(args[1] ?? 25);
+  console.log(under ? summarizeUnder(args[0] as string, under, top) : summarize(args[0] as string, top));
+}

@@ -17,3 +17,13 @@ export function fmt(n: number): string {
   if (Math.abs(n) >= 10) return n.toFixed(1);
   return n.toFixed(3);
 }
+
+/** The prefix of the lines that bench/report.ts collects into the targets table (and leaves out of the section). */
+export const TARGET_PREFIX = '@@target ';
+
+export interface TargetLine { readonly target: string; readonly measured: string; readonly goal: string; readonly met: boolean }
+
+/** Prints one target's measured value for bench/report.ts's summary table. */
+export function printTarget(t: TargetLine): void {
+  console.log(TARGET_PREFIX + JSON.stringify(t));
+}

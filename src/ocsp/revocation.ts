@@ -75,6 +75,11 @@ export interface RevocationResult {
 
 interface CachedOcsp { status: 'good' | 'revoked' | 'unknown'; thisUpdate: number; nextUpdate: number; revocationTime?: Date }
 interface CachedCrl { crl: pkijs.CertificateRevocationList; thisUpdate: number; nextUpdate: number }
+/** A decided check (good or revoked) for one leaf and issuer, valid for `generation` until `validUntil`. */
+interface CachedDecision { result: RevocationResult; generation: number; checkedAt: number; validUntil: number }
+
+/** Decided results kept at most (a map cleared when full: one entry per client certificate seen). */
+const MAX_DECISIONS = 10_000;
 
 const OID_CRL_DP = '2.5.29.31';
 
@@ -119,6 +124,11 @@ export class RevocationChecker {
   readonly #crlByUrl = new Map<string, CachedCrl>();
   #loadedCrls: pkijs.CertificateRevocationList[];
   readonly #perConnection = new WeakMap<object, Map<string, Promise<RevocationResult>>>();
+  // Decided results by mode, leaf and issuer: a warm check is one map read and two hashes
+  // (no parse, no signature check). Valid while nothing they were decided from changed
+  // (`#generation`: replaceCrls, clear) and until the earliest nextUpdate of that data.
+  readonly #decisions = new Map<string, CachedDecision>();
+  #generation = 0;
 
   constructor(options: RevocationOptions = {}) {
     cryptoEngine();
@@ -157,13 +167,35 @@ export class RevocationChecker {
   async check(chain: readonly ChainInput[], override: { certCheckMode?: number } = {}): Promise<RevocationResult> {
     const mode = override.certCheckMode ?? this.#opts.certCheckMode ?? DEFAULTS.revocationCertCheckMode;
     if (mode & CertCheckMode.NO_REVOCATION_CHECK) return result(0, 'skipped', false, null);
+    let ders: Buffer[];
+    try {
+      ders = chain.flatMap((c) => typeof c === 'string' ? pemBlocks(c, 'CERTIFICATE') : [c instanceof X509Certificate ? c.raw : Buffer.from(c)]);
+    } catch {
+      return this.#undecided(false, 'malformed-chain', true);
+    }
+    // Without the certificate that really issued the leaf, no OCSP answer or CRL can be
+    // judged: a wrong issuer would turn "revoked" into "cannot tell". Never soft-failed.
+    if (ders.length < 2) return this.#undecided(false, 'no-issuer', true);
+    // The freshness-time mode judges the age of each piece of data at each check: not cached.
+    const key = (mode & CertCheckMode.FRESHNESS_TIME) === 0 ? `${mode}|${StapleCache.fingerprint(ders[0] as Buffer)}|${StapleCache.fingerprint(ders[1] as Buffer)}` : undefined;
+    const now = this.#now();
+    const hit = key === undefined ? undefined : this.#decisions.get(key);
+    if (hit && hit.generation === this.#generation && now >= hit.checkedAt && now < hit.validUntil) return hit.result;
+    const generation = this.#generation;
+    const used: { validUntil: number; cacheable: boolean } = { validUntil: Infinity, cacheable: true };
+    const r = await this.#decide(ders, mode, used);
+    if (key !== undefined && used.cacheable && (r.source === 'ocsp' || r.source === 'crl') && generation === this.#generation && used.validUntil > now) {
+      if (this.#decisions.size >= MAX_DECISIONS) this.#decisions.clear();
+      this.#decisions.set(key, { result: r.fromCache ? r : Object.freeze({ ...r, fromCache: true }), generation, checkedAt: now, validUntil: used.validUntil });
+    }
+    return r;
+  }
+
+  /** The check itself; notes in `used` the earliest nextUpdate of the data that decided, and whether the outcome may be reused. */
+  async #decide(ders: readonly Buffer[], mode: number, used: { validUntil: number; cacheable: boolean }): Promise<RevocationResult> {
     let cert: pkijs.Certificate;
     let issuer: pkijs.Certificate;
     try {
-      const ders = chain.flatMap((c) => typeof c === 'string' ? pemBlocks(c, 'CERTIFICATE') : [c instanceof X509Certificate ? c.raw : Buffer.from(c)]);
-      // Without the certificate that really issued the leaf, no OCSP answer or CRL can be
-      // judged: a wrong issuer would turn "revoked" into "cannot tell". Never soft-failed.
-      if (ders.length < 2) return this.#undecided(false, 'no-issuer', true);
       const leaf = new X509Certificate(ders[0] as Buffer);
       const issuerX509 = new X509Certificate(ders[1] as Buffer);
       if (!leaf.checkIssued(issuerX509) || !leaf.verify(issuerX509.publicKey)) return this.#undecided(false, 'issuer-mismatch', true);
@@ -183,13 +215,19 @@ export class RevocationChecker {
       if (url) {
         const o = await this.#ocsp(cert, issuer, url, cachedOnly, freshnessMs);
         if (o.status === 'good' || o.status === 'revoked') {
+          used.validUntil = Math.min(used.validUntil, o.entry.nextUpdate);
           return result(o.status === 'revoked' ? CertStatus.CERT_E_REVOKED : 0, 'ocsp', o.fromCache, null, o.entry);
         }
+        // A cached 'unknown' holds until its nextUpdate; anything else (offline, not cached,
+        // refused) is asked again at the next check, so a CRL's answer after it is not kept.
+        if (o.status === 'unknown' && 'nextUpdate' in o && o.nextUpdate !== undefined) used.validUntil = Math.min(used.validUntil, o.nextUpdate);
+        else used.cacheable = false;
         if ('reason' in o) { offline = o.status === 'offline'; reason = o.reason; ambiguous = o.reason === 'ambiguous'; }
       }
     }
-    const c = await this.#crl(cert, issuer, cachedOnly, freshnessMs);
+    const c = await this.#crl(cert, issuer, cachedOnly, freshnessMs, used);
     if (c.status === 'revoked' || (c.status === 'good' && !ambiguous)) {
+      used.validUntil = Math.min(used.validUntil, c.entry.nextUpdate);
       return result(c.status === 'revoked' ? CertStatus.CERT_E_REVOKED : 0, 'crl', c.fromCache, null, c.entry, c.revocationTime);
     }
     // The issuer's own responder signed more than one answer for this certificate (one of
@@ -206,6 +244,7 @@ export class RevocationChecker {
    */
   replaceCrls(crls: ReadonlyArray<Buffer | string>): void {
     this.#loadedCrls = crls.flatMap((input, i, all) => loadedCrls(input, all.length > 1 ? `(crl entry ${i})` : '(crl)'));
+    this.#forgetDecisions();
   }
 
   /** The loaded CRLs (PEM, one per entry), e.g. to replace one of them with replaceCrls. */
@@ -217,6 +256,13 @@ export class RevocationChecker {
   clear(): void {
     this.#ocspCache.clear();
     this.#crlByUrl.clear();
+    this.#forgetDecisions();
+  }
+
+  /** Checks in flight when the data changed do not store what they decide (the generation moved). */
+  #forgetDecisions(): void {
+    this.#generation++;
+    this.#decisions.clear();
   }
 
   /** Revocation could not be told; `alwaysHard` for a chain whose issuer is not established (the soft fail mode does not apply). */
@@ -232,14 +278,14 @@ export class RevocationChecker {
   }
 
   async #ocsp(cert: pkijs.Certificate, issuer: pkijs.Certificate, url: string, cachedOnly: boolean, freshnessMs: number): Promise<
-    { status: 'good' | 'revoked'; fromCache: boolean; entry: CachedOcsp } | { status: 'offline' | 'unknown' | 'not-cached'; reason: string }
+    { status: 'good' | 'revoked'; fromCache: boolean; entry: CachedOcsp } | { status: 'offline' | 'unknown' | 'not-cached'; reason: string; nextUpdate?: number }
   > {
     const key = StapleCache.fingerprint(new Uint8Array(cert.toSchema(true).toBER(false)));
     const now = this.#now();
     const cached = this.#ocspCache.get(key);
     if (cached && (this.#fresh(cached, freshnessMs, now) || (cachedOnly && cached.nextUpdate > now))) {
       if (cached.status !== 'unknown') return { status: cached.status, fromCache: true, entry: cached };
-      return { status: 'unknown', reason: 'ocsp-unknown' };
+      return { status: 'unknown', reason: 'ocsp-unknown', nextUpdate: cached.nextUpdate };
     }
     if (cachedOnly) return { status: 'not-cached', reason: 'not-cached' };
     const req = await buildOcspRequest(cert, issuer, { nonce: true });
@@ -260,17 +306,21 @@ export class RevocationChecker {
       ...(v.response.revocationTime ? { revocationTime: v.response.revocationTime } : {}),
     };
     this.#ocspCache.set(key, entry);
-    if (entry.status === 'unknown') return { status: 'unknown', reason: 'ocsp-unknown' };
+    if (entry.status === 'unknown') return { status: 'unknown', reason: 'ocsp-unknown', nextUpdate: entry.nextUpdate };
     return { status: entry.status, fromCache: false, entry };
   }
 
-  async #crl(cert: pkijs.Certificate, issuer: pkijs.Certificate, cachedOnly: boolean, freshnessMs: number): Promise<
+  async #crl(cert: pkijs.Certificate, issuer: pkijs.Certificate, cachedOnly: boolean, freshnessMs: number, used: { validUntil: number }): Promise<
     { status: 'good' | 'revoked'; fromCache: boolean; entry: CachedCrl; revocationTime?: Date } | { status: 'offline' | 'none'; reason: string | null }
   > {
     const now = this.#now();
     const usable = async (crl: pkijs.CertificateRevocationList): Promise<boolean> => {
       if (!crl.issuer.isEqual(issuer.subject)) return false;
-      if (crl.thisUpdate.value.getTime() > now + DEFAULTS.clockSkewMs) return false;
+      if (crl.thisUpdate.value.getTime() > now + DEFAULTS.clockSkewMs) {
+        // Usable later, and then it may decide first: a decision made without it lasts until then.
+        used.validUntil = Math.min(used.validUntil, crl.thisUpdate.value.getTime() - DEFAULTS.clockSkewMs);
+        return false;
+      }
       if (!crl.nextUpdate || crl.nextUpdate.value.getTime() <= now) return false;
       try {
         return await crl.verify({ issuerCertificate: issuer });

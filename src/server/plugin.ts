@@ -546,7 +546,8 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     const changed = checkRequest(request, reply, entry, 'none', false);
     if (changed) throw changed;
     const cert = await entry.settle();
-    if (cert) reply.log = request.log = request.log.child({ thumbprint: cert.sha1 });
+    // No child logger when the level drops every line (as for the connection's bindings above).
+    if (cert && request.log.level !== 'silent') reply.log = request.log = request.log.child({ thumbprint: cert.sha1 });
     const r = accessRefusal({ mode: clientAuth, requirement: 'on-demand', tls: true, decision: cert, rejectDeniedByMapper });
     if (r) throw send(request, reply, r);
   };
