@@ -70,8 +70,14 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   #view: ClientCertificate | null | undefined;
   #final = false;
   #settling: Promise<ClientCertificate | null> | undefined;
-  /** Other values derived from the current handshake (channel bindings), reset with it. */
-  #derived = new Map<object, unknown>();
+  /**
+   * Other values derived from the current handshake (channel bindings), reset with it: the
+   * first key inline, more in a Map made only when asked (a Map per connection was memory
+   * every idle connection paid for).
+   */
+  #derivedKey: object | undefined;
+  #derivedValue: unknown;
+  #derivedMore: Map<object, unknown> | undefined;
   /** Refuses handshakes the server did not start; counts the ones it did (src/tls/renegotiation-guard.ts). */
   readonly #guard: RenegotiationGuard;
   #endServerHandshake: (() => void) | undefined;
@@ -165,7 +171,9 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
     this.#view = undefined;
     this.#final = false;
     this.#settling = undefined;
-    this.#derived = new Map();
+    this.#derivedKey = undefined;
+    this.#derivedValue = undefined;
+    this.#derivedMore = undefined;
     return this.#handshake;
   }
 
@@ -173,10 +181,16 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
    * @internal A value derived from the current handshake, computed once per handshake and
    * `key` (e.g. the channel bindings under one configuration).
    */
-  perHandshake<T>(key: object, compute: () => T): T {
-    if (this.#derived.has(key)) return this.#derived.get(key) as T;
-    const value = compute();
-    this.#derived.set(key, value);
+  perHandshake<T>(key: object, compute: (entry: this) => T): T {
+    if (this.#derivedKey === key) return this.#derivedValue as T;
+    if (this.#derivedMore?.has(key)) return this.#derivedMore.get(key) as T;
+    const value = compute(this);
+    if (this.#derivedKey === undefined) {
+      this.#derivedKey = key;
+      this.#derivedValue = value;
+    } else {
+      (this.#derivedMore ??= new Map()).set(key, value);
+    }
     return value;
   }
 

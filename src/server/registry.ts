@@ -41,6 +41,8 @@ function nextConnectionId(): bigint {
 export interface RegistryLogger {
   debug(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
+  /** pino's: when present and false for 'debug', the per-connection line is not even built. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 export interface RegistryOptions extends Partial<TrustPolicy> {
@@ -100,7 +102,7 @@ export class ConnectionRegistry {
       entry.markClosed();
       this.#entries.delete(entry.id);
     });
-    this.#logger?.debug({ connectionId: entry.id.toString(), protocol: entry.handshake.protocol, resumed: entry.handshake.resumed, remoteAddress: socket.remoteAddress }, 'connection');
+    if (this.#logger && this.#logger.isLevelEnabled?.('debug') !== false) this.#logger.debug({ connectionId: entry.id.toString(), protocol: entry.handshake.protocol, resumed: entry.handshake.resumed, remoteAddress: socket.remoteAddress }, 'connection');
     return entry;
   }
 
