@@ -57,25 +57,32 @@ export function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolea
 function captureWithAnchors(socket: TLSSocket, anchors: readonly X509Certificate[]): { chain: Buffer[]; leaf: X509Certificate | undefined } {
   const leaf = socket.getPeerX509Certificate();
   if (!leaf) return { chain: [], leaf: undefined };
-  const sent: X509Certificate[] = [];
-  const seenSent = new Set<string>([leaf.fingerprint256]);
-  for (let c = leaf.issuerCertificate; c && !seenSent.has(c.fingerprint256); c = c.issuerCertificate) {
-    seenSent.add(c.fingerprint256);
-    sent.push(c);
-  }
+  // What the peer sent after its leaf, read only when the anchors do not complete the chain
+  // (each one costs a SHA-256 fingerprint; with the usual client chain they are never needed).
+  let sent: X509Certificate[] | undefined;
+  const sentCerts = (): X509Certificate[] => {
+    if (sent) return sent;
+    sent = [];
+    const seenSent = new Set<string>([leaf.fingerprint256]);
+    for (let c = leaf.issuerCertificate; c && !seenSent.has(c.fingerprint256); c = c.issuerCertificate) {
+      seenSent.add(c.fingerprint256);
+      sent.push(c);
+    }
+    return sent;
+  };
   const chain: Buffer[] = [leaf.raw];
   const inChain = new Set<string>([leaf.fingerprint256]);
   let cur = leaf;
   while (!cur.checkIssued(cur)) {
     const from = cur;
     const next: X509Certificate | undefined = anchors.find((a) => !inChain.has(a.fingerprint256) && issuedBy(from, a))
-      ?? sent.find((c) => !inChain.has(c.fingerprint256) && issuedBy(from, c));
+      ?? sentCerts().find((c) => !inChain.has(c.fingerprint256) && issuedBy(from, c));
     if (!next) break;
     inChain.add(next.fingerprint256);
     chain.push(next.raw);
     cur = next;
   }
-  if (chain.length === 1) for (const c of sent) chain.push(c.raw);
+  if (chain.length === 1) for (const c of sentCerts()) chain.push(c.raw);
   return { chain, leaf };
 }
 
