@@ -9,7 +9,7 @@
 // Usage: node --import tsx bench/lib/callgrind.ts <keepalive|handshakes> <count> NAME=CHECKOUT:KIND ...
 //   e.g. node --import tsx bench/lib/callgrind.ts keepalive 4000 after=.:certbound
 //        before=/work/wt-before:certbound fastify=.:fastify
-// Bounded: `count` requests, 8 connections (keep-alive) or 4 loops (handshakes), 15 minutes in all.
+// Bounded: `count` requests, 8 connections (keep-alive) or 4 loops (handshakes), 25 minutes in all.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -23,7 +23,7 @@ if ((mode !== 'keepalive' && mode !== 'handshakes') || !countArg || specs.length
   process.exit(2);
 }
 const count = Number(countArg);
-const deadline = setTimeout(() => { console.error('callgrind.ts: 15 minutes, giving up'); process.exit(1); }, 15 * 60_000);
+const deadline = setTimeout(() => { console.error('callgrind.ts: 25 minutes, giving up'); process.exit(1); }, 25 * 60_000);
 deadline.unref();
 const pki = await benchPki();
 const material = clientMaterial(pki);

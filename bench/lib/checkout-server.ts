@@ -4,7 +4,7 @@
 // change), and under-pressure's event-loop limit raised out of reach (valgrind runs ~50x
 // slower; the check itself still runs per request).
 // Usage: node --import tsx bench/lib/checkout-server.ts <checkout-root> <certbound|fastify|https> <dev-pki-dir>
-// Prints {"port":N}; stdin `mem` answers the memory after two full GCs (--expose-gc) and the
+// Prints {"port":N}; stdin `stats` answers bench-server's CPU line, `mem` answers the memory after two full GCs (--expose-gc) and the
 // open connections; closes when stdin ends.
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
@@ -66,7 +66,14 @@ const counted = (server: { on(e: 'secureConnection', f: (s: TLSSocket) => void):
 counted(tlsServer);
 const gc = (globalThis as { gc?: () => void }).gc;
 process.stdout.write(JSON.stringify({ port }) + '\n');
+let handshakes = 0;
+tlsServer.on('secureConnection', () => { handshakes++; });
 createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line === 'stats') {
+    const cpu = process.cpuUsage();
+    process.stdout.write(JSON.stringify({ cpuMicros: cpu.user + cpu.system, handshakes, connections }) + '\n');
+    return;
+  }
   if (line !== 'mem') return;
   gc?.();
   gc?.();
