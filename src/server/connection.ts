@@ -96,7 +96,6 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
     this.#policyNow = typeof policy === 'function' ? policy : () => policy;
     this.#metrics = metrics;
     this.#onRogue = onRogueHandshake;
-    (socket as TLSSocket & WithEntry)[kConnection] = this;
     ({ record: this.#handshake, leaf: this.#leaf } = this.#read(1));
     // A handshake the server did not start (a client-initiated renegotiation) could swap the
     // certificate while socket.authorized stays stale: the guard closes the connection at its
@@ -104,6 +103,8 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
     // itself is ignored: that connection keeps serving.
     this.#guard = installRenegotiationGuard(socket, ConnectionEntry.#guardHooks);
     socket.on('error', ConnectionEntry.#onSocketError);
+    // Last: a socket never points at an entry whose construction failed.
+    (socket as TLSSocket & WithEntry)[kConnection] = this;
   }
 
   // Shared by every connection (no closures per connection): they find the entry on the socket.
