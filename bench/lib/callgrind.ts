@@ -112,7 +112,9 @@ for (const spec of specs) {
     console.log(`${name}: ${(total / count).toFixed(0)} instructions per ${mode === 'keepalive' ? 'request' : 'handshake'} (${count}, ${checkout} ${kind})`);
   } finally {
     child.stdin.end();
-    await new Promise((r) => child.once('exit', r));
+    const kill = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    clearTimeout(kill);
     for (const f of readdirSync('/tmp').filter((f) => f.startsWith(`cg-${process.pid}-${name}`))) rmSync(`/tmp/${f}`, { force: true });
   }
 }
