@@ -32,6 +32,8 @@ before(async () => {
     (request.routeOptions.config as { clientCertificate?: string }).clientCertificate = 'required';
     return { served: true };
   });
+  // A frozen config object of the app's: the plugin's route plan goes on fastify's copy.
+  app.get('/frozen', { config: Object.freeze({ note: 'frozen' }) }, async (request) => ({ note: (request.routeOptions.config as { note?: string }).note }));
   app.get('/x509', async (request) => {
     const c = request.clientCertificate();
     if (!c) return { certificate: null };
@@ -78,6 +80,12 @@ test('a route config changed after start-up is judged again: a certbound option 
     assert.equal(again.status, 500);
     assert.equal(JSON.parse(again.body).code, 'CB_ERR_ROUTE_UNGUARDED');
   }
+});
+
+test('a route whose config object is frozen registers and serves', async () => {
+  const r = await getOverTls(port, '/frozen', { version: 'TLSv1.3', cert, key });
+  assert.equal(r.status, 200);
+  assert.deepEqual(JSON.parse(r.body), { note: 'frozen' });
 });
 
 test('the view\'s x509 is parsed from the leaf when read, once per view, and enumerable', async () => {

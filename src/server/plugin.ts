@@ -475,7 +475,8 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   // Route options become hooks of those routes only: other routes pay nothing for them.
   const asList = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
   app.addHook('onRoute', (route) => {
-    const config = (route.config ?? {}) as RouteConfig;
+    // A copy (fastify copies it anyway): the app's own object may be frozen.
+    const config = { ...(route.config ?? {}) } as RouteConfig;
     checkRouteConfig(config, `${String(route.method)} ${route.url}`);
     if (config.clientCertificate === 'on-demand') {
       warnResumption();
