@@ -84,7 +84,21 @@ export function channelBindings(socket: TLSSocket, options: ChannelBindingOption
   return bindings;
 }
 
-/** One binding of `socket` (see channelBindings). */
+/**
+ * One binding of `socket`'s most recent handshake (the same value as channelBindings()[type]),
+ * computed alone and not cached: for callers that cache it per handshake themselves. The
+ * others are not computed — tls-server-end-point reads the served certificate from the socket,
+ * which cost about 8 % of a handshake when only tls-exporter was asked for (docs/performance.md).
+ */
 export function channelBinding(socket: TLSSocket, type: ChannelBindingType, options: ChannelBindingOptions): BindingResult {
-  return channelBindings(socket, options)[type];
+  const side = options.side;
+  const facts = handshakeFacts(socket, side, options.renegotiationDisabled ?? false);
+  switch (type) {
+    case 'tls-unique':
+      return tlsUnique(facts);
+    case 'tls-server-end-point':
+      return facts.protocol === null ? unavailable('no-handshake', 'The connection has not completed a TLS handshake') : endPoint(socket, side);
+    case 'tls-exporter':
+      return tlsExporter(facts, exporterOf(socket), options.tls12ExporterContext ?? 'empty');
+  }
 }

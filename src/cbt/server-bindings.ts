@@ -4,7 +4,7 @@
 import type { TLSSocket } from 'node:tls';
 import { bindingHex, CHANNEL_BINDING_TYPES, type BindingResult, type ChannelBindings, type ChannelBindingType } from './binding.js';
 import { channelBindStatus, HTTP_RECEIVE_SECURE_CHANNEL_TOKEN, secureChannelToken, type ChannelBindStatusResult, type SecureChannelTokenConfig } from './channel-bind-status.js';
-import { channelBindings } from './channel-bindings.js';
+import { channelBinding, channelBindings } from './channel-bindings.js';
 import type { Tls12ExporterContext } from './exporter.js';
 
 /** A server's channel-binding settings (createServer / plugin option `channelBinding`). */
@@ -24,9 +24,9 @@ export function serverChannelBindings(socket: TLSSocket, config: ServerChannelBi
   return channelBindings(socket, { side: 'server', renegotiationDisabled: config.renegotiationDisabled ?? false, tls12ExporterContext: config.tls12ExporterContext ?? 'empty' });
 }
 
-/** One server-side binding of a connection under `config`. */
+/** One server-side binding of a connection under `config`, computed alone (uncached; see channelBinding). */
 export function serverChannelBinding(socket: TLSSocket, type: ChannelBindingType, config: ServerChannelBindingConfig = {}): BindingResult {
-  return serverChannelBindings(socket, config)[type];
+  return channelBinding(socket, type, { side: 'server', renegotiationDisabled: config.renegotiationDisabled ?? false, tls12ExporterContext: config.tls12ExporterContext ?? 'empty' });
 }
 
 /**

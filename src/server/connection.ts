@@ -13,7 +13,7 @@ import type { CompiledMapper } from '../tls/mapper.js';
 import { readHandshake, type HandshakeRecord } from '../tls/peer-chain.js';
 import { verifyUnder, type TrustMaterial } from '../tls/trust-material.js';
 import { offerIntermediates, recallChain, rememberChain, verdictOf, verifyResumed } from '../tls/session-chains.js';
-import { installRenegotiationGuard, type RenegotiationGuard } from '../tls/renegotiation-guard.js';
+import { installRenegotiationGuard, type RenegotiationGuard, type RenegotiationGuardHooks, type RenegotiationRefusal } from '../tls/renegotiation-guard.js';
 import type { NegotiationResult, Renegotiable } from '../tls/renegotiate.js';
 import { NO_METRICS, type MetricsSink } from './metrics.js';
 import { RequestOrder, type OrderedConnection } from './request-order.js';
@@ -55,13 +55,18 @@ export interface TrustPolicy {
 /** A revocation checker that threw: fail closed, whatever the fail mode. */
 const CHECK_FAILED: RevocationOutcome = Object.freeze({ certFlags: CertStatus.CRYPT_E_REVOCATION_OFFLINE, revocationStatus: CertStatus.CRYPT_E_REVOCATION_OFFLINE, source: 'none', reason: 'check-failed' });
 
+/** The entry of a socket (set by its constructor). */
+const kConnection = Symbol('certbound.connection');
+type WithEntry = { [kConnection]?: ConnectionEntry };
+
 /** One TLS connection. */
 export class ConnectionEntry implements Renegotiable, OrderedConnection {
   readonly id: bigint;
   readonly socket: TLSSocket;
   readonly openedAt: number;
-  /** @internal The order of this connection's requests (src/server/request-order.ts). */
-  readonly order = new RequestOrder();
+  #order: RequestOrder | undefined;
+  /** Called when a handshake the server did not start is refused (the socket is destroyed). */
+  readonly #onRogue: ((entry: ConnectionEntry) => void) | undefined;
   /** @internal The on-demand negotiation in flight, if any (src/tls/renegotiate.ts). */
   negotiation: Promise<unknown> | undefined;
   /** @internal Renegotiations the server started on this connection. */
@@ -80,8 +85,14 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   #view: ClientCertificate | null | undefined;
   #final = false;
   #settling: Promise<ClientCertificate | null> | undefined;
-  /** Other values derived from the current handshake (channel bindings), reset with it. */
-  #derived = new Map<object, unknown>();
+  /**
+   * Other values derived from the current handshake (channel bindings), reset with it: the
+   * first key inline, more in a Map made only when asked (a Map per connection was memory
+   * every idle connection paid for).
+   */
+  #derivedKey: object | undefined;
+  #derivedValue: unknown;
+  #derivedMore: Map<object, unknown> | undefined;
   /** Refuses handshakes the server did not start; counts the ones it did (src/tls/renegotiation-guard.ts). */
   readonly #guard: RenegotiationGuard;
   #endServerHandshake: (() => void) | undefined;
@@ -96,20 +107,46 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
     this.openedAt = Date.now();
     this.#policyNow = typeof policy === 'function' ? policy : () => policy;
     this.#metrics = metrics;
+    this.#onRogue = onRogueHandshake;
     ({ record: this.#handshake, leaf: this.#leaf } = this.#read(1));
     // A handshake the server did not start (a client-initiated renegotiation) could swap the
     // certificate while socket.authorized stays stale: the guard closes the connection at its
     // ClientHello, before the server answers. A legacy renegotiation that OpenSSL refused
     // itself is ignored: that connection keeps serving.
-    this.#guard = installRenegotiationGuard(socket, { onRefused: () => onRogueHandshake?.(this) });
-    // After the server's own renegotiation, renegotiation is disabled: a client that tries
-    // again gets these errors at handshake start, and the connection goes.
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED' || err.code === 'ERR_TLS_SESSION_ATTACK') {
-        onRogueHandshake?.(this);
-        socket.destroy();
-      }
-    });
+    this.#guard = installRenegotiationGuard(socket, ConnectionEntry.#guardHooks);
+    socket.on('error', ConnectionEntry.#onSocketError);
+    // Last: a socket never points at an entry whose construction failed.
+    (socket as TLSSocket & WithEntry)[kConnection] = this;
+  }
+
+  // Shared by every connection (no closures per connection): they find the entry on the socket.
+  static readonly #guardHooks: RenegotiationGuardHooks = Object.freeze({
+    onRefused(_reason: RenegotiationRefusal, socket: TLSSocket): void {
+      const entry = ConnectionEntry.of(socket);
+      if (entry) entry.#onRogue?.(entry);
+    },
+  });
+
+  /**
+   * After the server's own renegotiation, renegotiation is disabled: a client that tries again
+   * gets these errors at handshake start, and the connection goes.
+   */
+  static readonly #onSocketError = function (this: TLSSocket, err: NodeJS.ErrnoException): void {
+    if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED' || err.code === 'ERR_TLS_SESSION_ATTACK') {
+      const entry = ConnectionEntry.of(this);
+      if (entry) entry.#onRogue?.(entry);
+      this.destroy();
+    }
+  };
+
+  /** The entry of a socket, if one was made for it. */
+  static of(socket: unknown): ConnectionEntry | undefined {
+    return socket && typeof socket === 'object' ? (socket as WithEntry)[kConnection] : undefined;
+  }
+
+  /** @internal The order of this connection's requests (src/server/request-order.ts), made when first needed. */
+  get order(): RequestOrder {
+    return (this.#order ??= new RequestOrder());
   }
 
   get #policy(): TrustPolicy {
@@ -215,7 +252,9 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
     ({ record: this.#handshake, leaf: this.#leaf } = this.#read(this.#handshake.sequence + 1));
     this.#recordedAtHandshakes = this.#guard.handshakes;
     this.#resetDecision();
-    this.#derived = new Map();
+    this.#derivedKey = undefined;
+    this.#derivedValue = undefined;
+    this.#derivedMore = undefined;
     return this.#handshake;
   }
 
@@ -223,10 +262,16 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
    * @internal A value derived from the current handshake, computed once per handshake and
    * `key` (e.g. the channel bindings under one configuration).
    */
-  perHandshake<T>(key: object, compute: () => T): T {
-    if (this.#derived.has(key)) return this.#derived.get(key) as T;
-    const value = compute();
-    this.#derived.set(key, value);
+  perHandshake<T>(key: object, compute: (entry: this) => T): T {
+    if (this.#derivedKey === key) return this.#derivedValue as T;
+    if (this.#derivedMore?.has(key)) return this.#derivedMore.get(key) as T;
+    const value = compute(this);
+    if (this.#derivedKey === undefined) {
+      this.#derivedKey = key;
+      this.#derivedValue = value;
+    } else {
+      (this.#derivedMore ??= new Map()).set(key, value);
+    }
     return value;
   }
 
@@ -241,7 +286,11 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
   }
 
   #factsOf(): CertificateFacts | null {
-    if (this.#facts === undefined) this.#facts = certificateFacts(this.#handshake, this.#leaf);
+    if (this.#facts === undefined) {
+      this.#facts = certificateFacts(this.#handshake, this.#leaf);
+      // The facts are strings: the parsed leaf (and the issuer copies Node made with it) can go.
+      this.#leaf = undefined;
+    }
     return this.#facts;
   }
 

@@ -239,9 +239,26 @@ function refuse(request: FastifyRequest, reply: FastifyReply, code: ErrorCode, a
   return err;
 }
 
-/** Marks a route whose certbound options the plugin installed (see the onRequest guard). */
+/**
+ * Marks a route whose certbound options the plugin installed (see the onRequest guard), with
+ * the requirement it computed then and the option values it was computed from: a config
+ * changed since (the same object, read per request) is judged again, never by the stale value.
+ */
 const kGuarded = Symbol('certbound.guarded');
-interface RouteConfig { clientCertificate?: unknown; channelBinding?: unknown; [kGuarded]?: true }
+interface RoutePlan { readonly requirement: RouteRequirement; readonly clientCertificate: unknown; readonly channelBinding: unknown }
+interface RouteConfig { clientCertificate?: unknown; channelBinding?: unknown; [kGuarded]?: RoutePlan }
+
+/**
+ * fastify's route context symbol on a request (Symbol('fastify.context'), found by name once):
+ * its `config` is what `request.routeOptions.config` returns, without the getter building a
+ * new 13-field routeOptions object per request. Null when a fastify version lacks it.
+ */
+let kRouteContext: symbol | null | undefined;
+function routeConfigOf(request: FastifyRequest): RouteConfig {
+  if (kRouteContext === undefined) kRouteContext = Object.getOwnPropertySymbols(request).find((k) => k.description === 'fastify.context') ?? null;
+  const context = kRouteContext === null ? undefined : (request as unknown as Record<symbol, { config?: RouteConfig } | undefined>)[kRouteContext];
+  return context?.config ?? (request.routeOptions.config as RouteConfig);
+}
 
 /** The route's requirement, or undefined when its option value is not a known one. */
 function requirementOf(config: RouteConfig): RouteRequirement | undefined {
@@ -393,7 +410,7 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     if (!decide) return null;
     const cert = entry.clientCertificate();
     // The reply's log too, so that fastify's own "request completed" line carries them.
-    if (logBindings && !boundLoggers.has(request.log) && request.log.level !== 'silent') reply.log = request.log = request.log.child(connectionBindings(entry));
+    if (logBindings && request.log.level !== 'silent' && !boundLoggers.has(request.log)) reply.log = request.log = request.log.child(connectionBindings(entry));
     if (requirement === 'on-demand' && !cert) return null;
     const r = accessRefusal({ mode: clientAuth, requirement, tls: true, decision: cert, rejectDeniedByMapper });
     return r ? send(request, reply, r) : null;
@@ -415,11 +432,13 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   };
 
   app.addHook('onRequest', (request, reply, done) => {
-    const config = request.routeOptions.config as RouteConfig;
-    const requirement = requirementOf(config);
+    const config = routeConfigOf(request);
+    const plan = config[kGuarded];
+    const planned = plan !== undefined && plan.clientCertificate === config.clientCertificate && plan.channelBinding === config.channelBinding;
+    const requirement = planned ? plan.requirement : requirementOf(config);
     // Routes declared before the plugin, or with a value it does not know, never reached
     // onRoute: refused rather than served without the check they ask for.
-    if (requirement === undefined || ((requirement !== 'none' || config.channelBinding !== undefined) && config[kGuarded] !== true)) {
+    if (requirement === undefined || (!planned && (requirement !== 'none' || config.channelBinding !== undefined))) {
       request.log.error({ url: request.routeOptions.url }, 'route with certbound options that certbound did not install: refused');
       ticketOf(request.raw)?.release();
       done(refuse(request, reply, 'CB_ERR_ROUTE_UNGUARDED', [`${request.method} ${request.routeOptions.url ?? request.url}`]));
@@ -577,7 +596,8 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   // Route options become hooks of those routes only: other routes pay nothing for them.
   const asList = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
   app.addHook('onRoute', (route) => {
-    const config = (route.config ?? {}) as RouteConfig;
+    // A copy (fastify copies it anyway): the app's own object may be frozen.
+    const config = { ...(route.config ?? {}) } as RouteConfig;
     checkRouteConfig(config, `${String(route.method)} ${route.url}`);
     if (config.clientCertificate === 'on-demand') {
       warnResumption();
@@ -585,10 +605,10 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
       route.preHandler = [...asList(route.preHandler), negotiateOnDemand] as typeof route.preHandler;
     }
     if (config.channelBinding) route.preHandler = [...asList(route.preHandler), checkChannelBindingOption] as typeof route.preHandler;
-    if (config.clientCertificate !== undefined || config.channelBinding !== undefined) {
-      config[kGuarded] = true;
-      route.config = config as typeof route.config;
-    }
+    // Every route the plugin saw carries its plan, so that the per-request check reads it
+    // instead of working it out again (fastify copies the config, symbols included).
+    config[kGuarded] = Object.freeze({ requirement: requirementOf(config) as RouteRequirement, clientCertificate: config.clientCertificate, channelBinding: config.channelBinding });
+    route.config = config as typeof route.config;
   });
 }
 

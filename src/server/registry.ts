@@ -12,8 +12,6 @@ export type { HandshakeRecord } from '../tls/peer-chain.js';
 export type { ClientCertificate, RevocationSummary, TrustDecision, TrustReason } from '../tls/client-certificate.js';
 export type { RequestTicket } from './request-order.js';
 
-const kEntry = Symbol('certbound.connection');
-
 let idPrefix = 0n;
 let idCounter = 0n;
 const ID_BITS = 48n;
@@ -41,6 +39,8 @@ function nextConnectionId(): bigint {
 export interface RegistryLogger {
   debug(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
+  /** pino's: when present and false for 'debug', the per-connection line is not even built. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 export interface RegistryOptions extends Partial<TrustPolicy> {
@@ -59,6 +59,14 @@ export class ConnectionRegistry {
   /** Handshakes refused because the client started them (client-initiated renegotiation). */
   rogueHandshakes = 0;
 
+  // One of each for all connections (a closure per connection was memory every idle one kept).
+  readonly #policyNow = (): TrustPolicy => this.#policy;
+  readonly #onRogue = (e: ConnectionEntry): void => {
+    this.rogueHandshakes += 1;
+    this.#logger?.warn({ connectionId: e.id.toString(), remoteAddress: e.socket.remoteAddress }, 'client-initiated renegotiation refused: connection closed');
+  };
+  readonly #onClose: (this: TLSSocket) => void;
+
   constructor(options: RegistryOptions = {}) {
     this.#policy = Object.freeze({
       mapper: options.mapper ?? compileMapper(undefined), revocation: options.revocation, anchors: options.anchors ?? [],
@@ -66,6 +74,13 @@ export class ConnectionRegistry {
     });
     this.#logger = options.logger;
     this.#metrics = options.metrics ?? NO_METRICS;
+    const entries = this.#entries;
+    this.#onClose = function (this: TLSSocket) {
+      const entry = ConnectionEntry.of(this);
+      if (!entry || entries.get(entry.id) !== entry) return;
+      entry.markClosed();
+      entries.delete(entry.id);
+    };
   }
 
   /** The trust rules every connection's decision applies (a reload replaces them). */
@@ -94,17 +109,11 @@ export class ConnectionRegistry {
   add(socket: TLSSocket): ConnectionEntry {
     const existing = ConnectionRegistry.entryOf(socket);
     if (existing) return existing;
-    const entry = new ConnectionEntry(nextConnectionId(), socket, () => this.#policy, (e) => {
-      this.rogueHandshakes += 1;
-      this.#logger?.warn({ connectionId: e.id.toString(), remoteAddress: socket.remoteAddress }, 'client-initiated renegotiation refused: connection closed');
-    }, this.#metrics);
-    (socket as TLSSocket & { [kEntry]?: ConnectionEntry })[kEntry] = entry;
+    const entry = new ConnectionEntry(nextConnectionId(), socket, this.#policyNow, this.#onRogue, this.#metrics);
     this.#entries.set(entry.id, entry);
-    socket.once('close', () => {
-      entry.markClosed();
-      this.#entries.delete(entry.id);
-    });
-    this.#logger?.debug({ connectionId: entry.id.toString(), protocol: entry.handshake.protocol, resumed: entry.handshake.resumed, remoteAddress: socket.remoteAddress }, 'connection');
+    // 'close' is emitted once; `on` spares the wrapper `once` makes per call.
+    socket.on('close', this.#onClose);
+    if (this.#logger && this.#logger.isLevelEnabled?.('debug') !== false) this.#logger.debug({ connectionId: entry.id.toString(), protocol: entry.handshake.protocol, resumed: entry.handshake.resumed, remoteAddress: socket.remoteAddress }, 'connection');
     return entry;
   }
 
@@ -122,6 +131,6 @@ export class ConnectionRegistry {
 
   /** The entry of a socket, if a registry registered it. */
   static entryOf(socket: unknown): ConnectionEntry | undefined {
-    return socket && typeof socket === 'object' ? (socket as { [kEntry]?: ConnectionEntry })[kEntry] : undefined;
+    return ConnectionEntry.of(socket);
   }
 }

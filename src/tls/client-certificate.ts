@@ -92,10 +92,19 @@ export interface ClientCertificate extends TrustDecision {
   readonly forwarded?: true;
 }
 
-/** The facts of a handshake's leaf that do not depend on revocation or mapping. */
+/**
+ * The facts of a handshake's leaf that do not depend on revocation or mapping. Strings only:
+ * a parsed certificate from the live connection holds the issuer chain Node copied with it
+ * (native X509 copies), which an idle connection would otherwise keep (docs/performance.md).
+ */
 export interface CertificateFacts {
   readonly record: HandshakeRecord;
-  readonly x509: X509Certificate;
+  readonly subject: string;
+  readonly issuer: string;
+  /** Serial number, lowercase hex. */
+  readonly serialNumber: string;
+  readonly validFrom: string;
+  readonly validTo: string;
   readonly sha1: string;
   readonly sha256: string;
   /** The chain's verdict alone (OpenSSL's result and the clientAuth usage). */
@@ -109,7 +118,28 @@ export function certificateFacts(record: HandshakeRecord, parsed?: X509Certifica
   const leaf = record.chain[0];
   if (!leaf) return null;
   const x509 = parsed && parsed.raw.equals(leaf) ? parsed : new X509Certificate(leaf);
-  return { record, x509, sha1: hex(x509.fingerprint), sha256: hex(x509.fingerprint256), chainFlags: certFlagsFor(record.verifyError, x509.keyUsage) };
+  return {
+    record,
+    subject: x509.subject,
+    issuer: x509.issuer,
+    serialNumber: x509.serialNumber.toLowerCase(),
+    validFrom: x509.validFrom,
+    validTo: x509.validTo,
+    sha1: hex(x509.fingerprint),
+    sha256: hex(x509.fingerprint256),
+    chainFlags: certFlagsFor(record.verifyError, x509.keyUsage),
+  };
+}
+
+/** The parsed leaf of a view, made when first read (most requests never read it). */
+const parsedLeaves = new WeakMap<object, X509Certificate>();
+function parsedLeaf(this: ClientCertificate): X509Certificate {
+  let x = parsedLeaves.get(this);
+  if (!x) {
+    x = new X509Certificate(this.der);
+    parsedLeaves.set(this, x);
+  }
+  return x;
 }
 
 /**
@@ -130,8 +160,7 @@ export function decideTrust(facts: CertificateFacts, revocation: RevocationOutco
     const reason: TrustReason = revocation.certFlags === CertStatus.CERT_E_REVOKED ? 'revoked' : 'revocation-unknown';
     return Object.freeze({ authorized: false, reason, certFlags: revocation.certFlags, identity: null, deniedByMapper: false, mapperReason: null, revocation: summary });
   }
-  const x = facts.x509;
-  const mapped = mapper({ sha1: facts.sha1, sha256: facts.sha256, subject: x.subject, issuer: x.issuer, serialNumber: x.serialNumber.toLowerCase(), certFlags: 0, der: facts.record.chain[0] as Buffer, chain: facts.record.chain });
+  const mapped = mapper({ sha1: facts.sha1, sha256: facts.sha256, subject: facts.subject, issuer: facts.issuer, serialNumber: facts.serialNumber, certFlags: 0, der: facts.record.chain[0] as Buffer, chain: facts.record.chain });
   return Object.freeze({
     authorized: !mapped.deniedByMapper,
     reason: mapped.deniedByMapper ? 'denied-by-mapper' : 'authorized',
@@ -145,21 +174,22 @@ export function decideTrust(facts: CertificateFacts, revocation: RevocationOutco
 
 /** The frozen view every API hands out: the certificate's facts and its decision. */
 export function certificateView(facts: CertificateFacts, decision: TrustDecision): ClientCertificate {
-  const x = facts.x509;
   const r = facts.record;
-  return Object.freeze({
+  const view = {
     der: r.chain[0] as Buffer,
     chain: r.chain,
-    subject: x.subject,
-    issuer: x.issuer,
-    serialNumber: x.serialNumber.toLowerCase(),
+    subject: facts.subject,
+    issuer: facts.issuer,
+    serialNumber: facts.serialNumber,
     sha1: facts.sha1,
     sha256: facts.sha256,
-    validFrom: new Date(x.validFrom),
-    validTo: new Date(x.validTo),
+    validFrom: new Date(facts.validFrom),
+    validTo: new Date(facts.validTo),
     verifyError: r.verifyError,
     handshake: r.sequence,
-    x509: x,
     ...decision,
-  });
+  };
+  // `x509`, an enumerable getter like the other members' values: parsed from `der` when read.
+  Object.defineProperty(view, 'x509', { get: parsedLeaf, enumerable: true });
+  return Object.freeze(view) as ClientCertificate;
 }

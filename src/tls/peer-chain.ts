@@ -54,30 +54,37 @@ export function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolea
  * A leaf that nothing verifies keeps what the peer sent after it (for display; nothing trusts it).
  * Cheaper than getPeerCertificate(true) (about 90 µs per handshake for its detailed objects).
  */
-function captureWithAnchors(socket: TLSSocket, anchors: readonly X509Certificate[]): { chain: Buffer[]; certs: X509Certificate[]; sent: X509Certificate[]; leaf: X509Certificate | undefined } {
+function captureWithAnchors(socket: TLSSocket, anchors: readonly X509Certificate[]): { chain: Buffer[]; certs: X509Certificate[]; leaf: X509Certificate | undefined } {
   const leaf = socket.getPeerX509Certificate();
-  if (!leaf) return { chain: [], certs: [], sent: [], leaf: undefined };
-  const sent: X509Certificate[] = [];
-  const seenSent = new Set<string>([leaf.fingerprint256]);
-  for (let c = leaf.issuerCertificate; c && !seenSent.has(c.fingerprint256); c = c.issuerCertificate) {
-    seenSent.add(c.fingerprint256);
-    sent.push(c);
-  }
-  const certs = linkChain(leaf, anchors, sent);
-  if (certs.length === 1) certs.push(...sent);
-  return { chain: certs.map((c) => c.raw), certs, sent, leaf };
+  if (!leaf) return { chain: [], certs: [], leaf: undefined };
+  // What the peer sent after its leaf, read only when the anchors do not complete the chain
+  // (each one costs a SHA-256 fingerprint; with the usual client chain they are never needed).
+  let sent: X509Certificate[] | undefined;
+  const sentCerts = (): X509Certificate[] => {
+    if (sent) return sent;
+    sent = [];
+    const seenSent = new Set<string>([leaf.fingerprint256]);
+    for (let c = leaf.issuerCertificate; c && !seenSent.has(c.fingerprint256); c = c.issuerCertificate) {
+      seenSent.add(c.fingerprint256);
+      sent.push(c);
+    }
+    return sent;
+  };
+  const certs = linkChain(leaf, anchors, { [Symbol.iterator]: () => sentCerts()[Symbol.iterator]() });
+  if (certs.length === 1) certs.push(...sentCerts());
+  return { chain: certs.map((c) => c.raw), certs, leaf };
 }
 
 /** The peer's leaf alone (a resumed handshake). */
-function captureLeaf(socket: TLSSocket): { chain: Buffer[]; certs: X509Certificate[]; sent: X509Certificate[]; leaf: X509Certificate | undefined } {
+function captureLeaf(socket: TLSSocket): { chain: Buffer[]; certs: X509Certificate[]; leaf: X509Certificate | undefined } {
   const leaf = socket.getPeerX509Certificate();
-  return leaf ? { chain: [leaf.raw], certs: [leaf], sent: [], leaf } : { chain: [], certs: [], sent: [], leaf: undefined };
+  return leaf ? { chain: [leaf.raw], certs: [leaf], leaf } : { chain: [], certs: [], leaf: undefined };
 }
 
 /**
  * The chain of `leaf` as it verifies, leaf first: each next certificate issued the previous
- * (names, key ids and signature), taken from `anchors` first, then from `others`. Stops at a
- * self-issued certificate or when no issuer verifies.
+ * (names, key ids and signature), taken from `anchors` first, then from `others` (iterated only
+ * when no anchor fits). Stops at a self-issued certificate or when no issuer verifies.
  */
 export function linkChain(leaf: X509Certificate, anchors: readonly X509Certificate[], others: Iterable<X509Certificate>): X509Certificate[] {
   const certs: X509Certificate[] = [leaf];
@@ -123,8 +130,6 @@ export interface HandshakeRead {
   readonly leaf: X509Certificate | undefined;
   /** The chain of the record, parsed (leaf first); the leaf alone on a resumed handshake. */
   readonly certs: readonly X509Certificate[];
-  /** What the peer sent after its leaf (empty on a resumed handshake: sessions keep the leaf only). */
-  readonly sent: readonly X509Certificate[];
 }
 
 /**
@@ -136,7 +141,7 @@ export function readHandshake(socket: TLSSocket, sequence: number, anchors: read
   const resumed = socket.isSessionReused();
   // A resumed session carries the leaf alone (OpenSSL keeps no peer chain in a ticket): its
   // chain comes from what full handshakes verified (src/tls/session-chains.ts).
-  const { chain, certs, sent, leaf } = resumed ? captureLeaf(socket) : captureWithAnchors(socket, anchors);
+  const { chain, certs, leaf } = resumed ? captureLeaf(socket) : captureWithAnchors(socket, anchors);
   const cipher = socket.getCipher();
   const record: HandshakeRecord = Object.freeze({
     sequence,
@@ -148,7 +153,7 @@ export function readHandshake(socket: TLSSocket, sequence: number, anchors: read
     chain: Object.freeze(chain),
     verifyError: chain.length > 0 ? currentVerifyError(socket) : null,
   });
-  return { record, leaf, certs, sent };
+  return { record, leaf, certs };
 }
 
 /** Parses trusted CA PEM (strings or Buffers, one or many certificates each); unparsable blocks are skipped. */

@@ -39,8 +39,8 @@
 // (onhandshakedone L150-163 → _finishInit L1071-1098). It also fires after OpenSSL refused a
 // legacy renegotiation ("We must have rejected the renegotiation" → TLS_ST_OK): an empty
 // event, no handshake happened. A real handshake always changes the Finished messages (new
-// randoms), so on each 'secure' the guard compares getFinished()/getPeerFinished() with its
-// last snapshot:
+// randoms), so on each 'secure' the guard compares this side's getFinished() with its last
+// snapshot:
 // - unchanged: ignored (no destroy, not counted);
 // - changed inside a window: one server handshake, counted;
 // - changed outside a window: destroyed. That only happens when the certificate callback was
@@ -60,7 +60,7 @@ export type RenegotiationRefusal =
 
 export interface RenegotiationGuardHooks {
   /** Called (on the next tick) after the guard has destroyed the socket. */
-  onRefused(reason: RenegotiationRefusal): void;
+  onRefused(reason: RenegotiationRefusal, socket: TLSSocket): void;
 }
 
 export interface RenegotiationGuard {
@@ -101,104 +101,129 @@ export function hasCertCallbackInternals(handle: unknown): boolean {
   return !!h && typeof h.enableCertCb === 'function' && typeof h.certCbDone === 'function' && typeof h.oncertcb === 'function';
 }
 
-const guards = new WeakMap<TLSSocket, RenegotiationGuard>();
+// Per-socket state is one object with shared methods: the listeners and the certificate
+// callback are module functions that find it through a symbol on the socket and a WeakMap of
+// handles, not closures per connection (an idle connection's memory, docs/performance.md). A
+// property added to Node's handle object turned it into a dictionary (about 800 bytes).
+const kGuard = Symbol('certbound.renegotiationGuard');
+type Guarded = { [kGuard]?: SocketGuard };
+const byHandle = new WeakMap<object, SocketGuard>();
+
+class SocketGuard implements RenegotiationGuard {
+  readonly mode: RenegotiationGuard['mode'];
+  handshakes = 0;
+  ignored = 0;
+  /** Generation of the open window, 0 when closed. */
+  window = 0;
+  generation = 0;
+  /**
+   * This side's Finished message of the last real handshake (latin1), or undefined for a
+   * closed socket. A real handshake always changes it (it is a MAC over a transcript with new
+   * randoms), so a 'secure' event that leaves it unchanged had no handshake behind it. One
+   * side is enough for that; a string is smaller than a Buffer.
+   */
+  finished: string | undefined;
+  readonly socket: TLSSocket | undefined;
+  readonly hooks: RenegotiationGuardHooks | undefined;
+
+  constructor(mode: RenegotiationGuard['mode'], socket?: TLSSocket, hooks?: RenegotiationGuardHooks, finished?: string) {
+    this.mode = mode;
+    this.socket = socket;
+    this.hooks = hooks;
+    this.finished = finished;
+  }
+
+  beginServerHandshake(): () => void {
+    if (this.mode === 'closed') return () => {};
+    const mine = ++this.generation;
+    this.window = mine;
+    return () => {
+      if (this.window === mine) this.window = 0;
+    };
+  }
+
+  allowServerHandshake<T>(run: () => T): T {
+    const end = this.beginServerHandshake();
+    try {
+      const out = run();
+      if (out === false) end();
+      return out;
+    } catch (err) {
+      end();
+      throw err;
+    }
+  }
+
+  refuse(reason: RenegotiationRefusal): void {
+    const socket = this.socket as TLSSocket;
+    socket.destroy();
+    const hooks = this.hooks as RenegotiationGuardHooks;
+    process.nextTick(() => hooks.onRefused(reason, socket));
+  }
+}
+
+/** The handle's certificate callback: a ClientHello the server did not ask for closes the connection. */
+function onCertCb(this: TlsHandle): void {
+  const guard = byHandle.get(this);
+  const socket = guard?.socket;
+  // Already closed (e.g. by Node's ERR_TLS_RENEGOTIATION_DISABLED at handshake start, which
+  // http2 sessions turn on): leave the handshake suspended, nothing to report twice.
+  if (!guard || !socket || socket.destroyed) return;
+  if (guard.window === 0) {
+    // Not asked for: the handshake stays suspended and the fd is closed now.
+    guard.refuse('client-renegotiation');
+    return;
+  }
+  try {
+    this.certCbDone();
+    this.enableCertCb();
+  } catch (err) {
+    socket.destroy(err as Error);
+  }
+}
+
+/** 'secure' on a guarded socket: count the server's handshakes, ignore empty events, refuse the rest. */
+function onSecure(this: TLSSocket & Guarded): void {
+  const guard = this[kGuard];
+  if (!guard || this.destroyed) return;
+  const f = this.getFinished();
+  const now = f ? f.toString('latin1') : undefined;
+  if (now !== undefined && now === guard.finished) {
+    guard.ignored += 1;
+    return;
+  }
+  guard.finished = now;
+  if (guard.window === 0) {
+    guard.refuse('client-handshake-completed');
+    return;
+  }
+  guard.window = 0;
+  guard.handshakes += 1;
+}
 
 /**
  * Guards a server-side TLS socket whose initial handshake has completed (install it from
  * 'secureConnection'). Installing twice returns the first guard.
  */
 export function installRenegotiationGuard(socket: TLSSocket, hooks: RenegotiationGuardHooks): RenegotiationGuard {
-  const existing = guards.get(socket);
+  const existing = (socket as TLSSocket & Guarded)[kGuard];
   if (existing) return existing;
   const handle = tlsHandle(socket);
   if (socket.destroyed || !handle) {
-    const closed = makeGuard('closed', () => 0, () => 0, () => () => {});
-    guards.set(socket, closed);
+    const closed = new SocketGuard('closed');
+    (socket as TLSSocket & Guarded)[kGuard] = closed;
     return closed;
   }
-  // The Finished messages of the last real handshake: a 'secure' event that leaves them
-  // unchanged had no handshake behind it.
-  let finished = socket.getFinished();
-  let peerFinished = socket.getPeerFinished();
+  const finished = socket.getFinished();
   if (finished === undefined) throw new Error('installRenegotiationGuard: the initial handshake has not completed');
-
-  let window = 0; // generation of the open window, 0 when closed
-  let generation = 0;
-  let handshakes = 0;
-  let ignored = 0;
-
-  const refuse = (reason: RenegotiationRefusal): void => {
-    socket.destroy();
-    process.nextTick(() => hooks.onRefused(reason));
-  };
-
   const preHandshake = hasCertCallbackInternals(handle);
+  const guard = new SocketGuard(preHandshake ? 'client-hello' : 'after-handshake', socket, hooks, finished.toString('latin1'));
+  (socket as TLSSocket & Guarded)[kGuard] = guard;
   if (preHandshake) {
-    handle.oncertcb = () => {
-      // Already closed (e.g. by Node's ERR_TLS_RENEGOTIATION_DISABLED at handshake start, which
-      // http2 sessions turn on): leave the handshake suspended, nothing to report twice.
-      if (socket.destroyed) return;
-      if (window === 0) {
-        // Not asked for: the handshake stays suspended and the fd is closed now.
-        refuse('client-renegotiation');
-        return;
-      }
-      try {
-        handle.certCbDone();
-        handle.enableCertCb();
-      } catch (err) {
-        socket.destroy(err as Error);
-      }
-    };
+    byHandle.set(handle, guard);
+    handle.oncertcb = onCertCb;
     handle.enableCertCb();
   }
-
-  socket.on('secure', () => {
-    if (socket.destroyed) return;
-    const f = socket.getFinished();
-    const pf = socket.getPeerFinished();
-    if (f && pf && finished?.equals(f) && peerFinished?.equals(pf)) {
-      ignored += 1;
-      return;
-    }
-    finished = f;
-    peerFinished = pf;
-    if (window === 0) {
-      refuse('client-handshake-completed');
-      return;
-    }
-    window = 0;
-    handshakes += 1;
-  });
-
-  const begin = (): (() => void) => {
-    const mine = ++generation;
-    window = mine;
-    return () => {
-      if (window === mine) window = 0;
-    };
-  };
-  const guard = makeGuard(preHandshake ? 'client-hello' : 'after-handshake', () => handshakes, () => ignored, begin);
-  guards.set(socket, guard);
+  socket.on('secure', onSecure);
   return guard;
-}
-
-function makeGuard(mode: RenegotiationGuard['mode'], handshakes: () => number, ignored: () => number, begin: () => () => void): RenegotiationGuard {
-  return Object.freeze({
-    mode,
-    get handshakes() { return handshakes(); },
-    get ignored() { return ignored(); },
-    beginServerHandshake: begin,
-    allowServerHandshake<T>(run: () => T): T {
-      const end = begin();
-      try {
-        const out = run();
-        if (out === false) end();
-        return out;
-      } catch (err) {
-        end();
-        throw err;
-      }
-    },
-  });
 }
