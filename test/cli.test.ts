@@ -197,8 +197,8 @@ test('serve with no certificate: creates .certbound/, prints the URL and curl co
   process.kill(s.child.pid, 'SIGTERM');
   assert.equal(await s.exited, 0, 'graceful shutdown exits 0');
 
-  // A second start reuses the dev PKI instead of making a new one.
-  const again = spawnServer(t, process.execPath, [BIN, 'serve', '--port', String(port)], cwd);
+  // A second start reuses the dev PKI instead of making a new one (one process is enough to tell).
+  const again = spawnServer(t, process.execPath, [BIN, 'serve', '--port', String(port), '--workers', '1'], cwd);
   await again.waitFor(/curl .*client-expired\.key \S+\n/);
   assert.doesNotMatch(again.output(), /created a dev PKI/);
   assert.ok(again.child.pid);
