@@ -25,24 +25,79 @@ function integerOf(block: asn1js.AsnType | undefined): bigint | undefined {
   return block instanceof asn1js.Integer ? block.toBigInt() : undefined;
 }
 
+/** One element of a DER buffer: its identifier octet(s) and where its encoding starts and ends. */
+interface Element { readonly tagClass: number; readonly constructed: boolean; readonly tagNumber: number; readonly start: number; readonly contentStart: number; readonly end: number }
+
+/**
+ * The identifier and length octets of the element at `at` (X.690 8.1.2, 8.1.3: definite lengths
+ * only, as DER has), without reading its contents; undefined when they are malformed or run past
+ * `limit`.
+ */
+function elementAt(der: Uint8Array, at: number, limit: number): Element | undefined {
+  let i = at;
+  if (i >= limit) return undefined;
+  const first = der[i++] as number;
+  let tagNumber = first & 0x1f;
+  if (tagNumber === 0x1f) {
+    tagNumber = 0;
+    for (let n = 0; ; n++) {
+      if (i >= limit || n >= 4) return undefined;
+      const b = der[i++] as number;
+      tagNumber = tagNumber * 128 + (b & 0x7f);
+      if ((b & 0x80) === 0) break;
+    }
+  }
+  if (i >= limit) return undefined;
+  let length = der[i++] as number;
+  if (length & 0x80) {
+    const octets = length & 0x7f;
+    if (octets === 0 || octets > 4) return undefined;
+    length = 0;
+    for (let n = 0; n < octets; n++) {
+      if (i >= limit) return undefined;
+      length = length * 256 + (der[i++] as number);
+    }
+  }
+  const end = i + length;
+  if (end > limit) return undefined;
+  return { tagClass: first >> 6, constructed: (first & 0x20) !== 0, tagNumber, start: at, contentStart: i, end };
+}
+
+/** One element of `der` parsed by asn1js, or undefined. */
+function parsed(der: Uint8Array, e: Element): asn1js.AsnType | undefined {
+  const r = asn1js.fromBER(der.subarray(e.start, e.end));
+  return r.offset === -1 ? undefined : r.result;
+}
+
 /**
  * Reads the protocol version and the EMS flag from an OpenSSL session DER.
  * Returns undefined when the DER is not an SSL_SESSION_ASN1 this function understands
  * (garbage, truncated, another encoding version): callers then treat EMS as unknown.
+ * Only the members it needs are parsed (asn1js); the others, the peer's certificate among them,
+ * are stepped over by their lengths: parsing the whole session cost about 0.5 ms per TLS 1.2
+ * connection that asked for a channel binding (docs/performance.md).
  */
 export function sessionFacts(der: Uint8Array | undefined): SessionFacts | undefined {
   if (!der || der.length === 0) return undefined;
-  const parsed = asn1js.fromBER(der);
-  if (parsed.offset === -1 || !(parsed.result instanceof asn1js.Sequence)) return undefined;
-  const members = parsed.result.valueBlock.value;
-  if (integerOf(members[0]) !== BigInt(SESSION_ASN1_VERSION)) return undefined;
-  const version = integerOf(members[1]);
+  const outer = elementAt(der, 0, der.length);
+  // SEQUENCE (universal, constructed, 16).
+  if (!outer || outer.tagClass !== 0 || !outer.constructed || outer.tagNumber !== 16) return undefined;
+  const members: Element[] = [];
+  for (let at = outer.contentStart; at < outer.end;) {
+    const e = elementAt(der, at, outer.end);
+    if (!e) return undefined;
+    members.push(e);
+    at = e.end;
+  }
+  const [first, second] = members;
+  if (!first || !second || integerOf(parsed(der, first)) !== BigInt(SESSION_ASN1_VERSION)) return undefined;
+  const version = integerOf(parsed(der, second));
   if (version === undefined || version < 0n || version > 0xffffn) return undefined;
   let flags = 0n;
   for (const member of members.slice(2)) {
-    const id = member.idBlock;
-    if (id.tagClass !== 3 || id.tagNumber !== FLAGS_TAG) continue;
-    const inner = member instanceof asn1js.Constructed ? member.valueBlock.value[0] : undefined;
+    if (member.tagClass !== 2 || member.tagNumber !== FLAGS_TAG) continue;
+    const block = member.constructed ? parsed(der, member) : undefined;
+    const inner = block instanceof asn1js.Constructed ? block.valueBlock.value[0] : undefined;
     const value = integerOf(inner);
     if (value === undefined) return undefined;
     flags = value;
