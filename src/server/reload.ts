@@ -160,6 +160,9 @@ export async function reloadTrust(registry: ConnectionRegistry, server: TlsServe
   const current = sharedContextOf(server);
   registry.replacePolicy({
     anchors,
+    // The material resumed sessions are judged by (src/tls/session-chains.ts): without it they
+    // kept the CAs and CRLs of start-up, and a revoked client resumed as authorized.
+    material,
     reloaded: {
       material,
       isCurrent: (socket) => current !== undefined && contextOf(socket) === current,
