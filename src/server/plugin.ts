@@ -428,6 +428,9 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     }
     if (entry.negotiation) await entry.negotiation;
     await entry.settle();
+    // The connection may have reached its lifetime while this request waited.
+    const lifetime = expiredLifetime(request.raw.socket);
+    if (lifetime !== undefined) return refuse(request, reply, 'CB_ERR_CONNECTION_EXPIRED', [lifetime], {}, true);
     return checkRequest(request, reply, entry, requirement);
   };
 
