@@ -43,6 +43,12 @@ export const DEFAULTS = Object.freeze({
    * deployments whose trust changes while clients stay connected need it (docs/client-auth-modes.md).
    */
   maxConnectionLifetimeMs: 0,
+  /**
+   * Grace (ms) after maxConnectionLifetime for the response in flight (HTTP/1.1) or the open
+   * streams (HTTP/2 after GOAWAY) to finish; then the connection is destroyed. The grace is this
+   * or the lifetime itself, whichever is shorter.
+   */
+  maxConnectionLifetimeGraceMs: 30_000,
   /** Largest request body (bytes) fastify reads (its bodyLimit), also for the body an on-demand route reads before negotiating. */
   bodyLimitBytes: 1_048_576,
   /** `certbound serve --upstream`: time (ms) to open a connection to the upstream before 504 CB_ERR_UPSTREAM_TIMEOUT. */

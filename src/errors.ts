@@ -31,6 +31,7 @@ export const ERRORS = Object.freeze({
   CB_ERR_NEGOTIATE_LIMIT: { statusCode: 403, message: 'This connection has already renegotiated once; open a new connection to present a client certificate' },
   CB_ERR_BODY_TOO_LARGE: { statusCode: 413, message: 'The request body is larger than the route allows (%s bytes); an on-demand route reads it before asking for a certificate' },
   CB_ERR_NEGOTIATE_BODY: { statusCode: 500, message: 'A client certificate can only be negotiated once the request body has been read (use the route option, which negotiates in preHandler)' },
+  CB_ERR_CONNECTION_EXPIRED: { statusCode: 503, message: 'This connection is past its maximum lifetime (%s ms) and is closing: send the request on a new connection' },
   CB_ERR_CHANNEL_BINDING: { statusCode: 403, message: 'No valid channel binding for this connection (%s): %s' },
   CB_ERR_UPSTREAM_UNAVAILABLE: { statusCode: 502, message: 'The upstream could not be reached or broke off its answer (%s)' },
   CB_ERR_UPSTREAM_TIMEOUT: { statusCode: 504, message: 'The upstream did not answer in time (%s)' },

@@ -23,6 +23,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import Fastify from 'fastify';
 import { certboundPlugin } from '../src/server/plugin.js';
 import { devPki } from './helpers/pki.js';
+import { drip, pipelineAfter, responseWithStatus } from './helpers/lifetime.js';
 
 /** One GET through a front (createServer's `upstream`) to the upstream `make` starts. */
 async function frontAsk(fx: Fixtures, make: () => Promise<{ url: string; timeout?: number; close(): Promise<void> }>): Promise<Reply> {
@@ -127,6 +128,19 @@ const WAYS = {
   })),
   CB_ERR_FORWARDED_CERT_INVALID: request('a trusted proxy forwarding Client-Cert with bad base64', async (fx) => forwardedReply(fx, ':not base64!:')),
   CB_ERR_FORWARDED_CERT_TOO_LARGE: request('a trusted proxy forwarding a 13000-byte Client-Cert', async (fx) => forwardedReply(fx, `:${'A'.repeat(13_000)}:`)),
+  CB_ERR_CONNECTION_EXPIRED: request('a request pipelined behind a streaming response, after maxConnectionLifetime', async (fx) => {
+    const server = createServer(fx.serverOptions({ clientAuth: 'optional', maxConnectionLifetime: 200 }));
+    server.app.get('/drip', async (_req, reply) => reply.type('text/plain').send(drip(330)));
+    try {
+      const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+      const r = await pipelineAfter(port, 'GET /drip HTTP/1.1\r\nHost: localhost\r\n\r\n', 'GET /connection HTTP/1.1\r\nHost: localhost\r\n\r\n', 260);
+      const refused = responseWithStatus(r.text, 503);
+      assert.ok(refused, r.text.slice(-300));
+      return refused;
+    } finally {
+      await server.close();
+    }
+  }),
   CB_ERR_CHANNEL_BINDING: request('a channel-binding route without a binding', async (fx) => ask((await fx.tlsServer()).port, '/bound')),
   CB_ERR_BODY_TOO_LARGE: request('a GET with a 2 MiB body to an on-demand route', async (fx) => bigGet((await fx.tlsServer()).port, '/whoami', 2 * 1024 * 1024)),
   CB_ERR_PRIVATE_DIR: call('ensurePrivateDir on a regular file', (fx) => ensurePrivateDir(fx.file('not-a-dir', 'x')), /not-a-dir/),

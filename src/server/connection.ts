@@ -165,13 +165,13 @@ export class ConnectionEntry implements Renegotiable, OrderedConnection {
    */
   #read(sequence: number): { record: HandshakeRecord; leaf: X509Certificate | undefined } {
     const policy = this.#policy;
-    const read = readHandshake(this.socket, sequence, policy.anchors);
+    const now = (policy.now ?? Date.now)();
+    const read = readHandshake(this.socket, sequence, policy.anchors, now);
     const { record, leaf } = read;
     if (record.chain.length === 0 || !leaf) {
       this.#expiresAt = Infinity;
       return read;
     }
-    const now = (policy.now ?? Date.now)();
     const material = policy.material ?? policy.reloaded?.material;
     const sessionError = record.verifyError;
     if (!record.resumed) {

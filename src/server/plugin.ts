@@ -21,7 +21,7 @@ import { accessRefusal, ROUTE_REQUIREMENTS, type Refusal, type RouteRequirement 
 import { routeChannelBindingRefusal, type RouteChannelBinding } from './channel-binding-route.js';
 import type { ConnectionEntry, ConnectionRevocationCheck } from './connection.js';
 import { negotiationWin32Override } from './negotiate.js';
-import { limitConnectionLifetime } from './connection-lifetime.js';
+import { expiredLifetime, limitConnectionLifetime } from './connection-lifetime.js';
 import { compileOptions, is, PLUGIN_SCHEMA, validateOptions } from './options.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ClientCertificate } from './registry.js';
@@ -428,10 +428,22 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
     }
     if (entry.negotiation) await entry.negotiation;
     await entry.settle();
+    // The connection may have reached its lifetime while this request waited.
+    const lifetime = expiredLifetime(request.raw.socket);
+    if (lifetime !== undefined) return refuse(request, reply, 'CB_ERR_CONNECTION_EXPIRED', [lifetime], {}, true);
     return checkRequest(request, reply, entry, requirement);
   };
 
   app.addHook('onRequest', (request, reply, done) => {
+    // A request on an HTTP/1.1 connection past its maxConnectionLifetime (pipelined behind a
+    // response still being sent at the deadline) reaches no handler: the connection's decision
+    // is not renewed for it (src/server/connection-lifetime.ts).
+    const lifetime = expiredLifetime(request.raw.socket);
+    if (lifetime !== undefined) {
+      ticketOf(request.raw)?.release();
+      done(refuse(request, reply, 'CB_ERR_CONNECTION_EXPIRED', [lifetime], {}, true));
+      return;
+    }
     const config = routeConfigOf(request);
     const plan = config[kGuarded];
     const planned = plan !== undefined && plan.clientCertificate === config.clientCertificate && plan.channelBinding === config.channelBinding;

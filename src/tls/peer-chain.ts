@@ -48,13 +48,13 @@ export function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolea
 /**
  * The chain as it verifies, leaf first: each next certificate is one that issued the previous
  * (names, key ids and signature), taken from the trusted anchors first (OpenSSL's trusted-first
- * rule), then from the certificates the peer sent. Names and key ids alone can be copied by a
+ * rule), then from the certificates the peer sent, preferring among them one valid at `now`. Names and key ids alone can be copied by a
  * forger; a signature cannot. Stops at a self-issued certificate or when no issuer verifies:
  * then the chain ends there, and whoever needs the issuer (revocation, CA pins) cannot tell it.
  * A leaf that nothing verifies keeps what the peer sent after it (for display; nothing trusts it).
  * Cheaper than getPeerCertificate(true) (about 90 µs per handshake for its detailed objects).
  */
-function captureWithAnchors(socket: TLSSocket, anchors: readonly X509Certificate[]): { chain: Buffer[]; certs: X509Certificate[]; leaf: X509Certificate | undefined } {
+function captureWithAnchors(socket: TLSSocket, anchors: readonly X509Certificate[], now: number): { chain: Buffer[]; certs: X509Certificate[]; leaf: X509Certificate | undefined } {
   const leaf = socket.getPeerX509Certificate();
   if (!leaf) return { chain: [], certs: [], leaf: undefined };
   // What the peer sent after its leaf, read only when the anchors do not complete the chain
@@ -70,7 +70,7 @@ function captureWithAnchors(socket: TLSSocket, anchors: readonly X509Certificate
     }
     return sent;
   };
-  const certs = linkChain(leaf, anchors, { [Symbol.iterator]: () => sentCerts()[Symbol.iterator]() });
+  const certs = linkChain(leaf, anchors, { [Symbol.iterator]: () => sentCerts()[Symbol.iterator]() }, now);
   if (certs.length === 1) certs.push(...sentCerts());
   return { chain: certs.map((c) => c.raw), certs, leaf };
 }
@@ -81,26 +81,44 @@ function captureLeaf(socket: TLSSocket): { chain: Buffer[]; certs: X509Certifica
   return leaf ? { chain: [leaf.raw], certs: [leaf], leaf } : { chain: [], certs: [], leaf: undefined };
 }
 
+/** Parsed validity of certificates (anchors, intermediates): parsed once per certificate object. */
+const validity = new WeakMap<X509Certificate, { from: number; to: number }>();
+
+/** True when `cert` is within its validity dates at `now` (an unparsable date: false). */
+function validAt(cert: X509Certificate, now: number): boolean {
+  let v = validity.get(cert);
+  if (!v) validity.set(cert, (v = { from: Date.parse(cert.validFrom), to: Date.parse(cert.validTo) }));
+  return v.from <= now && now <= v.to;
+}
+
+/**
+ * The first of `candidates` (not in the chain yet) that issued `cert`, or rather one valid at
+ * `now` when the first is not: a bundle may hold an expired copy of a CA (same name and key)
+ * before its renewal, and OpenSSL too prefers an issuer valid now (X509_STORE_CTX_get1_issuer,
+ * find_issuer). Only looks past the first fitting candidate when that one is not valid now.
+ */
+function pickIssuer(cert: X509Certificate, candidates: Iterable<X509Certificate>, inChain: ReadonlySet<string>, now: number): X509Certificate | undefined {
+  let first: X509Certificate | undefined;
+  for (const c of candidates) {
+    if (first === c || inChain.has(c.fingerprint256) || !issuedBy(cert, c)) continue;
+    if (validAt(c, now)) return c;
+    first ??= c;
+  }
+  return first;
+}
+
 /**
  * The chain of `leaf` as it verifies, leaf first: each next certificate issued the previous
  * (names, key ids and signature), taken from `anchors` first, then from `others` (iterated only
- * when no anchor fits). Stops at a self-issued certificate or when no issuer verifies.
+ * when no anchor fits); among those that fit, one valid at `now` is preferred (pickIssuer).
+ * Stops at a self-issued certificate or when no issuer verifies.
  */
-export function linkChain(leaf: X509Certificate, anchors: readonly X509Certificate[], others: Iterable<X509Certificate>): X509Certificate[] {
+export function linkChain(leaf: X509Certificate, anchors: readonly X509Certificate[], others: Iterable<X509Certificate>, now: number = Date.now()): X509Certificate[] {
   const certs: X509Certificate[] = [leaf];
   const inChain = new Set<string>([leaf.fingerprint256]);
   let cur = leaf;
   while (!cur.checkIssued(cur)) {
-    const from = cur;
-    let next: X509Certificate | undefined = anchors.find((a) => !inChain.has(a.fingerprint256) && issuedBy(from, a));
-    if (!next) {
-      for (const c of others) {
-        if (!inChain.has(c.fingerprint256) && issuedBy(from, c)) {
-          next = c;
-          break;
-        }
-      }
-    }
+    const next = pickIssuer(cur, anchors, inChain, now) ?? pickIssuer(cur, others, inChain, now);
     if (!next) break;
     inChain.add(next.fingerprint256);
     certs.push(next);
@@ -134,14 +152,14 @@ export interface HandshakeRead {
 
 /**
  * Records the handshake that just completed on `socket`, with its chain built against
- * `anchors` (the trusted client CAs); the parsed leaf comes back too, so that the certificate
- * view need not parse it again.
+ * `anchors` (the trusted client CAs) at `now`; the parsed leaf comes back too, so that the
+ * certificate view need not parse it again.
  */
-export function readHandshake(socket: TLSSocket, sequence: number, anchors: readonly X509Certificate[]): HandshakeRead {
+export function readHandshake(socket: TLSSocket, sequence: number, anchors: readonly X509Certificate[], now: number = Date.now()): HandshakeRead {
   const resumed = socket.isSessionReused();
   // A resumed session carries the leaf alone (OpenSSL keeps no peer chain in a ticket): its
   // chain comes from what full handshakes verified (src/tls/session-chains.ts).
-  const { chain, certs, leaf } = resumed ? captureLeaf(socket) : captureWithAnchors(socket, anchors);
+  const { chain, certs, leaf } = resumed ? captureLeaf(socket) : captureWithAnchors(socket, anchors, now);
   const cipher = socket.getCipher();
   const record: HandshakeRecord = Object.freeze({
     sequence,

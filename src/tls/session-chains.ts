@@ -119,12 +119,12 @@ export function verdictOf(certs: readonly X509Certificate[], verifyError: string
 
 /**
  * The verdict for a resumed session's leaf that no cached verdict covers: its chain rebuilt from
- * the anchors and the known intermediates, verified under `material` at `now` (verifyUnder:
+ * the anchors and the known intermediates (preferring issuers valid at `now`, as a full handshake does), verified under `material` at `now` (verifyUnder:
  * signatures, an anchor, validity dates, CRLs). The session's own error stands when it has one.
  */
 export function verifyResumed(leaf: X509Certificate, sessionError: string | null, material: TrustMaterial, now: number): ChainVerdict {
   sessionChainStats.misses += 1;
-  const certs = linkChain(leaf, material.anchors, intermediates.values());
+  const certs = linkChain(leaf, material.anchors, intermediates.values(), now);
   const verifyError = verifyUnder(material, certs.map((c) => c.raw), sessionError, now);
   if (verifyError !== null && sessionError === null) sessionChainStats.failed += 1;
   return verdictOf(certs, verifyError, material, now);
