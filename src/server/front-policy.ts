@@ -119,6 +119,7 @@ export function pathReadings(url: string): { readings: Set<string>; suspect: boo
   let suspect = false;
   for (let round = 0; ; round++) {
     const folded = foldOverlong(path);
+    // eslint-disable-next-line no-control-regex -- control characters are what is looked for
     if (/[\x00-\x1f\x7f]/.test(folded)) suspect = true;
     for (const form of folded === path ? [path] : [path, folded]) {
       // Only the readings this form can tell apart (the others are the same string).
