@@ -59,12 +59,15 @@ export function checkPathPattern(p: string, key: string): void {
 export const DECODE_ROUNDS = 4;
 
 /**
- * One percent-decoding round, byte-wise: every valid `%XX` becomes its byte, an invalid escape
+ * One percent-decoding round, byte-wise: every valid `%XX` becomes its byte (`%uXXXX` its UTF-8 bytes), an invalid escape
  * (`%ZZ`, a lone `%`) stays as it is without stopping the others. The result is a byte string
  * (one char per byte, latin1), as Node hands over a request target.
  */
 export function decodeOnce(path: string): string {
-  return path.replace(/%([0-9a-f]{2})/gi, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+  return path
+    // IIS's %uXXXX, as the UTF-8 bytes of the character.
+    .replace(/%u([0-9a-f]{4})/gi, (_, h: string) => Buffer.from(String.fromCharCode(parseInt(h, 16)), 'utf8').toString('latin1'))
+    .replace(/%([0-9a-f]{2})/gi, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 }
 
 /** Overlong UTF-8 forms of ASCII (`\xc0\xae` for `.`, `\xc0\xaf` for `/`), read as ASCII by some old stacks. */
