@@ -423,6 +423,8 @@ test('path policy: every spelling a backend may read is judged, the strictest wi
     ['/public', 'default'], ['/administrator', 'default'], ['/api/v1/public', 'default'], ['/api/v1/privatex', 'default'], ['/', 'default'],
     ['/adminx/..', 'default'], ['/%2e%2e/public', 'default'], ['/secrets', 'default'], ['/files/a.pdfx', 'default'], ['/public%2520x', 'default'], ['/public?/admin/', 'default'],
   ];
+  // `#` read as a fragment and as a character; a long path with something to fold is not read one way after another.
+  table.push(['/public#/../admin', 'on-demand'], ['/admin#x', 'on-demand'], [`/public/${'a.'.repeat(1100)}`, 'on-demand'], [`/public/${'a'.repeat(3000)}`, 'default'], [`/public/${'a.'.repeat(1000)}`, 'default']);
   const wrong = table.filter(([url, want]) => p(url) !== want).map(([url, want]) => `${url}: ${p(url)}, expected ${want}`);
   assert.deepEqual(wrong, []);
   // Only required patterns: the strictest for a suspect path is required.

@@ -2,6 +2,7 @@
 // their checks, and which certificate policy a request path falls under. Kept light: the
 // CLI's config check and createServer's option check load this, the proxy (front.ts) only
 // when an upstream is configured.
+import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { parseCertificates, parsePrivateKey } from '../tls/pem.js';
 
@@ -111,14 +112,25 @@ function targetPath(url: string): string {
  * The readings of a request path a backend might route on: the raw path and each of up to
  * DECODE_ROUNDS percent-decoding rounds (byte-wise, overlong UTF-8 folded), each with and
  * without backslashes as slashes, dot-segment resolution, `;params` and trailing dots/spaces
- * of segments (every combination). `suspect` is set when the path still decodes after the
- * last round, or a reading holds a NUL or another control character: no reading can be trusted.
+ * of segments (every combination); a `#` both as a fragment and as a character. `suspect` is set
+ * when the path still decodes after the last round, a reading holds a NUL or another control
+ * character, or a path to fold is longer than DEFAULTS.upstreamPathJudgeMaxBytes.
  */
 export function pathReadings(url: string): { readings: Set<string>; suspect: boolean } {
+  const hash = url.indexOf('#');
+  if (hash >= 0) {
+    // `#` has no place in a request target: judged both as a fragment and as part of the path.
+    const cut = pathReadings(url.slice(0, hash));
+    const whole = pathReadings(url.slice(0, hash) + url.slice(hash).replace(/#/g, '%23'));
+    for (const r of whole.readings) cut.readings.add(r);
+    return { readings: cut.readings, suspect: cut.suspect || whole.suspect };
+  }
   let path = targetPath(url);
   const readings = new Set<string>();
   // Nothing to decode, resolve, drop or fold: one reading.
   if (!/[^a-z0-9/_~!$&'()*+,=:@-]/i.test(path)) return { readings: readings.add(('/' + path).replace(/\/+/g, '/').toLowerCase()), suspect: false };
+  // Bounded work per request: a long path with something to fold is not read 160 ways.
+  if (path.length > DEFAULTS.upstreamPathJudgeMaxBytes) return { readings, suspect: true };
   let suspect = false;
   for (let round = 0; ; round++) {
     const folded = foldOverlong(path);
