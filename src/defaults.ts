@@ -57,6 +57,8 @@ export const DEFAULTS = Object.freeze({
   upstreamTimeoutMs: 60_000,
   /** `certbound serve --upstream`: most keep-alive connections to the upstream (per process). */
   upstreamConnections: 128,
+  /** `certbound serve --upstream` with per-path policies: longest path (bytes) whose readings are judged one by one; a longer one that needs decoding or folding gets the strictest policy. */
+  upstreamPathJudgeMaxBytes: 2_048,
   /** Largest value (bytes) of a forwarded `Client-Cert` or `Client-Cert-Chain` header (RFC 9440) from a trusted proxy; larger: 400 CB_ERR_FORWARDED_CERT_TOO_LARGE. */
   forwardedCertHeaderMaxBytes: 12_288,
   /** Most certificates a forwarded `Client-Cert-Chain` header may hold (the issuers, leaf excluded); more: 400 CB_ERR_FORWARDED_CERT_TOO_LARGE. */

@@ -279,14 +279,16 @@ describe('behind a trusted proxy', () => {
     const agent = new HttpAgent({ keepAlive: true, maxSockets: 1, localAddress: OTHER } as ConstructorParameters<typeof HttpAgent>[0]);
     try {
       const before = logLines.length;
-      const first = await send(plainPort, '/headers', { localAddress: OTHER, headers, agent });
-      const second = await send(plainPort, '/headers', { localAddress: OTHER, headers, agent });
+      // Underscore spellings too: CGI-style stacks read Client_Cert as Client-Cert.
+      const withUnderscores = { ...headers, Client_Cert: b64(valid.leaf), certbound_client_identity: 'mallory' };
+      const first = await send(plainPort, '/headers', { localAddress: OTHER, headers: withUnderscores, agent });
+      const second = await send(plainPort, '/headers', { localAddress: OTHER, headers: withUnderscores, agent });
       for (const r of [first, second]) {
         assert.deepEqual(r.body.headers, ['connection', 'host']);
         assert.deepEqual(r.body.raw, ['connection', 'host']);
       }
       const lines = logLines.slice(before).filter((l) => /not a trusted proxy/.test(l.msg));
-      const names = ['client-cert', 'client-cert-chain', 'certbound-client-cert-flags', 'certbound-client-identity', 'certbound-connection-id'];
+      const names = ['client-cert', 'client-cert-chain', 'certbound-client-cert-flags', 'certbound-client-identity', 'certbound-connection-id', 'client_cert', 'certbound_client_identity'];
       assert.deepEqual(lines.map((l) => [l.level, l.headers]), [[40, names], [20, names]]);
     } finally {
       agent.destroy();

@@ -94,7 +94,7 @@ before(async () => {
   cliPort = await freePort();
   cli = spawn(process.execPath, [BIN, 'serve', '--workers', '2', '--port', String(cliPort), '--host', '127.0.0.1', '--ocsp', 'off', '--log-level', 'warn',
     '--cert', pki.server, '--key', pki.serverKey, '--ca', pki.caBundle, '--client-auth', 'none', '--on-demand-host', 'localhost',
-    '--upstream', `http://127.0.0.1:${upPort}`, '--on-demand-path', '/admin/', '--require-path', '/secure/**', '--upstream-timeout', '800'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--upstream', `http://127.0.0.1:${upPort}`, '--on-demand-path', '/admin/', '--require-path', '/secure/**', '--require-path', '/api/**/private', '--upstream-timeout', '800'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   await new Promise<void>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`serve did not start: ${out}`)), 15_000);
@@ -153,6 +153,26 @@ const FORGED = {
   Forwarded: 'for=10.9.9.9',
 };
 
+/** Other proxies' certificate, address and path-override headers (FOREIGN_HEADERS), in several spellings. */
+const FOREIGN = {
+  'X-Forwarded-Client-Cert': 'Hash=abc;Subject="CN=admin"',
+  'X-SSL-Client-Cert': 'forged',
+  'x_ssl_client_verify': 'SUCCESS',
+  'X-ARR-ClientCert': 'forged',
+  'X-Client-Cert': 'forged',
+  'SSL_Client_Cert': 'forged',
+  'X-Original-URL': '/admin/',
+  'X-REWRITE-URL': '/admin/',
+  'X-Forwarded-Prefix': '/admin',
+  'X-Forwarded-Ssl': 'on',
+  'X_Forwarded_Scheme': 'https',
+  'X-Client-IP': '10.1.1.1',
+  'True-Client-IP': '10.1.1.1',
+  'CF-Connecting-IP': '10.1.1.1',
+};
+const FOREIGN_SEEN = ['x-forwarded-client-cert', 'x-ssl-client-cert', 'x_ssl_client_verify', 'x-arr-clientcert', 'x-client-cert', 'ssl_client_cert', 'x-original-url',
+  'x-rewrite-url', 'x-forwarded-prefix', 'x-forwarded-ssl', 'x_forwarded_scheme', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip'];
+
 test('the upstream gets the client certificate byte for byte (RFC 9440), the verdict headers, and none of the forged ones', async () => {
   const r = await ask(front.port, '/api/x?q=1', { cert: pki.client, key: pki.clientKey, headers: { ...FORGED, 'client-cert': [':AAAA:', ':BBBB:'] } });
   assert.equal(r.status, 200);
@@ -182,9 +202,11 @@ test('forged certificate headers never reach the upstream: no certificate, an un
     [pki.clientExpired, pki.clientExpiredKey, 'CERT_E_EXPIRED'],
   ];
   for (const [cert, key, flags] of cases) {
-    const r = await ask(front.port, '/api/forged', { ...(cert ? { cert, key } : {}), headers: FORGED });
+    const r = await ask(front.port, '/api/forged', { ...(cert ? { cert, key } : {}), headers: { ...FORGED, ...FOREIGN, 'X-Kept': 'yes' } });
     assert.equal(r.status, 200);
     const h = json(r).headers;
+    assert.deepEqual(FOREIGN_SEEN.filter((n) => h[n] !== undefined), [], flags);
+    assert.equal(h['x-kept'], 'yes');
     assert.equal(h['client-cert'], undefined, flags);
     assert.equal(h['client-cert-chain'], undefined, flags);
     assert.equal(h.client_cert, undefined, flags);
@@ -274,8 +296,9 @@ test('WebSocket echo through the front, with the certificate headers on the upgr
   assert.ok(Buffer.from(parseItem(r.headers['client-cert'] as string)[0] as ArrayBuffer).equals(der(pki.client)));
   assert.equal(r.headers['certbound-client-cert-flags'], 'OK');
   assert.equal(r.headers['x-forwarded-for'], '127.0.0.1');
-  const none = await wsEcho(front.port, { headers: { 'Client-Cert': ':AAAA:' } });
+  const none = await wsEcho(front.port, { headers: { 'Client-Cert': ':AAAA:', ...FOREIGN } });
   assert.equal(none.headers['client-cert'], undefined);
+  assert.deepEqual(FOREIGN_SEEN.filter((n) => none.headers[n] !== undefined), []);
   assert.equal(none.headers['certbound-client-cert-flags'], 'NO_CERTIFICATE');
 });
 
@@ -321,6 +344,25 @@ test('serve --workers 2: an on-demand path renegotiates (TLS 1.2 twin) before th
   assert.equal(seen.length, n);
 });
 
+test('serve: double-encoded dot segments, `;` dot segments and trailing slashes never reach the upstream without a certificate (HTTP and WebSocket)', async () => {
+  const before = seen.length;
+  const protectedPaths = ['/admin/%252e%252e', '/admin/x%252f..%252f..', '/admin/x%255c..%255c..', '/admin/%25252e%25252e', '/admin/..;x', '/%2561dmin/%25ZZ',
+    '/api/v1/private/', '/api/v1/private%2f', '/api/private', '/api/v1/private.json', '/secure'];
+  for (const p of protectedPaths) {
+    const r = await ask(cliPort, p, { servername: 'localhost' });
+    assert.equal(r.status, 403, p);
+    assert.equal((JSON.parse(r.body.toString()) as { code: string }).code, 'CB_ERR_CLIENT_CERT_REQUIRED', p);
+  }
+  for (const p of ['/admin/%252e%252e', '/admin/..;x', '/api/v1/private/']) {
+    await assert.rejects(wsEcho(cliPort, { path: p, servername: 'localhost' }), /upgrade answered 403/, p);
+  }
+  assert.deepEqual(seen.slice(before).map((x) => x.url), [], 'the upstream saw none of them');
+  // With the certificate the on-demand spelling goes through unchanged; neighbours stay open.
+  const ok = await ask(cliPort, '/admin/%252e%252e', { servername: 'localhost', cert: pki.client, key: pki.clientKey, maxVersion: 'TLSv1.2' });
+  assert.equal(json(ok).url, '/admin/%252e%252e');
+  for (const p of ['/administrator', '/api/v1/public']) assert.equal(json(await ask(cliPort, p)).url, p);
+});
+
 test('an https upstream: verified against --upstream-ca, with certbound\'s own client certificate on that leg', async () => {
   const { createServer: createHttpsServer } = await import('node:https');
   let peer: string | undefined;
@@ -355,14 +397,40 @@ test('path policy: prefixes and globs on the normalized path', () => {
   assert.equal(normalizePath('/x/..%2fadmin\\y'), '/admin/y');
   const p = pathPolicy(['/admin/', '/api/*/private', '/**/secret'], ['/secure']);
   assert.ok(p);
-  assert.equal(p('/admin'), 'on-demand');
-  assert.equal(p('/administrator'), 'default');
-  assert.equal(p('/api/v1/private'), 'on-demand');
-  assert.equal(p('/api/v1/x/private'), 'default');
-  assert.equal(p('/a/b/secret'), 'on-demand');
-  assert.equal(p('/secure/x'), 'required');
-  assert.equal(p('/SECURE'), 'required');
-  assert.equal(p('/securex'), 'default');
+  const table: [string, 'on-demand' | 'required' | 'default'][] = [
+    ['/admin', 'on-demand'], ['/administrator', 'default'], ['/api/v1/private', 'on-demand'], ['/api/v1/x/private', 'default'],
+    ['/a/b/secret', 'on-demand'], ['/secure/x', 'required'], ['/SECURE', 'required'], ['/securex', 'default'],
+  ];
+  for (const [url, want] of table) assert.equal(p(url), want, url);
+});
+
+test('path policy: every spelling a backend may read is judged, the strictest wins (table of the outside attack on issue 15)', () => {
+  const p = pathPolicy(['/admin/'], ['/api/**/private', '/**/secret', '/files/*.pdf']);
+  assert.ok(p);
+  const table: [string, 'on-demand' | 'required' | 'default'][] = [
+    // Dot segments encoded twice or more, after an encoded slash or backslash, with ;params (finding 1).
+    ['/admin/%252e%252e', 'on-demand'], ['/admin/x%252f..%252f..', 'on-demand'], ['/admin/x%255c..%255c..', 'on-demand'],
+    ['/admin/%25252e%25252e', 'on-demand'], ['/admin/files/payroll.csv/%252e%252e/%252e%252e', 'on-demand'], ['/admin/..;x', 'on-demand'],
+    ['/admin/%2e%2e', 'on-demand'], ['/admin/..', 'on-demand'], ['/admin\\..\\', 'on-demand'], ['/x/../admin/', 'on-demand'], ['/x/..%2fadmin', 'on-demand'],
+    // Globs: trailing slash, encoded slash, zero segments for /**/, format suffix, what is under (finding 2).
+    ['/api/v1/private/', 'required'], ['/api/v1/private%2f', 'required'], ['/api/private', 'required'], ['/api/v1/private.json', 'required'],
+    ['/api/a/b/private/x', 'required'], ['/secret', 'required'], ['/x/secret/', 'required'], ['/files/a.pdf/', 'required'], ['/files/a.PDF', 'required'],
+    // A decode error does not stop the other escapes; four rounds; still encoded after that; NUL and control characters; trailing dots and spaces (finding 3).
+    ['/%2561dmin/%25ZZ', 'on-demand'], ['/%25252561dmin/', 'on-demand'], ['/%252525252561dmin/', 'on-demand'], ['/pub%2525252525', 'on-demand'],
+    ['/admin%00', 'on-demand'], ['/public%00', 'on-demand'], ['/public%0a', 'on-demand'], ['/admin%20/', 'on-demand'], ['/admin%09/', 'on-demand'], ['/admin./', 'on-demand'],
+    ['/x/%c0%ae%c0%ae/admin', 'on-demand'], ['/x/%u002e%u002e/admin', 'on-demand'], ['http://evil.example/ADMIN/x', 'on-demand'], ['//admin', 'on-demand'], ['/admin;jsessionid=1', 'on-demand'],
+    // Neighbours stay open.
+    ['/public', 'default'], ['/administrator', 'default'], ['/api/v1/public', 'default'], ['/api/v1/privatex', 'default'], ['/', 'default'],
+    ['/adminx/..', 'default'], ['/%2e%2e/public', 'default'], ['/secrets', 'default'], ['/files/a.pdfx', 'default'], ['/public%2520x', 'default'], ['/public?/admin/', 'default'],
+  ];
+  // `#` read as a fragment and as a character; a long path with something to fold is not read one way after another.
+  table.push(['/public#/../admin', 'on-demand'], ['/admin#x', 'on-demand'], [`/public/${'a.'.repeat(1100)}`, 'on-demand'], [`/public/${'a'.repeat(3000)}`, 'default'], [`/public/${'a.'.repeat(1000)}`, 'default']);
+  const wrong = table.filter(([url, want]) => p(url) !== want).map(([url, want]) => `${url}: ${p(url)}, expected ${want}`);
+  assert.deepEqual(wrong, []);
+  // Only required patterns: the strictest for a suspect path is required.
+  const rq = pathPolicy([], ['/secure']);
+  assert.equal(rq?.('/x%00'), 'required');
+  assert.equal(rq?.('/x'), 'default');
 });
 
 test('serve flags of the front: refused when they would be ignored or cannot work (CB_ERR_INVALID_OPTION naming the flag)', () => {

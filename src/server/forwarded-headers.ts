@@ -16,6 +16,13 @@ export const CLIENT_CERT_CHAIN_HEADER = 'client-cert-chain';
 export const CERTBOUND_VERDICT_HEADERS = ['certbound-client-cert-flags', 'certbound-client-identity', 'certbound-connection-id'] as const;
 /** Every header that carries a client certificate or a verdict about one: stripped from peers that are not trusted proxies. */
 export const FORWARDED_CERT_HEADERS: readonly string[] = Object.freeze([CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER, ...CERTBOUND_VERDICT_HEADERS]);
+const CERT_HEADER_SET: ReadonlySet<string> = new Set(FORWARDED_CERT_HEADERS);
+
+/** Whether a header name is one of FORWARDED_CERT_HEADERS, any case, with `_` read as `-` (`Client_Cert`, `certbound_client_identity`). */
+export function isForwardedCertHeader(name: string): boolean {
+  const n = name.toLowerCase();
+  return CERT_HEADER_SET.has(n.includes('_') ? n.replace(/_/g, '-') : n);
+}
 
 /**
  * Why a header was refused (the `reason` field of the 400 body):

@@ -13,7 +13,7 @@ import { verifyForwardedChain } from '../tls/forwarded-chain.js';
 import type { HandshakeRecord } from '../tls/peer-chain.js';
 import type { TrustMaterial } from '../tls/trust-material.js';
 import type { ConnectionEntry, TrustPolicy } from './connection.js';
-import { FORWARDED_CERT_HEADERS, readForwardedCertificate, type ForwardedCertificate } from './forwarded-headers.js';
+import { isForwardedCertHeader, readForwardedCertificate, type ForwardedCertificate } from './forwarded-headers.js';
 import type { TrustedProxies } from './trusted-proxies.js';
 
 /** What the forwarded decision needs of the server. */
@@ -43,25 +43,24 @@ export function forwardedStateOf(request: FastifyRequest): ForwardedState | fals
 }
 
 /**
- * Removes the certificate and verdict headers (FORWARDED_CERT_HEADERS) from a request of a peer
+ * Removes the certificate and verdict headers (FORWARDED_CERT_HEADERS, names compared with `_`
+ * read as `-` as the front does: `Client_Cert` reaches CGI-style stacks as Client-Cert) from a request of a peer
  * that may not send them, from `headers` and `rawHeaders`, so that neither certbound nor the app
  * reads a forged one. Logged at warn once per connection (`warned` remembers the sockets), then
  * at debug.
  */
 export function stripForwardedHeaders(raw: IncomingMessage, logger: ForwardedOptions['logger'], warned: WeakSet<object>): void {
   const headers = raw.headers;
-  // Every request passes here: named loads first (a few ns), the list only when one is there.
-  if (headers['client-cert'] === undefined && headers['client-cert-chain'] === undefined && headers['certbound-client-cert-flags'] === undefined
-    && headers['certbound-client-identity'] === undefined && headers['certbound-connection-id'] === undefined) return;
+  // Every request passes here: a look at each name's first letter (all of them start with `c`), the fold only then.
   let found: string[] | undefined;
-  for (const name of FORWARDED_CERT_HEADERS) {
-    if (headers[name] === undefined) continue;
+  for (const name in headers) {
+    if (name.charCodeAt(0) !== 99 || !isForwardedCertHeader(name)) continue;
     (found ??= []).push(name);
     delete headers[name];
   }
   if (!found) return;
   const rawHeaders = raw.rawHeaders;
-  for (let i = rawHeaders.length - 2; i >= 0; i -= 2) if (FORWARDED_CERT_HEADERS.includes((rawHeaders[i] as string).toLowerCase())) rawHeaders.splice(i, 2);
+  for (let i = rawHeaders.length - 2; i >= 0; i -= 2) if (isForwardedCertHeader(rawHeaders[i] as string)) rawHeaders.splice(i, 2);
   const socket = raw.socket as object;
   const line = { remoteAddress: raw.socket?.remoteAddress, headers: found };
   if (warned.has(socket)) {

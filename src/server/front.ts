@@ -30,18 +30,33 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
 /** Set from the real connection: a client's copies are replaced, never appended to. */
 const FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip']);
 const OWN = new Set<string>(Object.values(FRONT_HEADERS));
+/**
+ * Headers other proxies and platforms use for a client certificate, a TLS verdict, the client's
+ * address or scheme, or a path override (IIS/Symfony X-Original-URL …): a client could forge
+ * each, and certbound never sets them. Always removed (also any name starting with FOREIGN_PREFIXES).
+ */
+export const FOREIGN_HEADERS: ReadonlySet<string> = new Set([
+  'x-forwarded-client-cert', 'x-ssl-client-cert', 'x-ssl-client-verify', 'x-arr-clientcert', 'x-client-cert', 'ssl-client-cert', 'ssl-client-verify',
+  'x-client-verify', 'x-client-dn', 'x-ssl-cert',
+  'x-original-url', 'x-original-uri', 'x-rewrite-url', 'x-forwarded-prefix', 'x-forwarded-uri', 'x-forwarded-path',
+  'x-forwarded-ssl', 'x-forwarded-scheme', 'x-forwarded-server', 'x-forwarded-https', 'front-end-https', 'x-url-scheme',
+  'x-client-ip', 'true-client-ip', 'cf-connecting-ip', 'x-cluster-client-ip', 'fastly-client-ip',
+]);
+export const FOREIGN_PREFIXES: readonly string[] = ['x-ssl-client-', 'ssl-client-', 'x-client-cert', 'client-cert'];
 /** What the ws client sets itself on the upstream upgrade request. */
 const WS_OWN = new Set(['host', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-accept', 'sec-websocket-protocol', 'content-length']);
 
 /**
  * Whether a client's header is dropped. Names are compared with `_` read as `-` as well: some
  * upstream stacks (CGI, WSGI, PHP) map both to one variable, so `Client_Cert` would reach them as
- * Client-Cert. Every `certbound-*` header is certbound's.
+ * Client-Cert. Every `certbound-*` header is certbound's; other proxies' certificate, address and
+ * path-override headers (FOREIGN_HEADERS) are dropped too.
  */
 function dropped(name: string, listed: ReadonlySet<string>): boolean {
   const n = name.toLowerCase();
   const dashed = n.includes('_') ? n.replace(/_/g, '-') : n;
-  return HOP_BY_HOP.has(dashed) || FORWARDING.has(dashed) || OWN.has(dashed) || dashed.startsWith('certbound-') || listed.has(n) || listed.has(dashed);
+  return HOP_BY_HOP.has(dashed) || FORWARDING.has(dashed) || OWN.has(dashed) || FOREIGN_HEADERS.has(dashed) || dashed.startsWith('certbound-')
+    || FOREIGN_PREFIXES.some((p) => dashed.startsWith(p)) || listed.has(n) || listed.has(dashed);
 }
 
 /** The header names a Connection header lists (lower case). */
