@@ -6,7 +6,8 @@
 // names every failed file and the slowest ones, so that the suite's time stays visible.
 // Usage: node scripts/run-tests.mjs [name ...]   (names without .test.js: only those files)
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const dir = resolve(import.meta.dirname, '..', '.test-build', 'test');
@@ -29,12 +30,16 @@ const rank = (f) => {
 };
 const queue = files.map((f, i) => ({ f, i })).sort((a, b) => rank(a.f) - rank(b.f) || a.i - b.i).map(({ f }) => f);
 
+const reports = mkdtempSync(join(tmpdir(), 'certbound-tap-'));
 const results = [];
 const runOne = (file) => new Promise((done) => {
   const started = Date.now();
   // The file runs as a plain node process (node:test runs its tests and prints TAP): one
   // process per file instead of `node --test`'s two. Its time limit is kept here instead.
-  const child = spawn(process.execPath, [join(dir, file)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its TAP goes to a file of its own: tests that capture the process's stdout or stderr (an
+  // in-process CLI call) must see only what they wrote.
+  const tap = join(reports, `${file}.tap`);
+  const child = spawn(process.execPath, ['--test-reporter=tap', `--test-reporter-destination=${tap}`, join(dir, file)], { stdio: ['ignore', 'pipe', 'pipe'] });
   const out = [];
   let timedOut = false;
   const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, FILE_TIMEOUT_MS);
@@ -43,7 +48,7 @@ const runOne = (file) => new Promise((done) => {
   child.on('close', (code, signal) => {
     clearTimeout(timer);
     if (timedOut) out.push(Buffer.from(`\n# run-tests: killed after ${FILE_TIMEOUT_MS / 1000} s\n`));
-    const text = Buffer.concat(out).toString();
+    const text = Buffer.concat(out).toString() + (existsSync(tap) ? readFileSync(tap, 'utf8') : '# run-tests: no TAP report was written\n');
     process.stdout.write(`# file: test/${file.replace(/\.js$/, '.ts')}\n${text}`);
     const count = (name) => Number(text.match(new RegExp(`^# ${name} (\\d+)$`, 'm'))?.[1] ?? 0);
     results.push({ file, ok: code === 0 && !signal, seconds: (Date.now() - started) / 1000, tests: count('tests'), pass: count('pass'), fail: count('fail') });
@@ -56,6 +61,7 @@ const worker = async () => {
 const t0 = Date.now();
 await Promise.all(Array.from({ length: CONCURRENCY }, worker));
 
+rmSync(reports, { recursive: true, force: true });
 const sum = (k) => results.reduce((n, r) => n + r[k], 0);
 const failed = results.filter((r) => !r.ok);
 const slowest = [...results].sort((a, b) => b.seconds - a.seconds).slice(0, 8).map((r) => `${r.file.replace(/\.test\.js$/, '')} ${r.seconds.toFixed(1)} s`);
