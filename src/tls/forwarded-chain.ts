@@ -13,6 +13,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { pkijs } from './pkijs-engine.js';
 import { verifyParsedUnder, type TrustMaterial } from './trust-material.js';
+import { signedBy } from './peer-chain.js';
 
 /** OpenSSL's default verify depth is 100; a forwarded chain is bounded far lower by its header (DEFAULTS.forwardedChainMaxCertificates). */
 const MAX_DEPTH = 16;
@@ -62,25 +63,6 @@ function likelyIssued(cert: X509Certificate, issuer: X509Certificate): boolean {
   const akid = extrasOf(cert).akid;
   const skid = extrasOf(issuer).skid;
   return akid === null || skid === null || akid === skid;
-}
-
-/** Verified signatures by (child, issuer): the same intermediates and leaves come back on every request. */
-const signatures = new Map<string, boolean>();
-const MAX_SIGNATURES = 10_000;
-
-function signedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
-  const key = `${cert.fingerprint256}|${issuer.fingerprint256}`;
-  let ok = signatures.get(key);
-  if (ok === undefined) {
-    try {
-      ok = cert.verify(issuer.publicKey);
-    } catch {
-      ok = false;
-    }
-    if (signatures.size >= MAX_SIGNATURES) signatures.clear();
-    signatures.set(key, ok);
-  }
-  return ok;
 }
 
 export interface ForwardedChainResult {

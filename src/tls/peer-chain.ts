@@ -30,7 +30,11 @@ const MAX_VERIFIED_LINKS = 10_000;
 
 /** True when `issuer` issued `cert`: names and key ids (X509_check_issued) *and* its key verifies the signature. */
 export function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
-  if (!cert.checkIssued(issuer)) return false;
+  return cert.checkIssued(issuer) && signedBy(cert, issuer);
+}
+
+/** True when `issuer`'s public key verifies `cert`'s signature; remembered per (child, issuer) pair. */
+export function signedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
   const key = `${cert.fingerprint256}|${issuer.fingerprint256}`;
   let ok = verifiedLinks.get(key);
   if (ok === undefined) {
