@@ -85,13 +85,28 @@ function captureLeaf(socket: TLSSocket): { chain: Buffer[]; certs: X509Certifica
   return leaf ? { chain: [leaf.raw], certs: [leaf], leaf } : { chain: [], certs: [], leaf: undefined };
 }
 
-/** Parsed validity of certificates (anchors, intermediates): parsed once per certificate object. */
-const validity = new WeakMap<X509Certificate, { from: number; to: number }>();
+/** Parsed validity of certificates (anchors, intermediates, leaves): parsed once per certificate object. */
+const validity = new WeakMap<X509Certificate, { readonly from: number; readonly to: number }>();
+
+/**
+ * `cert`'s validity dates in ms, parsed once per certificate object; an unparsable date fails
+ * closed (a window that is never open). The one reading of validity dates for chain building,
+ * the chain's window (src/tls/session-chains.ts) and verification against the material in force.
+ */
+export function certValidity(cert: X509Certificate): { readonly from: number; readonly to: number } {
+  let v = validity.get(cert);
+  if (!v) {
+    const from = Date.parse(cert.validFrom);
+    const to = Date.parse(cert.validTo);
+    v = Number.isNaN(from) || Number.isNaN(to) ? { from: Infinity, to: -Infinity } : { from, to };
+    validity.set(cert, v);
+  }
+  return v;
+}
 
 /** True when `cert` is within its validity dates at `now` (an unparsable date: false). */
 function validAt(cert: X509Certificate, now: number): boolean {
-  let v = validity.get(cert);
-  if (!v) validity.set(cert, (v = { from: Date.parse(cert.validFrom), to: Date.parse(cert.validTo) }));
+  const v = certValidity(cert);
   return v.from <= now && now <= v.to;
 }
 

@@ -8,7 +8,7 @@
 // have shown (in this process, or relayed by a cluster's primary). Fail closed: a chain that
 // cannot be established again does not verify.
 import { X509Certificate } from 'node:crypto';
-import { linkChain } from './peer-chain.js';
+import { certValidity, linkChain } from './peer-chain.js';
 import { crlDeadline, verifyUnder, type TrustMaterial } from './trust-material.js';
 
 /** What a full handshake (or a verification now) established for one leaf under one policy. */
@@ -45,11 +45,12 @@ export function validityOf(certs: readonly X509Certificate[]): { notBefore: numb
   let notBefore = -Infinity;
   let notAfter = Infinity;
   for (const c of certs) {
-    notBefore = Math.max(notBefore, Date.parse(c.validFrom));
-    notAfter = Math.min(notAfter, Date.parse(c.validTo));
+    // An unparsable date fails closed (certValidity: a window that is never open).
+    const v = certValidity(c);
+    notBefore = Math.max(notBefore, v.from);
+    notAfter = Math.min(notAfter, v.to);
   }
-  // An unparsable date fails closed: a window that is never open.
-  return Number.isNaN(notBefore) || Number.isNaN(notAfter) ? { notBefore: Infinity, notAfter: -Infinity } : { notBefore, notAfter };
+  return { notBefore, notAfter };
 }
 
 /**

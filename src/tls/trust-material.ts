@@ -5,7 +5,7 @@
 // material in force now, so that a CA or CRL removed or replaced by the reload applies to it.
 import { verify as verifySignature, X509Certificate } from 'node:crypto';
 import { cryptoEngine, pkijs } from './pkijs-engine.js';
-import { issuedBy } from './peer-chain.js';
+import { certValidity, issuedBy } from './peer-chain.js';
 import { pemBlocks } from './pem.js';
 
 /** One CRL whose signature verified against a CA of the material. */
@@ -143,8 +143,9 @@ export function verifyParsedUnder(material: TrustMaterial, certs: readonly X509C
     return certs.length === 1 ? 'DEPTH_ZERO_SELF_SIGNED_CERT' : 'SELF_SIGNED_CERT_IN_CHAIN';
   }
   for (const c of certs) {
-    if (Date.parse(c.validFrom) > now) return 'CERT_NOT_YET_VALID';
-    if (Date.parse(c.validTo) < now) return 'CERT_HAS_EXPIRED';
+    const v = certValidity(c);
+    if (v.from > now) return 'CERT_NOT_YET_VALID';
+    if (v.to < now) return 'CERT_HAS_EXPIRED';
   }
   if (!material.crlCheck) return null;
   for (let i = 0; i < certs.length; i++) {
