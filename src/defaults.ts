@@ -112,6 +112,22 @@ export const DEFAULTS = Object.freeze({
   /** Time (ms) a worker waits for its first ticket keys from the primary. Alias: TICKET_KEY_WAIT_MS. */
   ticketKeyWaitMs: 10_000,
 
+  // Fleet mode (src/fleet, docs/fleet.md).
+  /** The ticket lifetime a fleet's rotation interval may not undercut (s): Node's tls sessionTimeout default. */
+  ticketLifetimeSeconds: 300,
+  /** `--fleet-namespace`: the prefix of every Redis key of the fleet. */
+  fleetNamespace: 'certbound',
+  /** `--fleet-lock-ttl`: expiry (ms) of a fleet lock (ticket rotation, one staple or revocation fetch); a holder that dies is replaced within it. At least twice the retrieval timeout. */
+  fleetLockTtlMs: 30_000,
+  /** Time limit (ms) of one Redis command; a slower answer counts as Redis unavailable for that operation. */
+  fleetCommandTimeoutMs: 1_000,
+  /** Time (ms) start-up waits for Redis before it serves on its own (degraded) and joins later. */
+  fleetConnectWaitMs: 2_000,
+  /** Interval (ms) at which a machine reads the fleet's ticket keys again (besides announcements and reconnects). */
+  fleetResyncMs: 60_000,
+  /** Longest pause (ms) between two reconnection attempts to Redis. */
+  fleetReconnectMaxMs: 2_000,
+
   // Channel bindings (src/cbt).
   /** The token receiveClientCertificate flags 0x1 hands out: its binding type and form. Alias: SECURE_CHANNEL_TOKEN_DEFAULTS. */
   secureChannelToken: Object.freeze({ type: 'tls-server-end-point', form: 'application-data' } as const),

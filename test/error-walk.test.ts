@@ -24,6 +24,8 @@ import Fastify from 'fastify';
 import { certboundPlugin } from '../src/server/plugin.js';
 import { devPki } from './helpers/pki.js';
 import { drip, pipelineAfter, responseWithStatus } from './helpers/lifetime.js';
+import { createFleet } from '../src/fleet/fleet.js';
+import { startRedis } from './helpers/redis.js';
 
 /** One GET through a front (createServer's `upstream`) to the upstream `make` starts. */
 async function frontAsk(fx: Fixtures, make: () => Promise<{ url: string; timeout?: number; close(): Promise<void> }>): Promise<Reply> {
@@ -144,6 +146,39 @@ const WAYS = {
   CB_ERR_CHANNEL_BINDING: request('a channel-binding route without a binding', async (fx) => ask((await fx.tlsServer()).port, '/bound')),
   CB_ERR_BODY_TOO_LARGE: request('a GET with a 2 MiB body to an on-demand route', async (fx) => bigGet((await fx.tlsServer()).port, '/whoami', 2 * 1024 * 1024)),
   CB_ERR_PRIVATE_DIR: call('ensurePrivateDir on a regular file', (fx) => ensurePrivateDir(fx.file('not-a-dir', 'x')), /not-a-dir/),
+  CB_ERR_FLEET_SECRET: cli('a --fleet-secret-file that others can read', (fx) => {
+    const path = fx.file('fleet-wide.secret', `${'s'.repeat(48)}\n`);
+    chmodSync(path, 0o644);
+    return ['serve', ...fx.tlsFlags, '--fleet', 'redis://127.0.0.1:1', '--fleet-secret-file', path];
+  }, /fleet-wide\.secret: mode 0644/),
+  CB_ERR_FLEET_UNAVAILABLE: warning('a fleet whose Redis does not answer (nothing listens on its port)', async () => {
+    const lines: string[] = [];
+    const log = { info: () => {}, error: () => {}, warn: (o: object, m: string) => { lines.push(`${(o as { code?: string }).code}: ${m}`); } };
+    const fleet = createFleet({ url: `redis://127.0.0.1:${await freePort()}`, secret: 's'.repeat(48), connectWaitMs: 300, logger: log });
+    await fleet.start();
+    assert.equal(fleet.status().state, 'degraded');
+    assert.equal(fleet.status().tickets.source, 'local', 'it serves with keys of its own');
+    await fleet.close();
+    return lines.join('\n');
+  }, /is unavailable .*serves with its own ticket keys/),
+  CB_ERR_FLEET_TICKETS: warning('a fleet whose ticket-key record in Redis was sealed with another secret', async () => {
+    const redis = await startRedis();
+    const lines: string[] = [];
+    const log = { info: () => {}, warn: () => {}, error: (o: object, m: string) => { lines.push(`${(o as { code?: string }).code}: ${m}`); } };
+    const other = createFleet({ url: redis.url, secret: 'o'.repeat(48), machine: 'other' });
+    const fleet = createFleet({ url: redis.url, secret: 's'.repeat(48), machine: 'this', logger: log });
+    try {
+      await other.start();
+      await fleet.start();
+      assert.equal(fleet.status().tickets.source, 'local', 'keys of its own, never the other secret\'s');
+      assert.equal(other.status().tickets.source, 'fleet');
+    } finally {
+      await fleet.close();
+      await other.close();
+      await redis.stop();
+    }
+    return lines.join('\n');
+  }, /sealed with another fleet secret/),
   CB_ERR_SECRET_FILE: call('checkSecretFile on a missing file', (fx) => checkSecretFile(join(fx.dir, 'missing.key')), /missing\.key/),
   CB_ERR_SECRET_FILE_MODE: warning('checkSecretFile on a 0644 key file', (fx) => {
     const path = fx.file('wide.key', 'key');

@@ -15,6 +15,7 @@ import {
   type OcspSettings, type PrefetchRule, type RetryPolicy,
 } from './schedule.js';
 import type { StapleStorage, StoredStaple } from './storage.js';
+import type { FleetDocuments, FleetLease } from '../fleet/fleet.js';
 import { OcspHandleStatus, type OcspHandleStatusValue } from '../status.js';
 
 /** dwFlags of CertOpenServerOcspResponse: return at once, without the initial retrieval. */
@@ -60,6 +61,8 @@ export interface OcspUpdate {
   /** Consecutive failed or refused retrievals so far. */
   readonly failures: number;
   readonly method: 'GET' | 'POST' | null;
+  /** Where the response came from: the responder, the fleet (Redis, verified here), the persisted file; null when none came. */
+  readonly source: 'responder' | 'fleet' | 'disk' | null;
   readonly durationMs: number;
   /** Whether a response is being served after this update. */
   readonly serving: boolean;
@@ -117,6 +120,12 @@ export interface OpenServerOcspResponseOptions {
   storage?: StapleStorage;
   /** Receives every update (also logged when `logger` is given). */
   onUpdate?: (update: OcspUpdate) => void;
+  /**
+   * Fleet mode (docs/fleet.md): a response another machine stored is taken (verified here exactly
+   * as a retrieved one) when it is not yet due; otherwise one machine at a time retrieves, under
+   * the fleet's lock, and stores what it verified. Redis unavailable: this handle retrieves alone.
+   */
+  fleet?: FleetDocuments;
   /** pino logger: one line per update (info stapled/loaded, warn discarded/refused/failed, error revoked). */
   logger?: Logger;
 }
@@ -262,7 +271,7 @@ export class ServerOcspResponseHandle {
     this.#current = v.response;
     this.#lastStatus = 'good';
     const plan = nextPrefetch(started, v.response.thisUpdate.getTime(), v.response.nextUpdate.getTime(), this.#settings);
-    this.#report({ outcome: 'loaded', reason: null, detail: null, method: null, durationMs: this.#now() - started, at: plan.at, rule: plan.rule });
+    this.#report({ outcome: 'loaded', reason: null, detail: null, method: null, source: 'disk', durationMs: this.#now() - started, at: plan.at, rule: plan.rule });
     return true;
   }
 
@@ -272,7 +281,7 @@ export class ServerOcspResponseHandle {
     await this.#opts.storage?.delete(this.fingerprint).catch((err: unknown) => {
       note = `; not deleted: ${(err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? String(err)}`;
     });
-    this.#report({ outcome: 'discarded', reason, detail: `persisted staple: ${detail}${note}`, method: null, durationMs: this.#now() - started, at: null, rule: null, ...(response ? { response } : {}) });
+    this.#report({ outcome: 'discarded', reason, detail: `persisted staple: ${detail}${note}`, method: null, source: 'disk', durationMs: this.#now() - started, at: null, rule: null, ...(response ? { response } : {}) });
   }
 
   /** @internal true when a loaded response needs no retrieval yet. */
@@ -347,11 +356,63 @@ export class ServerOcspResponseHandle {
     const started = this.#now();
     this.#abort = new AbortController();
     const parsed = this.#parsed();
+    const fleet = this.#opts.fleet;
+    if (!fleet) { await this.#retrieveFromResponder(parsed, started); return; }
+    const lease = await this.#fromFleet(fleet, parsed, started);
+    if (lease === undefined || this.#closed) return;
+    try {
+      await this.#retrieveFromResponder(parsed, started, lease);
+    } finally {
+      await fleet.release(lease);
+    }
+  }
+
+  /**
+   * Fleet mode: takes the fleet's response when it verifies and is not yet due (undefined: done),
+   * else the lease under which this machine retrieves: 'lead' (it stores what it verifies) or
+   * 'local' (Redis unavailable). Waits, bounded by the lock's expiry, while another machine
+   * retrieves; a holder that died is replaced when its lock expires.
+   */
+  async #fromFleet(fleet: FleetDocuments, parsed: { cert: pkijs.Certificate; issuer: pkijs.Certificate }, started: number): Promise<FleetLease | undefined> {
+    const deadline = started + fleet.lockTtlMs + this.#settings.SrvOcspRespUrlRetrievalTimeoutMilliseconds;
+    let refused: Buffer | undefined;
+    for (;;) {
+      const der = await fleet.read('staple', this.fingerprint);
+      if (this.#closed) return undefined;
+      if (der && !(refused && refused.equals(der))) {
+        const now = this.#now();
+        const v = await verifyOcspResponse(der, { ...parsed, now, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
+        if (this.#closed) return undefined;
+        if (!v.ok) {
+          // Refused as a retrieved response would be, and logged; this machine then retrieves (under the lock) to replace it.
+          refused = der;
+          this.#report({ outcome: 'refused', reason: v.reason, detail: `fleet staple: ${v.detail}`, method: null, source: 'fleet', durationMs: now - started, at: null, rule: null });
+        } else if (nextPrefetch(now, v.response.thisUpdate.getTime(), v.response.nextUpdate.getTime(), this.#settings).delayMs >= this.#retry.floorMs
+          && (!this.#current || v.response.nextUpdate.getTime() >= this.#current.nextUpdate.getTime() || v.response.certStatus !== 'good')) {
+          // Not yet due: what one machine retrieved serves the fleet, judged here exactly as if retrieved here.
+          await this.#accept(v.response, null, 'fleet', started, now);
+          return undefined;
+        }
+      }
+      const lease = await fleet.lead('staple', this.fingerprint);
+      if (this.#closed) return undefined;
+      if (lease.kind !== 'wait') return lease;
+      const now = this.#now();
+      if (now >= deadline) {
+        this.#fail('failed', 'fleet-wait', `another machine holds the retrieval lock and no staple came within ${deadline - started} ms`, null, started, undefined, 'fleet');
+        return undefined;
+      }
+      await fleet.wait('staple', this.fingerprint, Math.min(lease.retryInMs + 50, deadline - now), this.#abort?.signal);
+      if (this.#closed) return undefined;
+    }
+  }
+
+  async #retrieveFromResponder(parsed: { cert: pkijs.Certificate; issuer: pkijs.Certificate }, started: number, lease?: FleetLease): Promise<void> {
     this.#requestDer ??= (await buildOcspRequest(parsed.cert, parsed.issuer)).der;
     const res = await this.#fetcher(this.url, this.#requestDer, {
       timeoutMs: this.#settings.SrvOcspRespUrlRetrievalTimeoutMilliseconds,
       method: this.#opts.method ?? 'auto',
-      signal: this.#abort.signal,
+      ...(this.#abort ? { signal: this.#abort.signal } : {}),
     });
     if (this.#closed) return;
     const method = res.method;
@@ -370,21 +431,32 @@ export class ServerOcspResponseHandle {
       this.#fail('refused', v.reason, v.detail, method, started);
       return;
     }
-    const refusal = stapleRefusal(v.response);
-    this.#lastStatus = v.response.certStatus;
+    // Verified: the fleet gets the CA's signed word (good or not) for the machines that wait on it.
+    if (lease?.kind === 'lead' && this.#opts.fleet) {
+      const r = v.response;
+      await this.#opts.fleet.publish(lease, 'staple', this.fingerprint, r.der, Math.max(r.nextUpdate.getTime(), now) + 3_600_000, r.nextUpdate.getTime());
+      if (this.#closed) return;
+    }
+    await this.#accept(v.response, method, 'responder', started, now);
+  }
+
+  /** A verified response, retrieved here or taken from the fleet: staple it, or refuse it with its reason, and arm the next retrieval. */
+  async #accept(response: VerifiedOcspResponse, method: 'GET' | 'POST' | null, source: 'responder' | 'fleet', started: number, now: number): Promise<void> {
+    const refusal = stapleRefusal(response);
+    this.#lastStatus = response.certStatus;
     if (refusal === 'cert-revoked') {
       // Once the CA says revoked, vouching "good" with an older response would hide it.
       this.#current = undefined;
       await this.#opts.storage?.delete(this.fingerprint).catch(() => {});
     }
     if (refusal) {
-      this.#fail('refused', refusal, v.response.revocationTime ? `revoked at ${v.response.revocationTime.toISOString()}` : `certificate status ${v.response.certStatus}`, method, started, v.response);
+      this.#fail('refused', refusal, response.revocationTime ? `revoked at ${response.revocationTime.toISOString()}` : `certificate status ${response.certStatus}`, method, started, response, source);
       return;
     }
-    const fresh = v.response;
+    const fresh = response;
     if (!validLongEnough(now, fresh.nextUpdate.getTime(), this.#settings)) {
       // It could never be handed out: say so, and back off instead of refetching on its half-life.
-      this.#fail('refused', 'shorter-than-min-validity', `valid until ${fresh.nextUpdate.toISOString()}, less than SrvOcspRespMinValiditySeconds (${this.#settings.SrvOcspRespMinValiditySeconds} s) from now`, method, started, fresh);
+      this.#fail('refused', 'shorter-than-min-validity', `valid until ${fresh.nextUpdate.toISOString()}, less than SrvOcspRespMinValiditySeconds (${this.#settings.SrvOcspRespMinValiditySeconds} s) from now`, method, started, fresh, source);
       return;
     }
     const plan = nextPrefetch(now, fresh.thisUpdate.getTime(), fresh.nextUpdate.getTime(), this.#settings);
@@ -402,12 +474,12 @@ export class ServerOcspResponseHandle {
       // The "new" response is already due again (an old cached copy): back off instead of looping.
       this.#failures++;
       const at = now + retryDelay(this.#failures, now, this.#servableUntil(), this.#retry);
-      this.#report({ outcome: 'stapled', reason: null, detail: 'the response is already due for refresh; backing off', method, durationMs: this.#now() - started, at, rule: 'retry', response: fresh });
+      this.#report({ outcome: 'stapled', reason: null, detail: 'the response is already due for refresh; backing off', method, source, durationMs: this.#now() - started, at, rule: 'retry', response: fresh });
       this.#arm(at);
       return;
     }
     this.#failures = 0;
-    this.#report({ outcome: 'stapled', reason: null, detail: null, method, durationMs: this.#now() - started, at: plan.at, rule: plan.rule, response: fresh });
+    this.#report({ outcome: 'stapled', reason: null, detail: null, method, source, durationMs: this.#now() - started, at: plan.at, rule: plan.rule, response: fresh });
     this.#arm(plan.at);
   }
 
@@ -416,7 +488,7 @@ export class ServerOcspResponseHandle {
     return c ? c.nextUpdate.getTime() - this.#settings.SrvOcspRespMinValiditySeconds * 1000 : undefined;
   }
 
-  #fail(outcome: 'failed' | 'refused', reason: OcspRefusal, detail: string, method: 'GET' | 'POST', started: number, response?: VerifiedOcspResponse): void {
+  #fail(outcome: 'failed' | 'refused', reason: OcspRefusal, detail: string, method: 'GET' | 'POST' | null, started: number, response?: VerifiedOcspResponse, source: OcspUpdate['source'] = outcome === 'refused' ? 'responder' : null): void {
     this.#failures++;
     const now = this.#now();
     const c = this.#current;
@@ -427,11 +499,11 @@ export class ServerOcspResponseHandle {
       const plan = nextPrefetch(now, c.thisUpdate.getTime(), c.nextUpdate.getTime(), this.#settings);
       if (plan.rule === 'before-window' && plan.at > at) { at = plan.at; rule = plan.rule; }
     }
-    this.#report({ outcome, reason, detail, method, durationMs: now - started, at, rule, ...(response ? { response } : {}) });
+    this.#report({ outcome, reason, detail, method, source, durationMs: now - started, at, rule, ...(response ? { response } : {}) });
     this.#arm(at);
   }
 
-  #report(u: { outcome: OcspUpdate['outcome']; reason: OcspRefusal | null; detail: string | null; method: 'GET' | 'POST' | null; durationMs: number; at: number | null; rule: PrefetchRule | 'retry' | null; response?: VerifiedOcspResponse }): void {
+  #report(u: { outcome: OcspUpdate['outcome']; reason: OcspRefusal | null; detail: string | null; method: 'GET' | 'POST' | null; source: OcspUpdate['source']; durationMs: number; at: number | null; rule: PrefetchRule | 'retry' | null; response?: VerifiedOcspResponse }): void {
     this.#lastOutcome = u.outcome;
     this.#lastReason = u.reason;
     if (u.at !== null) this.#nextAt = u.at;
@@ -452,6 +524,7 @@ export class ServerOcspResponseHandle {
       rule: u.rule,
       failures: this.#failures,
       method: u.method,
+      source: u.source,
       durationMs: u.durationMs,
       serving: this.servable() !== undefined,
     });

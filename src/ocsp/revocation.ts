@@ -3,6 +3,8 @@
 // OCSP through the certificate's AIA URL, then CRLs (loaded files and fetched distribution
 // points), results cached until their nextUpdate. The outcome is a CERT_E_* / CRYPT_E_*
 // value for certFlags. Asynchronous, once per connection: never on the handshake path.
+// In fleet mode (docs/fleet.md) the signed OCSP responses and CRLs are shared through Redis:
+// the signed bytes, never verdicts, each verified here as if retrieved here.
 // https://learn.microsoft.com/windows/win32/api/http/ns-http-http_service_config_ssl_param
 import * as asn1js from 'asn1js';
 import { DEFAULTS } from '../defaults.js';
@@ -17,6 +19,8 @@ import { StapleCache } from './staple-cache.js';
 import { verifyOcspResponse } from './validate.js';
 import { X509Certificate } from 'node:crypto';
 import { CertCheckMode } from './cert-check-mode.js';
+import type { FleetDocuments, FleetLease } from '../fleet/fleet.js';
+import { urlId, type FleetDocumentKind } from '../fleet/fleet-rules.js';
 
 export { CertCheckMode } from './cert-check-mode.js';
 
@@ -50,6 +54,15 @@ export interface RevocationOptions {
   crlFetcher?: (url: string, options: FetchOptions) => Promise<FetchResult>;
   /** Receives one `warn` line per OCSP retrieval that gave no verified answer (pino and fastify loggers fit). Default: none. */
   logger?: RevocationLogger;
+  /**
+   * Fleet mode: share the signed OCSP responses (kind 'ocsp') and fetched CRLs (kind 'crl') with
+   * the other machines through Redis, so that one machine retrieves each and the others take its
+   * bytes. What comes from the fleet is verified here exactly as a retrieved answer (signature,
+   * CertID or issuer, dates, freshness) and a document that does not verify is refused, logged
+   * and retrieved again; while Redis is unavailable each machine retrieves on its own.
+   * Loaded CRL files are never shared. Default: none (this machine only).
+   */
+  fleet?: FleetDocuments;
 }
 
 /** The one logger method the checker uses. */
@@ -73,6 +86,11 @@ export interface RevocationResult {
   readonly nextUpdate: string | null;
 }
 
+type OcspOutcome =
+  | { status: 'good' | 'revoked'; fromCache: boolean; entry: CachedOcsp }
+  | { status: 'offline' | 'unknown' | 'not-cached'; reason: string; nextUpdate?: number };
+/** What a fleet document gave: a usable value, a refusal (logged), or undefined (verified but not fresh enough: retrieve). */
+type FleetTake<T> = { value: T } | { refused: string; detail: string } | undefined;
 interface CachedOcsp { status: 'good' | 'revoked' | 'unknown'; thisUpdate: number; nextUpdate: number; revocationTime?: Date }
 interface CachedCrl { crl: pkijs.CertificateRevocationList; thisUpdate: number; nextUpdate: number }
 /** A decided check (good or revoked) for one leaf and issuer, valid for `generation` until `validUntil`. */
@@ -82,6 +100,9 @@ interface CachedDecision { result: RevocationResult; generation: number; checked
 const MAX_DECISIONS = 10_000;
 
 const OID_CRL_DP = '2.5.29.31';
+
+/** While another machine retrieves a document, the fleet is read again at least this often (ms). */
+const FLEET_WAIT_SLICE_MS = 250;
 
 /** The http(s) URLs of a certificate's CRL distribution points. */
 export function crlUrlsOf(cert: pkijs.Certificate): string[] {
@@ -277,19 +298,32 @@ export class RevocationChecker {
     return freshnessMs <= 0 || now - entry.thisUpdate <= freshnessMs;
   }
 
-  async #ocsp(cert: pkijs.Certificate, issuer: pkijs.Certificate, url: string, cachedOnly: boolean, freshnessMs: number): Promise<
-    { status: 'good' | 'revoked'; fromCache: boolean; entry: CachedOcsp } | { status: 'offline' | 'unknown' | 'not-cached'; reason: string; nextUpdate?: number }
-  > {
+  async #ocsp(cert: pkijs.Certificate, issuer: pkijs.Certificate, url: string, cachedOnly: boolean, freshnessMs: number): Promise<OcspOutcome> {
     const key = StapleCache.fingerprint(new Uint8Array(cert.toSchema(true).toBER(false)));
     const now = this.#now();
     const cached = this.#ocspCache.get(key);
-    if (cached && (this.#fresh(cached, freshnessMs, now) || (cachedOnly && cached.nextUpdate > now))) {
-      if (cached.status !== 'unknown') return { status: cached.status, fromCache: true, entry: cached };
-      return { status: 'unknown', reason: 'ocsp-unknown', nextUpdate: cached.nextUpdate };
-    }
+    if (cached && (this.#fresh(cached, freshnessMs, now) || (cachedOnly && cached.nextUpdate > now))) return ocspOutcome(cached, true);
     if (cachedOnly) return { status: 'not-cached', reason: 'not-cached' };
+    // The fleet's id: the leaf and its issuer (one leaf DER may be judged against another issuer).
+    const id = `${key}.${StapleCache.fingerprint(new Uint8Array(issuer.toSchema(true).toBER(false))).slice(0, 16)}`;
+    const serial = serialHex(cert);
+    return this.#viaFleet<OcspOutcome>('ocsp', id, { event: 'revocation-ocsp', serial, url }, async (bytes) => {
+      // Verified without a nonce: the nonce in a shared response was another machine's request's
+      // (RFC 6960 4.4.1), so it proves nothing here; freshness comes from thisUpdate and
+      // nextUpdate, judged as for a response retrieved here (and the signature, CertID, dates).
+      const v = await verifyOcspResponse(bytes, { cert, issuer, now: this.#now() });
+      if (!v.ok) return { refused: v.reason, detail: v.detail };
+      const entry = ocspEntry(v.response);
+      if (!this.#fresh(entry, freshnessMs, this.#now())) return undefined;
+      this.#ocspCache.set(key, entry);
+      return { value: ocspOutcome(entry, true) };
+    }, (lease) => this.#retrieveOcsp(cert, issuer, url, key, id, lease));
+  }
+
+  /** Asks the responder (with a nonce); under a fleet lease, stores the verified signed bytes for the other machines. */
+  async #retrieveOcsp(cert: pkijs.Certificate, issuer: pkijs.Certificate, url: string, key: string, id: string, lease: FleetLease | undefined): Promise<OcspOutcome> {
     const req = await buildOcspRequest(cert, issuer, { nonce: true });
-    const res = await (this.#opts.fetcher ?? fetchOcsp)(url, req.der, { timeoutMs: this.#opts.urlRetrievalTimeoutMs ?? DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS });
+    const res = await (this.#opts.fetcher ?? fetchOcsp)(url, req.der, { timeoutMs: this.#retrievalTimeoutMs() });
     if (!res.ok) {
       this.#opts.logger?.warn({ event: 'revocation-ocsp', outcome: 'failed', reason: res.reason, detail: res.detail, serial: serialHex(cert), url }, 'client certificate OCSP retrieval failed');
       return { status: 'offline', reason: res.reason };
@@ -299,15 +333,65 @@ export class RevocationChecker {
       this.#opts.logger?.warn({ event: 'revocation-ocsp', outcome: 'refused', reason: v.reason, detail: v.detail, serial: serialHex(cert), url }, 'client certificate OCSP response refused');
       return { status: 'offline', reason: v.reason };
     }
-    const entry: CachedOcsp = {
-      status: v.response.certStatus,
-      thisUpdate: v.response.thisUpdate.getTime(),
-      nextUpdate: v.response.nextUpdate.getTime(),
-      ...(v.response.revocationTime ? { revocationTime: v.response.revocationTime } : {}),
-    };
+    const entry = ocspEntry(v.response);
     this.#ocspCache.set(key, entry);
-    if (entry.status === 'unknown') return { status: 'unknown', reason: 'ocsp-unknown', nextUpdate: entry.nextUpdate };
-    return { status: entry.status, fromCache: false, entry };
+    // The CA's signed word (good, revoked or unknown) for the machines that wait on it, kept in Redis until its nextUpdate.
+    if (lease?.kind === 'lead') await this.#opts.fleet?.publish(lease, 'ocsp', id, v.response.der, entry.nextUpdate, entry.nextUpdate);
+    return ocspOutcome(entry, false);
+  }
+
+  #retrievalTimeoutMs(): number {
+    return this.#opts.urlRetrievalTimeoutMs ?? DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS;
+  }
+
+  /**
+   * Fleet mode around one retrieval: takes the fleet's document when `take` finds it usable; else
+   * retrieves under the fleet's lock ('lead': `retrieve` publishes what it verifies), or after
+   * waiting for the machine that holds it (bounded by the retrieval timeout; its document if it
+   * verifies, else this machine retrieves on its own: another machine being slow never fails a
+   * check, and its answer is never taken unverified), or on its own when Redis is unavailable.
+   * A document that does not verify is logged once and replaced by the next machine that leads.
+   */
+  async #viaFleet<T>(kind: FleetDocumentKind, id: string, context: { event: string; serial?: string; url: string }, take: (bytes: Buffer) => Promise<FleetTake<T>>, retrieve: (lease: FleetLease | undefined) => Promise<T>): Promise<T> {
+    const fleet = this.#opts.fleet;
+    if (!fleet) return retrieve(undefined);
+    let refused: Buffer | undefined;
+    const fromFleet = async (): Promise<{ value: T } | undefined> => {
+      const bytes = await fleet.read(kind, id);
+      if (!bytes || refused?.equals(bytes)) return undefined;
+      const got = await take(bytes);
+      if (got && 'refused' in got) {
+        refused = bytes;
+        this.#opts.logger?.warn({ ...context, outcome: 'refused', source: 'fleet', reason: got.refused, detail: got.detail, id }, `client certificate ${kind === 'crl' ? 'CRL' : 'OCSP response'} from the fleet refused`);
+        return undefined;
+      }
+      return got;
+    };
+    const first = await fromFleet();
+    if (first) return first.value;
+    const lease = await fleet.lead(kind, id);
+    if (lease.kind === 'wait') {
+      // Woken by the holder's announcement; read again every FLEET_WAIT_SLICE_MS as well, for an
+      // announcement that came between the lock's answer and this wait.
+      // Real time (the timers'), not the injectable clock `now`, which a test may hold still.
+      const deadline = performance.now() + Math.min(lease.retryInMs, this.#retrievalTimeoutMs());
+      for (let left = deadline - performance.now(); left > 0; left = deadline - performance.now()) {
+        await fleet.wait(kind, id, Math.min(left, FLEET_WAIT_SLICE_MS));
+        const after = await fromFleet();
+        if (after) return after.value;
+      }
+      return retrieve(undefined);
+    }
+    try {
+      if (lease.kind === 'lead') {
+        // Another machine may have stored it between the read and the lock: one more read spares a retrieval.
+        const again = await fromFleet();
+        if (again) return again.value;
+      }
+      return await retrieve(lease);
+    } finally {
+      await fleet.release(lease);
+    }
   }
 
   async #crl(cert: pkijs.Certificate, issuer: pkijs.Certificate, cachedOnly: boolean, freshnessMs: number, used: { validUntil: number }): Promise<
@@ -344,21 +428,53 @@ export class RevocationChecker {
       const cached = this.#crlByUrl.get(url);
       if (cached && (this.#fresh(cached, freshnessMs, now) || cachedOnly) && await usable(cached.crl)) return decide(cached.crl, true);
       if (cachedOnly) continue;
-      const res = await (this.#opts.crlFetcher ?? fetchDocument)(url, { timeoutMs: this.#opts.urlRetrievalTimeoutMs ?? DEFAULT_REVOCATION_URL_RETRIEVAL_TIMEOUT_MS, maxBytes: 10 * 1024 * 1024 });
-      if (!res.ok) { offline = true; reason = `crl-${res.reason}`; continue; }
-      let crls: pkijs.CertificateRevocationList[];
-      try {
-        crls = parseCrls(res.body);
-      } catch {
-        offline = true; reason = 'crl-malformed'; continue;
-      }
-      const crl = crls[0];
-      if (!crl || !(await usable(crl))) { offline = true; reason = 'crl-unusable'; continue; }
-      this.#crlByUrl.set(url, { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now });
-      return decide(crl, false);
+      const cache = (crl: pkijs.CertificateRevocationList): CachedCrl => {
+        const entry = { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now };
+        this.#crlByUrl.set(url, entry);
+        return entry;
+      };
+      const got = await this.#viaFleet<ReturnType<typeof decide> | { failed: string }>('crl', urlId(url), { event: 'revocation-crl', url }, async (bytes) => {
+        // Judged as a fetched CRL: the leaf's issuer, its dates, its signature (usable()).
+        let crl: pkijs.CertificateRevocationList | undefined;
+        try {
+          crl = parseCrls(bytes)[0];
+        } catch (err) {
+          return { refused: 'crl-malformed', detail: (err as Error).message };
+        }
+        if (!crl || !(await usable(crl))) return { refused: 'crl-unusable', detail: 'not a CRL of this issuer, outside its dates, or a bad signature' };
+        if (!this.#fresh({ thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now }, freshnessMs, this.#now())) return undefined;
+        cache(crl);
+        return { value: decide(crl, true) };
+      }, async (lease) => {
+        const res = await (this.#opts.crlFetcher ?? fetchDocument)(url, { timeoutMs: this.#retrievalTimeoutMs(), maxBytes: 10 * 1024 * 1024 });
+        if (!res.ok) return { failed: `crl-${res.reason}` };
+        let crls: pkijs.CertificateRevocationList[];
+        try {
+          crls = parseCrls(res.body);
+        } catch {
+          return { failed: 'crl-malformed' };
+        }
+        const crl = crls[0];
+        if (!crl || !(await usable(crl))) return { failed: 'crl-unusable' };
+        const entry = cache(crl);
+        // The raw fetched bytes (the CA's signature inside), kept in Redis until the CRL's nextUpdate.
+        if (lease?.kind === 'lead') await this.#opts.fleet?.publish(lease, 'crl', urlId(url), res.body, entry.nextUpdate, entry.nextUpdate);
+        return decide(crl, false);
+      });
+      if ('failed' in got) { offline = true; reason = got.failed; continue; }
+      return got;
     }
     return offline ? { status: 'offline', reason } : { status: 'none', reason };
   }
+}
+
+function ocspEntry(r: { certStatus: 'good' | 'revoked' | 'unknown'; thisUpdate: Date; nextUpdate: Date; revocationTime?: Date }): CachedOcsp {
+  return { status: r.certStatus, thisUpdate: r.thisUpdate.getTime(), nextUpdate: r.nextUpdate.getTime(), ...(r.revocationTime ? { revocationTime: r.revocationTime } : {}) };
+}
+
+function ocspOutcome(entry: CachedOcsp, fromCache: boolean): OcspOutcome {
+  if (entry.status === 'unknown') return { status: 'unknown', reason: 'ocsp-unknown', nextUpdate: entry.nextUpdate };
+  return { status: entry.status, fromCache, entry };
 }
 
 function result(status: number, source: RevocationResult['source'], fromCache: boolean, reason: string | null, entry?: { nextUpdate: number; revocationTime?: Date }, revocationTime?: Date): RevocationResult {

@@ -55,7 +55,9 @@ export type OcspRefusal =
   /** The responder does not know the certificate: never stapled. */
   | 'cert-unknown'
   /** The certificate has no OCSP URL (quiet, normal). */
-  | 'no-ocsp-url';
+  | 'no-ocsp-url'
+  /** (fleet mode) another machine holds the retrieval lock and no staple arrived within the lock's expiry: retried. */
+  | 'fleet-wait';
 
 export type CertStatusName = 'good' | 'revoked' | 'unknown';
 

@@ -20,6 +20,8 @@ import type { LoggerOptions } from 'pino';
 import type { CreateServerOptions } from './server.js';
 import { defaultWorkerCount, joinPrimary, startPrimary, workerEpoch, workerIndex, type WorkerCertificate, type WorkerLink, type WorkerReload } from './cluster.js';
 import type { ReloadInput } from './reload.js';
+import type { FleetOptions } from '../fleet/fleet.js';
+import { lockTtl } from '../fleet/fleet-rules.js';
 import { resolveSettings, type OcspSettings } from '../ocsp/schedule.js';
 import { checkServerCertificate, readServerCertificateFiles, type ServerCertificate, type ServerCertificateFiles, type ServerCertificateOptions } from '../tls/server-material.js';
 import { ensurePrivateDir } from '../secret-file.js';
@@ -273,7 +275,24 @@ function serverOptions(cfg: ServeConfig, loaded: Loaded, extra: Pick<CreateServe
     ...(cfg.metrics ? { metrics: parseHostPort(cfg.metrics, '--metrics') } : {}),
     expiryWarnings: { certificateDays: cfg.expiryWarningDays, crlHours: cfg.crlExpiryWarningHours },
     ...(cfg.upstream ? { upstream: upstreamOptions(cfg) } : {}),
+    ...(cfg.fleet ? { fleet: fleetOptions(cfg, true) } : {}),
     ...extra,
+  };
+}
+
+/**
+ * The fleet's options (docs/fleet.md). `tickets`: this process owns the machine's ticket keys (one
+ * process, or a cluster's primary); a cluster worker's connection is for the revocation cache only.
+ */
+function fleetOptions(cfg: ServeConfig, tickets: boolean): FleetOptions {
+  return {
+    url: cfg.fleet as string,
+    secretFile: cfg.fleetSecretFile as string,
+    ...(cfg.fleetCa ? { ca: cfg.fleetCa.map((p) => loadCertificates(p, 'CA').pem) } : {}),
+    ...(cfg.fleetPasswordFile ? { passwordFile: cfg.fleetPasswordFile } : {}),
+    namespace: cfg.fleetNamespace,
+    lockTtlMs: cfg.fleetLockTtl ?? lockTtl(cfg.SrvOcspRespUrlRetrievalTimeoutMilliseconds ?? DEFAULTS.ocspSettings.SrvOcspRespUrlRetrievalTimeoutMilliseconds),
+    tickets: tickets ? { rotationMs: cfg.ticketKeyRotation } : false,
   };
 }
 
@@ -391,7 +410,7 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
       // Cluster workers share the primary's session-ticket keys and staples, on every listener
       // (src/server/cluster.ts); the primary logs "Server listening" once for all of them, serves
       // the metrics (theirs summed) and warns about expiry.
-      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, ...(ocsp ? { stapleSource: worker } : {}), logger: workerLoggerOptions(cfg.logLevel), ...(cfg.metrics ? { metrics: {} } : {}), expiryWarnings: false }
+      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, ...(ocsp ? { stapleSource: worker } : {}), logger: workerLoggerOptions(cfg.logLevel), ...(cfg.metrics ? { metrics: {} } : {}), expiryWarnings: false, ...(cfg.fleet ? { fleet: fleetOptions(cfg, false) } : {}) }
       : { ocsp, ...(crlRefreshOn(cfg, loaded) ? { crlRefresh: { dir: crlKeepDir(cfg) } } : {}) }));
     started.add(() => server.close());
     if (worker) worker.follow(server);
@@ -519,6 +538,9 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   // here once, as one line, instead of once per worker.
   const { createServer } = await import('./server.js');
   await createServer(serverOptions(cfg, loaded, { ocsp: false, logger: false, metrics: undefined, expiryWarnings: false })).close();
+  const { pino } = await import('pino');
+  // Fleet mode: the primary holds the machine's ticket keys and staples (its workers get them over IPC).
+  const fleet = cfg.fleet ? (await import('../fleet/fleet.js')).createFleet({ ...fleetOptions(cfg, true), logger: pino({ level: cfg.logLevel }).child({ component: 'fleet' }) }) : undefined;
   // The workers' listen goes through the primary; a port in use would fail in every worker,
   // each with its own line. Found here once, before any worker starts.
   await assertCanListen(cfg.host, cfg.port);
@@ -526,7 +548,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   const ocsp = staplingOptions(cfg, loaded, validityMinutes);
   prepareStateDir(cfg, loaded, ocsp);
   const started = new StartedResources();
-  const [{ pino }, { createServerStapling }, { ExpiryMonitor, expiryItems }] = await Promise.all([import('pino'), import('../ocsp/server-stapling.js'), import('./expiry.js')]);
+  const [{ createServerStapling }, { ExpiryMonitor, expiryItems }] = await Promise.all([import('../ocsp/server-stapling.js'), import('./expiry.js')]);
   const log = pino({ level: cfg.logLevel });
   let primary: ReturnType<typeof startPrimary>;
   const primaryRef: { current?: ReturnType<typeof startPrimary> } = {};
@@ -542,8 +564,12 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     devResponder = await startDevResponder(loaded, validityMinutes);
     const r = devResponder;
     if (r) started.add(() => r.close());
+    if (fleet) {
+      started.add(() => fleet.close());
+      await fleet.start();
+    }
     if (ocsp) {
-      stapling = createServerStapling({ certs: loaded.certificates.map((c) => c.chainPem), ca: loaded.ca, options: ocsp, logger: log });
+      stapling = createServerStapling({ certs: loaded.certificates.map((c) => c.chainPem), ca: loaded.ca, options: { ...ocsp, ...(fleet ? { fleet } : {}) }, logger: log });
       const s = stapling;
       started.add(() => s.close());
     } else console.log('certbound: OCSP stapling off (--ocsp off): no staple, no OCSP retrieval');
@@ -556,6 +582,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
       const own = new PromMetrics({ defaultMetrics: false });
       ownMetrics = own;
       if (stapling) own.watchStapler(stapling.stapler);
+      if (fleet) own.watchFleet(fleet);
       own.watchExpiry(() => expiry.findings());
       // A restarted worker starts from zero: the totals of the ones gone stay in (metrics.ts).
       const history = new WorkerMetricsHistory();
@@ -572,8 +599,15 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     await stapling?.start();
     // Workers run the bin (never the script that called main(), e.g. a test file).
     const bin = fileURLToPath(new URL('../../bin/certbound.js', import.meta.url));
-    primary = startPrimary({ workers, exec: bin, args: ['serve', ...args], ticketKeyRotationMs: cfg.ticketKeyRotation, log: (m) => console.error(`certbound: ${m}`) });
+    const fleetKeys = fleet?.ticketKeys();
+    primary = startPrimary({ workers, exec: bin, args: ['serve', ...args], ticketKeyRotationMs: cfg.ticketKeyRotation, ...(fleetKeys ? { ticketKeys: fleetKeys } : {}), log: (m) => console.error(`certbound: ${m}`) });
     primaryRef.current = primary;
+    if (fleet) {
+      const p = primary;
+      fleet.on('keys', (keys) => p.setTicketKeys(keys));
+      fleet.on('status', (status) => p.relayFleetStatus(status));
+      p.relayFleetStatus(fleet.status());
+    }
   } catch (err) {
     await started.closeAll();
     throw err;
@@ -657,6 +691,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
     expiry.stop();
     await metricsListener?.close();
     await stapling?.close();
+    await fleet?.close();
     await devResponder?.close();
     process.exit(code);
   });
@@ -668,7 +703,7 @@ async function servePrimary(args: string[], workers: number): Promise<number | u
   }
   log.info(listeningLine(cfg.host, port));
   await refresher?.start();
-  console.log(`${banner(cfg, port, loaded)}\ncertbound: ${workers} worker processes (node:cluster); session-ticket keys shared, rotated every ${cfg.ticketKeyRotation} ms`);
+  console.log(`${banner(cfg, port, loaded)}\ncertbound: ${workers} worker processes (node:cluster); session-ticket keys shared, rotated every ${cfg.ticketKeyRotation} ms${fleet ? ` by the fleet (${fleet.status().state})` : ''}`);
   if (metricsListener) console.log(`certbound: metrics on ${metricsUrl(metricsListener.address.address, metricsListener.address.port)} (summed over the workers)`);
   return undefined;
 }

@@ -13,6 +13,7 @@ import type { Server as TlsServer } from 'node:tls';
 import { validLongEnough } from '../ocsp/schedule.js';
 import { DEFAULTS } from '../defaults.js';
 import type { OcspStapleSummary } from '../ocsp/server-stapling.js';
+import type { FleetStatus } from '../fleet/fleet.js';
 
 /** Size of a tls.Server ticket key set (HMAC secret, AES key, key name: 16 bytes each). */
 export const TICKET_KEY_BYTES = 48;
@@ -39,7 +40,8 @@ export type ClusterMessage =
   | { certbound: true; type: 'metrics'; id: number; metrics: object[] | null }
   | { certbound: true; type: 'reload'; id: number; material: WorkerReload }
   | { certbound: true; type: 'reloaded'; id: number; ok: boolean; detail: string }
-  | { certbound: true; type: 'intermediates'; certs: string[] };
+  | { certbound: true; type: 'intermediates'; certs: string[] }
+  | { certbound: true; type: 'fleet-status'; status: FleetStatus };
 
 /** Intermediates (DER) the primary keeps for workers started later; the oldest go first. */
 const MAX_RELAYED_INTERMEDIATES = 1_000;
@@ -95,6 +97,11 @@ export interface PrimaryOptions {
   args?: string[];
   /** Ticket-key rotation interval (ms). Default: DEFAULT_TICKET_KEY_ROTATION_MS. */
   ticketKeyRotationMs?: number;
+  /**
+   * Ticket keys from elsewhere (a fleet, docs/fleet.md): the workers start with these, the
+   * primary does not rotate on its own, and setTicketKeys() hands out each new set.
+   */
+  ticketKeys?: Buffer;
   /** Logs one line per event (worker start/exit, rotation). Default: none. */
   log?: (message: string) => void;
 }
@@ -111,6 +118,10 @@ export interface ClusterPrimary {
   ticketKeys(): Buffer;
   /** Generates new ticket keys and sends them to every worker. */
   rotateTicketKeys(): void;
+  /** Sends these ticket keys (48 bytes, e.g. the fleet's) to every worker, now and to workers started later. */
+  setTicketKeys(keys: Buffer): void;
+  /** Sends the machine's fleet status to every worker (their GET /readyz shows it). */
+  relayFleetStatus(status: FleetStatus): void;
   /**
    * Sends a staple for a certificate (SHA-256 hex of its DER) to every worker, now and to
    * workers started later, with its nextUpdate and the SrvOcspRespMinValiditySeconds rule the
@@ -142,8 +153,9 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
   const count = options.workers;
   if (options.exec) cluster.setupPrimary({ exec: options.exec, args: options.args ?? [] });
   const log = options.log ?? (() => {});
-  let keys = randomBytes(TICKET_KEY_BYTES);
+  let keys = options.ticketKeys ? Buffer.from(options.ticketKeys) : randomBytes(TICKET_KEY_BYTES);
   let generation = 1;
+  let fleetStatus: ClusterMessage & { type: 'fleet-status' } | undefined;
   const staples = new Map<string, ClusterMessage & { type: 'staple' }>();
   /** Intermediates relayed so far (base64 DER), for workers started later. */
   const intermediates = new Set<string>();
@@ -183,6 +195,7 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
       if (!isClusterMessage(m)) return;
       if (m.type === 'hello') {
         send(w, keysMessage());
+        if (fleetStatus) send(w, fleetStatus);
         for (const s of staples.values()) send(w, s);
         if (intermediates.size > 0) send(w, { certbound: true, type: 'intermediates', certs: [...intermediates] });
       } else if (m.type === 'intermediates') {
@@ -240,8 +253,9 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
     for (const w of byIndex.values()) send(w, keysMessage());
     log(`session-ticket keys rotated (generation ${generation})`);
   };
-  const rotation = setInterval(rotateTicketKeys, options.ticketKeyRotationMs ?? DEFAULT_TICKET_KEY_ROTATION_MS);
-  rotation.unref();
+  // With keys from elsewhere (a fleet) whoever gave them rotates them.
+  const rotation = options.ticketKeys ? undefined : setInterval(rotateTicketKeys, options.ticketKeyRotationMs ?? DEFAULT_TICKET_KEY_ROTATION_MS);
+  rotation?.unref();
 
   let closed: Promise<number> | undefined;
   const close = (code = 0): Promise<number> => {
@@ -266,6 +280,16 @@ export function startPrimary(options: PrimaryOptions): ClusterPrimary {
     exited,
     ticketKeys: () => Buffer.from(keys),
     rotateTicketKeys,
+    setTicketKeys(next) {
+      if (next.length !== TICKET_KEY_BYTES || next.equals(keys)) return;
+      keys = Buffer.from(next);
+      generation += 1;
+      for (const w of byIndex.values()) send(w, keysMessage());
+    },
+    relayFleetStatus(status) {
+      fleetStatus = { certbound: true, type: 'fleet-status', status };
+      for (const w of byIndex.values()) send(w, fleetStatus);
+    },
     relayStaple(certSha256, der, nextUpdate, minValiditySeconds, summary) {
       const m: ClusterMessage & { type: 'staple' } = { certbound: true, type: 'staple', certSha256, der: der ? der.toString('base64') : null, nextUpdate: nextUpdate ? nextUpdate.getTime() : null, minValiditySeconds, ...(summary ? { summary } : {}) };
       staples.set(certSha256, m);
@@ -339,6 +363,8 @@ export interface WorkerLink {
   summary(fingerprint?: string, now?: number): OcspStapleSummary;
   /** Answers the primary's metrics requests with `collect()` (prom-client getMetricsAsJSON()). */
   serveMetrics(collect: () => Promise<object[]>): void;
+  /** The machine's fleet status as the primary last relayed it (undefined without a fleet). */
+  fleetStatus(): FleetStatus | undefined;
   /** Runs `handler` for every reload the primary hands out and answers it (serve calls server.reload). */
   onReload(handler: (material: WorkerReload) => Promise<string>): void;
   /** Stops listening to the primary. */
@@ -379,6 +405,7 @@ export async function joinPrimary(): Promise<WorkerLink> {
   const targets = new Set<TicketKeyTarget>();
   const staples = new Map<string, RelayedStaple>();
   let collectMetrics: (() => Promise<object[]>) | undefined;
+  let fleetStatus: FleetStatus | undefined;
   let reloadHandler: ((material: WorkerReload) => Promise<string>) | undefined;
   // Intermediates: this worker's go to the primary, the others' come from it (src/tls/session-chains.ts).
   const chains = await import('../tls/session-chains.js');
@@ -393,6 +420,8 @@ export async function joinPrimary(): Promise<WorkerLink> {
       keys = Buffer.from(m.keys, 'base64');
       for (const t of targets) t.setTicketKeys(keys);
       gotKeys();
+    } else if (m.type === 'fleet-status') {
+      fleetStatus = m.status;
     } else if (m.type === 'intermediates') {
       chains.acceptIntermediates(intermediatesOf(m).map((c) => Buffer.from(c, 'base64')));
     } else if (m.type === 'staple') {
@@ -435,6 +464,7 @@ export async function joinPrimary(): Promise<WorkerLink> {
     serveMetrics(collect) {
       collectMetrics = collect;
     },
+    fleetStatus: () => fleetStatus,
     attachStaples(server) {
       server.on('OCSPRequest', (cert: Buffer | null | undefined, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
         cb(null, cert ? stapleFor(cert) : null);

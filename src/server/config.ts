@@ -10,6 +10,7 @@ import type { MapperConfig } from '../tls/mapper.js';
 import { checkOcspUrl } from '../ocsp/ocsp-url.js';
 import { parseHostPort } from './metrics-listener.js';
 import { checkPathPattern, checkUpstreamUrl } from './front-policy.js';
+import { checkFleetUrl, checkNamespace, checkRotation } from '../fleet/fleet-rules.js';
 
 type Kind = 'string' | 'integer' | 'string[]' | 'enum' | 'object' | 'object[]' | 'boolean' | 'host:port';
 
@@ -86,6 +87,13 @@ export interface ServeConfig {
   SrvOcspRespMaxBeforeNextUpdateSeconds?: number;
   SrvOcspRespMinBeforeNextUpdateSeconds?: number;
   SrvOcspRespMinAfterNextUpdateSeconds?: number;
+  /** Fleet mode: redis:// or rediss:// URL (docs/fleet.md). */
+  fleet?: string;
+  fleetSecretFile?: string;
+  fleetCa?: string[];
+  fleetPasswordFile?: string;
+  fleetNamespace: string;
+  fleetLockTtl?: number;
 }
 
 /** One entry of the config file's `certificates` list (paths relative to the working directory). */
@@ -120,7 +128,7 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'workers', flag: 'workers', kind: 'integer', min: 1, max: 256, description: 'Worker processes sharing the port (node:cluster); 1 serves in one process. Default: the number of cores (os.availableParallelism()). See docs/performance.md.' },
   { key: 'clientRevocation', flag: 'client-revocation', kind: 'enum', values: ['off', 'check', 'cached-only'], default: DEFAULTS.clientRevocation, description: 'Revocation check of client certificates after the handshake (OCSP, then CRL distribution points and --crl files); the verdict lands in certFlags. cached-only fetches nothing (HTTP.sys DefaultCertCheckMode 2). See docs/ocsp.md.' },
   { key: 'revocationFailMode', flag: 'revocation-fail-mode', kind: 'enum', values: ['soft', 'hard'], default: DEFAULTS.revocationFailMode, description: 'When revocation cannot be told: hard puts CRYPT_E_REVOCATION_OFFLINE / CRYPT_E_NO_REVOCATION_CHECK in certFlags, soft lets the certificate pass.' },
-  { key: 'ticketKeyRotation', flag: 'ticket-key-rotation', kind: 'integer', default: DEFAULTS.ticketKeyRotationMs, min: 1000, max: TIMER_MAX_MS, description: 'With workers: interval (ms) at which the primary rotates the TLS session-ticket keys it shares with them.' },
+  { key: 'ticketKeyRotation', flag: 'ticket-key-rotation', kind: 'integer', default: DEFAULTS.ticketKeyRotationMs, min: 1000, max: TIMER_MAX_MS, description: 'With workers: interval (ms) at which the primary rotates the TLS session-ticket keys it shares with them. With --fleet: the fleet\'s rotation interval (one machine rotates for all; at least 300000, the ticket lifetime, since a rotation ends every older ticket).' },
   { key: 'ocsp', flag: 'ocsp', kind: 'enum', values: ['on', 'off'], default: DEFAULTS.ocsp, description: 'OCSP stapling of the server certificates (off: no stapler, no OCSP retrieval; /connection shows state "off"). See docs/ocsp.md.' },
   { key: 'stateDir', flag: 'state-dir', kind: 'string', default: DEFAULTS.stateDir, description: 'Directory (created mode 0700) for state that survives a restart: verified OCSP staples in its ocsp/ subdirectory, so a restart staples while the responder is down. The dev PKI keeps its own (ocsp-cache in --dev-pki-dir). See docs/deployment.md.' },
   { key: 'ocspUrl', flag: 'ocsp-url', kind: 'string', description: 'OCSP responder URL (http:// or https://) to ask instead of the one in the certificates\' AIA; certificates without an AIA URL are stapled too.' },
@@ -146,6 +154,12 @@ export const SERVE_SCHEMA: readonly SettingSpec[] = Object.freeze([
   { key: 'upstreamConnectTimeout', flag: 'upstream-connect-timeout', kind: 'integer', default: DEFAULTS.upstreamConnectTimeoutMs, min: 1, max: TIMER_MAX_MS, description: 'Time limit (ms) to open a connection to the --upstream (then 504 CB_ERR_UPSTREAM_TIMEOUT).' },
   { key: 'upstreamTimeout', flag: 'upstream-timeout', kind: 'integer', default: DEFAULTS.upstreamTimeoutMs, min: 1, max: TIMER_MAX_MS, description: 'Time limit (ms) for the --upstream\'s response headers (then 504 CB_ERR_UPSTREAM_TIMEOUT) and for each pause in its response body (then the response is cut).' },
   { key: 'upstreamConnections', flag: 'upstream-connections', kind: 'integer', default: DEFAULTS.upstreamConnections, min: 1, max: 65535, description: 'Most keep-alive connections to the --upstream, per process.' },
+  { key: 'fleet', flag: 'fleet', kind: 'string', description: 'Fleet mode: share session-ticket keys, one OCSP retrieval per staple refresh and client-certificate revocation data with the other machines on this Redis, redis://[user@]HOST:PORT[/db] or rediss://… (needs --fleet-secret-file). With it --ticket-key-rotation is the fleet\'s interval (at least the ticket lifetime, 300 s). Redis down: each machine serves on its own state, /readyz says degraded (still 200). See docs/fleet.md.' },
+  { key: 'fleetSecretFile', flag: 'fleet-secret-file', kind: 'string', description: 'File (mode 0600, at least 32 bytes, e.g. openssl rand -base64 48) with the fleet secret: the ticket keys are sealed with a key derived from it before they go to Redis; the secret itself never does. The same file on every machine.' },
+  { key: 'fleetCa', flag: 'fleet-ca', kind: 'string[]', description: 'PEM file(s) with the CA(s) a rediss:// --fleet server\'s certificate must chain to (repeatable; default: Node\'s root store).' },
+  { key: 'fleetPasswordFile', flag: 'fleet-password-file', kind: 'string', description: 'File whose first line is the Redis password (with an ACL user in the --fleet URL, its password), kept out of the command line.' },
+  { key: 'fleetNamespace', flag: 'fleet-namespace', kind: 'string', default: DEFAULTS.fleetNamespace, description: 'Prefix of every Redis key of the fleet (letters, digits, . _ -): machines of one fleet share it; several fleets can share one Redis.' },
+  { key: 'fleetLockTtl', flag: 'fleet-lock-ttl', kind: 'integer', min: 1000, max: TIMER_MAX_MS, description: `Expiry (ms) of a fleet lock (ticket rotation, one staple or revocation retrieval): a machine that dies holding it is replaced within it. Default: ${DEFAULTS.fleetLockTtlMs}, or twice SrvOcspRespUrlRetrievalTimeoutMilliseconds if longer.` },
   { key: 'mapper', flag: null, kind: 'object', description: 'Certificate mapper: { oneToOne: [{thumbprint, identity}], manyToOne: [{name, rules: [{field: subject | issuer | san, attribute, match}], issuerThumbprint, identity | deny}], denyUnmapped } (config file only). Issuer rules and issuerThumbprint read the verified chain.' },
 ] satisfies SettingSpec[]);
 
@@ -274,6 +288,7 @@ export function resolveServeConfig(flags: Record<string, unknown>): ServeConfig 
   if (out.certificates !== undefined) out.certificates = (out.certificates as unknown[]).map((c, i) => serveCertificate(c, `certificates[${i}]`));
   if (out.ocspUrl !== undefined) checkOcspUrl(out.ocspUrl, '--ocsp-url');
   checkFrontConfig(out, fromFlags);
+  checkFleetConfig(out, fromFlags);
   return out as unknown as ServeConfig;
 }
 
@@ -290,6 +305,21 @@ function checkFrontConfig(out: Record<string, unknown>, fromFlags: Record<string
   if (u.protocol === 'http:' && tls[0] !== undefined) bad(name(tls[0]), 'is for an https:// --upstream');
   if ((out.upstreamCert === undefined) !== (out.upstreamKey === undefined)) bad(name(out.upstreamCert === undefined ? 'upstreamKey' : 'upstreamCert'), '--upstream-cert and --upstream-key go together');
   for (const k of ['onDemandPaths', 'requirePaths']) ((out[k] as string[] | undefined) ?? []).forEach((p) => checkPathPattern(p, name(k)));
+}
+
+/** The fleet's flags: a URL that parses, a secret file, no fleet setting without --fleet, a rotation no shorter than the ticket lifetime. */
+function checkFleetConfig(out: Record<string, unknown>, fromFlags: Record<string, unknown>): void {
+  const name = (key: string) => (key in fromFlags ? `--${SERVE_SCHEMA.find((s) => s.key === key)?.flag ?? key}` : key);
+  const given = ['fleetSecretFile', 'fleetCa', 'fleetPasswordFile', 'fleetLockTtl'].filter((k) => out[k] !== undefined);
+  if (out.fleet === undefined) {
+    if (given[0] !== undefined) bad(name(given[0]), 'needs --fleet');
+    return;
+  }
+  const { url } = checkFleetUrl(out.fleet as string, name('fleet'));
+  if (out.fleetSecretFile === undefined) bad(name('fleet'), 'needs --fleet-secret-file (the ticket keys are sealed with it)');
+  if (out.fleetCa !== undefined && url.protocol !== 'rediss:') bad(name('fleetCa'), 'is for a rediss:// --fleet');
+  checkNamespace(out.fleetNamespace as string, name('fleetNamespace'));
+  checkRotation(out.ticketKeyRotation as number, DEFAULTS.ticketLifetimeSeconds, name('ticketKeyRotation'));
 }
 
 function serveCertificate(value: unknown, where: string): ServeCertificate {

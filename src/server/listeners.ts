@@ -3,6 +3,7 @@
 // OCSP staples, handshake-error logging and HTTP timeouts — so that they cannot drift apart.
 // Ticket keys, close and reload go through the ListenerList below, which keeps each listener
 // with its own TLS options (the twin's maxVersion) and its certificate-less start context.
+import type { FleetStatus } from '../fleet/fleet.js';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Server as HttpsServer, ServerOptions as HttpsServerOptions } from 'node:https';
 import { CertboundError } from '../errors.js';
@@ -20,6 +21,8 @@ export interface StapleSource {
   attachStaples(server: TlsServer): void;
   /** The staple state of a certificate (SHA-256 hex of its DER; the first one when omitted), as the source knows it. */
   summary?(fingerprint?: string): OcspStapleSummary;
+  /** The machine's fleet status (a cluster worker: the primary's connection, which holds the ticket keys and staples). */
+  fleetStatus?(): FleetStatus | undefined;
 }
 
 export interface ListenerSetup {

@@ -1,6 +1,7 @@
 // Metrics in Prometheus text format (prom-client): one sink the hot path calls, a no-op one
 // when metrics are off (prom-client is then not even loaded), and the gauges read at scrape
 // time (open connections, staples, expiry). Names and labels: docs/metrics.md.
+import type { Fleet, FleetCounters } from '../fleet/fleet.js';
 import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
 import { certStatusName, CertStatus, hresultHex } from '../status.js';
@@ -143,6 +144,8 @@ export class PromMetrics implements MetricsSink {
   }
 
   /** Staple gauges (read from the stapler at scrape time) and a counter of its updates. */
+  readonly #fleets: Fleet[] = [];
+
   watchStapler(stapler: OcspStapler, now: () => number = Date.now): void {
     const p = promClient();
     if (this.#staplers.length === 0) {
@@ -166,6 +169,32 @@ export class PromMetrics implements MetricsSink {
     this.#staplers.push(stapler);
     const updates = this.#stapleUpdates as PromClient.Counter<'outcome' | 'reason'>;
     stapler.on('update', (u) => updates.inc({ outcome: u.outcome, reason: u.reason ?? 'none' }));
+  }
+
+  /**
+   * The fleet (docs/fleet.md): certbound_fleet_up (1 while Redis answers; with workers the
+   * lowest over the processes) and certbound_fleet_operations_total{operation}.
+   */
+  watchFleet(fleet: Fleet): void {
+    if (this.#fleets.includes(fleet)) return;
+    this.#fleets.push(fleet);
+    if (this.#fleets.length > 1) return;
+    const p = promClient();
+    const fleets = () => this.#fleets;
+    new p.Gauge({
+      name: 'certbound_fleet_up', help: '1 while the fleet\'s Redis answers (ticket keys, staples and revocation data shared), 0 while this machine serves on its own state (degraded).', registers: [this.registry], aggregator: 'min',
+      collect() {
+        this.set(fleets().every((f) => f.connected()) ? 1 : 0);
+      },
+    });
+    const names: Record<keyof FleetCounters, string> = { leads: 'lead', waits: 'wait', published: 'published', fenced: 'fenced', rotations: 'rotation', installs: 'install', outages: 'outage' };
+    new p.Counter({
+      name: 'certbound_fleet_operations_total', help: 'Fleet operations of this machine: lead (a lock won: this machine fetched or rotated), wait (another machine held it), published (a verified document stored in Redis), fenced (a write refused: a newer holder exists), rotation (ticket keys rotated), install (ticket keys taken from Redis), outage (Redis became unavailable).', labelNames: ['operation'], registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const f of fleets()) for (const [k, v] of Object.entries(f.counters())) this.inc({ operation: names[k as keyof FleetCounters] }, v);
+      },
+    });
   }
 
   /** One CRL refresh (src/server/crl-refresh.ts): certbound_crl_refresh_total{outcome,reason}. */

@@ -130,6 +130,8 @@ export const REVOCATION_SCHEMA = {
     fetcher: { isFunction: true },
     crlFetcher: { isFunction: true },
     logger: { type: 'object' },
+    // A Fleet (src/fleet/fleet.ts): createServer's `fleet` option passes its own.
+    fleet: { type: 'object' },
   },
 } as const satisfies OptionSchema;
 
@@ -161,6 +163,44 @@ export const OCSP_SCHEMA = {
     method: { enum: ['auto', 'GET', 'POST'] },
     url: { type: 'string', pattern: '^https?://' },
     issuer: { pem: true },
+    // A Fleet (src/fleet/fleet.ts): createServer's `fleet` option passes its own.
+    fleet: { type: 'object' },
+  },
+} as const satisfies OptionSchema;
+
+/** FleetOptions (src/fleet/fleet.ts). */
+export const FLEET_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['url'],
+  properties: {
+    url: { type: 'string', pattern: '^rediss?://' },
+    secretFile: { type: 'string', minLength: 1 },
+    secret: { pem: true },
+    ca: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }] },
+    cert: { pem: true },
+    key: { pem: true },
+    username: { type: 'string', minLength: 1 },
+    password: { type: 'string', minLength: 1 },
+    passwordFile: { type: 'string', minLength: 1 },
+    namespace: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+    lockTtlMs: { type: 'integer', minimum: 1000, maximum: TIMER_MAX_MS },
+    commandTimeoutMs: { type: 'integer', minimum: 1, maximum: TIMER_MAX_MS },
+    connectWaitMs: { type: 'integer', minimum: 0, maximum: TIMER_MAX_MS },
+    resyncMs: { type: 'integer', minimum: 1000, maximum: TIMER_MAX_MS },
+    tickets: {
+      anyOf: [{ type: 'boolean' }, {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          rotationMs: { type: 'integer', minimum: 1000, maximum: TIMER_MAX_MS },
+          ticketLifetimeSeconds: { type: 'integer', minimum: 1, maximum: TIMER_MAX_SECONDS },
+        },
+      }],
+    },
+    machine: { type: 'string', minLength: 1 },
+    now: { isFunction: true },
+    logger: { type: 'object' },
   },
 } as const satisfies OptionSchema;
 
@@ -247,6 +287,7 @@ export const SERVER_SCHEMA = {
     fastify: { type: 'object', description: 'Extra fastify options.' },
     ocsp: { anyOf: [{ type: 'boolean' }, OCSP_SCHEMA], default: false, description: 'OCSP stapling of the server certificate: true or options (docs/ocsp.md).' },
     stapleSource: { type: 'object', description: 'Staples from elsewhere instead of a local stapler (a cluster worker\'s link to the primary). Not with ocsp.' },
+    fleet: { anyOf: [{ instanceOf: 'Fleet' }, FLEET_SCHEMA], description: `Fleet mode on Redis (docs/fleet.md): { url (redis:// or rediss://), secretFile or secret (>= 32 bytes), ca, cert, key (rediss), username, password or passwordFile, namespace (default ${DEFAULTS.fleetNamespace}), lockTtlMs (default max(${DEFAULTS.fleetLockTtlMs}, twice the retrieval timeout)), tickets ({ rotationMs (default ${DEFAULTS.ticketKeyRotationMs}, at least the ticket lifetime) } or false) }, or a Fleet. Shares session-ticket keys, one OCSP retrieval per staple refresh and revocation data; Redis down: degraded, still ready. Off when absent.` },
     metrics: {
       type: 'object',
       additionalProperties: false,

@@ -34,6 +34,8 @@ import { CrlRefresher, type CrlRefreshOptions } from './crl-refresh.js';
 import { referenceRoutes } from './routes.js';
 import { createServerStapling, OCSP_OFF_SUMMARY, type OcspStapleSummary, type ServerOcspOptions } from '../ocsp/server-stapling.js';
 import type { OcspStapler } from '../ocsp/stapler.js';
+import { createFleet, Fleet, type FleetOptions } from '../fleet/fleet.js';
+import { fleetSessionIdContext } from '../fleet/fleet-rules.js';
 import type { ServerChannelBindingConfig } from '../cbt/server-bindings.js';
 import { checkFrontOptions, type FrontOptions } from './front-policy.js';
 
@@ -116,6 +118,15 @@ export interface CreateServerCommonOptions {
    */
   stapleSource?: StapleSource;
   /**
+   * Fleet mode (docs/fleet.md): machines share, through Redis, the session-ticket keys (a ticket
+   * from one machine resumes on another), one OCSP retrieval per staple refresh, and the signed
+   * revocation data of client certificates; each machine verifies what it reads. Options (the
+   * server opens and closes the connection; `tickets.rotationMs` replaces the local rotation) or
+   * a Fleet of your own (you start and close it). Redis unavailable: the server serves on its own
+   * state and reports `degraded` in GET /readyz (still 200) and the metrics. Default: off.
+   */
+  fleet?: FleetOptions | Fleet;
+  /**
    * Metrics in Prometheus text format (prom-client; names in docs/metrics.md). With `port`,
    * `listen()` also serves GET /metrics over plain HTTP on `host` (default 127.0.0.1): keep it
    * on loopback or a private network. Without `port`, read `server.metrics.registry` yourself.
@@ -166,7 +177,7 @@ export interface ServerMetrics {
 }
 
 /** Validates createServer's options against SERVER_SCHEMA (src/server/options.ts): CB_ERR_INVALID_OPTION. */
-const validateServerOptions = compileOptions(SERVER_SCHEMA, { RevocationChecker, Buffer: Buffer as unknown as OptionClass });
+const validateServerOptions = compileOptions(SERVER_SCHEMA, { RevocationChecker, Fleet: Fleet as unknown as OptionClass, Buffer: Buffer as unknown as OptionClass });
 
 /** The decoration createServer (always) and the plugin (with its `ocsp` option) add to the app. */
 export interface OcspStapleDecoration {
@@ -187,6 +198,8 @@ export interface CertboundServer {
   readonly clientAuth: ClientAuthMode;
   /** The OCSP stapler when the `ocsp` option is on. */
   readonly ocsp: OcspStapler | undefined;
+  /** The fleet connection when the `fleet` option is on (status(), counters()). */
+  readonly fleet: Fleet | undefined;
   /** Metrics, when the `metrics` option is on. */
   readonly metrics: ServerMetrics | undefined;
   /** The expiry monitor (findings() for the current state), unless `expiryWarnings: false`. */
@@ -273,6 +286,14 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   if (options.upstream) checkFrontOptions(options.upstream);
   if (options.ocsp && options.stapleSource) throw new CertboundError('CB_ERR_INVALID_OPTION', ['stapleSource', 'cannot be combined with ocsp']);
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
+  const logger = makeLogger(options.logger);
+  // The fleet (docs/fleet.md): opened here unless the caller brings one; started in listen(), before the first staple.
+  const ownFleet = options.fleet !== undefined && !(options.fleet instanceof Fleet);
+  const fleet = options.fleet instanceof Fleet ? options.fleet : options.fleet ? createFleet({
+    logger: logger.child({ component: 'fleet' }),
+    ...options.fleet,
+    tickets: options.fleet.tickets === false ? false : { ticketLifetimeSeconds: options.tls?.sessionTimeout ?? DEFAULTS.ticketLifetimeSeconds, ...(typeof options.fleet.tickets === 'object' ? options.fleet.tickets : {}) },
+  }) : undefined;
   const ca = asList(options.ca);
   const certificates = serverCertificates(options, options.tls?.passphrase, ca);
   const crl = asList(options.crl).flatMap((pem, i, all) => crlsOf(pem, all.length > 1 ? `(crl option, entry ${i})` : '(crl option)'));
@@ -282,13 +303,12 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   if (options.trustedProxies !== undefined && options.trustedProxies.length > 0 && ca.length === 0) {
     throw new CertboundError('CB_ERR_INVALID_OPTION', ['ca', 'trustedProxies needs the trusted client CAs that forwarded certificates are verified against']);
   }
-  const logger = makeLogger(options.logger);
   const mapper = compileMapper(options.mapper);
   // The client CAs OpenSSL verifies against (Node's bundled roots without `ca`): each
   // connection's chain is built from them, link by link with signatures.
   const anchors = anchorsFromPem(ca.length > 0 ? ca : rootCertificates);
   const revocation = options.revocation === undefined ? undefined
-    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker({ logger: logger.child({ component: 'revocation' }), ...options.revocation });
+    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker({ logger: logger.child({ component: 'revocation' }), ...(fleet ? { fleet } : {}), ...options.revocation });
   // Metrics: prom-client is loaded only when they are on; otherwise every hook is a no-op.
   const promMetrics = options.metrics ? makePromMetrics(options.metrics) : undefined;
   const metrics = promMetrics ?? NO_METRICS;
@@ -312,7 +332,8 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       // reload; the same in every worker): OpenSSL refuses to resume a session on a context
       // whose id context is unset or different, with verify mode on as a fatal internal_error.
       // Node sets one only on the listener's own context.
-      sessionIdContext: options.tls?.sessionIdContext ?? `certbound/${clientAuth}`,
+      // A fleet's machines agree on it (fleetSessionIdContext), or no ticket resumes on another machine.
+      sessionIdContext: options.tls?.sessionIdContext ?? (fleet ? fleetSessionIdContext(fleet.namespace, clientAuth) : `certbound/${clientAuth}`),
       ...(caNow.length > 0 ? { ca: caNow } : {}),
       ...(crlNow.length > 0 ? { crl: crlNow } : {}),
     };
@@ -358,7 +379,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     },
   });
   const stapling = options.ocsp
-    ? createServerStapling({ certs: certificates.map((c) => c.chainPem), ca, options: options.ocsp === true ? {} : options.ocsp, logger })
+    ? createServerStapling({ certs: certificates.map((c) => c.chainPem), ca, options: { ...(fleet ? { fleet } : {}), ...(options.ocsp === true ? {} : options.ocsp) }, logger })
     : undefined;
   const staples: StapleSource | undefined = stapling ? { attachStaples: (l) => stapling.attach(l) } : options.stapleSource;
   /** Every TLS listener of this server goes through here (src/server/listeners.ts), with its own options. */
@@ -445,7 +466,9 @@ export function createServer(options: CreateServerOptions): CertboundServer {
   if (options.underPressure !== false) {
     app.get('/readyz', async (_request, reply) => {
       const ocsp = stapling?.summary() ?? options.stapleSource?.summary?.() ?? null;
-      const body = { status: ready ? 'ready' : closing ? 'closing' : 'starting', ocsp: ocsp && { stapled: ocsp.stapled, certStatus: ocsp.certStatus, nextUpdate: ocsp.nextUpdate } };
+      // A fleet whose Redis is away is reported, not a reason to leave the load balancer: the machine serves on its own state.
+      const f = options.stapleSource?.fleetStatus?.() ?? fleet?.status() ?? null;
+      const body = { status: ready ? 'ready' : closing ? 'closing' : 'starting', ocsp: ocsp && { stapled: ocsp.stapled, certStatus: ocsp.certStatus, nextUpdate: ocsp.nextUpdate }, ...(f ? { fleet: { state: f.state, since: f.since, reason: f.reason, tickets: f.tickets } } : {}) };
       return reply.code(ready ? 200 : 503).send(body);
     });
   }
@@ -558,9 +581,11 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     logger: logger.child({ component: 'crl-refresh' }),
     ...(promMetrics ? { count: (outcome: string, reason: string) => promMetrics.crlRefresh(outcome, reason) } : {}),
   }, crlRefreshOptions);
+  let fleetKeysInstalled = false;
   return {
     app: app as unknown as FastifyInstance & OcspStapleDecoration,
     server,
+    fleet,
     queue,
     registry,
     clientAuth,
@@ -578,6 +603,17 @@ export function createServer(options: CreateServerOptions): CertboundServer {
       // covers its leaf (a ticket from another worker, or from before a restart).
       if (!registry.policy.reloaded) registry.replacePolicy({ material: await trustMaterial(anchors, inForce.crl) });
       expiry?.start();
+      if (fleet) {
+        // The fleet's ticket keys on every listener (a rotation, a rejoin: again), before the first handshake.
+        if (!fleetKeysInstalled) {
+          fleetKeysInstalled = true;
+          fleet.on('keys', (keys) => listeners.setTicketKeys(keys));
+        }
+        if (ownFleet) await fleet.start();
+        const keys = fleet.ticketKeys();
+        if (keys) listeners.setTicketKeys(keys);
+        promMetrics?.watchFleet(fleet);
+      }
       await stapling?.start();
       if (promMetrics && options.metrics?.port !== undefined && !metricsListener) {
         const at = { host: options.metrics.host ?? DEFAULTS.metricsHost, port: options.metrics.port };
@@ -617,6 +653,7 @@ export function createServer(options: CreateServerOptions): CertboundServer {
         await app.close();
         await metricsListener?.close();
         await stapling?.close();
+        if (ownFleet) await fleet?.close();
       })();
       return closing;
     },

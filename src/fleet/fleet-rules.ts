@@ -1,0 +1,211 @@
+// The pure rules of fleet mode (docs/fleet.md): Redis key names, the fleet secret's derived keys,
+// the sealed ticket-key record, the session id context, and the checks on the settings. No
+// sockets, no timers: tested with tables (test/fleet-rules.test.ts).
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { DEFAULTS } from '../defaults.js';
+import { CertboundError } from '../errors.js';
+import { readRegularFile, readFailure } from '../read-file.js';
+import { checkSecretFile } from '../secret-file.js';
+
+/** Smallest fleet secret (bytes, after trimming the trailing newline): 256 bits. */
+export const FLEET_SECRET_MIN_BYTES = 32;
+/** Largest fleet secret file read (bytes). */
+export const FLEET_SECRET_MAX_BYTES = 4096;
+/** Size of a tls.Server ticket-key set (HMAC secret, AES key, key name: 16 bytes each). */
+export const FLEET_TICKET_KEY_BYTES = 48;
+
+/** What is shared under a fleet lock: the ticket keys, a server certificate's staple (by SHA-256), a client certificate's OCSP response or a CRL. */
+export type FleetDocumentKind = 'staple' | 'ocsp' | 'crl';
+
+/** The Redis keys of one fleet (namespace): every key certbound reads or writes starts with `<namespace>:`. */
+export interface FleetKeys {
+  /** Hash: fence, generation, createdAt, secretId, sealed (the encrypted ticket keys). */
+  readonly tickets: string;
+  /** The lock of a document (`tickets`, or kind + id): SET NX PX, value `<machine>:<fence>`. */
+  lock(name: string): string;
+  /** Monotonic fencing counter of a document (INCR; never expires). */
+  fence(name: string): string;
+  /** Hash: fence, der, from (machine), storedAt; expires with the document. */
+  document(kind: FleetDocumentKind, id: string): string;
+  /** The pub/sub channel of announcements. */
+  readonly channel: string;
+}
+
+/** A namespace: letters, digits, `.`, `_`, `-`, 1..64 characters (it is part of every key). */
+export function checkNamespace(ns: string, where = 'fleet.namespace'): string {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(ns)) throw new CertboundError('CB_ERR_INVALID_OPTION', [where, `expected 1 to 64 letters, digits, '.', '_' or '-', got ${JSON.stringify(ns)}`]);
+  return ns;
+}
+
+export function fleetKeys(ns: string): FleetKeys {
+  const p = `${checkNamespace(ns)}:`;
+  return Object.freeze({
+    tickets: `${p}tickets`,
+    lock: (name: string) => `${p}lock:${name}`,
+    fence: (name: string) => `${p}fence:${name}`,
+    document: (kind: FleetDocumentKind, id: string) => `${p}${kind}:${id}`,
+    channel: `${p}announce`,
+  });
+}
+
+/** The lock and fence name of a document. */
+export function documentName(kind: FleetDocumentKind, id: string): string {
+  return `${kind}:${id}`;
+}
+
+/** The id of a document fetched from a URL (a CRL distribution point): SHA-256 of the URL, hex. */
+export function urlId(url: string): string {
+  return createHash('sha256').update(url).digest('hex');
+}
+
+/**
+ * Checks a fleet URL: redis:// or rediss://, a host, no query or fragment (ioredis would read
+ * options from it). Returns it with any password replaced by `***`, for logs and /readyz.
+ */
+export function checkFleetUrl(url: string, where = 'fleet.url'): { url: URL; shown: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', [where, 'expected redis://HOST:PORT or rediss://HOST:PORT']);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new CertboundError('CB_ERR_INVALID_OPTION', [where, `expected redis:// or rediss://, got ${u.protocol}//`]);
+  if (u.hostname === '') throw new CertboundError('CB_ERR_INVALID_OPTION', [where, 'the URL has no host']);
+  if (u.search !== '' || u.hash !== '') throw new CertboundError('CB_ERR_INVALID_OPTION', [where, 'a query or fragment is not taken (use the flags and config keys)']);
+  if (u.pathname !== '' && u.pathname !== '/' && !/^\/\d{1,2}$/.test(u.pathname)) throw new CertboundError('CB_ERR_INVALID_OPTION', [where, 'the path may only be a database number (/0 .. /15)']);
+  const shown = new URL(u.href);
+  if (shown.password !== '') shown.password = '***';
+  return { url: u, shown: shown.href };
+}
+
+/**
+ * Reads the fleet secret from a file: a regular file of at most 4 KiB, readable by its owner
+ * only (mode 0600 or stricter: it protects every machine's ticket keys), holding at least 32
+ * bytes once a trailing newline is dropped. CB_ERR_FLEET_SECRET says which rule failed.
+ */
+export function readFleetSecret(path: string): Buffer {
+  let data: Buffer;
+  try {
+    const report = checkSecretFile(path);
+    if (report) throw new CertboundError('CB_ERR_FLEET_SECRET', [path, `mode ${report.mode.toString(8).padStart(4, '0')}: group or others can access it (chmod 600 it)`]);
+    data = readRegularFile(path, FLEET_SECRET_MAX_BYTES);
+  } catch (err) {
+    if (err instanceof CertboundError && err.code === 'CB_ERR_FLEET_SECRET') throw err;
+    throw new CertboundError('CB_ERR_FLEET_SECRET', [path, err instanceof CertboundError ? err.message : readFailure(err)], { cause: err });
+  }
+  return checkFleetSecret(data, path);
+}
+
+/** A secret given in memory: at least 32 bytes (a trailing newline does not count). */
+export function checkFleetSecret(secret: Buffer | string, where = 'fleet.secret'): Buffer {
+  let b = Buffer.isBuffer(secret) ? secret : Buffer.from(secret, 'utf8');
+  while (b.length > 0 && (b[b.length - 1] === 0x0a || b[b.length - 1] === 0x0d)) b = b.subarray(0, b.length - 1);
+  if (b.length < FLEET_SECRET_MIN_BYTES) throw new CertboundError('CB_ERR_FLEET_SECRET', [where, `it holds ${b.length} bytes; at least ${FLEET_SECRET_MIN_BYTES} are needed (e.g. openssl rand -base64 48 > FILE)`]);
+  return Buffer.from(b);
+}
+
+/** Keys derived from the fleet secret (HKDF-SHA-256): the secret itself is never stored or sent. */
+export interface FleetSecretKeys {
+  /** AES-256-GCM key that seals the ticket keys in Redis. */
+  readonly sealKey: Buffer;
+  /** Public id of the secret (HMAC, 16 hex): a machine with another secret sees the difference and writes nothing. */
+  readonly secretId: string;
+}
+
+export function deriveFleetKeys(secret: Buffer, ns: string): FleetSecretKeys {
+  const sealKey = Buffer.from(hkdfSync('sha256', secret, Buffer.from(`certbound fleet ${ns}`), Buffer.from('ticket-key seal v1'), 32));
+  const secretId = createHmac('sha256', Buffer.from(hkdfSync('sha256', secret, Buffer.from(`certbound fleet ${ns}`), Buffer.from('secret id v1'), 32))).update('id').digest('hex').slice(0, 16);
+  return Object.freeze({ sealKey, secretId });
+}
+
+/** The record of the fleet's ticket keys as it lives in Redis (every field a string). */
+export interface TicketRecord {
+  readonly fence: string;
+  readonly generation: string;
+  readonly createdAt: string;
+  readonly secretId: string;
+  /** base64 of iv (12) | tag (16) | ciphertext (48). */
+  readonly sealed: string;
+}
+
+function aad(ns: string, generation: number, createdAt: number, fence: number): Buffer {
+  return Buffer.from(`certbound fleet ${ns} tickets ${generation} ${createdAt} ${fence}`);
+}
+
+/** Seals 48 ticket-key bytes under the fleet's key; the generation, time and fence are authenticated with them. */
+export function sealTicketKeys(keys: Buffer, secret: FleetSecretKeys, ns: string, generation: number, createdAt: number, fence: number): TicketRecord {
+  if (keys.length !== FLEET_TICKET_KEY_BYTES) throw new RangeError(`ticket keys are ${FLEET_TICKET_KEY_BYTES} bytes`);
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', secret.sealKey, iv);
+  c.setAAD(aad(ns, generation, createdAt, fence));
+  const ct = Buffer.concat([c.update(keys), c.final()]);
+  return { fence: String(fence), generation: String(generation), createdAt: String(createdAt), secretId: secret.secretId, sealed: Buffer.concat([iv, c.getAuthTag(), ct]).toString('base64') };
+}
+
+/** What opening a ticket record found. */
+export type OpenedTickets =
+  | { readonly ok: true; readonly keys: Buffer; readonly generation: number; readonly createdAt: number; readonly fence: number }
+  | { readonly ok: false; readonly reason: 'malformed' | 'other-secret' | 'tampered'; readonly detail: string };
+
+const DECIMAL = /^\d{1,15}$/;
+
+/** Opens a ticket record read from Redis: every field checked, the seal authenticated (a changed byte anywhere: 'tampered'). */
+export function openTicketRecord(record: Record<string, string> | null | undefined, secret: FleetSecretKeys, ns: string): OpenedTickets | undefined {
+  if (!record || Object.keys(record).length === 0) return undefined;
+  const { fence, generation, createdAt, secretId, sealed } = record;
+  if (!fence || !generation || !createdAt || !secretId || !sealed || !DECIMAL.test(fence) || !DECIMAL.test(generation) || !DECIMAL.test(createdAt)) {
+    return { ok: false, reason: 'malformed', detail: 'the record lacks a field or holds a non-number' };
+  }
+  if (secretId !== secret.secretId) return { ok: false, reason: 'other-secret', detail: `sealed with another fleet secret (id ${secretId.slice(0, 16)}, this machine's ${secret.secretId})` };
+  const raw = Buffer.from(sealed, 'base64');
+  if (raw.length !== 12 + 16 + FLEET_TICKET_KEY_BYTES) return { ok: false, reason: 'malformed', detail: `the sealed keys are ${raw.length} bytes, not ${12 + 16 + FLEET_TICKET_KEY_BYTES}` };
+  const g = Number(generation);
+  const t = Number(createdAt);
+  const f = Number(fence);
+  try {
+    const d = createDecipheriv('aes-256-gcm', secret.sealKey, raw.subarray(0, 12));
+    d.setAAD(aad(ns, g, t, f));
+    d.setAuthTag(raw.subarray(12, 28));
+    const keys = Buffer.concat([d.update(raw.subarray(28)), d.final()]);
+    return { ok: true, keys, generation: g, createdAt: t, fence: f };
+  } catch {
+    return { ok: false, reason: 'tampered', detail: 'the seal does not authenticate (changed in Redis, or written by something else)' };
+  }
+}
+
+/**
+ * The session id context of every listener of every machine of a fleet: OpenSSL resumes a
+ * session only on a context with the same one, and Node's default is derived from the process's
+ * arguments. From the namespace and the client-certificate mode (32 hex characters, OpenSSL's
+ * SSL_MAX_SID_CTX_LENGTH), so that machines of one fleet agree and other fleets differ.
+ */
+export function fleetSessionIdContext(ns: string, clientAuth: string): string {
+  return createHash('sha256').update(`certbound fleet ${ns} ${clientAuth}`).digest('hex').slice(0, 32);
+}
+
+/**
+ * Node keeps one ticket-key set per context: a rotation ends every ticket issued before it. So a
+ * fleet rotates no more often than the ticket lifetime (tls sessionTimeout, Node's default 300 s):
+ * CB_ERR_INVALID_OPTION otherwise.
+ */
+export function checkRotation(rotationMs: number, ticketLifetimeSeconds: number, where = 'ticketKeyRotation'): number {
+  if (!Number.isInteger(rotationMs) || rotationMs < 1000) throw new CertboundError('CB_ERR_INVALID_OPTION', [where, 'must be an integer >= 1000 (ms)']);
+  if (rotationMs < ticketLifetimeSeconds * 1000) {
+    throw new CertboundError('CB_ERR_INVALID_OPTION', [where, `with a fleet it must be at least the ticket lifetime (${ticketLifetimeSeconds} s): a rotation ends every ticket issued before it`]);
+  }
+  return rotationMs;
+}
+
+/** When the fleet's ticket keys are due for rotation (ms since the epoch). */
+export function rotationDue(createdAt: number, rotationMs: number): number {
+  return createdAt + rotationMs;
+}
+
+/**
+ * The lock's expiry: long enough for one retrieval (the seed's retrieval timeout) and the write
+ * that follows, twice over: DEFAULTS.fleetLockTtlMs unless set. A holder that dies is replaced
+ * within it.
+ */
+export function lockTtl(retrievalTimeoutMs: number, configured?: number): number {
+  return configured ?? Math.max(DEFAULTS.fleetLockTtlMs, 2 * retrievalTimeoutMs);
+}

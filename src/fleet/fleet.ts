@@ -1,0 +1,597 @@
+// Fleet mode (docs/fleet.md): machines behind one load balancer share, through Redis, the TLS
+// session-ticket keys (sealed with a key derived from the fleet secret, which never leaves the
+// machine), one OCSP retrieval per staple refresh, and the signed OCSP responses and CRLs behind
+// client-certificate checks. Coordination is Redis's own: SET NX PX locks, an INCR fencing
+// counter checked by a Lua compare-and-set before a write, and pub/sub announcements. Nothing
+// read from Redis is trusted: ticket records are authenticated (AES-GCM), documents are the
+// signed bytes each machine verifies as if it had fetched them. When Redis is unavailable every
+// operation answers "on your own" at once (no offline queue, bounded command time): each machine
+// keeps serving with its own keys, stapler and cache, says so once, and rejoins by itself.
+// Nothing here runs on the handshake path: handshakes read the keys and staples in memory.
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { Redis, type RedisOptions } from 'ioredis';
+import { DEFAULTS } from '../defaults.js';
+import { CertboundError } from '../errors.js';
+import { readRegularFile, readFailure } from '../read-file.js';
+import {
+  checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, documentName, fleetKeys, FLEET_TICKET_KEY_BYTES, lockTtl,
+  openTicketRecord, readFleetSecret, rotationDue, sealTicketKeys, type FleetDocumentKind, type FleetKeys, type FleetSecretKeys,
+} from './fleet-rules.js';
+
+/** The logger methods the fleet uses (pino and fastify loggers fit). */
+export interface FleetLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface FleetTicketOptions {
+  /** Rotation interval (ms): at least the ticket lifetime. Default: DEFAULTS.ticketKeyRotationMs (1 h). */
+  rotationMs?: number;
+  /** The ticket lifetime of the servers (s; tls sessionTimeout). Default: 300 (Node's). */
+  ticketLifetimeSeconds?: number;
+}
+
+export interface FleetOptions {
+  /** redis://[user[:password]@]host:port[/db] or rediss://… (TLS; `ca` for a private CA). */
+  url: string;
+  /** File holding the fleet secret (mode 0600, at least 32 bytes): seals the ticket keys. Or `secret`. */
+  secretFile?: string;
+  /** The fleet secret itself (at least 32 bytes). */
+  secret?: Buffer | string;
+  /** PEM CA(s) the rediss:// server's certificate must chain to. Default: Node's root store. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** PEM client certificate and key for a rediss:// server that asks for one. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** ACL user (instead of the URL's). */
+  username?: string;
+  /** Password (instead of the URL's); or `passwordFile` (its first line). */
+  password?: string;
+  passwordFile?: string;
+  /** Prefix of every key: machines of one fleet share it. Default: 'certbound'. */
+  namespace?: string;
+  /** Lock expiry (ms). Default: max(30 s, twice the retrieval timeout). */
+  lockTtlMs?: number;
+  /** Time limit of one Redis command (ms). Default: 1000. */
+  commandTimeoutMs?: number;
+  /** How long start() waits for Redis before the machine serves on its own (ms). Default: 2000. */
+  connectWaitMs?: number;
+  /** Interval at which the ticket keys are read again (ms). Default: 60000. */
+  resyncMs?: number;
+  /** Share the session-ticket keys (the role of a machine's one process that owns them). Default: on. false: documents only (a cluster worker). */
+  tickets?: boolean | FleetTicketOptions;
+  /** This machine's name in locks and announcements. Default: hostname:pid:random. */
+  machine?: string;
+  /** Clock (ms since the epoch). Default: Date.now. */
+  now?: () => number;
+  logger?: FleetLogger;
+}
+
+/** What /readyz and the metrics show of the fleet. */
+export interface FleetStatus {
+  /** 'connected': sharing through Redis; 'degraded': Redis unavailable, serving on this machine's own state; 'connecting': before start() ends; 'closed'. */
+  readonly state: 'connecting' | 'connected' | 'degraded' | 'closed';
+  /** When this state began (ISO). */
+  readonly since: string;
+  /** Why degraded (the Redis error), else null. */
+  readonly reason: string | null;
+  /** The Redis URL, password hidden. */
+  readonly url: string;
+  readonly namespace: string;
+  readonly machine: string;
+  /** The ticket keys in force: from the fleet, this machine's own (degraded), or none (documents only). */
+  readonly tickets: { readonly source: 'fleet' | 'local' | 'none'; readonly generation: number | null; readonly rotatesAt: string | null };
+}
+
+/** Counters since start (metrics: certbound_fleet_*). */
+export interface FleetCounters {
+  /** Locks won (this machine fetched / rotated). */
+  leads: number;
+  /** Lock attempts that found another holder. */
+  waits: number;
+  /** Documents written to Redis. */
+  published: number;
+  /** Writes refused by fencing (a newer holder exists). */
+  fenced: number;
+  /** Ticket rotations this machine made, and ticket-key sets installed from Redis. */
+  rotations: number;
+  installs: number;
+  /** Outages seen. */
+  outages: number;
+}
+
+/** The answer to "may I fetch this?": lead (with a fencing token), wait for another machine, or fetch on your own (Redis unavailable). */
+export type FleetLease =
+  | { readonly kind: 'lead'; readonly name: string; readonly fence: number; readonly token: string }
+  | { readonly kind: 'wait'; readonly retryInMs: number }
+  | { readonly kind: 'local' };
+
+/** An announcement from another machine: a document was stored, or the ticket keys rotated. */
+export interface FleetAnnouncement {
+  readonly kind: FleetDocumentKind | 'tickets';
+  readonly id: string;
+  readonly fence: number;
+  readonly from: string;
+  /** The sender's word on the document's nextUpdate (ms): a hint only, the bytes decide. */
+  readonly nextUpdate: number | null;
+}
+
+/** Shared documents (signed bytes): the stapler's and the revocation checker's view of the fleet. */
+export interface FleetDocuments {
+  /** The bytes the fleet holds (unverified: verify before use), or undefined (none, or Redis unavailable). Never rejects. */
+  read(kind: FleetDocumentKind, id: string): Promise<Buffer | undefined>;
+  /** Takes the lock of a document for one retrieval. Never rejects: 'local' when Redis is unavailable. */
+  lead(kind: FleetDocumentKind, id: string): Promise<FleetLease>;
+  /**
+   * Stores verified bytes under a lease (only while its fence is the newest: a paused old holder
+   * writes nothing), until `expireAt` (ms), and announces them. True when stored. Never rejects.
+   */
+  publish(lease: FleetLease, kind: FleetDocumentKind, id: string, der: Buffer, expireAt: number, nextUpdate?: number): Promise<boolean>;
+  /** Releases the lock of a lease (if still ours). Never rejects. */
+  release(lease: FleetLease): Promise<void>;
+  /** Resolves on an announcement of this document, after `ms`, or when `signal` aborts. */
+  wait(kind: FleetDocumentKind, id: string, ms: number, signal?: AbortSignal): Promise<void>;
+  /** Calls `listener` for every announcement from another machine; returns a function that removes it. */
+  onAnnounce(listener: (a: FleetAnnouncement) => void): () => void;
+  /** The lock expiry (ms). */
+  readonly lockTtlMs: number;
+  /** True while Redis answers. */
+  connected(): boolean;
+}
+
+// Lua: Redis's own compare-and-set. ACQUIRE takes the lock and a new fence atomically.
+const ACQUIRE = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local f = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. f, 'PX', ARGV[2])
+  return {1, f}
+end
+return {0, redis.call('PTTL', KEYS[1])}`;
+// STORE writes only while the fence presented is still the newest one handed out.
+const STORE = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
+return 1`;
+// RELEASE deletes the lock only if it is still this holder's.
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+type FleetRedis = Redis & {
+  certboundAcquire(lock: string, fence: string, owner: string, ttl: number): Promise<[number, number]>;
+  certboundStore(doc: string, fence: string, ...args: (string | Buffer | number)[]): Promise<number>;
+  certboundRelease(lock: string, token: string): Promise<number>;
+};
+
+const MAX_ANNOUNCEMENT_BYTES = 1024;
+const ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function parseAnnouncement(message: Buffer | string): FleetAnnouncement | undefined {
+  if (message.length > MAX_ANNOUNCEMENT_BYTES) return undefined;
+  let m: unknown;
+  try {
+    m = JSON.parse(message.toString());
+  } catch {
+    return undefined;
+  }
+  if (typeof m !== 'object' || m === null) return undefined;
+  const a = m as Record<string, unknown>;
+  if (!['staple', 'ocsp', 'crl', 'tickets'].includes(a.kind as string)) return undefined;
+  if (typeof a.id !== 'string' || !ID.test(a.id) || typeof a.from !== 'string' || a.from.length > 200) return undefined;
+  if (typeof a.fence !== 'number' || !Number.isSafeInteger(a.fence)) return undefined;
+  const nextUpdate = typeof a.nextUpdate === 'number' && Number.isFinite(a.nextUpdate) ? a.nextUpdate : null;
+  return { kind: a.kind as FleetAnnouncement['kind'], id: a.id, fence: a.fence, from: a.from, nextUpdate };
+}
+
+function readPasswordFile(path: string): string {
+  try {
+    const first = readRegularFile(path, 4096).toString('utf8').split(/\r?\n/)[0] ?? '';
+    if (first === '') throw new Error('its first line is empty');
+    return first;
+  } catch (err) {
+    throw new CertboundError('CB_ERR_PASSPHRASE_FILE', [path, readFailure(err)], { cause: err });
+  }
+}
+
+export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, { source: 'fleet' | 'local'; generation: number }]; rejoin: [] }> implements FleetDocuments {
+  readonly namespace: string;
+  readonly machine: string;
+  readonly lockTtlMs: number;
+  readonly #keys: FleetKeys;
+  readonly #secret: FleetSecretKeys;
+  readonly #shownUrl: string;
+  readonly #redisOptions: RedisOptions;
+  readonly #now: () => number;
+  readonly #log: FleetLogger | undefined;
+  readonly #connectWaitMs: number;
+  readonly #resyncMs: number;
+  readonly #tickets: { rotationMs: number } | undefined;
+  readonly #counters: FleetCounters = { leads: 0, waits: 0, published: 0, fenced: 0, rotations: 0, installs: 0, outages: 0 };
+  readonly #announceListeners = new Set<(a: FleetAnnouncement) => void>();
+  readonly #waiters = new Map<string, Set<() => void>>();
+  #cmd: FleetRedis | undefined;
+  #sub: Redis | undefined;
+  #state: FleetStatus['state'] = 'connecting';
+  #since: number;
+  #reason: string | null = null;
+  #started = false;
+  #closed = false;
+  // Ticket keys in force.
+  #ticketKeys: Buffer | undefined;
+  #ticketSource: 'fleet' | 'local' | 'none' = 'none';
+  #generation = 0;
+  #rotatesAt: number | undefined;
+  #ticketTimer: NodeJS.Timeout | undefined;
+  #syncing: Promise<void> | undefined;
+  #lastTicketProblem = '';
+
+  constructor(options: FleetOptions) {
+    super();
+    const { url, shown } = checkFleetUrl(options.url);
+    this.namespace = checkNamespace(options.namespace ?? DEFAULTS.fleetNamespace);
+    this.#keys = fleetKeys(this.namespace);
+    if ((options.secret === undefined) === (options.secretFile === undefined)) {
+      throw new CertboundError('CB_ERR_FLEET_SECRET', ['(fleet options)', 'give exactly one of secretFile and secret']);
+    }
+    this.#secret = deriveFleetKeys(options.secretFile !== undefined ? readFleetSecret(options.secretFile) : checkFleetSecret(options.secret as Buffer | string), this.namespace);
+    this.#shownUrl = shown;
+    this.#now = options.now ?? Date.now;
+    this.#since = this.#now();
+    this.#log = options.logger;
+    this.machine = options.machine ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.lockTtlMs = lockTtl(DEFAULTS.ocspSettings.SrvOcspRespUrlRetrievalTimeoutMilliseconds, options.lockTtlMs);
+    this.#connectWaitMs = options.connectWaitMs ?? DEFAULTS.fleetConnectWaitMs;
+    this.#resyncMs = options.resyncMs ?? DEFAULTS.fleetResyncMs;
+    if (options.tickets !== false) {
+      const t = options.tickets === true || options.tickets === undefined ? {} : options.tickets;
+      this.#tickets = { rotationMs: checkRotation(t.rotationMs ?? DEFAULTS.ticketKeyRotationMs, t.ticketLifetimeSeconds ?? DEFAULTS.ticketLifetimeSeconds) };
+    }
+    const password = options.passwordFile !== undefined ? readPasswordFile(options.passwordFile) : options.password;
+    const ca = options.ca === undefined ? undefined : Array.isArray(options.ca) ? options.ca : [options.ca];
+    this.#redisOptions = {
+      host: url.hostname.replace(/^\[|\]$/g, ''),
+      port: url.port === '' ? 6379 : Number(url.port),
+      db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0,
+      ...(options.username ?? url.username ? { username: options.username ?? decodeURIComponent(url.username) } : {}),
+      ...(password ?? url.password ? { password: password ?? decodeURIComponent(url.password) } : {}),
+      ...(url.protocol === 'rediss:' ? { tls: { servername: url.hostname, ...(ca ? { ca } : {}), ...(options.cert ? { cert: options.cert } : {}), ...(options.key ? { key: options.key } : {}) } } : {}),
+      lazyConnect: true,
+      // Fail at once while disconnected, never queue: no caller waits on Redis being away.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: options.commandTimeoutMs ?? DEFAULTS.fleetCommandTimeoutMs,
+      connectTimeout: options.commandTimeoutMs ?? DEFAULTS.fleetCommandTimeoutMs,
+      retryStrategy: (times: number) => (this.#closed ? null : Math.min(100 * times, DEFAULTS.fleetReconnectMaxMs)),
+      autoResubscribe: true,
+    };
+  }
+
+  /** The current status. */
+  status(): FleetStatus {
+    return Object.freeze({
+      state: this.#state,
+      since: new Date(this.#since).toISOString(),
+      reason: this.#reason,
+      url: this.#shownUrl,
+      namespace: this.namespace,
+      machine: this.machine,
+      tickets: Object.freeze({ source: this.#ticketSource, generation: this.#ticketSource === 'none' ? null : this.#generation, rotatesAt: this.#rotatesAt !== undefined ? new Date(this.#rotatesAt).toISOString() : null }),
+    });
+  }
+
+  /** A copy of the counters. */
+  counters(): FleetCounters {
+    return { ...this.#counters };
+  }
+
+  connected(): boolean {
+    return this.#state === 'connected' && this.#cmd?.status === 'ready';
+  }
+
+  /** The ticket keys in force (48 bytes), once start() has resolved (with the tickets role). */
+  ticketKeys(): Buffer | undefined {
+    return this.#ticketKeys ? Buffer.from(this.#ticketKeys) : undefined;
+  }
+
+  /**
+   * Connects (waiting at most connectWaitMs), subscribes, and with the tickets role installs the
+   * fleet's ticket keys (or makes the first ones). Resolves whether or not Redis answered: without
+   * it the machine starts degraded, on its own keys, and joins when Redis comes.
+   */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    const cmd = new Redis({ ...this.#redisOptions, connectionName: `certbound:${this.machine}` }) as FleetRedis;
+    cmd.defineCommand('certboundAcquire', { numberOfKeys: 2, lua: ACQUIRE });
+    cmd.defineCommand('certboundStore', { numberOfKeys: 2, lua: STORE });
+    cmd.defineCommand('certboundRelease', { numberOfKeys: 1, lua: RELEASE });
+    // A subscriber connection may queue its SUBSCRIBE until it is connected (ioredis resubscribes after a reconnect).
+    const sub = new Redis({ ...this.#redisOptions, enableOfflineQueue: true, commandTimeout: undefined, connectionName: `certbound:${this.machine}:sub` } as RedisOptions);
+    this.#cmd = cmd;
+    this.#sub = sub;
+    cmd.on('error', (err: Error) => this.#down(err.message));
+    cmd.on('close', () => this.#down('connection closed'));
+    cmd.on('ready', () => this.#up());
+    sub.on('error', () => {});
+    sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.#onMessage(message));
+    void sub.subscribe(this.#keys.channel).catch(() => {});
+    const ready = new Promise<void>((resolve) => {
+      cmd.once('ready', () => resolve());
+      setTimeout(resolve, this.#connectWaitMs).unref();
+    });
+    cmd.connect().catch(() => {});
+    sub.connect().catch(() => {});
+    await ready;
+    if (cmd.status !== 'ready') this.#down(this.#reason ?? `no answer within ${this.#connectWaitMs} ms`);
+    if (this.#tickets) await this.#syncTickets();
+  }
+
+  /** Stops timers and closes both connections. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#ticketTimer) clearTimeout(this.#ticketTimer);
+    for (const set of this.#waiters.values()) for (const w of set) w();
+    this.#waiters.clear();
+    this.#setState('closed', null);
+    await Promise.all([this.#cmd, this.#sub].map((c) => c?.quit().catch(() => c.disconnect())));
+  }
+
+  // --- documents -------------------------------------------------------------------------
+
+  async read(kind: FleetDocumentKind, id: string): Promise<Buffer | undefined> {
+    const cmd = this.#ready();
+    if (!cmd) return undefined;
+    try {
+      const der = await cmd.hgetBuffer(this.#keys.document(kind, id), 'der');
+      return der && der.length > 0 ? der : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async lead(kind: FleetDocumentKind, id: string): Promise<FleetLease> {
+    return this.#lead(documentName(kind, id));
+  }
+
+  async publish(lease: FleetLease, kind: FleetDocumentKind, id: string, der: Buffer, expireAt: number, nextUpdate?: number): Promise<boolean> {
+    if (lease.kind !== 'lead') return false;
+    const stored = await this.#store(lease, this.#keys.document(kind, id), expireAt, ['der', der, 'from', this.machine, 'storedAt', String(this.#now())]);
+    if (stored) await this.#announce({ kind, id, fence: lease.fence, from: this.machine, nextUpdate: nextUpdate ?? null });
+    return stored;
+  }
+
+  async release(lease: FleetLease): Promise<void> {
+    if (lease.kind !== 'lead') return;
+    const cmd = this.#ready();
+    if (!cmd) return;
+    await cmd.certboundRelease(this.#keys.lock(lease.name), lease.token).catch(() => {});
+  }
+
+  wait(kind: FleetDocumentKind | 'tickets', id: string, ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const key = `${kind}:${id}`;
+      let set = this.#waiters.get(key);
+      if (!set) this.#waiters.set(key, (set = new Set()));
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        set.delete(done);
+        if (set.size === 0 && this.#waiters.get(key) === set) this.#waiters.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      timer.unref();
+      signal?.addEventListener('abort', done, { once: true });
+      if (this.#closed || signal?.aborted) done();
+      else set.add(done);
+    });
+  }
+
+  onAnnounce(listener: (a: FleetAnnouncement) => void): () => void {
+    this.#announceListeners.add(listener);
+    return () => this.#announceListeners.delete(listener);
+  }
+
+  // --- internals -------------------------------------------------------------------------
+
+  #ready(): FleetRedis | undefined {
+    return this.#closed || this.#cmd?.status !== 'ready' ? undefined : this.#cmd;
+  }
+
+  async #lead(name: string): Promise<FleetLease> {
+    const cmd = this.#ready();
+    if (!cmd) return { kind: 'local' };
+    try {
+      const [won, n] = await cmd.certboundAcquire(this.#keys.lock(name), this.#keys.fence(name), this.machine, this.lockTtlMs);
+      if (won === 1) {
+        this.#counters.leads++;
+        return { kind: 'lead', name, fence: n, token: `${this.machine}:${n}` };
+      }
+      this.#counters.waits++;
+      return { kind: 'wait', retryInMs: n > 0 ? n : 100 };
+    } catch {
+      return { kind: 'local' };
+    }
+  }
+
+  async #store(lease: FleetLease & { kind: 'lead' }, key: string, expireAt: number, fields: (string | Buffer)[]): Promise<boolean> {
+    const cmd = this.#ready();
+    if (!cmd) return false;
+    try {
+      const ok = await cmd.certboundStore(key, this.#keys.fence(lease.name), String(lease.fence), String(Math.max(0, Math.floor(expireAt))), ...fields);
+      if (ok === 1) this.#counters.published++;
+      else this.#counters.fenced++;
+      return ok === 1;
+    } catch {
+      return false;
+    }
+  }
+
+  async #announce(a: FleetAnnouncement): Promise<void> {
+    await this.#ready()?.publish(this.#keys.channel, JSON.stringify(a)).catch(() => {});
+  }
+
+  #onMessage(message: Buffer): void {
+    const a = parseAnnouncement(message);
+    if (!a || a.from === this.machine) return;
+    for (const w of [...(this.#waiters.get(`${a.kind}:${a.id}`) ?? [])]) w();
+    if (a.kind === 'tickets' && this.#tickets) void this.#syncTickets();
+    for (const l of this.#announceListeners) {
+      try {
+        l(a);
+      } catch {
+        // A listener's bug does not stop the others.
+      }
+    }
+  }
+
+  #setState(state: FleetStatus['state'], reason: string | null): void {
+    if (this.#state === state && this.#reason === reason) return;
+    this.#state = state;
+    this.#reason = reason;
+    this.#since = this.#now();
+    this.emit('status', this.status());
+  }
+
+  #down(reason: string): void {
+    if (this.#closed || !this.#started) return;
+    if (this.#state === 'degraded') return;
+    this.#counters.outages++;
+    this.#setState('degraded', reason);
+    // Once per outage, with its code.
+    this.#log?.warn({ event: 'fleet', state: 'degraded', code: 'CB_ERR_FLEET_UNAVAILABLE', url: this.#shownUrl, reason }, new CertboundError('CB_ERR_FLEET_UNAVAILABLE', [this.#shownUrl, reason]).message);
+  }
+
+  #up(): void {
+    if (this.#closed) return;
+    const was = this.#state;
+    this.#setState('connected', null);
+    if (was === 'degraded') {
+      this.#log?.info({ event: 'fleet', state: 'connected', url: this.#shownUrl }, 'fleet: Redis is back; rejoined the fleet');
+      if (this.#tickets) void this.#syncTickets();
+      this.emit('rejoin');
+    }
+  }
+
+  // --- ticket keys -----------------------------------------------------------------------
+
+  #install(keys: Buffer, source: 'fleet' | 'local', generation: number, rotatesAt: number): void {
+    this.#rotatesAt = rotatesAt;
+    if (this.#ticketKeys?.equals(keys) && this.#ticketSource === source) { this.#generation = generation; return; }
+    this.#ticketKeys = Buffer.from(keys);
+    this.#ticketSource = source;
+    this.#generation = generation;
+    if (source === 'fleet') this.#counters.installs++;
+    this.#log?.info({ event: 'fleet-tickets', source, generation, rotatesAt: new Date(rotatesAt).toISOString() }, source === 'fleet'
+      ? `fleet: session-ticket keys of generation ${generation} installed (tickets issued under older keys now get a full handshake)`
+      : 'fleet: session-ticket keys of this machine in force (Redis unavailable: tickets resume on this machine only)');
+    this.emit('keys', Buffer.from(keys), { source, generation });
+  }
+
+  /** Keys of this machine alone (Redis unavailable), rotated on the same interval. */
+  #local(now: number): void {
+    const rotationMs = (this.#tickets as { rotationMs: number }).rotationMs;
+    if (this.#ticketSource === 'none' || (this.#ticketSource === 'local' && this.#rotatesAt !== undefined && now >= this.#rotatesAt)) {
+      this.#install(randomBytes(FLEET_TICKET_KEY_BYTES), 'local', this.#ticketSource === 'none' ? 0 : this.#generation, now + rotationMs);
+    } else if (this.#ticketSource === 'fleet' && this.#rotatesAt !== undefined && now >= this.#rotatesAt) {
+      // The fleet's keys are due and no machine can rotate them: this one rotates its own.
+      this.#install(randomBytes(FLEET_TICKET_KEY_BYTES), 'local', this.#generation, now + rotationMs);
+    }
+  }
+
+  #armTickets(at: number): void {
+    if (this.#closed) return;
+    if (this.#ticketTimer) clearTimeout(this.#ticketTimer);
+    // A little spread so that machines do not all race for the lock at the same millisecond.
+    const delay = Math.min(Math.max(0, at - this.#now()) + Math.floor(Math.random() * 250), this.#resyncMs, 0x7fffffff);
+    this.#ticketTimer = setTimeout(() => void this.#syncTickets(), delay);
+    this.#ticketTimer.unref();
+  }
+
+  #syncTickets(): Promise<void> {
+    this.#syncing ??= this.#syncTicketsOnce().finally(() => { this.#syncing = undefined; });
+    return this.#syncing;
+  }
+
+  async #syncTicketsOnce(): Promise<void> {
+    if (this.#closed || !this.#tickets) return;
+    const { rotationMs } = this.#tickets;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const now = this.#now();
+      const cmd = this.#ready();
+      let record: Record<string, string> | undefined;
+      if (cmd) record = await cmd.hgetall(this.#keys.tickets).catch(() => undefined);
+      if (!cmd || record === undefined) {
+        this.#local(now);
+        this.#armTickets(this.#rotatesAt ?? now + rotationMs);
+        return;
+      }
+      const opened = openTicketRecord(record, this.#secret, this.namespace);
+      if (opened?.ok === false) this.#ticketProblem(opened.reason, opened.detail);
+      if (opened?.ok === false && opened.reason === 'other-secret') {
+        // Another secret wrote them: this machine never overwrites the fleet's keys.
+        this.#local(now);
+        this.#armTickets(this.#rotatesAt ?? now + rotationMs);
+        return;
+      }
+      if (opened?.ok) {
+        this.#lastTicketProblem = '';
+        const due = rotationDue(opened.createdAt, rotationMs);
+        if (now < due) {
+          this.#install(opened.keys, 'fleet', opened.generation, due);
+          this.#armTickets(due);
+          return;
+        }
+      }
+      // None yet, unusable, or due: one machine rotates.
+      const lease = await this.#lead('tickets');
+      if (lease.kind === 'local') continue;
+      if (lease.kind === 'wait') {
+        await this.wait('tickets', 'tickets', Math.min(lease.retryInMs, this.lockTtlMs));
+        continue;
+      }
+      try {
+        // Read again under the lock: another machine may have rotated a moment ago.
+        const again = openTicketRecord(await cmd.hgetall(this.#keys.tickets).catch(() => undefined), this.#secret, this.namespace);
+        if (again?.ok && now < rotationDue(again.createdAt, rotationMs)) continue;
+        // Redis lost its copy (a restart without persistence): keep the fleet's keys in force, so no ticket ends.
+        const keys = again === undefined && this.#ticketSource === 'fleet' && this.#ticketKeys && this.#rotatesAt !== undefined && now < this.#rotatesAt
+          ? this.#ticketKeys : randomBytes(FLEET_TICKET_KEY_BYTES);
+        const createdAt = keys === this.#ticketKeys && this.#rotatesAt !== undefined ? this.#rotatesAt - rotationMs : now;
+        const generation = Math.max(again?.ok ? again.generation : 0, this.#generation) + 1;
+        const sealed = sealTicketKeys(keys, this.#secret, this.namespace, generation, createdAt, lease.fence);
+        const stored = await this.#store(lease, this.#keys.tickets, 0, Object.entries(sealed).flat());
+        if (!stored) continue;
+        this.#counters.rotations++;
+        await this.#announce({ kind: 'tickets', id: 'tickets', fence: lease.fence, from: this.machine, nextUpdate: null });
+        this.#install(keys, 'fleet', generation, createdAt + rotationMs);
+        this.#armTickets(createdAt + rotationMs);
+        return;
+      } finally {
+        await this.release(lease);
+      }
+    }
+    // Redis answered but no attempt settled (contention, fencing): keep what is in force, try again soon.
+    const now = this.#now();
+    if (this.#ticketSource === 'none') this.#local(now);
+    this.#armTickets(now + Math.min(this.lockTtlMs, this.#resyncMs));
+  }
+
+  #ticketProblem(reason: string, detail: string): void {
+    const key = `${reason}:${detail}`;
+    if (key === this.#lastTicketProblem) return;
+    this.#lastTicketProblem = key;
+    this.#log?.error({ event: 'fleet-tickets', code: 'CB_ERR_FLEET_TICKETS', reason, detail }, new CertboundError('CB_ERR_FLEET_TICKETS', [reason, detail]).message);
+  }
+}
+
+/** A fleet connection; call start() before use. */
+export function createFleet(options: FleetOptions): Fleet {
+  return new Fleet(options);
+}

@@ -1,0 +1,156 @@
+// Fleet mode of the client-certificate revocation checker: two checkers with two fleets on one
+// real redis-server stand in for two machines. One retrieval serves both (OCSP good and revoked,
+// a fetched CRL), a document tampered with or swapped in Redis is refused, logged and replaced,
+// and with Redis stopped each machine retrieves on its own. Real dev OCSP responder and a real
+// HTTP CRL server on loopback, counting their requests.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { issueCertificate, OID, type IssuedCertificate } from '../src/tls/cert-builder.js';
+import { CertStatus } from '../src/status.js';
+import { buildCrl, startDevOcspResponder } from '../src/ocsp/responder.js';
+import { parseCertificate, serialHex } from '../src/ocsp/request.js';
+import { verifyOcspResponse } from '../src/ocsp/validate.js';
+import { createRevocationChecker, parseCrls, type RevocationChecker, type RevocationResult } from '../src/ocsp/revocation.js';
+import { createFleet, type Fleet } from '../src/fleet/fleet.js';
+import { urlId } from '../src/fleet/fleet-rules.js';
+import { respCommand, startRedis } from './helpers/redis.js';
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+/** The fleet id of a client certificate's OCSP response: the leaf and its issuer. */
+const ocspId = (leaf: IssuedCertificate, issuer: IssuedCertificate) => `${sha256(leaf.der)}.${sha256(issuer.der).slice(0, 16)}`;
+const brief = (r: RevocationResult) => ({ certFlags: r.certFlags, source: r.source, fromCache: r.fromCache, reason: r.reason });
+
+/** The bulk-string reply of HGET (raw RESP), or undefined for a nil reply. */
+async function hgetDer(port: number, key: string): Promise<Buffer | undefined> {
+  const reply = await respCommand(port, ['HGET', key, 'der']);
+  const m = /^\$(\d+)\r\n/.exec(reply.toString('latin1'));
+  if (!m) return undefined;
+  const start = m[0].length;
+  return reply.subarray(start, start + Number(m[1]));
+}
+
+interface Machine { checker: RevocationChecker; fleet: Fleet; warns: Array<Record<string, unknown>> }
+
+test('two machines share the signed OCSP responses and CRLs: one retrieval, each verified locally', async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const ca = await issueCertificate({ subject: { commonName: 'fleet revocation CA' }, ca: true });
+  const otherCa = await issueCertificate({ subject: { commonName: 'fleet revocation CA' }, ca: true });
+  const responder = await startDevOcspResponder({ issuer: ca, validityMinutes: 60 });
+  t.after(() => responder.close());
+  let crlBody: Buffer = Buffer.alloc(0);
+  let crlRequests = 0;
+  const crlServer = http.createServer((_req, res) => { crlRequests++; res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(crlBody); });
+  await new Promise<void>((resolve) => crlServer.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { crlServer.close(() => resolve()); crlServer.closeAllConnections(); }));
+  const crlUrl = `http://127.0.0.1:${(crlServer.address() as AddressInfo).port}/ca.crl`;
+
+  const client = (cn: string, extra: { ocspUrl?: string; crlUrl?: string }) => issueCertificate({ subject: { commonName: cn }, issuer: ca, extKeyUsage: [OID.clientAuth], ...extra });
+  const good = await client('fleet-good', { ocspUrl: responder.url });
+  const revoked = await client('fleet-revoked', { ocspUrl: responder.url });
+  const together = await client('fleet-together', { ocspUrl: responder.url });
+  const alone = await client('fleet-alone', { ocspUrl: responder.url });
+  const crlGood = await client('fleet-crl-good', { crlUrl });
+  const crlRevoked = await client('fleet-crl-revoked', { crlUrl });
+  responder.revoke(serialHex(revoked.certificate));
+  crlBody = await buildCrl({ issuer: ca, revoked: [{ serialHex: serialHex(crlRevoked.certificate) }] });
+
+  const machine = async (name: string): Promise<Machine> => {
+    const fleet = createFleet({ url: redis.url, secret: 'x'.repeat(40), machine: name, tickets: false, commandTimeoutMs: 500 });
+    t.after(() => fleet.close());
+    await fleet.start();
+    assert.equal(fleet.status().state, 'connected');
+    const warns: Array<Record<string, unknown>> = [];
+    const checker = createRevocationChecker({ fleet, urlRetrievalTimeoutMs: 3000, logger: { warn: (obj) => { warns.push(obj as Record<string, unknown>); } } });
+    return { checker, fleet, warns };
+  };
+  const a = await machine('machine-a');
+  const b = await machine('machine-b');
+
+  // (a) A retrieves and publishes; B takes A's signed response: no request of its own, same answer.
+  const aGood = await a.checker.check([good.der, ca.der]);
+  assert.deepEqual(brief(aGood), { certFlags: 0, source: 'ocsp', fromCache: false, reason: null });
+  assert.equal(responder.requests, 1);
+  const bGood = await b.checker.check([good.der, ca.der]);
+  assert.deepEqual(brief(bGood), { certFlags: 0, source: 'ocsp', fromCache: true, reason: null });
+  assert.equal(bGood.nextUpdate, aGood.nextUpdate);
+  assert.equal(responder.requests, 1, 'B asked no responder');
+  assert.deepEqual([a.fleet.counters().published, b.fleet.counters().published, b.fleet.counters().leads], [1, 0, 0]);
+  const storedGood = await hgetDer(redis.port, `certbound:ocsp:${ocspId(good, ca)}`);
+  assert.ok(storedGood, 'the signed response is in Redis under <ns>:ocsp:<leaf>.<issuer>');
+  const parsed = { cert: parseCertificate(good.der), issuer: parseCertificate(ca.der) };
+  assert.equal((await verifyOcspResponse(storedGood, { ...parsed, now: Date.now() })).ok, true);
+
+  // (b) Revoked: A retrieves, B gets CERT_E_REVOKED from A's response.
+  const aRevoked = await a.checker.check([revoked.der, ca.der]);
+  assert.deepEqual(brief(aRevoked), { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: false, reason: null });
+  const bRevoked = await b.checker.check([revoked.der, ca.der]);
+  assert.deepEqual(brief(bRevoked), { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: true, reason: null });
+  assert.equal(bRevoked.revocationTime, aRevoked.revocationTime);
+  assert.equal(responder.requests, 2);
+
+  // Both at once: one holds the lock and retrieves, the other waits for its response.
+  const [ta, tb] = await Promise.all([a.checker.check([together.der, ca.der]), b.checker.check([together.der, ca.der])]);
+  assert.deepEqual([ta.certFlags, tb.certFlags, ta.source, tb.source], [0, 0, 'ocsp', 'ocsp']);
+  assert.deepEqual([ta.fromCache, tb.fromCache].sort(), [false, true]);
+  assert.equal(responder.requests, 3);
+
+  // (c) Garbage in Redis: B refuses it (one warn line), retrieves itself, and its verified response replaces it.
+  b.checker.clear();
+  assert.equal(await redis.command('HSET', `certbound:ocsp:${ocspId(good, ca)}`, 'der', 'garbage'), ':0\r\n');
+  const bAfterGarbage = await b.checker.check([good.der, ca.der]);
+  assert.deepEqual(brief(bAfterGarbage), { certFlags: 0, source: 'ocsp', fromCache: false, reason: null });
+  assert.equal(responder.requests, 4);
+  assert.deepEqual(b.warns.map((w) => [w.event, w.outcome, w.source, w.reason, w.id]), [['revocation-ocsp', 'refused', 'fleet', 'malformed', ocspId(good, ca)]]);
+  const replaced = await hgetDer(redis.port, `certbound:ocsp:${ocspId(good, ca)}`);
+  assert.ok(replaced && (await verifyOcspResponse(replaced, { ...parsed, now: Date.now() })).ok, 'B stored its verified response over the garbage');
+
+  // A genuine "good" response of another certificate put under the revoked one's id: refused, and the revoked certificate never passes.
+  b.checker.clear();
+  await respCommand(redis.port, ['HSET', `certbound:ocsp:${ocspId(revoked, ca)}`, 'der', replaced]);
+  const bSwapped = await b.checker.check([revoked.der, ca.der]);
+  assert.deepEqual(brief(bSwapped), { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: false, reason: null });
+  assert.equal(responder.requests, 5);
+  assert.equal(b.warns.length, 2);
+  assert.deepEqual([b.warns[1]?.outcome, b.warns[1]?.source, b.warns[1]?.id], ['refused', 'fleet', ocspId(revoked, ca)]);
+  assert.notEqual(b.warns[1]?.reason, undefined);
+  // A (its own cache cleared) now takes B's replacement without a request.
+  a.checker.clear();
+  assert.deepEqual(brief(await a.checker.check([revoked.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: true, reason: null });
+  assert.equal(responder.requests, 5);
+  assert.equal(a.warns.length, 0);
+
+  // (e) CRL distribution point: one fetch serves both machines, for both certificates.
+  const crlA = await a.checker.check([crlGood.der, ca.der]);
+  assert.deepEqual(brief(crlA), { certFlags: 0, source: 'crl', fromCache: false, reason: null });
+  assert.equal(crlRequests, 1);
+  assert.deepEqual(brief(await b.checker.check([crlGood.der, ca.der])), { certFlags: 0, source: 'crl', fromCache: true, reason: null });
+  assert.deepEqual(brief(await b.checker.check([crlRevoked.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'crl', fromCache: true, reason: null });
+  assert.equal(crlRequests, 1);
+  const storedCrl = await hgetDer(redis.port, `certbound:crl:${urlId(crlUrl)}`);
+  assert.ok(storedCrl?.equals(crlBody), 'the raw fetched CRL bytes are in Redis');
+  // A CRL signed by another CA (same name) swapped in: refused by its signature, fetched again, and replaced.
+  const foreign = await buildCrl({ issuer: otherCa });
+  assert.equal(parseCrls(foreign).length, 1);
+  await respCommand(redis.port, ['HSET', `certbound:crl:${urlId(crlUrl)}`, 'der', foreign]);
+  a.checker.clear();
+  assert.deepEqual(brief(await a.checker.check([crlRevoked.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'crl', fromCache: false, reason: null });
+  assert.equal(crlRequests, 2);
+  assert.deepEqual(a.warns.map((w) => [w.event, w.outcome, w.source, w.reason]), [['revocation-crl', 'refused', 'fleet', 'crl-unusable']]);
+  assert.ok((await hgetDer(redis.port, `certbound:crl:${urlId(crlUrl)}`))?.equals(crlBody));
+
+  // (d) Redis stopped: each machine retrieves on its own, with exact answers.
+  await redis.stop();
+  const deadline = Date.now() + 5000;
+  while ((a.fleet.connected() || b.fleet.connected()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual([a.fleet.status().state, b.fleet.status().state], ['degraded', 'degraded']);
+  const before = responder.requests;
+  assert.deepEqual(brief(await a.checker.check([alone.der, ca.der])), { certFlags: 0, source: 'ocsp', fromCache: false, reason: null });
+  assert.deepEqual(brief(await b.checker.check([alone.der, ca.der])), { certFlags: 0, source: 'ocsp', fromCache: false, reason: null });
+  b.checker.clear();
+  assert.deepEqual(brief(await b.checker.check([revoked.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: false, reason: null });
+  assert.equal(responder.requests, before + 3);
+});

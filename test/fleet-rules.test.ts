@@ -1,0 +1,120 @@
+// The pure rules of fleet mode (src/fleet/fleet-rules.ts), as tables: URLs, namespaces, the
+// secret, the sealed ticket-key record (every field authenticated), the session id context and
+// the rotation floor.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, fleetKeys, fleetSessionIdContext, lockTtl,
+  openTicketRecord, readFleetSecret, sealTicketKeys, urlId,
+} from '../src/fleet/fleet-rules.js';
+import { isCertboundError } from '../src/errors.js';
+import { tempDir } from './helpers/pki.js';
+
+const code = (fn: () => unknown): string | undefined => {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    return isCertboundError(err) ? err.code : `not a CertboundError: ${String(err)}`;
+  }
+};
+
+test('fleet URLs: redis:// and rediss:// with a host; a password is hidden where it is shown', () => {
+  const rows: Array<[string, string | undefined, string?]> = [
+    ['redis://127.0.0.1:6379', undefined, 'redis://127.0.0.1:6379'],
+    ['rediss://redis.example:6380/2', undefined, 'rediss://redis.example:6380/2'],
+    ['redis://user:s3cret@127.0.0.1:6379', undefined, 'redis://user:***@127.0.0.1:6379'],
+    ['redis://[::1]:6379', undefined, 'redis://[::1]:6379'],
+    ['http://127.0.0.1:6379', 'CB_ERR_INVALID_OPTION'],
+    ['redis://', 'CB_ERR_INVALID_OPTION'],
+    ['redis://h:1/?password=x', 'CB_ERR_INVALID_OPTION'],
+    ['redis://h:1/#x', 'CB_ERR_INVALID_OPTION'],
+    ['redis://h:1/abc', 'CB_ERR_INVALID_OPTION'],
+    ['not a url', 'CB_ERR_INVALID_OPTION'],
+  ];
+  for (const [url, err, shown] of rows) {
+    assert.equal(code(() => checkFleetUrl(url)), err, url);
+    if (shown) assert.equal(checkFleetUrl(url).shown, shown);
+  }
+});
+
+test('namespaces: 1..64 of letters, digits, . _ -; every key starts with it', () => {
+  for (const ok of ['certbound', 'a', 'prod.eu-1_x', 'x'.repeat(64)]) assert.equal(code(() => checkNamespace(ok)), undefined, ok);
+  for (const bad of ['', 'x'.repeat(65), 'a:b', 'a b', '{tag}', 'a*', 'é']) assert.equal(code(() => checkNamespace(bad)), 'CB_ERR_INVALID_OPTION', bad);
+  const k = fleetKeys('ns1');
+  assert.deepEqual([k.tickets, k.lock('tickets'), k.fence('staple:ab'), k.document('crl', 'cd'), k.channel], ['ns1:tickets', 'ns1:lock:tickets', 'ns1:fence:staple:ab', 'ns1:crl:cd', 'ns1:announce']);
+  assert.equal(urlId('http://crl.example/ca.crl'), createHash('sha256').update('http://crl.example/ca.crl').digest('hex'));
+});
+
+test('the fleet secret: a 0600 file of at least 32 bytes (a trailing newline does not count)', () => {
+  const dir = tempDir('certbound-fleet-secret-');
+  const file = (name: string, data: string | Buffer, mode: number) => {
+    const p = join(dir, name);
+    writeFileSync(p, data);
+    chmodSync(p, mode);
+    return p;
+  };
+  assert.equal(readFleetSecret(file('ok', `${'a'.repeat(32)}\n`, 0o600)).length, 32);
+  assert.equal(readFleetSecret(file('ok-ro', 'b'.repeat(40), 0o400)).length, 40);
+  const rows: Array<[string, string]> = [
+    [file('short', `${'a'.repeat(31)}\n`, 0o600), 'CB_ERR_FLEET_SECRET'],
+    [file('wide', 'a'.repeat(48), 0o644), 'CB_ERR_FLEET_SECRET'],
+    [file('group', 'a'.repeat(48), 0o640), 'CB_ERR_FLEET_SECRET'],
+    [file('big', 'a'.repeat(5000), 0o600), 'CB_ERR_FLEET_SECRET'],
+    [join(dir, 'missing'), 'CB_ERR_FLEET_SECRET'],
+    [dir, 'CB_ERR_FLEET_SECRET'],
+  ];
+  for (const [path, err] of rows) assert.equal(code(() => readFleetSecret(path)), err, path);
+  assert.match((() => { try { readFleetSecret(join(dir, 'wide')); } catch (e) { return (e as Error).message; } return ''; })(), /mode 0644/);
+  assert.equal(code(() => checkFleetSecret('x'.repeat(31))), 'CB_ERR_FLEET_SECRET');
+  assert.equal(checkFleetSecret(`${'x'.repeat(32)}\r\n`).length, 32);
+});
+
+test('sealed ticket keys: opened only with the same secret and namespace, and any changed field or byte is refused', () => {
+  const secret = deriveFleetKeys(Buffer.from('s'.repeat(48)), 'ns');
+  const keys = randomBytes(48);
+  const rec = sealTicketKeys(keys, secret, 'ns', 7, 1_700_000_000_000, 42);
+  assert.deepEqual(Object.keys(rec).sort(), ['createdAt', 'fence', 'generation', 'sealed', 'secretId']);
+  assert.ok(!JSON.stringify(rec).includes(keys.toString('base64')) && !JSON.stringify(rec).includes(keys.toString('hex')), 'the keys are not in the record in clear');
+  const opened = openTicketRecord({ ...rec }, secret, 'ns');
+  assert.ok(opened?.ok);
+  assert.ok(opened.keys.equals(keys));
+  assert.deepEqual([opened.generation, opened.createdAt, opened.fence], [7, 1_700_000_000_000, 42]);
+  const flip = (b64: string, i: number) => { const b = Buffer.from(b64, 'base64'); b[i] = (b[i] as number) ^ 1; return b.toString('base64'); };
+  const rows: Array<[string, Record<string, string>, 'malformed' | 'other-secret' | 'tampered']> = [
+    ['a later generation claimed', { ...rec, generation: '8' }, 'tampered'],
+    ['an older createdAt claimed', { ...rec, createdAt: '1600000000000' }, 'tampered'],
+    ['another fence claimed', { ...rec, fence: '43' }, 'tampered'],
+    ['a byte of the ciphertext', { ...rec, sealed: flip(rec.sealed, 40) }, 'tampered'],
+    ['a byte of the tag', { ...rec, sealed: flip(rec.sealed, 13) }, 'tampered'],
+    ['a byte of the iv', { ...rec, sealed: flip(rec.sealed, 0) }, 'tampered'],
+    ['truncated', { ...rec, sealed: rec.sealed.slice(0, 20) }, 'malformed'],
+    ['a field missing', { fence: rec.fence, generation: rec.generation, createdAt: rec.createdAt, secretId: rec.secretId } as Record<string, string>, 'malformed'],
+    ['a non-number', { ...rec, generation: '7e3' }, 'malformed'],
+    ['another secret id', { ...rec, secretId: '0000000000000000' }, 'other-secret'],
+  ];
+  for (const [what, r, reason] of rows) {
+    const o = openTicketRecord(r, secret, 'ns');
+    assert.equal(o?.ok, false, what);
+    assert.equal(o?.ok === false ? o.reason : undefined, reason, what);
+  }
+  assert.equal(openTicketRecord({ ...rec }, deriveFleetKeys(Buffer.from('t'.repeat(48)), 'ns'), 'ns')?.ok, false, 'another secret');
+  assert.equal(openTicketRecord({ ...rec }, deriveFleetKeys(Buffer.from('s'.repeat(48)), 'other'), 'other')?.ok, false, 'another namespace');
+  assert.equal(openTicketRecord({}, secret, 'ns'), undefined, 'no record');
+});
+
+test('session id context, rotation floor and lock expiry', () => {
+  const a = fleetSessionIdContext('ns', 'optional');
+  assert.match(a, /^[0-9a-f]{32}$/);
+  assert.equal(a, fleetSessionIdContext('ns', 'optional'), 'every machine of the fleet derives the same');
+  assert.notEqual(a, fleetSessionIdContext('ns', 'require'));
+  assert.notEqual(a, fleetSessionIdContext('other', 'optional'));
+  const rows: Array<[number, number, string | undefined]> = [
+    [300_000, 300, undefined], [3_600_000, 300, undefined], [299_999, 300, 'CB_ERR_INVALID_OPTION'], [2_000, 2, undefined], [999, 0, 'CB_ERR_INVALID_OPTION'], [1.5e6 + 0.5, 300, 'CB_ERR_INVALID_OPTION'],
+  ];
+  for (const [ms, lifetime, err] of rows) assert.equal(code(() => checkRotation(ms, lifetime)), err, `${ms} ms vs ${lifetime} s`);
+  assert.deepEqual([lockTtl(15_000), lockTtl(20_000), lockTtl(15_000, 2_000)], [30_000, 40_000, 2_000]);
+});
