@@ -99,3 +99,9 @@ export {
 export { suppliedFromHeader, DEFAULT_ROUTE_POLICY, type RouteChannelBinding } from './server/channel-binding-route.js';
 // OCSP stapling (CertOpenServerOcspResponse), the dev OCSP responder and client-certificate revocation: see docs/ocsp.md.
 export * from './ocsp/index.js';
+// Fleet mode on Redis (docs/fleet.md): shared ticket keys, staples and revocation data. ioredis loads on start().
+export {
+  createFleet, Fleet,
+  type FleetOptions, type FleetTicketOptions, type FleetStatus, type FleetCounters, type FleetLease, type FleetAnnouncement, type FleetDocuments, type FleetLogger,
+} from './fleet/fleet.js';
+export { fleetSessionIdContext, FLEET_SECRET_MIN_BYTES, type FleetDocumentKind } from './fleet/fleet-rules.js';

@@ -98,7 +98,7 @@ test('createServer(bad options) throws CB_ERR_INVALID_OPTION naming the option a
     [{ onDemandHosts: ['api.example', ''] }, 'Invalid option onDemandHosts[1]: expected a non-empty string, got ""'],
     [{ handshakeTimeout: -5 }, 'Invalid option handshakeTimeout: expected an integer > 0 and <= 2147483647, got -5'],
     [{ http2: 'h2' }, 'Invalid option http2: expected true or false, got "h2"'],
-    [{ logBindings: true }, 'Invalid option logBindings: unknown option (known: clientAuth, mapper, rejectDeniedByMapper, negotiationTimeout, maxConnectionLifetime, channelBinding, revocation, trustedProxies, cert, key, certificates, ca, crl, logger, underPressure, referenceRoutes, http2, onDemandHosts, handshakeTimeout, tls, fastify, ocsp, stapleSource, metrics, expiryWarnings, upstream, crlRefresh)'],
+    [{ logBindings: true }, 'Invalid option logBindings: unknown option (known: clientAuth, mapper, rejectDeniedByMapper, negotiationTimeout, maxConnectionLifetime, channelBinding, revocation, trustedProxies, cert, key, certificates, ca, crl, logger, underPressure, referenceRoutes, http2, onDemandHosts, handshakeTimeout, tls, fastify, ocsp, stapleSource, fleet, metrics, expiryWarnings, upstream, crlRefresh)'],
     [{ crlRefresh: { retryMinMs: 0 } }, 'Invalid option crlRefresh.retryMinMs: expected an integer > 0 and <= 2147483647, got 0'],
   ];
   for (const [bad, message] of rows) assert.throws(() => createServer({ ...base, ...bad } as never), invalid(message), JSON.stringify(bad));

@@ -11,7 +11,8 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Redis, type RedisOptions } from 'ioredis';
+// ioredis (~100 ms to load) is imported by start(): a server without a fleet never loads it.
+import type { Redis, RedisOptions } from 'ioredis';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { readRegularFile, readFailure } from '../read-file.js';
@@ -306,6 +307,8 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
+    const { Redis } = await import('ioredis');
+    if (this.#closed) return;
     const cmd = new Redis({ ...this.#redisOptions, connectionName: `certbound:${this.machine}` }) as FleetRedis;
     cmd.defineCommand('certboundAcquire', { numberOfKeys: 2, lua: ACQUIRE });
     cmd.defineCommand('certboundStore', { numberOfKeys: 2, lua: STORE });
@@ -350,9 +353,21 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     try {
       const der = await cmd.hgetBuffer(this.#keys.document(kind, id), 'der');
       return der && der.length > 0 ? der : undefined;
-    } catch {
+    } catch (err) {
+      this.#failed(err);
       return undefined;
     }
+  }
+
+  /**
+   * A command that timed out means a Redis that holds the connection open but does not answer
+   * (paused, overloaded, a half-open link): degraded like a closed connection, and the connection
+   * is dropped and made again, so that 'ready' says when it answers again.
+   */
+  #failed(err: unknown): void {
+    if (this.#closed || !/timed out/i.test((err as Error)?.message ?? '')) return;
+    this.#down('a command timed out');
+    this.#cmd?.disconnect(true);
   }
 
   async lead(kind: FleetDocumentKind, id: string): Promise<FleetLease> {
@@ -415,7 +430,8 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       }
       this.#counters.waits++;
       return { kind: 'wait', retryInMs: n > 0 ? n : 100 };
-    } catch {
+    } catch (err) {
+      this.#failed(err);
       return { kind: 'local' };
     }
   }
@@ -428,7 +444,8 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       if (ok === 1) this.#counters.published++;
       else this.#counters.fenced++;
       return ok === 1;
-    } catch {
+    } catch (err) {
+      this.#failed(err);
       return false;
     }
   }
@@ -526,7 +543,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       const now = this.#now();
       const cmd = this.#ready();
       let record: Record<string, string> | undefined;
-      if (cmd) record = await cmd.hgetall(this.#keys.tickets).catch(() => undefined);
+      if (cmd) record = await cmd.hgetall(this.#keys.tickets).catch((err: unknown) => { this.#failed(err); return undefined; });
       if (!cmd || record === undefined) {
         this.#local(now);
         this.#armTickets(this.#rotatesAt ?? now + rotationMs);
@@ -543,7 +560,8 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       if (opened?.ok) {
         this.#lastTicketProblem = '';
         const due = rotationDue(opened.createdAt, rotationMs);
-        if (now < due) {
+        // A record dated more than one interval ahead (a machine with a clock far off) is due now rather than never.
+        if (now < due && opened.createdAt <= now + rotationMs) {
           this.#install(opened.keys, 'fleet', opened.generation, due);
           this.#armTickets(due);
           return;

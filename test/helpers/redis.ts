@@ -12,6 +12,9 @@ export interface RedisServer {
   start(): Promise<void>;
   /** Stops it (SIGKILL: no goodbye to the clients); resolves once it is gone. */
   stop(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a Redis that keeps its connections open but does not answer. */
+  pause(): void;
+  resume(): void;
   /** Runs redis-cli-like commands over RESP; resolves with the raw reply text. */
   command(...args: string[]): Promise<string>;
 }
@@ -61,7 +64,14 @@ export async function startRedis(): Promise<RedisServer> {
       const c = child;
       child = undefined;
       if (!c || c.exitCode !== null) return;
+      c.kill('SIGCONT');
       await new Promise<void>((resolve) => { c.once('exit', () => resolve()); c.kill('SIGKILL'); });
+    },
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
     },
     async command(...args: string[]) {
       return (await respCommand(port, args)).toString('latin1');
