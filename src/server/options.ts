@@ -237,6 +237,7 @@ export const PLUGIN_SCHEMA = {
     registry: { instanceOf: 'ConnectionRegistry', description: 'Use an existing connection registry (then mapper and revocation belong to it).' },
     queue: { instanceOf: 'RequestQueue', description: 'Use an existing request queue.' },
     ca: { anyOf: [{ pem: true }, { type: 'array', items: { pem: true } }], description: 'createServer: trusted client CAs and intermediates (PEM, one or a list), needed by optional and require; with trustedProxies, also what forwarded certificates are verified against. Plugin: the CAs forwarded certificates are verified against (default: the ca of the app\'s TLS server).' },
+    fleet: { instanceOf: 'Fleet', description: 'Fleet mode (docs/fleet.md): a Fleet (createFleet) the plugin starts, whose ticket keys it installs on the app\'s TLS server at every rotation and which it hands to the revocation checker and the ocsp stapler it builds; build the TLS server with sessionIdContext: fleetSessionIdContext(namespace, mode). You close it.' },
     logBindings: { type: 'boolean', default: true, description: 'Put connectionId and the thumbprint on every log line of a request (the plugin wraps the app\'s child-logger factory).' },
     ocsp: {
       type: 'object',

@@ -1,6 +1,7 @@
 // The fastify side of certbound: decorates requests with the connection id and the client
 // certificate, and enforces, for every request, the connection's one trust decision under the
 // client-auth mode and the route's requirement (src/server/access.ts). createServer uses it too.
+import { Fleet } from '../fleet/fleet.js';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { TLSSocket, type Server as TlsServer } from 'node:tls';
@@ -22,7 +23,7 @@ import { routeChannelBindingRefusal, type RouteChannelBinding } from './channel-
 import type { ConnectionEntry, ConnectionRevocationCheck } from './connection.js';
 import { negotiationWin32Override } from './negotiate.js';
 import { expiredLifetime, limitConnectionLifetime } from './connection-lifetime.js';
-import { compileOptions, is, PLUGIN_SCHEMA, validateOptions } from './options.js';
+import { compileOptions, is, PLUGIN_SCHEMA, validateOptions, type OptionClass } from './options.js';
 import { RequestQueue } from './receive.js';
 import { ConnectionRegistry, type ClientCertificate } from './registry.js';
 import { orderRequests, ticketOf } from './request-order.js';
@@ -110,6 +111,14 @@ export interface CertboundPluginOptions {
    */
   trustedProxies?: string[];
   /**
+   * Fleet mode (docs/fleet.md): a Fleet (createFleet) shared with the other machines. The plugin
+   * starts it (you close it), installs its session-ticket keys on the app's TLS server at every
+   * rotation, and hands it to the revocation checker and the `ocsp` stapler it builds from
+   * options. Build the TLS server with `sessionIdContext: fleetSessionIdContext(namespace, mode)`
+   * so that tickets resume on every machine. Default: off.
+   */
+  fleet?: Fleet;
+  /**
    * The trusted client CAs (PEM) that forwarded certificates (trustedProxies) are verified
    * against. Default: the `ca` of the app's TLS server; trustedProxies needs one or the other.
    */
@@ -123,7 +132,7 @@ export interface CertboundInternals {
 }
 
 /** Validates the plugin's options against PLUGIN_SCHEMA (src/server/options.ts): CB_ERR_INVALID_OPTION. */
-const validatePluginOptions = compileOptions(PLUGIN_SCHEMA, { RevocationChecker, ConnectionRegistry, RequestQueue });
+const validatePluginOptions = compileOptions(PLUGIN_SCHEMA, { RevocationChecker, ConnectionRegistry, RequestQueue, Fleet: Fleet as unknown as OptionClass });
 
 /** What `app.certbound` holds. */
 export interface CertboundDecoration {
@@ -317,7 +326,7 @@ export function installCertbound(app: FastifyInstance, options: CertboundPluginO
   }
   const clientAuth: ClientAuthMode = options.clientAuth ?? DEFAULTS.clientAuth;
   const revocation = options.revocation === undefined ? undefined
-    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker({ logger: app.log.child({ component: 'revocation' }), ...options.revocation });
+    : options.revocation instanceof RevocationChecker ? options.revocation : createRevocationChecker({ logger: app.log.child({ component: 'revocation' }), ...(options.fleet ? { fleet: options.fleet } : {}), ...options.revocation });
   const registry = options.registry ?? ownRegistry(app, compileMapper(options.mapper), revocation);
   const queue = options.queue ?? new RequestQueue(registry);
   const logBindings = options.logBindings ?? true;
@@ -629,13 +638,26 @@ async function certbound(app: FastifyInstance, options: CertboundPluginOptions):
   validatePluginOptions(options, 'certbound');
   const { ocsp, ...rest } = options ?? {};
   installCertbound(app, rest);
+  const fleet = options?.fleet;
+  if (fleet) {
+    await fleet.start();
+    // The fleet's ticket keys on the app's TLS server, now and at every rotation or rejoin.
+    const tls = app.server as unknown as Partial<Pick<TlsServer, 'setTicketKeys'>>;
+    if (typeof tls.setTicketKeys === 'function') {
+      const install = (keys: Buffer) => tls.setTicketKeys?.(keys);
+      const keys = fleet.ticketKeys();
+      if (keys) install(keys);
+      fleet.on('keys', install);
+      app.addHook('onClose', async () => { fleet.off('keys', install); });
+    }
+  }
   if (ocsp === undefined) return;
   if (!app.server || !('addContext' in app.server)) {
     throw new CertboundError('CB_ERR_INVALID_OPTION', ['certbound.ocsp', 'needs a fastify app built on a TLS server (fastify({ https: { cert, key } }))']);
   }
   const { cert, ca, ...staplerOptions } = ocsp;
   const list = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-  const stapling = createServerStapling({ certs: list(cert), ca: list(ca), options: staplerOptions, logger: app.log as unknown as import('pino').Logger });
+  const stapling = createServerStapling({ certs: list(cert), ca: list(ca), options: { ...(fleet ? { fleet } : {}), ...staplerOptions }, logger: app.log as unknown as import('pino').Logger });
   stapling.attach(app.server as unknown as TlsServer);
   app.addHook('onClose', async () => { await stapling.close(); });
   await stapling.start();
