@@ -9,7 +9,8 @@ import { expectTypeOf } from 'expect-type';
 import Fastify from 'fastify';
 import { certboundPlugin, type CertboundPluginOptions } from '../src/server/plugin.js';
 import { createServer, type CreateServerOptions } from '../src/server/server.js';
-import { CHANNEL_BINDING_SCHEMA, PLUGIN_SCHEMA, REVOCATION_SCHEMA, SERVER_SCHEMA, optionsReferenceMarkdown } from '../src/server/options.js';
+import type { FleetOptions } from '../src/fleet/fleet.js';
+import { CHANNEL_BINDING_SCHEMA, FLEET_SCHEMA, PLUGIN_SCHEMA, REVOCATION_SCHEMA, SERVER_SCHEMA, optionsReferenceMarkdown } from '../src/server/options.js';
 import type { RevocationOptions } from '../src/ocsp/revocation.js';
 import type { ServerChannelBindingConfig } from '../src/cbt/server-bindings.js';
 import { isCertboundError } from '../src/errors.js';
@@ -50,7 +51,9 @@ test('the schemas have exactly the keys of the option interfaces, and the types 
   expectTypeOf<keyof typeof SERVER_SCHEMA.properties>().toEqualTypeOf<keyof CreateServerOptions>();
   expectTypeOf<keyof typeof REVOCATION_SCHEMA.properties>().toEqualTypeOf<keyof RevocationOptions>();
   expectTypeOf<keyof typeof CHANNEL_BINDING_SCHEMA.properties>().toEqualTypeOf<keyof ServerChannelBindingConfig>();
-  assert.deepEqual(Object.keys(PLUGIN_SCHEMA.properties).sort(), ['ca', 'channelBinding', 'clientAuth', 'logBindings', 'mapper', 'maxConnectionLifetime', 'negotiationTimeout', 'ocsp', 'queue', 'registry', 'rejectDeniedByMapper', 'revocation', 'trustedProxies']);
+  expectTypeOf<keyof typeof FLEET_SCHEMA.properties>().toEqualTypeOf<keyof FleetOptions>();
+  expectTypeOf<Said<typeof FLEET_SCHEMA.properties>>().toEqualTypeOf<Declared<typeof FLEET_SCHEMA.properties, FleetOptions>>();
+  assert.deepEqual(Object.keys(PLUGIN_SCHEMA.properties).sort(), ['ca', 'channelBinding', 'clientAuth', 'fleet', 'logBindings', 'mapper', 'maxConnectionLifetime', 'negotiationTimeout', 'ocsp', 'queue', 'registry', 'rejectDeniedByMapper', 'revocation', 'trustedProxies']);
 });
 
 const invalid = (message: string) => (err: unknown) => {
@@ -62,7 +65,7 @@ const invalid = (message: string) => (err: unknown) => {
 test('app.register(certbound, bad options) stops start-up with CB_ERR_INVALID_OPTION naming the option and why', async () => {
   const rows: Array<[unknown, string]> = [
     [{ clientAuth: 'sometimes' }, 'Invalid option certbound.clientAuth: "sometimes" is not one of "none", "optional", "require", "accept-untrusted"'],
-    [{ colour: 'red' }, 'Invalid option certbound.colour: unknown option (known: clientAuth, mapper, rejectDeniedByMapper, negotiationTimeout, maxConnectionLifetime, channelBinding, revocation, trustedProxies, registry, queue, ca, logBindings, ocsp)'],
+    [{ colour: 'red' }, 'Invalid option certbound.colour: unknown option (known: clientAuth, mapper, rejectDeniedByMapper, negotiationTimeout, maxConnectionLifetime, channelBinding, revocation, trustedProxies, registry, queue, ca, fleet, logBindings, ocsp)'],
     [{ negotiationTimeout: 1.5 }, 'Invalid option certbound.negotiationTimeout: expected an integer > 0 and <= 2147483647, got 1.5'],
     [{ negotiationTimeout: 0 }, 'Invalid option certbound.negotiationTimeout: expected an integer > 0 and <= 2147483647, got 0'],
     [{ mapper: 3 }, 'Invalid option certbound.mapper: expected a function or an object, got 3'],

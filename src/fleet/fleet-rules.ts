@@ -23,9 +23,9 @@ export interface FleetKeys {
   readonly tickets: string;
   /** The lock of a document (`tickets`, or kind + id): SET NX PX, value `<machine>:<fence>`. */
   lock(name: string): string;
-  /** Monotonic fencing counter of a document (INCR; never expires). */
+  /** Monotonic fencing counter of a document (INCR; expires two days after its last lock, and not before a day past its document). */
   fence(name: string): string;
-  /** Hash: fence, der, from (machine), storedAt; expires with the document. */
+  /** Hash: der (the signed bytes), from (machine), storedAt; expires with the document (nextUpdate, for a staple + 1 h). */
   document(kind: FleetDocumentKind, id: string): string;
   /** The pub/sub channel of announcements. */
   readonly channel: string;

@@ -147,16 +147,26 @@ export interface FleetDocuments {
 const ACQUIRE = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local f = redis.call('INCR', KEYS[2])
+  if redis.call('PTTL', KEYS[2]) < 172800000 then redis.call('PEXPIRE', KEYS[2], 172800000) end
   redis.call('SET', KEYS[1], ARGV[1] .. ':' .. f, 'PX', ARGV[2])
   return {1, f}
 end
 return {0, redis.call('PTTL', KEYS[1])}`;
-// STORE writes only while the fence presented is still the newest one handed out.
+// STORE writes only while the fence presented is still the newest one handed out. A fencing
+// counter lives two days after its last lock and a day past its document (it is not left behind
+// for every client certificate ever checked); a holder paused longer than that writes nothing
+// unverified anyway: readers verify every document.
 const STORE = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if tonumber(ARGV[2]) > 0 then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
+local expireAt = tonumber(ARGV[2])
+if expireAt > 0 then
+  redis.call('PEXPIREAT', KEYS[1], expireAt)
+  local t = redis.call('TIME')
+  local keep = expireAt + 86400000
+  if tonumber(t[1]) * 1000 + redis.call('PTTL', KEYS[2]) < keep then redis.call('PEXPIREAT', KEYS[2], keep) end
+end
 return 1`;
 // RELEASE deletes the lock only if it is still this holder's.
 const RELEASE = `

@@ -410,7 +410,7 @@ export async function serve(args: string[], onListening?: (server: CertboundServ
       // Cluster workers share the primary's session-ticket keys and staples, on every listener
       // (src/server/cluster.ts); the primary logs "Server listening" once for all of them, serves
       // the metrics (theirs summed) and warns about expiry.
-      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, ...(ocsp ? { stapleSource: worker } : {}), logger: workerLoggerOptions(cfg.logLevel), ...(cfg.metrics ? { metrics: {} } : {}), expiryWarnings: false, ...(cfg.fleet ? { fleet: fleetOptions(cfg, false) } : {}) }
+      ? { ocsp: false, tls: { ticketKeys: worker.ticketKeys }, ...(ocsp ? { stapleSource: worker } : cfg.fleet ? { stapleSource: { attachStaples: () => {}, fleetStatus: () => worker.fleetStatus() } } : {}), logger: workerLoggerOptions(cfg.logLevel), ...(cfg.metrics ? { metrics: {} } : {}), expiryWarnings: false, ...(cfg.fleet ? { fleet: fleetOptions(cfg, false) } : {}) }
       : { ocsp, ...(crlRefreshOn(cfg, loaded) ? { crlRefresh: { dir: crlKeepDir(cfg) } } : {}) }));
     started.add(() => server.close());
     if (worker) worker.follow(server);
