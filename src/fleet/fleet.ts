@@ -333,8 +333,11 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     sub.on('error', () => {});
     sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.#onMessage(message));
     void sub.subscribe(this.#keys.channel).catch(() => {});
+    // Ready, refused or broken (start degraded at once and join later), or silent: bounded by connectWaitMs.
     const ready = new Promise<void>((resolve) => {
       cmd.once('ready', () => resolve());
+      cmd.once('error', () => resolve());
+      cmd.once('close', () => resolve());
       setTimeout(resolve, this.#connectWaitMs).unref();
     });
     cmd.connect().catch(() => {});

@@ -1,0 +1,91 @@
+// How a fleet reaches Redis: rediss:// verified against --fleet-ca (a server certificate from
+// another CA is refused: the machine serves on its own, degraded), a password from a file and an
+// ACL user (a wrong one is refused the same way), and the password never shown (status, logs).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from 'node:net';
+import { issueCertificate, OID } from '../src/tls/cert-builder.js';
+import { createFleet } from '../src/fleet/fleet.js';
+import { freePort } from './helpers/exec.js';
+import { tempDir } from './helpers/pki.js';
+
+async function redisWith(args: string[], port: number): Promise<() => Promise<void>> {
+  const child = spawn('redis-server', ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore' });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (up) break;
+    if (Date.now() > deadline) throw new Error('redis-server did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return () => new Promise<void>((resolve) => { if (child.exitCode !== null) resolve(); else { child.once('exit', () => resolve()); child.kill('SIGKILL'); } });
+}
+
+const secret = 'a fleet secret of at least thirty-two bytes....';
+
+test('rediss:// with --fleet-ca: connected through TLS; a server certificate from another CA is refused (degraded, never connected)', async (t) => {
+  const dir = tempDir('certbound-fleet-tls-');
+  const ca = await issueCertificate({ subject: { commonName: 'redis CA' }, ca: true });
+  const other = await issueCertificate({ subject: { commonName: 'another CA' }, ca: true });
+  const leaf = await issueCertificate({ subject: { commonName: '127.0.0.1' }, issuer: ca, extKeyUsage: [OID.serverAuth], altNames: ['127.0.0.1'] });
+  writeFileSync(join(dir, 'srv.pem'), leaf.pem);
+  writeFileSync(join(dir, 'srv.key'), leaf.keyPem);
+  writeFileSync(join(dir, 'ca.pem'), ca.pem);
+  const port = await freePort();
+  const stop = await redisWith(['--port', '0', '--tls-port', String(port), '--tls-cert-file', join(dir, 'srv.pem'), '--tls-key-file', join(dir, 'srv.key'), '--tls-ca-cert-file', join(dir, 'ca.pem'), '--tls-auth-clients', 'no'], port);
+  t.after(stop);
+  const good = createFleet({ url: `rediss://127.0.0.1:${port}`, secret, ca: ca.pem, machine: 'tls-good' });
+  t.after(() => good.close());
+  await good.start();
+  assert.equal(good.status().state, 'connected');
+  assert.equal(good.status().tickets.source, 'fleet');
+  const warnings: object[] = [];
+  const bad = createFleet({ url: `rediss://127.0.0.1:${port}`, secret, ca: other.pem, machine: 'tls-bad', connectWaitMs: 1500, logger: { info: () => {}, error: () => {}, warn: (o) => { warnings.push(o); } } });
+  t.after(() => bad.close());
+  await bad.start();
+  assert.equal(bad.status().state, 'degraded', 'a Redis whose certificate does not chain to --fleet-ca is not joined');
+  assert.equal(bad.status().tickets.source, 'local');
+  assert.equal(await bad.read('staple', 'x'), undefined);
+  assert.deepEqual((await bad.lead('staple', 'x')).kind, 'local');
+  assert.equal(warnings.length, 1, 'one line per outage');
+  assert.equal((warnings[0] as { code?: string }).code, 'CB_ERR_FLEET_UNAVAILABLE');
+  // Plain redis:// to a TLS port gets no answer it can use either.
+  const plain = createFleet({ url: `redis://127.0.0.1:${port}`, secret, machine: 'plain', connectWaitMs: 800 });
+  t.after(() => plain.close());
+  await plain.start();
+  assert.notEqual(plain.status().state, 'connected');
+});
+
+test('a password from a file and an ACL user: joined; a wrong password is refused (degraded); the password is never shown', async (t) => {
+  const dir = tempDir('certbound-fleet-auth-');
+  const port = await freePort();
+  const stop = await redisWith(['--port', String(port), '--requirepass', 'default-pass-123', '--user', 'certbound', 'on', '>acl-pass-456', '~certbound:*', '&certbound:*', '+@all'], port);
+  t.after(stop);
+  const file = (name: string, text: string) => { const p = join(dir, name); writeFileSync(p, text, { mode: 0o600 }); return p; };
+  const lines: string[] = [];
+  const logger = { info: (o: object, m: string) => { lines.push(JSON.stringify(o) + m); }, warn: (o: object, m: string) => { lines.push(JSON.stringify(o) + m); }, error: (o: object, m: string) => { lines.push(JSON.stringify(o) + m); } };
+  const byFile = createFleet({ url: `redis://127.0.0.1:${port}`, passwordFile: file('pass', 'default-pass-123\n'), secret, machine: 'by-file', logger });
+  t.after(() => byFile.close());
+  await byFile.start();
+  assert.equal(byFile.status().state, 'connected');
+  const acl = createFleet({ url: `redis://certbound:acl-pass-456@127.0.0.1:${port}`, secret, machine: 'acl', logger });
+  t.after(() => acl.close());
+  await acl.start();
+  assert.equal(acl.status().state, 'connected');
+  assert.equal(acl.status().url, `redis://certbound:***@127.0.0.1:${port}`);
+  assert.ok(acl.ticketKeys()?.equals(byFile.ticketKeys() as Buffer), 'one fleet, one key set');
+  const wrong = createFleet({ url: `redis://127.0.0.1:${port}`, password: 'wrong-pass', secret, machine: 'wrong', connectWaitMs: 1000, logger });
+  t.after(() => wrong.close());
+  await wrong.start();
+  assert.equal(wrong.status().state, 'degraded');
+  assert.match(wrong.status().reason ?? '', /WRONGPASS|invalid|NOAUTH/i);
+  const text = lines.join('\n') + JSON.stringify([byFile.status(), acl.status(), wrong.status()]);
+  for (const pass of ['default-pass-123', 'acl-pass-456', 'wrong-pass']) assert.ok(!text.includes(pass), `${pass} is never shown`);
+});
