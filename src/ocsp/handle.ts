@@ -376,9 +376,12 @@ export class ServerOcspResponseHandle {
   async #fromFleet(fleet: FleetDocuments, parsed: { cert: pkijs.Certificate; issuer: pkijs.Certificate }, started: number): Promise<FleetLease | undefined> {
     const deadline = started + fleet.lockTtlMs + this.#settings.SrvOcspRespUrlRetrievalTimeoutMilliseconds;
     let refused: Buffer | undefined;
+    // The bytes in Redis when this machine began to wait on another's retrieval: what comes after is that retrieval's outcome.
+    let beforeWait: Buffer | null | undefined;
     for (;;) {
       const der = await fleet.read('staple', this.fingerprint);
       if (this.#closed) return undefined;
+      const arrived = beforeWait !== undefined && der !== undefined && !(beforeWait && beforeWait.equals(der));
       if (der && !(refused && refused.equals(der))) {
         const now = this.#now();
         const v = await verifyOcspResponse(der, { ...parsed, now, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
@@ -387,9 +390,10 @@ export class ServerOcspResponseHandle {
           // Refused as a retrieved response would be, and logged; this machine then retrieves (under the lock) to replace it.
           refused = der;
           this.#report({ outcome: 'refused', reason: v.reason, detail: `fleet staple: ${v.detail}`, method: null, source: 'fleet', durationMs: now - started, at: null, rule: null });
-        } else if (nextPrefetch(now, v.response.thisUpdate.getTime(), v.response.nextUpdate.getTime(), this.#settings).delayMs >= this.#retry.floorMs
-          && (!this.#current || v.response.nextUpdate.getTime() >= this.#current.nextUpdate.getTime() || v.response.certStatus !== 'good')) {
-          // Not yet due: what one machine retrieved serves the fleet, judged here exactly as if retrieved here.
+        } else if (arrived || (nextPrefetch(now, v.response.thisUpdate.getTime(), v.response.nextUpdate.getTime(), this.#settings).delayMs >= this.#retry.floorMs
+          && (!this.#current || v.response.nextUpdate.getTime() >= this.#current.nextUpdate.getTime() || v.response.certStatus !== 'good'))) {
+          // Not yet due, or what the machine this one waited on retrieved (even a copy already due:
+          // #accept backs off, as it would here): one retrieval serves the fleet, judged here exactly as if retrieved here.
           await this.#accept(v.response, null, 'fleet', started, now);
           return undefined;
         }
@@ -402,6 +406,7 @@ export class ServerOcspResponseHandle {
         this.#fail('failed', 'fleet-wait', `another machine holds the retrieval lock and no staple came within ${deadline - started} ms`, null, started, undefined, 'fleet');
         return undefined;
       }
+      beforeWait ??= der ?? null;
       await fleet.wait('staple', this.fingerprint, Math.min(lease.retryInMs + 50, deadline - now), this.#abort?.signal);
       if (this.#closed) return undefined;
     }
