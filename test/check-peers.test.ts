@@ -33,7 +33,7 @@ function checkWithout(without: readonly string[], args: string[] = []) {
 }
 
 test('the peers and their Debian packages: one list', () => {
-  assert.deepEqual(peers, { openssl: 'openssl', curl: 'curl', python3: 'python3', 'gnutls-cli': 'gnutls-bin', chromium: 'chromium', taskset: 'util-linux', ps: 'procps' });
+  assert.deepEqual(peers, { openssl: 'openssl', curl: 'curl', python3: 'python3', 'gnutls-cli': 'gnutls-bin', chromium: 'chromium', taskset: 'util-linux', ps: 'procps', 'redis-server': 'redis-server' });
   const ci = readFileSync(join(ROOT, '.ci', 'run'), 'utf8');
   assert.match(ci, /node scripts\/check-peers\.mjs --missing-packages/);
   assert.doesNotMatch(ci, /command -v/, '.ci/run keeps no list of its own');
