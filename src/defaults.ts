@@ -125,6 +125,10 @@ export const DEFAULTS = Object.freeze({
   fleetConnectWaitMs: 2_000,
   /** Interval (ms) at which a machine reads the fleet's ticket keys again (besides announcements and reconnects). */
   fleetResyncMs: 60_000,
+  /** How long (ms) a client certificate's OCSP response stored by another machine is taken (it was fetched without this machine's nonce). */
+  fleetRevocationMaxAgeMs: 3_600_000,
+  /** Interval (ms) of the PING that finds a Redis that holds its connections open but no longer answers. */
+  fleetHealthCheckMs: 10_000,
   /** Longest pause (ms) between two reconnection attempts to Redis. */
   fleetReconnectMaxMs: 2_000,
 

@@ -32,6 +32,17 @@ async function hgetDer(port: number, key: string): Promise<Buffer | undefined> {
   return reply.subarray(start, start + Number(m[1]));
 }
 
+/** Fields of a hash as raw bytes (HGET one at a time). */
+async function hgetFields(port: number, key: string, fields: string[]): Promise<Array<Buffer | undefined>> {
+  const out: Array<Buffer | undefined> = [];
+  for (const f of fields) {
+    const reply = await respCommand(port, ['HGET', key, f]);
+    const m = /^\$(\d+)\r\n/.exec(reply.toString('latin1'));
+    out.push(m ? reply.subarray(m[0].length, m[0].length + Number(m[1])) : undefined);
+  }
+  return out;
+}
+
 interface Machine { checker: RevocationChecker; fleet: Fleet; warns: Array<Record<string, unknown>> }
 
 test('two machines share the signed OCSP responses and CRLs: one retrieval, each verified locally', async (t) => {
@@ -59,11 +70,11 @@ test('two machines share the signed OCSP responses and CRLs: one retrieval, each
   crlBody = await buildCrl({ issuer: ca, revoked: [{ serialHex: serialHex(crlRevoked.certificate) }] });
 
   const machine = async (name: string): Promise<Machine> => {
-    const fleet = createFleet({ url: redis.url, secret: 'x'.repeat(40), machine: name, tickets: false, commandTimeoutMs: 500 });
+    const warns: Array<Record<string, unknown>> = [];
+    const fleet = createFleet({ url: redis.url, secret: 'fleet revocation test secret, 48 bytes long....', machine: name, tickets: false, commandTimeoutMs: 500, logger: { info: () => {}, error: () => {}, warn: (obj) => { warns.push(obj as Record<string, unknown>); } } });
     t.after(() => fleet.close());
     await fleet.start();
     assert.equal(fleet.status().state, 'connected');
-    const warns: Array<Record<string, unknown>> = [];
     const checker = createRevocationChecker({ fleet, urlRetrievalTimeoutMs: 3000, logger: { warn: (obj) => { warns.push(obj as Record<string, unknown>); } } });
     return { checker, fleet, warns };
   };
@@ -98,25 +109,27 @@ test('two machines share the signed OCSP responses and CRLs: one retrieval, each
   assert.deepEqual([ta.fromCache, tb.fromCache].sort(), [false, true]);
   assert.equal(responder.requests, 3);
 
-  // (c) Garbage in Redis: B refuses it (one warn line), retrieves itself, and its verified response replaces it.
+  // (c) Garbage in Redis (without the fleet's MAC): B does not read it (one warn line), retrieves itself, and its verified response replaces it.
   b.checker.clear();
   assert.equal(await redis.command('HSET', `certbound:ocsp:${ocspId(good, ca)}`, 'der', 'garbage'), ':0\r\n');
   const bAfterGarbage = await b.checker.check([good.der, ca.der]);
   assert.deepEqual(brief(bAfterGarbage), { certFlags: 0, source: 'ocsp', fromCache: false, reason: null });
   assert.equal(responder.requests, 4);
-  assert.deepEqual(b.warns.map((w) => [w.event, w.outcome, w.source, w.reason, w.id]), [['revocation-ocsp', 'refused', 'fleet', 'malformed', ocspId(good, ca)]]);
+  assert.deepEqual(b.warns.map((w) => [w.event, w.outcome, w.kind, w.reason, w.id]), [['fleet-document', 'refused', 'ocsp', 'mac', ocspId(good, ca)]]);
   const replaced = await hgetDer(redis.port, `certbound:ocsp:${ocspId(good, ca)}`);
   assert.ok(replaced && (await verifyOcspResponse(replaced, { ...parsed, now: Date.now() })).ok, 'B stored its verified response over the garbage');
 
-  // A genuine "good" response of another certificate put under the revoked one's id: refused, and the revoked certificate never passes.
+  // A genuine "good" response of another certificate put under the revoked one's id, with that
+  // document's own MAC and time (a Redis writer copies a whole document): the MAC binds the id, so
+  // it is not read, and the revoked certificate never passes.
   b.checker.clear();
-  await respCommand(redis.port, ['HSET', `certbound:ocsp:${ocspId(revoked, ca)}`, 'der', replaced]);
+  const goodDoc = await hgetFields(redis.port, `certbound:ocsp:${ocspId(good, ca)}`, ['storedAt', 'mac']);
+  await respCommand(redis.port, ['HSET', `certbound:ocsp:${ocspId(revoked, ca)}`, 'der', replaced, 'storedAt', goodDoc[0] as Buffer, 'mac', goodDoc[1] as Buffer]);
   const bSwapped = await b.checker.check([revoked.der, ca.der]);
   assert.deepEqual(brief(bSwapped), { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: false, reason: null });
   assert.equal(responder.requests, 5);
   assert.equal(b.warns.length, 2);
-  assert.deepEqual([b.warns[1]?.outcome, b.warns[1]?.source, b.warns[1]?.id], ['refused', 'fleet', ocspId(revoked, ca)]);
-  assert.notEqual(b.warns[1]?.reason, undefined);
+  assert.deepEqual([b.warns[1]?.outcome, b.warns[1]?.kind, b.warns[1]?.reason, b.warns[1]?.id], ['refused', 'ocsp', 'mac', ocspId(revoked, ca)]);
   // A (its own cache cleared) now takes B's replacement without a request.
   a.checker.clear();
   assert.deepEqual(brief(await a.checker.check([revoked.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: true, reason: null });
@@ -132,14 +145,14 @@ test('two machines share the signed OCSP responses and CRLs: one retrieval, each
   assert.equal(crlRequests, 1);
   const storedCrl = await hgetDer(redis.port, `certbound:crl:${urlId(crlUrl)}`);
   assert.ok(storedCrl?.equals(crlBody), 'the raw fetched CRL bytes are in Redis');
-  // A CRL signed by another CA (same name) swapped in: refused by its signature, fetched again, and replaced.
+  // A CRL signed by another CA (same name) swapped in, without the fleet's MAC: not read, fetched again, and replaced.
   const foreign = await buildCrl({ issuer: otherCa });
   assert.equal(parseCrls(foreign).length, 1);
   await respCommand(redis.port, ['HSET', `certbound:crl:${urlId(crlUrl)}`, 'der', foreign]);
   a.checker.clear();
   assert.deepEqual(brief(await a.checker.check([crlRevoked.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'crl', fromCache: false, reason: null });
   assert.equal(crlRequests, 2);
-  assert.deepEqual(a.warns.map((w) => [w.event, w.outcome, w.source, w.reason]), [['revocation-crl', 'refused', 'fleet', 'crl-unusable']]);
+  assert.deepEqual(a.warns.map((w) => [w.event, w.outcome, w.kind, w.reason]), [['fleet-document', 'refused', 'crl', 'mac']]);
   assert.ok((await hgetDer(redis.port, `certbound:crl:${urlId(crlUrl)}`))?.equals(crlBody));
 
   // (d) Redis stopped: each machine retrieves on its own, with exact answers.

@@ -7,7 +7,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, fleetKeys, fleetSessionIdContext, lockTtl,
+  checkDocument, checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, documentMac, fleetKeys, fleetSessionIdContext, lockTtl,
   openTicketRecord, readFleetSecret, sealTicketKeys, urlId,
 } from '../src/fleet/fleet-rules.js';
 import { isCertboundError } from '../src/errors.js';
@@ -57,12 +57,15 @@ test('the fleet secret: a 0600 file of at least 32 bytes (a trailing newline doe
     chmodSync(p, mode);
     return p;
   };
-  assert.equal(readFleetSecret(file('ok', `${'a'.repeat(32)}\n`, 0o600)).length, 32);
-  assert.equal(readFleetSecret(file('ok-ro', 'b'.repeat(40), 0o400)).length, 40);
+  assert.equal(readFleetSecret(file('ok', `${'abcdefgh'.repeat(4)}\n`, 0o600)).length, 32);
+  assert.equal(readFleetSecret(file('ok-ro', 'bcdefghi'.repeat(5), 0o400)).length, 40);
+  assert.equal(code(() => readFleetSecret(file('spaces', ' '.repeat(48), 0o600))), 'CB_ERR_FLEET_SECRET', '48 spaces are no secret');
+  assert.equal(code(() => readFleetSecret(file('nuls', Buffer.alloc(48), 0o600))), 'CB_ERR_FLEET_SECRET', '48 NUL bytes are no secret');
+  assert.equal(readFleetSecret(file('hex', `${'0123456789abcdef'.repeat(4)}\n`, 0o600)).length, 64, 'hex has 16 distinct values: enough');
   const rows: Array<[string, string]> = [
-    [file('short', `${'a'.repeat(31)}\n`, 0o600), 'CB_ERR_FLEET_SECRET'],
-    [file('wide', 'a'.repeat(48), 0o644), 'CB_ERR_FLEET_SECRET'],
-    [file('group', 'a'.repeat(48), 0o640), 'CB_ERR_FLEET_SECRET'],
+    [file('short', `${'abcdefgh'.repeat(4).slice(1)}\n`, 0o600), 'CB_ERR_FLEET_SECRET'],
+    [file('wide', 'abcdefgh'.repeat(6), 0o644), 'CB_ERR_FLEET_SECRET'],
+    [file('group', 'abcdefgh'.repeat(6), 0o640), 'CB_ERR_FLEET_SECRET'],
     [file('big', 'a'.repeat(5000), 0o600), 'CB_ERR_FLEET_SECRET'],
     [join(dir, 'missing'), 'CB_ERR_FLEET_SECRET'],
     [dir, 'CB_ERR_FLEET_SECRET'],
@@ -70,11 +73,11 @@ test('the fleet secret: a 0600 file of at least 32 bytes (a trailing newline doe
   for (const [path, err] of rows) assert.equal(code(() => readFleetSecret(path)), err, path);
   assert.match((() => { try { readFleetSecret(join(dir, 'wide')); } catch (e) { return (e as Error).message; } return ''; })(), /mode 0644/);
   assert.equal(code(() => checkFleetSecret('x'.repeat(31))), 'CB_ERR_FLEET_SECRET');
-  assert.equal(checkFleetSecret(`${'x'.repeat(32)}\r\n`).length, 32);
+  assert.equal(checkFleetSecret(`${'wxyz1234'.repeat(4)}\r\n`).length, 32);
 });
 
 test('sealed ticket keys: opened only with the same secret and namespace, and any changed field or byte is refused', () => {
-  const secret = deriveFleetKeys(Buffer.from('s'.repeat(48)), 'ns');
+  const secret = deriveFleetKeys(Buffer.from('the fleet secret of the sealing table, 0123456'), 'ns');
   const keys = randomBytes(48);
   const rec = sealTicketKeys(keys, secret, 'ns', 7, 1_700_000_000_000, 42);
   assert.deepEqual(Object.keys(rec).sort(), ['createdAt', 'fence', 'generation', 'sealed', 'secretId']);
@@ -101,8 +104,8 @@ test('sealed ticket keys: opened only with the same secret and namespace, and an
     assert.equal(o?.ok, false, what);
     assert.equal(o?.ok === false ? o.reason : undefined, reason, what);
   }
-  assert.equal(openTicketRecord({ ...rec }, deriveFleetKeys(Buffer.from('t'.repeat(48)), 'ns'), 'ns')?.ok, false, 'another secret');
-  assert.equal(openTicketRecord({ ...rec }, deriveFleetKeys(Buffer.from('s'.repeat(48)), 'other'), 'other')?.ok, false, 'another namespace');
+  assert.equal(openTicketRecord({ ...rec }, deriveFleetKeys(Buffer.from('another fleet secret of the sealing table, 987'), 'ns'), 'ns')?.ok, false, 'another secret');
+  assert.equal(openTicketRecord({ ...rec }, deriveFleetKeys(Buffer.from('the fleet secret of the sealing table, 0123456'), 'other'), 'other')?.ok, false, 'another namespace');
   assert.equal(openTicketRecord({}, secret, 'ns'), undefined, 'no record');
 });
 
@@ -117,4 +120,33 @@ test('session id context, rotation floor and lock expiry', () => {
   ];
   for (const [ms, lifetime, err] of rows) assert.equal(code(() => checkRotation(ms, lifetime)), err, `${ms} ms vs ${lifetime} s`);
   assert.deepEqual([lockTtl(15_000), lockTtl(20_000), lockTtl(15_000, 2_000)], [30_000, 40_000, 2_000]);
+});
+
+test('documents in Redis: read only with the fleet\'s MAC over kind, id, time and bytes, within the size and age of their kind', () => {
+  const secret = deriveFleetKeys(Buffer.from('the fleet secret of the document table, 012345'), 'ns');
+  const other = deriveFleetKeys(Buffer.from('another fleet secret of the document table, 98'), 'ns');
+  const now = 1_800_000_000_000;
+  const der = Buffer.from('a signed response');
+  const doc = (kind: 'staple' | 'ocsp' | 'crl', id: string, at: number, bytes = der, key = secret) => ({ der: bytes, storedAt: String(at), mac: documentMac(key, kind, id, at, bytes) });
+  const rows: Array<[string, Parameters<typeof checkDocument>, string | null]> = [
+    ['a staple stored now', [secret, 'staple', 'id1', doc('staple', 'id1', now), now], null],
+    ['a staple stored a week ago (its own dates bound it)', [secret, 'staple', 'id1', doc('staple', 'id1', now - 7 * 86_400_000), now], null],
+    ['a client OCSP response stored 59 min ago', [secret, 'ocsp', 'id1', doc('ocsp', 'id1', now - 59 * 60_000), now], null],
+    ['a client OCSP response stored 61 min ago (fetched without this machine\'s nonce)', [secret, 'ocsp', 'id1', doc('ocsp', 'id1', now - 61 * 60_000), now], 'too-old'],
+    ['stored in the future', [secret, 'staple', 'id1', doc('staple', 'id1', now + 600_000), now], 'from-the-future'],
+    ['the MAC of another secret', [secret, 'staple', 'id1', doc('staple', 'id1', now, der, other), now], 'mac'],
+    ['another id\'s document copied whole', [secret, 'staple', 'id2', doc('staple', 'id1', now), now], 'mac'],
+    ['another kind\'s document copied whole', [secret, 'ocsp', 'id1', doc('staple', 'id1', now), now], 'mac'],
+    ['a changed byte', [secret, 'staple', 'id1', { ...doc('staple', 'id1', now), der: Buffer.from('a signed responsf') }, now], 'mac'],
+    ['an older time claimed (to live longer)', [secret, 'ocsp', 'id1', { ...doc('ocsp', 'id1', now - 61 * 60_000), storedAt: String(now) }, now], 'mac'],
+    ['no MAC', [secret, 'staple', 'id1', { der, storedAt: String(now), mac: null }, now], 'malformed'],
+    ['no time', [secret, 'staple', 'id1', { der, storedAt: null, mac: 'x' }, now], 'malformed'],
+    ['a time that is no number', [secret, 'staple', 'id1', { der, storedAt: '1e12', mac: 'x' }, now], 'malformed'],
+    ['a staple of 64 KiB + 1', [secret, 'staple', 'id1', doc('staple', 'id1', now, Buffer.alloc(65_537, 1)), now], 'too-large'],
+  ];
+  for (const [what, args, reason] of rows) {
+    const r = checkDocument(...args);
+    assert.equal(r.ok ? null : r.reason, reason, what);
+    if (r.ok) assert.ok(r.der.equals(args[3].der as Buffer), what);
+  }
 });

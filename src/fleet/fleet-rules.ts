@@ -1,7 +1,7 @@
 // The pure rules of fleet mode (docs/fleet.md): Redis key names, the fleet secret's derived keys,
 // the sealed ticket-key record, the session id context, and the checks on the settings. No
 // sockets, no timers: tested with tables (test/fleet-rules.test.ts).
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { readRegularFile, readFailure } from '../read-file.js';
@@ -9,6 +9,8 @@ import { checkSecretFile } from '../secret-file.js';
 
 /** Smallest fleet secret (bytes, after trimming the trailing newline): 256 bits. */
 export const FLEET_SECRET_MIN_BYTES = 32;
+/** Fewest distinct byte values in a fleet secret (a hex string has 16). */
+export const FLEET_SECRET_MIN_DISTINCT = 8;
 /** Largest fleet secret file read (bytes). */
 export const FLEET_SECRET_MAX_BYTES = 4096;
 /** Size of a tls.Server ticket-key set (HMAC secret, AES key, key name: 16 bytes each). */
@@ -101,6 +103,8 @@ export function checkFleetSecret(secret: Buffer | string, where = 'fleet.secret'
   let b = Buffer.isBuffer(secret) ? secret : Buffer.from(secret, 'utf8');
   while (b.length > 0 && (b[b.length - 1] === 0x0a || b[b.length - 1] === 0x0d)) b = b.subarray(0, b.length - 1);
   if (b.length < FLEET_SECRET_MIN_BYTES) throw new CertboundError('CB_ERR_FLEET_SECRET', [where, `it holds ${b.length} bytes; at least ${FLEET_SECRET_MIN_BYTES} are needed (e.g. openssl rand -base64 48 > FILE)`]);
+  // 40 spaces or NUL bytes have the length and none of the secrecy (hex has 16 distinct values, base64 about 40).
+  if (new Set(b).size < FLEET_SECRET_MIN_DISTINCT) throw new CertboundError('CB_ERR_FLEET_SECRET', [where, `it holds only ${new Set(b).size} distinct byte values: not a random secret (e.g. openssl rand -base64 48 > FILE)`]);
   return Buffer.from(b);
 }
 
@@ -110,12 +114,59 @@ export interface FleetSecretKeys {
   readonly sealKey: Buffer;
   /** Public id of the secret (HMAC, 16 hex): a machine with another secret sees the difference and writes nothing. */
   readonly secretId: string;
+  /** HMAC-SHA-256 key that authenticates every document a machine stores (documentMac). */
+  readonly macKey: Buffer;
 }
 
 export function deriveFleetKeys(secret: Buffer, ns: string): FleetSecretKeys {
   const sealKey = Buffer.from(hkdfSync('sha256', secret, Buffer.from(`certbound fleet ${ns}`), Buffer.from('ticket-key seal v1'), 32));
   const secretId = createHmac('sha256', Buffer.from(hkdfSync('sha256', secret, Buffer.from(`certbound fleet ${ns}`), Buffer.from('secret id v1'), 32))).update('id').digest('hex').slice(0, 16);
-  return Object.freeze({ sealKey, secretId });
+  const macKey = Buffer.from(hkdfSync('sha256', secret, Buffer.from(`certbound fleet ${ns}`), Buffer.from('document mac v1'), 32));
+  return Object.freeze({ sealKey, secretId, macKey });
+}
+
+/**
+ * The MAC a machine stores with a document: HMAC-SHA-256 under the fleet's key over the kind, the
+ * id, when it was stored and the bytes. Someone who can write to Redis but lacks the secret cannot
+ * put a document there that a machine reads (an old response of the CA's, another certificate's,
+ * a huge nested ASN.1 structure): only what a machine of the fleet stored, and no older than the
+ * kind allows (fleetDocumentMaxAge).
+ */
+export function documentMac(secret: FleetSecretKeys, kind: FleetDocumentKind, id: string, storedAt: number, der: Buffer): string {
+  return createHmac('sha256', secret.macKey).update(`${kind}\n${id}\n${storedAt}\n`).update(der).digest('base64');
+}
+
+/** Why a stored document is not read. */
+export type DocumentRefusal = 'too-large' | 'malformed' | 'mac' | 'too-old' | 'from-the-future';
+
+/** Largest document read (bytes): a response or a staple, or a CRL (as the CRL fetch's bound). */
+export function documentMaxBytes(kind: FleetDocumentKind): number {
+  return kind === 'crl' ? DEFAULTS.crlRefreshMaxBytes : 65_536;
+}
+
+/**
+ * How long after it was stored a document may be read. A client certificate's OCSP response comes
+ * from the fleet without this machine's nonce, so it is taken for at most
+ * DEFAULTS.fleetRevocationMaxAgeMs after a machine fetched it (then one machine asks the responder
+ * again): a replay of an older answer is bounded by that, not by the response's own validity.
+ * Staples and CRLs carry no nonce anyway: their own dates bound them.
+ */
+export function fleetDocumentMaxAge(kind: FleetDocumentKind): number {
+  return kind === 'ocsp' ? DEFAULTS.fleetRevocationMaxAgeMs : Infinity;
+}
+
+/** Checks a stored document's MAC and age; the bytes when it may be read. */
+export function checkDocument(secret: FleetSecretKeys, kind: FleetDocumentKind, id: string, fields: { der: Buffer | null; storedAt: string | null; mac: string | null }, now: number): { ok: true; der: Buffer; storedAt: number } | { ok: false; reason: DocumentRefusal } {
+  const { der, storedAt, mac } = fields;
+  if (!der || der.length === 0 || !storedAt || !mac || !DECIMAL.test(storedAt)) return { ok: false, reason: 'malformed' };
+  if (der.length > documentMaxBytes(kind)) return { ok: false, reason: 'too-large' };
+  const at = Number(storedAt);
+  const want = Buffer.from(documentMac(secret, kind, id, at, der), 'base64');
+  const got = Buffer.from(mac, 'base64');
+  if (got.length !== want.length || !timingSafeEqual(got, want)) return { ok: false, reason: 'mac' };
+  if (at > now + DEFAULTS.clockSkewMs) return { ok: false, reason: 'from-the-future' };
+  if (now - at > fleetDocumentMaxAge(kind)) return { ok: false, reason: 'too-old' };
+  return { ok: true, der, storedAt: at };
 }
 
 /** The record of the fleet's ticket keys as it lives in Redis (every field a string). */
@@ -147,7 +198,7 @@ export type OpenedTickets =
   | { readonly ok: true; readonly keys: Buffer; readonly generation: number; readonly createdAt: number; readonly fence: number }
   | { readonly ok: false; readonly reason: 'malformed' | 'other-secret' | 'tampered'; readonly detail: string };
 
-const DECIMAL = /^\d{1,15}$/;
+const DECIMAL = /^\d{1,16}$/;
 
 /** Opens a ticket record read from Redis: every field checked, the seal authenticated (a changed byte anywhere: 'tampered'). */
 export function openTicketRecord(record: Record<string, string> | null | undefined, secret: FleetSecretKeys, ns: string): OpenedTickets | undefined {

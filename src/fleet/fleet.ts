@@ -17,7 +17,7 @@ import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { readRegularFile, readFailure } from '../read-file.js';
 import {
-  checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, documentName, fleetKeys, FLEET_TICKET_KEY_BYTES, lockTtl,
+  checkDocument, checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, documentMac, documentMaxBytes, documentName, fleetKeys, FLEET_TICKET_KEY_BYTES, lockTtl, type DocumentRefusal,
   openTicketRecord, readFleetSecret, rotationDue, sealTicketKeys, type FleetDocumentKind, type FleetKeys, type FleetSecretKeys,
 } from './fleet-rules.js';
 
@@ -62,6 +62,8 @@ export interface FleetOptions {
   connectWaitMs?: number;
   /** Interval at which the ticket keys are read again (ms). Default: 60000. */
   resyncMs?: number;
+  /** Interval of the PING that finds a Redis that stopped answering on an open connection (ms). Default: 10000. */
+  healthCheckMs?: number;
   /** Share the session-ticket keys (the role of a machine's one process that owns them). Default: on. false: documents only (a cluster worker). */
   tickets?: boolean | FleetTicketOptions;
   /** This machine's name in locks and announcements. Default: hostname:pid:random. */
@@ -69,6 +71,12 @@ export interface FleetOptions {
   /** Clock (ms since the epoch). Default: Date.now. */
   now?: () => number;
   logger?: FleetLogger;
+  /**
+   * Log the connection's state changes (CB_ERR_FLEET_UNAVAILABLE, rejoined). Default: true. A
+   * cluster worker's connection (revocation data only) leaves them to its primary: one line per
+   * machine and outage.
+   */
+  logState?: boolean;
 }
 
 /** What /readyz and the metrics show of the fleet. */
@@ -144,14 +152,21 @@ export interface FleetDocuments {
 }
 
 // Lua: Redis's own compare-and-set. ACQUIRE takes the lock and a new fence atomically.
+// A counter that is no number, or too large to stay exact (2^52), starts again (someone wrote
+// it); a lock left without an expiry (not one of ours) gets the lock's, so it cannot block for ever.
+// Numbers go back as strings: Lua would print a large one as 1e+15.
 const ACQUIRE = `
+local cur = redis.call('GET', KEYS[2])
+if cur and (not string.match(cur, '^%d+$') or string.len(cur) > 15 or tonumber(cur) >= 4503599627370496) then redis.call('DEL', KEYS[2]) end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local f = redis.call('INCR', KEYS[2])
+  local f = string.format('%d', redis.call('INCR', KEYS[2]))
   if redis.call('PTTL', KEYS[2]) < 172800000 then redis.call('PEXPIRE', KEYS[2], 172800000) end
   redis.call('SET', KEYS[1], ARGV[1] .. ':' .. f, 'PX', ARGV[2])
   return {1, f}
 end
-return {0, redis.call('PTTL', KEYS[1])}`;
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]); ttl = tonumber(ARGV[2]) end
+return {0, tostring(ttl)}`;
 // STORE writes only while the fence presented is still the newest one handed out. A fencing
 // counter lives two days after its last lock and a day past its document (it is not left behind
 // for every client certificate ever checked); a holder paused longer than that writes nothing
@@ -174,7 +189,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`;
 
 type FleetRedis = Redis & {
-  certboundAcquire(lock: string, fence: string, owner: string, ttl: number): Promise<[number, number]>;
+  certboundAcquire(lock: string, fence: string, owner: string, ttl: number): Promise<[number, string]>;
   certboundStore(doc: string, fence: string, ...args: (string | Buffer | number)[]): Promise<number>;
   certboundRelease(lock: string, token: string): Promise<number>;
 };
@@ -219,6 +234,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   readonly #redisOptions: RedisOptions;
   readonly #now: () => number;
   readonly #log: FleetLogger | undefined;
+  readonly #logState: boolean;
   readonly #connectWaitMs: number;
   readonly #resyncMs: number;
   readonly #tickets: { rotationMs: number } | undefined;
@@ -238,6 +254,8 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   #generation = 0;
   #rotatesAt: number | undefined;
   #ticketTimer: NodeJS.Timeout | undefined;
+  #health: NodeJS.Timeout | undefined;
+  readonly #healthCheckMs: number;
   #syncing: Promise<void> | undefined;
   #lastTicketProblem = '';
 
@@ -254,10 +272,12 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     this.#now = options.now ?? Date.now;
     this.#since = this.#now();
     this.#log = options.logger;
+    this.#logState = options.logState ?? true;
     this.machine = options.machine ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.lockTtlMs = lockTtl(DEFAULTS.ocspSettings.SrvOcspRespUrlRetrievalTimeoutMilliseconds, options.lockTtlMs);
     this.#connectWaitMs = options.connectWaitMs ?? DEFAULTS.fleetConnectWaitMs;
     this.#resyncMs = options.resyncMs ?? DEFAULTS.fleetResyncMs;
+    this.#healthCheckMs = options.healthCheckMs ?? DEFAULTS.fleetHealthCheckMs;
     if (options.tickets !== false) {
       const t = options.tickets === true || options.tickets === undefined ? {} : options.tickets;
       this.#tickets = { rotationMs: checkRotation(t.rotationMs ?? DEFAULTS.ticketKeyRotationMs, t.ticketLifetimeSeconds ?? DEFAULTS.ticketLifetimeSeconds) };
@@ -342,6 +362,9 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     });
     cmd.connect().catch(() => {});
     sub.connect().catch(() => {});
+    // A Redis that keeps the connection open but stopped answering is found by the next command: one every fleetHealthCheckMs at least.
+    this.#health = setInterval(() => { this.#ready()?.ping().catch((err: unknown) => this.#failed(err)); }, this.#healthCheckMs);
+    this.#health.unref();
     await ready;
     if (cmd.status !== 'ready') this.#down(this.#reason ?? `no answer within ${this.#connectWaitMs} ms`);
     if (this.#tickets) await this.#syncTickets();
@@ -352,6 +375,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     if (this.#closed) return;
     this.#closed = true;
     if (this.#ticketTimer) clearTimeout(this.#ticketTimer);
+    if (this.#health) clearInterval(this.#health);
     for (const set of this.#waiters.values()) for (const w of set) w();
     this.#waiters.clear();
     this.#setState('closed', null);
@@ -363,14 +387,34 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   async read(kind: FleetDocumentKind, id: string): Promise<Buffer | undefined> {
     const cmd = this.#ready();
     if (!cmd) return undefined;
+    const key = this.#keys.document(kind, id);
     try {
-      const der = await cmd.hgetBuffer(this.#keys.document(kind, id), 'der');
-      return der && der.length > 0 ? der : undefined;
+      // The size first: a 50 MB value would hold the connection past the command timeout.
+      const size = await cmd.hstrlen(key, 'der');
+      if (size === 0) return undefined;
+      if (size > documentMaxBytes(kind)) { this.#refuseDocument(kind, id, 'too-large', String(size)); return undefined; }
+      const [der, storedAt, mac] = await cmd.hmgetBuffer(key, 'der', 'storedAt', 'mac');
+      const checked = checkDocument(this.#secret, kind, id, { der: der ?? null, storedAt: storedAt?.toString('latin1') ?? null, mac: mac?.toString('latin1') ?? null }, this.#now());
+      if (!checked.ok) { this.#refuseDocument(kind, id, checked.reason, storedAt?.toString('latin1') ?? ''); return undefined; }
+      return checked.der;
     } catch (err) {
+      // WRONGTYPE (a string or a list where the hash belongs): nothing to read; the next store replaces it.
       this.#failed(err);
       return undefined;
     }
   }
+
+  /** One warn line per document, reason and version: a document a machine will not read (an attacker's, or a stale one). */
+  #refuseDocument(kind: FleetDocumentKind, id: string, reason: DocumentRefusal, version: string): void {
+    const key = `${kind}:${id}:${reason}:${version}`;
+    if (this.#refusedDocuments.has(key)) return;
+    if (this.#refusedDocuments.size >= 1000) this.#refusedDocuments.clear();
+    this.#refusedDocuments.add(key);
+    // A document past its age is normal (it is fetched again): said at debug level only through the caller's retrieval.
+    if (reason === 'too-old') return;
+    this.#log?.warn({ event: 'fleet-document', outcome: 'refused', kind, id, reason }, `fleet: a ${kind} document in Redis is not read (${reason === 'mac' ? 'its MAC does not verify: not stored by a machine of this fleet' : reason}); this machine retrieves it itself`);
+  }
+  readonly #refusedDocuments = new Set<string>();
 
   /**
    * A command that timed out means a Redis that holds the connection open but does not answer
@@ -389,7 +433,8 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
 
   async publish(lease: FleetLease, kind: FleetDocumentKind, id: string, der: Buffer, expireAt: number, nextUpdate?: number): Promise<boolean> {
     if (lease.kind !== 'lead') return false;
-    const stored = await this.#store(lease, this.#keys.document(kind, id), expireAt, ['der', der, 'from', this.machine, 'storedAt', String(this.#now())]);
+    const storedAt = this.#now();
+    const stored = await this.#store(lease, this.#keys.document(kind, id), expireAt, ['der', der, 'from', this.machine, 'storedAt', String(storedAt), 'mac', documentMac(this.#secret, kind, id, storedAt, der)]);
     if (stored) await this.#announce({ kind, id, fence: lease.fence, from: this.machine, nextUpdate: nextUpdate ?? null });
     return stored;
   }
@@ -436,7 +481,9 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     const cmd = this.#ready();
     if (!cmd) return { kind: 'local' };
     try {
-      const [won, n] = await cmd.certboundAcquire(this.#keys.lock(name), this.#keys.fence(name), this.machine, this.lockTtlMs);
+      const [won, text] = await cmd.certboundAcquire(this.#keys.lock(name), this.#keys.fence(name), this.machine, this.lockTtlMs);
+      const n = Number(text);
+      if (!Number.isSafeInteger(n)) return { kind: 'local' };
       if (won === 1) {
         this.#counters.leads++;
         return { kind: 'lead', name, fence: n, token: `${this.machine}:${n}` };
@@ -495,7 +542,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     this.#counters.outages++;
     this.#setState('degraded', reason);
     // Once per outage, with its code.
-    this.#log?.warn({ event: 'fleet', state: 'degraded', code: 'CB_ERR_FLEET_UNAVAILABLE', url: this.#shownUrl, reason }, new CertboundError('CB_ERR_FLEET_UNAVAILABLE', [this.#shownUrl, reason]).message);
+    if (this.#logState) this.#log?.warn({ event: 'fleet', state: 'degraded', code: 'CB_ERR_FLEET_UNAVAILABLE', url: this.#shownUrl, reason }, new CertboundError('CB_ERR_FLEET_UNAVAILABLE', [this.#shownUrl, reason]).message);
   }
 
   #up(): void {
@@ -503,7 +550,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     const was = this.#state;
     this.#setState('connected', null);
     if (was === 'degraded') {
-      this.#log?.info({ event: 'fleet', state: 'connected', url: this.#shownUrl }, 'fleet: Redis is back; rejoined the fleet');
+      if (this.#logState) this.#log?.info({ event: 'fleet', state: 'connected', url: this.#shownUrl }, 'fleet: Redis is back; rejoined the fleet');
       if (this.#tickets) void this.#syncTickets();
       this.emit('rejoin');
     }
@@ -512,16 +559,23 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   // --- ticket keys -----------------------------------------------------------------------
 
   #install(keys: Buffer, source: 'fleet' | 'local', generation: number, rotatesAt: number): void {
+    const shown = `${this.#ticketSource} ${this.#generation} ${this.#rotatesAt}`;
     this.#rotatesAt = rotatesAt;
-    if (this.#ticketKeys?.equals(keys) && this.#ticketSource === source) { this.#generation = generation; return; }
+    if (this.#ticketKeys?.equals(keys) && this.#ticketSource === source) {
+      this.#generation = generation;
+      // The same keys under a new record (a rejoin rewrote them): status() changed, and a cluster's workers show it in /readyz.
+      if (shown !== `${source} ${generation} ${rotatesAt}`) this.emit('status', this.status());
+      return;
+    }
     this.#ticketKeys = Buffer.from(keys);
     this.#ticketSource = source;
     this.#generation = generation;
     if (source === 'fleet') this.#counters.installs++;
     this.#log?.info({ event: 'fleet-tickets', source, generation, rotatesAt: new Date(rotatesAt).toISOString() }, source === 'fleet'
       ? `fleet: session-ticket keys of generation ${generation} installed (tickets issued under older keys now get a full handshake)`
-      : 'fleet: session-ticket keys of this machine in force (Redis unavailable: tickets resume on this machine only)');
+      : `fleet: session-ticket keys of this machine in force (${this.#state === 'degraded' ? 'Redis unavailable' : 'the fleet\'s record is unusable here'}: tickets resume on this machine only)`);
     this.emit('keys', Buffer.from(keys), { source, generation });
+    this.emit('status', this.status());
   }
 
   /** Keys of this machine alone (Redis unavailable), rotated on the same interval. */
@@ -556,13 +610,22 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       const now = this.#now();
       const cmd = this.#ready();
       let record: Record<string, string> | undefined;
-      if (cmd) record = await cmd.hgetall(this.#keys.tickets).catch((err: unknown) => { this.#failed(err); return undefined; });
+      let wrongType = false;
+      if (cmd) {
+        record = await cmd.hgetall(this.#keys.tickets).catch((err: unknown) => {
+          // A value of another type where the record belongs: unusable, and replaced at the next rotation (not an outage).
+          if (/WRONGTYPE/.test((err as Error)?.message ?? '')) { wrongType = true; return {}; }
+          this.#failed(err);
+          return undefined;
+        });
+      }
+      if (wrongType) this.#ticketProblem('malformed', 'the key holds another type than a hash');
       if (!cmd || record === undefined) {
         this.#local(now);
         this.#armTickets(this.#rotatesAt ?? now + rotationMs);
         return;
       }
-      const opened = openTicketRecord(record, this.#secret, this.namespace);
+      const opened = wrongType ? { ok: false as const, reason: 'malformed' as const, detail: 'another type' } : openTicketRecord(record, this.#secret, this.namespace);
       if (opened?.ok === false) this.#ticketProblem(opened.reason, opened.detail);
       if (opened?.ok === false && opened.reason === 'other-secret') {
         // Another secret wrote them: this machine never overwrites the fleet's keys.
@@ -597,7 +660,9 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
         const createdAt = keys === this.#ticketKeys && this.#rotatesAt !== undefined ? this.#rotatesAt - rotationMs : now;
         const generation = Math.max(again?.ok ? again.generation : 0, this.#generation) + 1;
         const sealed = sealTicketKeys(keys, this.#secret, this.namespace, generation, createdAt, lease.fence);
-        const stored = await this.#store(lease, this.#keys.tickets, 0, Object.entries(sealed).flat());
+        // The record lapses two intervals after it was made: one that nobody can rotate (written with a
+        // secret no machine has any more) goes away by itself, and the machines write a new one.
+        const stored = await this.#store(lease, this.#keys.tickets, createdAt + 2 * rotationMs, Object.entries(sealed).flat());
         if (!stored) continue;
         this.#counters.rotations++;
         await this.#announce({ kind: 'tickets', id: 'tickets', fence: lease.fence, from: this.machine, nextUpdate: null });

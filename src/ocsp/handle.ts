@@ -183,6 +183,8 @@ export class ServerOcspResponseHandle {
   #running: Promise<void> | undefined;
   #abort: AbortController | undefined;
   #requestDer: Buffer | undefined;
+  /** thisUpdate of the newest verified response that did not say good: no good response as old or older is taken after it. */
+  #notGoodSince: number | undefined;
 
   /** @internal use openServerOcspResponse */
   constructor(leafDer: Buffer, issuerDer: Buffer, cert: pkijs.Certificate, url: string, options: OpenServerOcspResponseOptions) {
@@ -198,6 +200,30 @@ export class ServerOcspResponseHandle {
     this.#now = options.now ?? Date.now;
     this.#timers = options.timers ?? realTimers;
     this.#fetcher = options.fetcher ?? fetchOcsp;
+    // Fleet mode: a response another machine stored and announced is read now (verified as if
+    // retrieved here), not only at this handle's next planned retrieval. At most one read a second.
+    this.#stopAnnouncements = options.fleet?.onAnnounce((a) => {
+      if (a.kind === 'staple' && a.id === this.fingerprint) this.#pull();
+    });
+  }
+
+  readonly #stopAnnouncements: (() => void) | undefined;
+  #pullAt = 0;
+  #pullTimer: unknown;
+
+  #pull(): void {
+    if (this.#closed || this.#pullTimer !== undefined) return;
+    const wait = Math.max(0, this.#pullAt + 1000 - this.#now());
+    const go = () => {
+      this.#pullTimer = undefined;
+      if (this.#closed) return;
+      this.#pullAt = this.#now();
+      void this.refresh();
+    };
+    if (wait === 0) { go(); return; }
+    const ref = this.#timers.setTimeout(go, wait);
+    (ref as { unref?: () => void } | undefined)?.unref?.();
+    this.#pullTimer = ref;
   }
 
   get closed(): boolean { return this.#closed; }
@@ -323,6 +349,8 @@ export class ServerOcspResponseHandle {
     if (this.#closed) return false;
     if (--this.#refs > 0) return true;
     this.#closed = true;
+    this.#stopAnnouncements?.();
+    if (this.#pullTimer !== undefined) this.#timers.clearTimeout(this.#pullTimer);
     if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#nextAt = undefined;
@@ -382,7 +410,12 @@ export class ServerOcspResponseHandle {
       const der = await fleet.read('staple', this.fingerprint);
       if (this.#closed) return undefined;
       const arrived = beforeWait !== undefined && der !== undefined && !(beforeWait && beforeWait.equals(der));
-      if (der && !(refused && refused.equals(der))) {
+      const held = this.#current;
+      if (der && held && held.der.equals(der) && !arrived) {
+        // The response this machine serves already (an announcement of it, or its own echo): nothing new.
+        const plan = nextPrefetch(this.#now(), held.thisUpdate.getTime(), held.nextUpdate.getTime(), this.#settings);
+        if (plan.delayMs >= this.#retry.floorMs) { this.#arm(plan.at); return undefined; }
+      } else if (der && !(refused && refused.equals(der))) {
         const now = this.#now();
         const v = await verifyOcspResponse(der, { ...parsed, now, ...(this.#opts.skewMs !== undefined ? { skewMs: this.#opts.skewMs } : {}) });
         if (this.#closed) return undefined;
@@ -391,6 +424,8 @@ export class ServerOcspResponseHandle {
           refused = der;
           this.#report({ outcome: 'refused', reason: v.reason, detail: `fleet staple: ${v.detail}`, method: null, source: 'fleet', durationMs: now - started, at: null, rule: null });
         } else if (arrived || (nextPrefetch(now, v.response.thisUpdate.getTime(), v.response.nextUpdate.getTime(), this.#settings).delayMs >= this.#retry.floorMs
+          // A good one that could not be served (shorter than SrvOcspRespMinValiditySeconds) is as good as due: retrieve.
+          && (v.response.certStatus !== 'good' || validLongEnough(now, v.response.nextUpdate.getTime(), this.#settings))
           && (!this.#current || v.response.nextUpdate.getTime() >= this.#current.nextUpdate.getTime() || v.response.certStatus !== 'good'))) {
           // Not yet due, or what the machine this one waited on retrieved (even a copy already due:
           // #accept backs off, as it would here): one retrieval serves the fleet, judged here exactly as if retrieved here.
@@ -399,12 +434,22 @@ export class ServerOcspResponseHandle {
         }
       }
       const lease = await fleet.lead('staple', this.fingerprint);
-      if (this.#closed) return undefined;
+      if (this.#closed) { await fleet.release(lease); return undefined; }
+      if (lease.kind === 'lead') {
+        // Read again under the lock: a machine that retrieved between the read above and this
+        // lock has stored a newer response by now (and released the lock). Judge that one
+        // rather than retrieve a second time for the same refresh.
+        const again = await fleet.read('staple', this.fingerprint);
+        if (!again || (der !== undefined && again.equals(der))) return lease;
+        await fleet.release(lease);
+        if (this.#closed) return undefined;
+        continue;
+      }
       if (lease.kind !== 'wait') return lease;
       const now = this.#now();
       if (now >= deadline) {
-        this.#fail('failed', 'fleet-wait', `another machine holds the retrieval lock and no staple came within ${deadline - started} ms`, null, started, undefined, 'fleet');
-        return undefined;
+        // The holder is slow, or the lock is not a machine's: this machine retrieves on its own (and does not store).
+        return { kind: 'local' };
       }
       beforeWait ??= der ?? null;
       await fleet.wait('staple', this.fingerprint, Math.min(lease.retryInMs + 50, deadline - now), this.#abort?.signal);
@@ -447,6 +492,13 @@ export class ServerOcspResponseHandle {
 
   /** A verified response, retrieved here or taken from the fleet: staple it, or refuse it with its reason, and arm the next retrieval. */
   async #accept(response: VerifiedOcspResponse, method: 'GET' | 'POST' | null, source: 'responder' | 'fleet', started: number, now: number): Promise<void> {
+    if (response.certStatus === 'good' && this.#notGoodSince !== undefined && response.thisUpdate.getTime() <= this.#notGoodSince) {
+      // The CA said revoked (or unknown) in a response at least as recent: an older "good" (a replay
+      // in Redis, a stale cache on the way) never brings the staple back.
+      this.#fail('refused', 'older-response', `good at ${response.thisUpdate.toISOString()}, but a response of ${new Date(this.#notGoodSince).toISOString()} said ${this.#lastStatus ?? 'otherwise'}`, method, started, response, source);
+      return;
+    }
+    if (response.certStatus !== 'good') this.#notGoodSince = Math.max(this.#notGoodSince ?? -Infinity, response.thisUpdate.getTime());
     const refusal = stapleRefusal(response);
     this.#lastStatus = response.certStatus;
     if (refusal === 'cert-revoked') {

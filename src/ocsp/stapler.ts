@@ -85,16 +85,7 @@ export class OcspStapler extends EventEmitter<{ update: [OcspUpdate]; revoked: [
     this.#fetcher = limitConcurrency(options.fetcher ?? fetchOcsp, options.maxConcurrentRetrievals ?? DEFAULTS.ocspMaxConcurrentRetrievals);
     this.#storage = options.storage ?? (options.cacheDir ? new FileStapleStorage(options.cacheDir) : undefined);
     this.#log = options.logger?.child({ component: 'ocsp' });
-    // Fleet mode: a staple another machine stored and announced is taken now (verified by the
-    // handle as if retrieved here), not only at this machine's next planned retrieval.
-    this.#stopAnnouncements = options.fleet?.onAnnounce((a) => {
-      if (a.kind !== 'staple' || this.#closed) return;
-      const handle = this.#cache.handles().find((h) => h.fingerprint === a.id);
-      const held = handle?.state().nextUpdate;
-      if (handle && (a.nextUpdate === null || held === null || held === undefined || a.nextUpdate > Date.parse(held))) void handle.refresh();
-    });
   }
-  readonly #stopAnnouncements: (() => void) | undefined;
 
   /**
    * Starts keeping a staple for `chain` (leaf first, then its issuer). Resolves after the first
@@ -171,7 +162,6 @@ export class OcspStapler extends EventEmitter<{ update: [OcspUpdate]; revoked: [
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#stopAnnouncements?.();
     for (const s of [...this.#servers]) this.detach(s);
     const handles = this.#cache.handles();
     this.#cache.clear();

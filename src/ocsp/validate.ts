@@ -56,8 +56,8 @@ export type OcspRefusal =
   | 'cert-unknown'
   /** The certificate has no OCSP URL (quiet, normal). */
   | 'no-ocsp-url'
-  /** (fleet mode) another machine holds the retrieval lock and no staple arrived within the lock's expiry: retried. */
-  | 'fleet-wait';
+  /** (stapling) a good response no newer than one that said revoked or unknown: a replay or a stale cache, never stapled. */
+  | 'older-response';
 
 export type CertStatusName = 'good' | 'revoked' | 'unknown';
 

@@ -293,6 +293,8 @@ function fleetOptions(cfg: ServeConfig, tickets: boolean): FleetOptions {
     namespace: cfg.fleetNamespace,
     lockTtlMs: cfg.fleetLockTtl ?? lockTtl(cfg.SrvOcspRespUrlRetrievalTimeoutMilliseconds ?? DEFAULTS.ocspSettings.SrvOcspRespUrlRetrievalTimeoutMilliseconds),
     tickets: tickets ? { rotationMs: cfg.ticketKeyRotation } : false,
+    // A cluster worker's connection serves its revocation checks; the primary says the machine's fleet state once.
+    ...(tickets ? {} : { logState: false }),
   };
 }
 

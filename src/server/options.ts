@@ -188,6 +188,8 @@ export const FLEET_SCHEMA = {
     commandTimeoutMs: { type: 'integer', minimum: 1, maximum: TIMER_MAX_MS },
     connectWaitMs: { type: 'integer', minimum: 0, maximum: TIMER_MAX_MS },
     resyncMs: { type: 'integer', minimum: 1000, maximum: TIMER_MAX_MS },
+    healthCheckMs: { type: 'integer', minimum: 100, maximum: TIMER_MAX_MS },
+    logState: { type: 'boolean' },
     tickets: {
       anyOf: [{ type: 'boolean' }, {
         type: 'object',

@@ -1,0 +1,98 @@
+// Staples in a fleet against someone who can write to Redis (docs/fleet.md "Tampered data"):
+// a CA-signed response put there without the fleet's MAC is never read; after the CA said
+// "revoked", an older "good" (a replay, or a stale cache) never brings the staple back; a lock
+// left without an expiry, and a fencing counter set out of range, heal within the lock's expiry.
+import { test } from 'node:test';
+import { createHash } from 'node:crypto';
+import assert from 'node:assert/strict';
+import { issueCertificate, OID } from '../src/tls/cert-builder.js';
+import { buildOcspResponse, type SingleAnswer } from '../src/ocsp/responder.js';
+import { certIdFor, parseCertificate } from '../src/ocsp/request.js';
+import { closeServerOcspResponse, getServerOcspResponseContext, openServerOcspResponse, OcspHandleStatus, type OcspUpdate, type ServerOcspResponseHandle } from '../src/ocsp/handle.js';
+import type { OcspFetcher } from '../src/ocsp/fetch.js';
+import { createFleet, type Fleet } from '../src/fleet/fleet.js';
+import { startRedis, respCommand } from './helpers/redis.js';
+
+const SECRET = 'the fleet secret of the staple tests, 0123456789';
+const H = 3_600_000;
+
+test('staples from Redis: no MAC, no read; an older good after a revoked is refused; a lock without expiry and a wild fence heal', async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const ca = await issueCertificate({ subject: { commonName: 'staple CA' }, ca: true });
+  const leaf = await issueCertificate({ subject: { commonName: 'localhost' }, issuer: ca, extKeyUsage: [OID.serverAuth], altNames: ['localhost'], ocspUrl: 'http://127.0.0.1:9/' });
+  const certId = await certIdFor(parseCertificate(leaf.der), parseCertificate(ca.der));
+  const now = Date.now();
+  const answer = (a: Partial<SingleAnswer>): SingleAnswer => ({ certId, status: 'good', thisUpdate: new Date(now - 60_000), nextUpdate: new Date(now + 48 * H), ...a });
+  const goodOld = await buildOcspResponse({ signer: ca, responses: [answer({ thisUpdate: new Date(now - 120_000) })] });
+  const revoked = await buildOcspResponse({ signer: ca, responses: [answer({ status: 'revoked', revocationTime: new Date(now - 90_000), thisUpdate: new Date(now - 60_000) })] });
+  // What the "responder" answers next, and how often it was asked.
+  let next = goodOld;
+  let asked = 0;
+  const fetcher: OcspFetcher = async () => { asked++; return { ok: true, body: next, method: 'GET', durationMs: 1 }; };
+  const fleets: Fleet[] = [];
+  const handles: ServerOcspResponseHandle[] = [];
+  t.after(async () => {
+    for (const h of handles) closeServerOcspResponse(h);
+    for (const f of fleets) await f.close();
+  });
+  const machine = async (name: string, lockTtlMs = 30_000) => {
+    const fleet = createFleet({ url: redis.url, secret: SECRET, machine: name, tickets: false, lockTtlMs });
+    fleets.push(fleet);
+    await fleet.start();
+    const updates: OcspUpdate[] = [];
+    const { status, handle } = await openServerOcspResponse([leaf.der, ca.der], 0, { fleet, fetcher, onUpdate: (u) => updates.push(u), settings: { SrvOcspRespUrlRetrievalTimeoutMilliseconds: 1000 } });
+    assert.equal(status, OcspHandleStatus.NO_ERROR);
+    handles.push(handle as ServerOcspResponseHandle);
+    return { fleet, handle: handle as ServerOcspResponseHandle, updates };
+  };
+  const fp = createHash('sha256').update(leaf.der).digest('hex');
+  const key = `certbound:staple:${fp}`;
+
+  // A retrieves (once) and stores; B takes it from the fleet without asking.
+  const a = await machine('A');
+  assert.equal(asked, 1);
+  const b = await machine('B');
+  assert.equal(asked, 1, 'B took A\'s response');
+  assert.deepEqual(b.updates.map((u) => [u.outcome, u.source]), [['stapled', 'fleet']]);
+
+  // A CA-signed response written into Redis by someone without the secret (no MAC): C never reads it, it retrieves.
+  await respCommand(redis.port, ['DEL', key]);
+  await respCommand(redis.port, ['HSET', key, 'der', revoked, 'storedAt', String(Date.now()), 'mac', 'AAAA']);
+  next = goodOld;
+  const c = await machine('C');
+  assert.equal(asked, 2, 'C retrieved itself');
+  assert.deepEqual(c.updates.map((u) => [u.outcome, u.source, u.certStatus]), [['stapled', 'responder', 'good']]);
+
+  // The CA says revoked: every machine drops its staple; then an older "good" comes back (a replay, a stale CDN copy): refused.
+  next = revoked;
+  await respCommand(redis.port, ['DEL', key]);
+  await a.handle.refresh();
+  assert.equal(getServerOcspResponseContext(a.handle).status, OcspHandleStatus.CRYPT_E_REVOCATION_OFFLINE, 'revoked: nothing stapled');
+  // A stored the CA's "revoked" and announced it: B drops its staple too, without asking the responder.
+  const askedBefore = asked;
+  for (let i = 0; i < 50 && getServerOcspResponseContext(b.handle).status === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(getServerOcspResponseContext(b.handle).status, OcspHandleStatus.CRYPT_E_REVOCATION_OFFLINE, 'B heard of it');
+  assert.deepEqual([b.updates.at(-1)?.reason, b.updates.at(-1)?.source], ['cert-revoked', 'fleet']);
+  assert.equal(asked, askedBefore);
+  next = goodOld;
+  await respCommand(redis.port, ['DEL', key]);
+  await a.handle.refresh();
+  assert.deepEqual([a.updates.at(-1)?.outcome, a.updates.at(-1)?.reason], ['refused', 'older-response']);
+  assert.equal(getServerOcspResponseContext(a.handle).status, OcspHandleStatus.CRYPT_E_REVOCATION_OFFLINE, 'the older good never brings the staple back');
+
+  // A lock left without an expiry (not a machine's) and a fencing counter out of range: within the lock's expiry a machine retrieves again.
+  await respCommand(redis.port, ['DEL', key]);
+  await respCommand(redis.port, ['SET', `certbound:lock:staple:${fp}`, 'evil']);
+  await respCommand(redis.port, ['SET', `certbound:fence:staple:${fp}`, '999999999999999999']);
+  const started = Date.now();
+  const before = asked;
+  const d = await machine('D', 1500);
+  assert.equal(asked, before + 1, 'D retrieved once the stuck lock lapsed');
+  assert.deepEqual(d.updates.map((u) => [u.outcome, u.source]), [['stapled', 'responder']], 'what the responder said');
+  assert.ok(Date.now() - started < 1500 + 1000 + 1500, `within the lock's expiry and one retrieval (${Date.now() - started} ms)`);
+  const lock = await respCommand(redis.port, ['GET', `certbound:lock:staple:${fp}`]);
+  assert.ok(!lock.toString('latin1').includes('evil'), 'the planted lock is gone');
+  const fence = (await respCommand(redis.port, ['GET', `certbound:fence:staple:${fp}`])).toString('latin1');
+  assert.match(fence, /^\$\d+\r\n\d{1,15}\r\n$/, `the counter restarted within range (${JSON.stringify(fence)})`);
+});
