@@ -18,8 +18,9 @@ const CONCURRENCY = Number(process.env.CERTBOUND_TEST_CONCURRENCY ?? 3);
 const FILE_TIMEOUT_MS = 240_000;
 // Longest wall time first (measured three at a time on a 2-core machine); files not listed run after, by name.
 const LONGEST_FIRST = [
-  'package', 'cli', 'renegotiation-guard', 'trust-matrix', 'examples', 'ocsp-controls', 'startup-errors', 'cluster-serve',
+  'package', 'fleet', 'cli', 'renegotiation-guard', 'trust-matrix', 'examples', 'ocsp-controls', 'startup-errors', 'cluster-serve',
   'config', 'server-certificates', 'reload', 'front', 'metrics', 'ocsp-realtime', 'host-policy', 'page', 'crl-refresh', 'error-walk',
+  'fleet-staples', 'fleet-revocation',
 ];
 const only = process.argv.slice(2);
 const files = readdirSync(dir).filter((f) => f.endsWith('.test.js')).sort()
