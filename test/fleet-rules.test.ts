@@ -12,6 +12,7 @@ import {
 } from '../src/fleet/fleet-rules.js';
 import { isCertboundError } from '../src/errors.js';
 import { tempDir } from './helpers/pki.js';
+import { resolveServeConfig } from '../src/server/config.js';
 
 const code = (fn: () => unknown): string | undefined => {
   try {
@@ -148,5 +149,29 @@ test('documents in Redis: read only with the fleet\'s MAC over kind, id, time an
     const r = checkDocument(...args);
     assert.equal(r.ok ? null : r.reason, reason, what);
     if (r.ok) assert.ok(r.der.equals(args[3].der as Buffer), what);
+  }
+});
+
+test('serve\'s fleet flags: each needs --fleet, --fleet needs a secret file, a namespace given alone is refused too', () => {
+  const rows: Array<[Record<string, unknown>, RegExp | undefined]> = [
+    [{ 'fleet-namespace': 'prod' }, /--fleet-namespace: needs --fleet/],
+    [{ 'fleet-secret-file': '/x' }, /--fleet-secret-file: needs --fleet/],
+    [{ 'fleet-lock-ttl': '2000' }, /--fleet-lock-ttl: needs --fleet/],
+    [{ fleet: 'redis://127.0.0.1:6379' }, /--fleet: needs --fleet-secret-file/],
+    [{ fleet: 'redis://127.0.0.1:6379', 'fleet-secret-file': '/x', 'fleet-ca': ['/ca.pem'] }, /--fleet-ca: is for a rediss:/],
+    [{ fleet: 'redis://127.0.0.1:6379', 'fleet-secret-file': '/x', 'ticket-key-rotation': '299999' }, /--ticket-key-rotation: with a fleet it must be at least the ticket lifetime \(300 s\)/],
+    [{ fleet: 'redis://127.0.0.1:6379', 'fleet-secret-file': '/x', 'fleet-namespace': 'a:b' }, /--fleet-namespace/],
+    [{ fleet: 'redis://127.0.0.1:6379', 'fleet-secret-file': '/x', 'fleet-namespace': 'prod' }, undefined],
+  ];
+  for (const [flags, message] of rows) {
+    let got: string | undefined;
+    try {
+      resolveServeConfig(flags);
+    } catch (err) {
+      assert.ok(isCertboundError(err, 'CB_ERR_INVALID_OPTION'), String(err));
+      got = (err as Error).message;
+    }
+    if (message) assert.match(got ?? 'accepted', message, JSON.stringify(flags));
+    else assert.equal(got, undefined, JSON.stringify(flags));
   }
 });

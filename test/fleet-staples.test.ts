@@ -33,7 +33,7 @@ test('staples from Redis: no MAC, no read; an older good after a revoked is refu
   const fleets: Fleet[] = [];
   const handles: ServerOcspResponseHandle[] = [];
   t.after(async () => {
-    for (const h of handles) closeServerOcspResponse(h);
+    for (const h of handles) if (!h.closed) closeServerOcspResponse(h);
     for (const f of fleets) await f.close();
   });
   const machine = async (name: string, lockTtlMs = 30_000) => {
@@ -81,6 +81,8 @@ test('staples from Redis: no MAC, no read; an older good after a revoked is refu
   assert.deepEqual([a.updates.at(-1)?.outcome, a.updates.at(-1)?.reason], ['refused', 'older-response']);
   assert.equal(getServerOcspResponseContext(a.handle).status, OcspHandleStatus.CRYPT_E_REVOCATION_OFFLINE, 'the older good never brings the staple back');
 
+  // A, B and C leave (no announcement of theirs reaches D below).
+  for (const m of [a, b, c]) closeServerOcspResponse(m.handle);
   // A lock left without an expiry (not a machine's) and a fencing counter out of range: within the lock's expiry a machine retrieves again.
   await respCommand(redis.port, ['DEL', key]);
   await respCommand(redis.port, ['SET', `certbound:lock:staple:${fp}`, 'evil']);

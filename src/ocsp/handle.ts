@@ -481,22 +481,22 @@ export class ServerOcspResponseHandle {
       this.#fail('refused', v.reason, v.detail, method, started);
       return;
     }
-    // Verified: the fleet gets the CA's signed word (good or not) for the machines that wait on it.
-    if (lease?.kind === 'lead' && this.#opts.fleet) {
+    const outcome = await this.#accept(v.response, method, 'responder', started, now);
+    // The fleet gets what this machine took as the CA's word: a staple, or a revoked / unknown
+    // status (machines that wait on it drop theirs). Not a response it refused as older or too short.
+    if (lease?.kind === 'lead' && this.#opts.fleet && !this.#closed && (outcome === null || outcome === 'cert-revoked' || outcome === 'cert-unknown')) {
       const r = v.response;
       await this.#opts.fleet.publish(lease, 'staple', this.fingerprint, r.der, Math.max(r.nextUpdate.getTime(), now) + 3_600_000, r.nextUpdate.getTime());
-      if (this.#closed) return;
     }
-    await this.#accept(v.response, method, 'responder', started, now);
   }
 
   /** A verified response, retrieved here or taken from the fleet: staple it, or refuse it with its reason, and arm the next retrieval. */
-  async #accept(response: VerifiedOcspResponse, method: 'GET' | 'POST' | null, source: 'responder' | 'fleet', started: number, now: number): Promise<void> {
+  async #accept(response: VerifiedOcspResponse, method: 'GET' | 'POST' | null, source: 'responder' | 'fleet', started: number, now: number): Promise<OcspRefusal | null> {
     if (response.certStatus === 'good' && this.#notGoodSince !== undefined && response.thisUpdate.getTime() <= this.#notGoodSince) {
       // The CA said revoked (or unknown) in a response at least as recent: an older "good" (a replay
       // in Redis, a stale cache on the way) never brings the staple back.
       this.#fail('refused', 'older-response', `good at ${response.thisUpdate.toISOString()}, but a response of ${new Date(this.#notGoodSince).toISOString()} said ${this.#lastStatus ?? 'otherwise'}`, method, started, response, source);
-      return;
+      return 'older-response';
     }
     if (response.certStatus !== 'good') this.#notGoodSince = Math.max(this.#notGoodSince ?? -Infinity, response.thisUpdate.getTime());
     const refusal = stapleRefusal(response);
@@ -508,13 +508,13 @@ export class ServerOcspResponseHandle {
     }
     if (refusal) {
       this.#fail('refused', refusal, response.revocationTime ? `revoked at ${response.revocationTime.toISOString()}` : `certificate status ${response.certStatus}`, method, started, response, source);
-      return;
+      return refusal;
     }
     const fresh = response;
     if (!validLongEnough(now, fresh.nextUpdate.getTime(), this.#settings)) {
       // It could never be handed out: say so, and back off instead of refetching on its half-life.
       this.#fail('refused', 'shorter-than-min-validity', `valid until ${fresh.nextUpdate.toISOString()}, less than SrvOcspRespMinValiditySeconds (${this.#settings.SrvOcspRespMinValiditySeconds} s) from now`, method, started, fresh, source);
-      return;
+      return 'shorter-than-min-validity';
     }
     const plan = nextPrefetch(now, fresh.thisUpdate.getTime(), fresh.nextUpdate.getTime(), this.#settings);
     const before = this.#current;
@@ -526,18 +526,19 @@ export class ServerOcspResponseHandle {
         this.#opts.logger?.warn({ event: 'ocsp-storage', fingerprint: this.fingerprint, err: (err as Error).message }, 'cannot persist OCSP response');
       });
     }
-    if (this.#closed) return;
+    if (this.#closed) return null;
     if (plan.delayMs < this.#retry.floorMs) {
       // The "new" response is already due again (an old cached copy): back off instead of looping.
       this.#failures++;
       const at = now + retryDelay(this.#failures, now, this.#servableUntil(), this.#retry);
       this.#report({ outcome: 'stapled', reason: null, detail: 'the response is already due for refresh; backing off', method, source, durationMs: this.#now() - started, at, rule: 'retry', response: fresh });
       this.#arm(at);
-      return;
+      return null;
     }
     this.#failures = 0;
     this.#report({ outcome: 'stapled', reason: null, detail: null, method, source, durationMs: this.#now() - started, at: plan.at, rule: plan.rule, response: fresh });
     this.#arm(plan.at);
+    return null;
   }
 
   #servableUntil(): number | undefined {

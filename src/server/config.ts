@@ -288,7 +288,7 @@ export function resolveServeConfig(flags: Record<string, unknown>): ServeConfig 
   if (out.certificates !== undefined) out.certificates = (out.certificates as unknown[]).map((c, i) => serveCertificate(c, `certificates[${i}]`));
   if (out.ocspUrl !== undefined) checkOcspUrl(out.ocspUrl, '--ocsp-url');
   checkFrontConfig(out, fromFlags);
-  checkFleetConfig(out, fromFlags);
+  checkFleetConfig(out, fromFlags, fromFile);
   return out as unknown as ServeConfig;
 }
 
@@ -308,9 +308,11 @@ function checkFrontConfig(out: Record<string, unknown>, fromFlags: Record<string
 }
 
 /** The fleet's flags: a URL that parses, a secret file, no fleet setting without --fleet, a rotation no shorter than the ticket lifetime. */
-function checkFleetConfig(out: Record<string, unknown>, fromFlags: Record<string, unknown>): void {
+function checkFleetConfig(out: Record<string, unknown>, fromFlags: Record<string, unknown>, fromFile: Record<string, unknown>): void {
   const name = (key: string) => (key in fromFlags ? `--${SERVE_SCHEMA.find((s) => s.key === key)?.flag ?? key}` : key);
   const given = ['fleetSecretFile', 'fleetCa', 'fleetPasswordFile', 'fleetLockTtl'].filter((k) => out[k] !== undefined);
+  // The namespace has a default: only one given (flag or file) without --fleet would be ignored.
+  if (fromFile.fleetNamespace !== undefined || 'fleetNamespace' in fromFlags) given.push('fleetNamespace');
   if (out.fleet === undefined) {
     if (given[0] !== undefined) bad(name(given[0]), 'needs --fleet');
     return;
