@@ -209,21 +209,26 @@ export class ServerOcspResponseHandle {
 
   readonly #stopAnnouncements: (() => void) | undefined;
   #pullAt = 0;
-  #pullTimer: unknown;
+  #pullPending = false;
 
   #pull(): void {
-    if (this.#closed || this.#pullTimer !== undefined) return;
-    const wait = Math.max(0, this.#pullAt + 1000 - this.#now());
-    const go = () => {
-      this.#pullTimer = undefined;
+    if (this.#closed || this.#pullPending) return;
+    this.#pullPending = true;
+    void (async () => {
+      // An announcement during a retrieval is read after it (the retrieval may have read Redis before it came).
+      if (this.#running) await this.#running.catch(() => {});
+      const wait = Math.max(0, this.#pullAt + 1000 - this.#now());
+      if (wait > 0) {
+        await new Promise<void>((resolve) => {
+          const ref = this.#timers.setTimeout(resolve, wait);
+          (ref as { unref?: () => void } | undefined)?.unref?.();
+        });
+      }
+      this.#pullPending = false;
       if (this.#closed) return;
       this.#pullAt = this.#now();
-      void this.refresh();
-    };
-    if (wait === 0) { go(); return; }
-    const ref = this.#timers.setTimeout(go, wait);
-    (ref as { unref?: () => void } | undefined)?.unref?.();
-    this.#pullTimer = ref;
+      await this.refresh();
+    })();
   }
 
   get closed(): boolean { return this.#closed; }
@@ -350,7 +355,6 @@ export class ServerOcspResponseHandle {
     if (--this.#refs > 0) return true;
     this.#closed = true;
     this.#stopAnnouncements?.();
-    if (this.#pullTimer !== undefined) this.#timers.clearTimeout(this.#pullTimer);
     if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#nextAt = undefined;
