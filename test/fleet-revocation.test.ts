@@ -16,7 +16,7 @@ import { verifyOcspResponse } from '../src/ocsp/validate.js';
 import { createRevocationChecker, parseCrls, type RevocationChecker, type RevocationResult } from '../src/ocsp/revocation.js';
 import { createFleet, type Fleet } from '../src/fleet/fleet.js';
 import { urlId } from '../src/fleet/fleet-rules.js';
-import { respCommand, startRedis } from './helpers/redis.js';
+import { redisCall, startRedis } from './helpers/redis.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 /** The fleet id of a client certificate's OCSP response: the leaf and its issuer. */
@@ -25,22 +25,14 @@ const brief = (r: RevocationResult) => ({ certFlags: r.certFlags, source: r.sour
 
 /** The bulk-string reply of HGET (raw RESP), or undefined for a nil reply. */
 async function hgetDer(port: number, key: string): Promise<Buffer | undefined> {
-  const reply = await respCommand(port, ['HGET', key, 'der']);
-  const m = /^\$(\d+)\r\n/.exec(reply.toString('latin1'));
-  if (!m) return undefined;
-  const start = m[0].length;
-  return reply.subarray(start, start + Number(m[1]));
+  const v = await redisCall(port, 'HGET', key, 'der');
+  return Buffer.isBuffer(v) ? v : undefined;
 }
 
-/** Fields of a hash as raw bytes (HGET one at a time). */
+/** Fields of a hash as raw bytes. */
 async function hgetFields(port: number, key: string, fields: string[]): Promise<Array<Buffer | undefined>> {
-  const out: Array<Buffer | undefined> = [];
-  for (const f of fields) {
-    const reply = await respCommand(port, ['HGET', key, f]);
-    const m = /^\$(\d+)\r\n/.exec(reply.toString('latin1'));
-    out.push(m ? reply.subarray(m[0].length, m[0].length + Number(m[1])) : undefined);
-  }
-  return out;
+  const v = await redisCall(port, 'HMGET', key, ...fields);
+  return Array.isArray(v) ? v.map((x) => (Buffer.isBuffer(x) ? x : undefined)) : [];
 }
 
 interface Machine { checker: RevocationChecker; fleet: Fleet; warns: Array<Record<string, unknown>> }
@@ -111,7 +103,7 @@ test('two machines share the signed OCSP responses and CRLs: one retrieval, each
 
   // (c) Garbage in Redis (without the fleet's MAC): B does not read it (one warn line), retrieves itself, and its verified response replaces it.
   b.checker.clear();
-  assert.equal(await redis.command('HSET', `certbound:ocsp:${ocspId(good, ca)}`, 'der', 'garbage'), ':0\r\n');
+  assert.equal(await redis.command('HSET', `certbound:ocsp:${ocspId(good, ca)}`, 'der', 'garbage'), 0);
   const bAfterGarbage = await b.checker.check([good.der, ca.der]);
   assert.deepEqual(brief(bAfterGarbage), { certFlags: 0, source: 'ocsp', fromCache: false, reason: null });
   assert.equal(responder.requests, 4);
@@ -124,7 +116,7 @@ test('two machines share the signed OCSP responses and CRLs: one retrieval, each
   // it is not read, and the revoked certificate never passes.
   b.checker.clear();
   const goodDoc = await hgetFields(redis.port, `certbound:ocsp:${ocspId(good, ca)}`, ['storedAt', 'mac']);
-  await respCommand(redis.port, ['HSET', `certbound:ocsp:${ocspId(revoked, ca)}`, 'der', replaced, 'storedAt', goodDoc[0] as Buffer, 'mac', goodDoc[1] as Buffer]);
+  await redisCall(redis.port, 'HSET', `certbound:ocsp:${ocspId(revoked, ca)}`, 'der', replaced, 'storedAt', goodDoc[0] as Buffer, 'mac', goodDoc[1] as Buffer);
   const bSwapped = await b.checker.check([revoked.der, ca.der]);
   assert.deepEqual(brief(bSwapped), { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: false, reason: null });
   assert.equal(responder.requests, 5);
@@ -148,7 +140,7 @@ test('two machines share the signed OCSP responses and CRLs: one retrieval, each
   // A CRL signed by another CA (same name) swapped in, without the fleet's MAC: not read, fetched again, and replaced.
   const foreign = await buildCrl({ issuer: otherCa });
   assert.equal(parseCrls(foreign).length, 1);
-  await respCommand(redis.port, ['HSET', `certbound:crl:${urlId(crlUrl)}`, 'der', foreign]);
+  await redisCall(redis.port, 'HSET', `certbound:crl:${urlId(crlUrl)}`, 'der', foreign);
   a.checker.clear();
   assert.deepEqual(brief(await a.checker.check([crlRevoked.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'crl', fromCache: false, reason: null });
   assert.equal(crlRequests, 2);

@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import type { Redis, RedisOptions } from 'ioredis';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
-import { readRegularFile, readFailure } from '../read-file.js';
+import { readPassphraseFile } from '../tls/server-material.js';
 import {
   checkDocument, checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, documentMac, documentMaxBytes, documentName, fleetKeys, FLEET_TICKET_KEY_BYTES, lockTtl, type DocumentRefusal,
   openTicketRecord, readFleetSecret, rotationDue, sealTicketKeys, type FleetDocumentKind, type FleetKeys, type FleetSecretKeys,
@@ -214,15 +214,6 @@ function parseAnnouncement(message: Buffer | string): FleetAnnouncement | undefi
   return { kind: a.kind as FleetAnnouncement['kind'], id: a.id, fence: a.fence, from: a.from, nextUpdate };
 }
 
-function readPasswordFile(path: string): string {
-  try {
-    const first = readRegularFile(path, 4096).toString('utf8').split(/\r?\n/)[0] ?? '';
-    if (first === '') throw new Error('its first line is empty');
-    return first;
-  } catch (err) {
-    throw new CertboundError('CB_ERR_PASSPHRASE_FILE', [path, readFailure(err)], { cause: err });
-  }
-}
 
 export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, { source: 'fleet' | 'local'; generation: number }]; rejoin: [] }> implements FleetDocuments {
   readonly namespace: string;
@@ -282,7 +273,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       const t = options.tickets === true || options.tickets === undefined ? {} : options.tickets;
       this.#tickets = { rotationMs: checkRotation(t.rotationMs ?? DEFAULTS.ticketKeyRotationMs, t.ticketLifetimeSeconds ?? DEFAULTS.ticketLifetimeSeconds) };
     }
-    const password = options.passwordFile !== undefined ? readPasswordFile(options.passwordFile) : options.password;
+    const password = options.passwordFile !== undefined ? readPassphraseFile(options.passwordFile) : options.password;
     const ca = options.ca === undefined ? undefined : Array.isArray(options.ca) ? options.ca : [options.ca];
     this.#redisOptions = {
       host: url.hostname.replace(/^\[|\]$/g, ''),

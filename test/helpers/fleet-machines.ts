@@ -1,10 +1,10 @@
 // Fleet tests (test/fleet.test.ts): `certbound serve` processes standing in for machines (their
 // pino lines collected), TLS visits that return /connection with the staple and the session, a
-// slow OCSP relay that counts and can hold requests, and a binary-safe RESP reader for Redis.
+// slow OCSP relay that counts and can hold requests. Redis commands: test/helpers/redis.ts.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { connect, type SecureVersion } from 'node:tls';
-import { connect as netConnect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -171,79 +171,4 @@ export class OcspRelay {
   }
 }
 
-/** RESP reply parsed: bulk strings as Buffers (binary-safe), arrays, integers, simple strings; null for nil. */
-export type Resp = Buffer | number | string | null | Resp[];
-
-const TRUNCATED = new Error('truncated RESP reply');
-
-function parseResp(b: Buffer, at = 0): [Resp, number] {
-  const eol = b.indexOf('\r\n', at);
-  if (eol < 0) throw TRUNCATED;
-  const type = String.fromCharCode(b[at] as number);
-  const head = b.subarray(at + 1, eol).toString('latin1');
-  const next = eol + 2;
-  switch (type) {
-    case '+': return [head, next];
-    case '-': throw new Error(`Redis error: ${head}`);
-    case ':': return [Number(head), next];
-    case '$': {
-      const n = Number(head);
-      if (n < 0) return [null, next];
-      if (b.length < next + n + 2) throw TRUNCATED;
-      return [b.subarray(next, next + n), next + n + 2];
-    }
-    case '*': {
-      const n = Number(head);
-      if (n < 0) return [null, next];
-      const out: Resp[] = [];
-      let p = next;
-      for (let i = 0; i < n; i++) {
-        const [v, q] = parseResp(b, p);
-        out.push(v);
-        p = q;
-      }
-      return [out, p];
-    }
-    default: throw new Error(`unknown RESP type ${type}`);
-  }
-}
-
-/** One Redis command on a connection of its own; resolves with its reply parsed, as soon as it is complete (bounded: 3 s). */
-export function redisCall(port: number, ...args: (string | Buffer)[]): Promise<Resp> {
-  return new Promise((resolvePromise, reject) => {
-    const s = netConnect(port, '127.0.0.1');
-    let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => { s.destroy(); reject(new Error(`no reply to ${String(args[0])}`)); }, 3000);
-    s.once('connect', () => {
-      const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
-      for (const a of args) { const b = Buffer.isBuffer(a) ? a : Buffer.from(a); parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n')); }
-      s.write(Buffer.concat(parts));
-    });
-    s.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      let reply: Resp;
-      try {
-        reply = parseResp(buf)[0];
-      } catch (err) {
-        if (err === TRUNCATED) return;
-        clearTimeout(timer);
-        s.destroy();
-        reject(err as Error);
-        return;
-      }
-      clearTimeout(timer);
-      s.destroy();
-      resolvePromise(reply);
-    });
-    s.once('error', (err) => { clearTimeout(timer); reject(err); });
-  });
-}
-
-/** HGETALL as a map of Buffers. */
-export async function redisHash(port: number, key: string): Promise<Map<string, Buffer>> {
-  const r = await redisCall(port, 'HGETALL', key);
-  const out = new Map<string, Buffer>();
-  if (!Array.isArray(r)) return out;
-  for (let i = 0; i + 1 < r.length; i += 2) out.set((r[i] as Buffer).toString('latin1'), r[i + 1] as Buffer);
-  return out;
-}
+export { redisCall, redisHash, type Resp } from './redis.js';

@@ -15,8 +15,8 @@ export interface RedisServer {
   /** SIGSTOP / SIGCONT: a Redis that keeps its connections open but does not answer. */
   pause(): void;
   resume(): void;
-  /** Runs redis-cli-like commands over RESP; resolves with the raw reply text. */
-  command(...args: string[]): Promise<string>;
+  /** One command over RESP (binary-safe), its reply parsed (redisCall). */
+  command(...args: (string | Buffer)[]): Promise<Resp>;
 }
 
 function reachable(port: number): Promise<boolean> {
@@ -27,22 +27,81 @@ function reachable(port: number): Promise<boolean> {
   });
 }
 
-/** Sends one RESP command and collects the reply until it goes quiet (bounded). */
-export function respCommand(port: number, args: (string | Buffer)[], waitMs = 300): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+/** RESP reply parsed: bulk strings as Buffers (binary-safe), arrays, integers, simple strings; null for nil. */
+export type Resp = Buffer | number | string | null | Resp[];
+
+const TRUNCATED = new Error('truncated RESP reply');
+
+function parseResp(b: Buffer, at = 0): [Resp, number] {
+  const eol = b.indexOf('\r\n', at);
+  if (eol < 0) throw TRUNCATED;
+  const type = String.fromCharCode(b[at] as number);
+  const head = b.subarray(at + 1, eol).toString('latin1');
+  const next = eol + 2;
+  switch (type) {
+    case '+': return [head, next];
+    case '-': throw new Error(`Redis error: ${head}`);
+    case ':': return [Number(head), next];
+    case '$': {
+      const n = Number(head);
+      if (n < 0) return [null, next];
+      if (b.length < next + n + 2) throw TRUNCATED;
+      return [b.subarray(next, next + n), next + n + 2];
+    }
+    case '*': {
+      const n = Number(head);
+      if (n < 0) return [null, next];
+      const out: Resp[] = [];
+      let p = next;
+      for (let i = 0; i < n; i++) {
+        const [v, q] = parseResp(b, p);
+        out.push(v);
+        p = q;
+      }
+      return [out, p];
+    }
+    default: throw new Error(`unknown RESP type ${type}`);
+  }
+}
+
+/** One Redis command on a connection of its own; resolves with its reply parsed, as soon as it is complete (bounded: 3 s). */
+export function redisCall(port: number, ...args: (string | Buffer)[]): Promise<Resp> {
+  return new Promise((resolvePromise, reject) => {
     const s = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    let timer: NodeJS.Timeout | undefined;
-    const done = () => { s.destroy(); resolve(Buffer.concat(chunks)); };
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`no reply to ${String(args[0])}`)); }, 3000);
     s.once('connect', () => {
       const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
       for (const a of args) { const b = Buffer.isBuffer(a) ? a : Buffer.from(a); parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n')); }
       s.write(Buffer.concat(parts));
-      timer = setTimeout(done, 2000);
     });
-    s.on('data', (d: Buffer) => { chunks.push(d); if (timer) clearTimeout(timer); timer = setTimeout(done, waitMs); });
-    s.once('error', reject);
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      let reply: Resp;
+      try {
+        reply = parseResp(buf)[0];
+      } catch (err) {
+        if (err === TRUNCATED) return;
+        clearTimeout(timer);
+        s.destroy();
+        reject(err as Error);
+        return;
+      }
+      clearTimeout(timer);
+      s.destroy();
+      resolvePromise(reply);
+    });
+    s.once('error', (err) => { clearTimeout(timer); reject(err); });
   });
+}
+
+/** HGETALL as a map of Buffers. */
+export async function redisHash(port: number, key: string): Promise<Map<string, Buffer>> {
+  const r = await redisCall(port, 'HGETALL', key);
+  const out = new Map<string, Buffer>();
+  if (!Array.isArray(r)) return out;
+  for (let i = 0; i + 1 < r.length; i += 2) out.set((r[i] as Buffer).toString('latin1'), r[i + 1] as Buffer);
+  return out;
 }
 
 export async function startRedis(): Promise<RedisServer> {
@@ -73,8 +132,8 @@ export async function startRedis(): Promise<RedisServer> {
     resume() {
       child?.kill('SIGCONT');
     },
-    async command(...args: string[]) {
-      return (await respCommand(port, args)).toString('latin1');
+    command(...args: (string | Buffer)[]) {
+      return redisCall(port, ...args);
     },
   };
   await server.start();
