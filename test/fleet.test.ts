@@ -281,7 +281,7 @@ describe('a fleet of four machines on one Redis', () => {
       // An announcement as another machine would send it, so that every machine reads the document now.
       // Six subscribers: A, B, C, D's primary and D's two workers (their connection serves the revocation cache).
       assert.equal(await redisCall(port, 'PUBLISH', `${NS}:announce`, JSON.stringify({ kind: 'staple', id: fx.fp, fence: 999, from: 'attacker', nextUpdate: Date.now() + 86_400_000 })), 6);
-      await until(`every machine refused ${kind}`, 8000, () => fx.machines.every((m, i) => refusals(m).length > (refusedBefore[i] as number)));
+      await until(`every machine refused ${kind}`, 15_000, () => fx.machines.every((m, i) => refusals(m).length > (refusedBefore[i] as number)));
       // Meanwhile (the replacement is held by the relay) each machine staples what it held before, never the tampered bytes.
       for (const v of await Promise.all(fx.machines.map((m) => visit<ConnectionJson>(m.port, clientOpts())))) {
         assert.ok(v.staple && !v.staple.equals(bad) && (await verifies(v.staple)), 'a verified staple, not the tampered one');
