@@ -15,7 +15,7 @@ const dir = resolve(import.meta.dirname, '..', '.test-build', 'test');
 // rotation, renegotiation holds, real OCSP schedules), and a third file uses that time.
 const CONCURRENCY = Number(process.env.CERTBOUND_TEST_CONCURRENCY ?? 3);
 /** A file still running after this is killed and counts as failed. */
-const FILE_TIMEOUT_MS = 240_000;
+const FILE_TIMEOUT_MS = 120_000;
 // Longest wall time first (measured three at a time on a 2-core machine); files not listed run after, by name.
 const LONGEST_FIRST = [
   'package', 'fleet', 'cli', 'renegotiation-guard', 'trust-matrix', 'examples', 'ocsp-controls', 'startup-errors', 'cluster-serve',

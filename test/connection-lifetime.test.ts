@@ -20,6 +20,8 @@ import type { TLSSocket } from 'node:tls';
 
 const LIFETIME_MS = 300;
 const GRACE_MS = Math.min(LIFETIME_MS, DEFAULTS.maxConnectionLifetimeGraceMs);
+/** How late a cut may come on a loaded 2-core machine (the suite runs three files at a time); without the cut the connection stays open past every bound here. */
+const SLACK_MS = 1500;
 /** 32 MB: far more than loopback socket buffers hold, so that the response is still being sent at the lifetime. */
 const BIG = Buffer.alloc(32 * 1024 * 1024, 0x61);
 
@@ -112,7 +114,7 @@ describe('maxConnectionLifetime: 300 ms', { concurrency: true }, () => {
     assert.equal(counted, before, 'no /count handler ran after the lifetime');
     assert.ok(closedAt > 0, 'the server closed the connection');
     const after = closedAt - started;
-    assert.ok(after >= LIFETIME_MS + GRACE_MS - 50 && after < LIFETIME_MS + GRACE_MS + 700, `closed ${after} ms after connecting`);
+    assert.ok(after >= LIFETIME_MS + GRACE_MS - 50 && after < LIFETIME_MS + GRACE_MS + SLACK_MS, `closed ${after} ms after connecting`);
   });
 
   test('a streaming response at the lifetime: a request pipelined after it gets 503 CB_ERR_CONNECTION_EXPIRED, not its handler', async () => {
@@ -124,14 +126,14 @@ describe('maxConnectionLifetime: 300 ms', { concurrency: true }, () => {
     const refused = responseWithStatus(r.text, 503);
     assert.ok(refused, r.text.slice(-400));
     assert.equal(JSON.parse(refused.body).code, 'CB_ERR_CONNECTION_EXPIRED');
-    assert.ok(r.closedAfterMs < LIFETIME_MS + GRACE_MS + 700, `closed after ${r.closedAfterMs} ms`);
+    assert.ok(r.closedAfterMs < LIFETIME_MS + GRACE_MS + SLACK_MS, `closed after ${r.closedAfterMs} ms`);
   });
 
   for (const servername of ['localhost', 'twin.localhost']) {
     test(`a never-ending streaming response (${servername}) is cut after the lifetime and the grace`, async () => {
       const r = await pipelineAfter(port, 'GET /drip HTTP/1.1\r\nHost: localhost\r\n\r\n', '', 0, servername);
       assert.match(r.text, /^HTTP\/1\.1 200 /);
-      assert.ok(r.closedAfterMs >= LIFETIME_MS + GRACE_MS - 50 && r.closedAfterMs < LIFETIME_MS + GRACE_MS + 700, `closed after ${r.closedAfterMs} ms`);
+      assert.ok(r.closedAfterMs >= LIFETIME_MS + GRACE_MS - 50 && r.closedAfterMs < LIFETIME_MS + GRACE_MS + SLACK_MS, `closed after ${r.closedAfterMs} ms`);
     });
   }
 
@@ -145,7 +147,7 @@ describe('maxConnectionLifetime: 300 ms', { concurrency: true }, () => {
     const closed = new Promise<number>((resolve) => session.once('close', () => resolve(Date.now() - started)));
     const after = await Promise.race([closed, sleep(3000).then(() => -1)]);
     session.destroy();
-    assert.ok(after >= LIFETIME_MS + GRACE_MS - 50 && after < LIFETIME_MS + GRACE_MS + 700, `closed after ${after} ms`);
+    assert.ok(after >= LIFETIME_MS + GRACE_MS - 50 && after < LIFETIME_MS + GRACE_MS + SLACK_MS, `closed after ${after} ms`);
   });
 
   test('HTTP/2: GOAWAY at the lifetime; the stream in flight completes', async () => {

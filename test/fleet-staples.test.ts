@@ -71,7 +71,7 @@ test('staples from Redis: no MAC, no read; an older good after a revoked is refu
   assert.equal(getServerOcspResponseContext(a.handle).status, OcspHandleStatus.CRYPT_E_REVOCATION_OFFLINE, 'revoked: nothing stapled');
   // A stored the CA's "revoked" and announced it: B drops its staple too, without asking the responder.
   const askedBefore = asked;
-  for (let i = 0; i < 50 && getServerOcspResponseContext(b.handle).status === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  for (const until = Date.now() + 10_000; Date.now() < until && getServerOcspResponseContext(b.handle).status === 0;) await new Promise((r) => setTimeout(r, 50));
   assert.equal(getServerOcspResponseContext(b.handle).status, OcspHandleStatus.CRYPT_E_REVOCATION_OFFLINE, 'B heard of it');
   assert.deepEqual([b.updates.at(-1)?.reason, b.updates.at(-1)?.source], ['cert-revoked', 'fleet']);
   assert.equal(asked, askedBefore);
@@ -92,7 +92,8 @@ test('staples from Redis: no MAC, no read; an older good after a revoked is refu
   const d = await machine('D', 1500);
   assert.equal(asked, before + 1, 'D retrieved once the stuck lock lapsed');
   assert.deepEqual(d.updates.map((u) => [u.outcome, u.source]), [['stapled', 'responder']], 'what the responder said');
-  assert.ok(Date.now() - started < 1500 + 1000 + 1500, `within the lock's expiry and one retrieval (${Date.now() - started} ms)`);
+  // The lock's expiry, one retrieval's timeout, and a margin for a loaded machine (the planted lock never expires).
+  assert.ok(Date.now() - started < 1500 + 1000 + 4000, `within the lock's expiry and one retrieval (${Date.now() - started} ms)`);
   const lock = await redisCall(redis.port, 'GET', `certbound:lock:staple:${fp}`);
   assert.ok(lock === null || !lock.toString().includes('evil'), 'the planted lock is gone');
   const fence = String(await redisCall(redis.port, 'GET', `certbound:fence:staple:${fp}`));

@@ -248,8 +248,9 @@ describe('a fleet of four machines on one Redis', () => {
   test('a staple tampered with in Redis is refused and logged by every machine, never stapled, and replaced by one retrieval', async (t) => {
     const port = fx.redis.port;
     const keys = deriveFleetKeys(Buffer.from(fx.secretText), NS);
-    // The replacing retrieval is held 600 ms (less than the lock lives): every machine reads the tampered bytes before it lands.
-    fx.relay.delayMs = 600;
+    // The replacing retrieval is held until every machine has refused the tampered bytes (at most
+    // 1.5 s, less than the lock lives): every machine reads them before the replacement lands.
+    fx.relay.delayMs = 1500;
     t.after(() => { fx.relay.delayMs = 0; });
     // Without the fleet secret a writer cannot make a MAC: refused before any parsing. With it (a
     // machine of the fleet gone wrong), the bytes are still checked as a retrieved response is.
@@ -271,6 +272,8 @@ describe('a fleet of four machines on one Redis', () => {
         bad[at + sig.length - 2] = (bad[at + sig.length - 2] as number) ^ 0x01;
         assert.ok(basicOf(bad), 'still parses');
       }
+      // A second after the last case's announcement, so that no machine defers its read (at most one a second).
+      await sleep(1100);
       const requests = fx.responder.requests;
       const before = newestStaple();
       const refusals = (m: Machine) => m.logs.filter((l) => l.outcome === 'refused' && (l.event === 'ocsp-update' || l.event === 'fleet-document'));
@@ -281,7 +284,8 @@ describe('a fleet of four machines on one Redis', () => {
       // An announcement as another machine would send it, so that every machine reads the document now.
       // Six subscribers: A, B, C, D's primary and D's two workers (their connection serves the revocation cache).
       assert.equal(await redisCall(port, 'PUBLISH', `${NS}:announce`, JSON.stringify({ kind: 'staple', id: fx.fp, fence: 999, from: 'attacker', nextUpdate: Date.now() + 86_400_000 })), 6);
-      await until(`every machine refused ${kind}`, 15_000, () => fx.machines.every((m, i) => refusals(m).length > (refusedBefore[i] as number)));
+      await until(() => `every machine refused ${kind}; not: ${fx.machines.filter((m, i) => refusals(m).length <= (refusedBefore[i] as number)).map((m) => m.name).join(', ')}`, 15_000, () => fx.machines.every((m, i) => refusals(m).length > (refusedBefore[i] as number)));
+      fx.relay.release();
       // Meanwhile (the replacement is held by the relay) each machine staples what it held before, never the tampered bytes.
       for (const v of await Promise.all(fx.machines.map((m) => visit<ConnectionJson>(m.port, clientOpts())))) {
         assert.ok(v.staple && !v.staple.equals(bad) && (await verifies(v.staple)), 'a verified staple, not the tampered one');

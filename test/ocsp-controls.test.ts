@@ -31,7 +31,11 @@ async function serve(args: string[], cwd: string, ready: RegExp): Promise<Runnin
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   let gone = false;
   void exited.then(() => { gone = true; });
-  for (let i = 0; i < 400 && !ready.test(out) && !gone; i++) await sleep(25);
+  // Bounded in time (a loaded machine forks workers slowly); a server that never got ready is
+  // killed here, or its pipes would keep this test process alive.
+  const until = Date.now() + 30_000;
+  while (Date.now() < until && !ready.test(out) && !gone) await sleep(25);
+  if (!ready.test(out) && !gone) { try { process.kill(-(child.pid as number), 'SIGKILL'); } catch { /* gone */ } }
   assert.match(out, ready, out);
   return { child, output: () => out, exited, gone: () => gone };
 }

@@ -10,7 +10,8 @@ import Fastify from 'fastify';
 import { certboundPlugin, type CertboundPluginOptions } from '../src/server/plugin.js';
 import { createServer, type CreateServerOptions } from '../src/server/server.js';
 import type { FleetOptions } from '../src/fleet/fleet.js';
-import { CHANNEL_BINDING_SCHEMA, FLEET_SCHEMA, PLUGIN_SCHEMA, REVOCATION_SCHEMA, SERVER_SCHEMA, optionsReferenceMarkdown } from '../src/server/options.js';
+import { Ajv } from 'ajv';
+import { CHANNEL_BINDING_SCHEMA, FLEET_SCHEMA, OCSP_SCHEMA, OPTION_AJV_SETTINGS, PLUGIN_SCHEMA, REVOCATION_SCHEMA, SERVER_SCHEMA, addOptionKeywords, optionsReferenceMarkdown } from '../src/server/options.js';
 import type { RevocationOptions } from '../src/ocsp/revocation.js';
 import type { ServerChannelBindingConfig } from '../src/cbt/server-bindings.js';
 import { isCertboundError } from '../src/errors.js';
@@ -61,6 +62,18 @@ const invalid = (message: string) => (err: unknown) => {
   assert.equal((err as Error).message, message);
   return true;
 };
+
+test('every option schema is valid JSON Schema (the meta-schema check the runtime skips) and compiles in strict mode', () => {
+  // Start-up compiles with validateSchema: false (OPTION_AJV_SETTINGS); this is where a schema
+  // mistake is caught instead: full meta-schema validation, strict mode, the code optimizer on.
+  const ajv = addOptionKeywords(new Ajv({ ...OPTION_AJV_SETTINGS, validateSchema: true, code: { optimize: true } }));
+  for (const [name, schema] of Object.entries({ SERVER_SCHEMA, PLUGIN_SCHEMA, OCSP_SCHEMA, FLEET_SCHEMA, REVOCATION_SCHEMA, CHANNEL_BINDING_SCHEMA })) {
+    assert.equal(ajv.validateSchema(schema as object), true, `${name}: ${ajv.errorsText(ajv.errors)}`);
+    assert.equal(typeof ajv.compile(schema as object), 'function', name);
+  }
+  // And the check can fail: a misspelt type is refused.
+  assert.equal(ajv.validateSchema({ type: 'strnig' }), false);
+});
 
 test('app.register(certbound, bad options) stops start-up with CB_ERR_INVALID_OPTION naming the option and why', async () => {
   const rows: Array<[unknown, string]> = [
