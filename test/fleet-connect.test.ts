@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { issueCertificate, OID } from '../src/tls/cert-builder.js';
 import { createFleet } from '../src/fleet/fleet.js';
 import { freePort } from './helpers/exec.js';
+import { redisCall } from './helpers/redis.js';
 import { tempDir } from './helpers/pki.js';
 
 async function redisWith(args: string[], port: number): Promise<() => Promise<void>> {
@@ -88,4 +89,37 @@ test('a password from a file and an ACL user: joined; a wrong password is refuse
   assert.match(wrong.status().reason ?? '', /WRONGPASS|invalid|NOAUTH/i);
   const text = lines.join('\n') + JSON.stringify([byFile.status(), acl.status(), wrong.status()]);
   for (const pass of ['default-pass-123', 'acl-pass-456', 'wrong-pass']) assert.ok(!text.includes(pass), `${pass} is never shown`);
+});
+
+test('a Redis user that may not run scripts (NOPERM): degraded with the reason, said once, and the ticket keys still rotate on this machine; a planted fence of another type heals', async (t) => {
+  const port = await freePort();
+  const stop = await redisWith(['--port', String(port), '--user', 'nolua', 'on', '>nolua-pass-789', '~certbound:*', '&certbound:*', '+@all', '-eval', '-evalsha'], port);
+  t.after(stop);
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = { info: (o: object) => { lines.push(o as Record<string, unknown>); }, warn: (o: object) => { lines.push(o as Record<string, unknown>); }, error: (o: object) => { lines.push(o as Record<string, unknown>); } };
+  const tickets = { rotationMs: 1000, ticketLifetimeSeconds: 1 };
+  const noLua = createFleet({ url: `redis://nolua:nolua-pass-789@127.0.0.1:${port}`, secret, machine: 'no-lua', logger, tickets });
+  t.after(() => noLua.close());
+  await noLua.start();
+  const status = noLua.status();
+  assert.deepEqual([status.state, status.tickets.source], ['degraded', 'local']);
+  assert.match(status.reason ?? '', /^Redis refused a command: NOPERM/);
+  const first = noLua.ticketKeys();
+  assert.equal(first?.length, 48);
+  // Keys of this machine are never kept past their interval: rotated here (the fleet's lock cannot be taken).
+  const deadline = Date.now() + 5000;
+  while (noLua.ticketKeys()?.equals(first as Buffer) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(noLua.ticketKeys()?.equals(first as Buffer), false, 'rotated on this machine');
+  assert.equal(noLua.status().tickets.source, 'local');
+  assert.equal(lines.filter((l) => l.code === 'CB_ERR_FLEET_UNAVAILABLE').length, 1, 'said once');
+
+  // A hash planted where the tickets' fencing counter belongs (and the lock's): the lock script removes them and the fleet rotates as usual.
+  assert.equal(await redisCall(port, 'HSET', 'certbound:fence:tickets', 'x', 'y'), 1);
+  assert.equal(await redisCall(port, 'HSET', 'certbound:lock:tickets', 'x', 'y'), 1);
+  const healed = createFleet({ url: `redis://127.0.0.1:${port}`, secret, machine: 'healed', logger, tickets });
+  t.after(() => healed.close());
+  await healed.start();
+  assert.deepEqual([healed.status().state, healed.status().tickets.source, healed.status().tickets.generation], ['connected', 'fleet', 1]);
+  assert.equal(await redisCall(port, 'TYPE', 'certbound:fence:tickets'), 'string');
+  assert.equal(lines.filter((l) => l.code === 'CB_ERR_FLEET_TICKETS').length, 0, 'nothing to report: healed');
 });

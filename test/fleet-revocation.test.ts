@@ -159,3 +159,57 @@ test('two machines share the signed OCSP responses and CRLs: one retrieval, each
   assert.deepEqual(brief(await b.checker.check([revoked.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: false, reason: null });
   assert.equal(responder.requests, before + 3);
 });
+
+test('a client certificate\'s OCSP response or CRL read from the fleet is used for at most an hour after it was stored, however long it is valid: then the CA is asked and its "revoked" holds', async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  // One clock for both machines and their fleets; responses and CRLs valid for a week.
+  let clock = Date.now();
+  const now = () => clock;
+  const ca = await issueCertificate({ subject: { commonName: 'fleet hour CA' }, ca: true });
+  const responder = await startDevOcspResponder({ issuer: ca, validityMinutes: 7 * 24 * 60 });
+  t.after(() => responder.close());
+  let crlBody: Buffer = Buffer.alloc(0);
+  let crlRequests = 0;
+  const crlServer = http.createServer((_req, res) => { crlRequests++; res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(crlBody); });
+  await new Promise<void>((resolve) => crlServer.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { crlServer.close(() => resolve()); crlServer.closeAllConnections(); }));
+  const crlUrl = `http://127.0.0.1:${(crlServer.address() as AddressInfo).port}/hour.crl`;
+  const byOcsp = await issueCertificate({ subject: { commonName: 'hour-ocsp' }, issuer: ca, extKeyUsage: [OID.clientAuth], ocspUrl: responder.url });
+  const byCrl = await issueCertificate({ subject: { commonName: 'hour-crl' }, issuer: ca, extKeyUsage: [OID.clientAuth], crlUrl });
+  const week = 7 * 24 * 3_600_000;
+  crlBody = await buildCrl({ issuer: ca, thisUpdate: new Date(clock - 60_000), nextUpdate: new Date(clock + week) });
+  const machine = async (name: string) => {
+    const fleet = createFleet({ url: redis.url, secret: 'fleet hour test secret, at least 32 bytes long', machine: name, tickets: false, now });
+    t.after(() => fleet.close());
+    await fleet.start();
+    return createRevocationChecker({ fleet, now, urlRetrievalTimeoutMs: 3000 });
+  };
+  const a = await machine('hour-a');
+  const b = await machine('hour-b');
+  // A asks the CA (good) and stores; ten minutes later B takes A's documents without asking.
+  assert.deepEqual([brief(await a.check([byOcsp.der, ca.der])), brief(await a.check([byCrl.der, ca.der]))], [
+    { certFlags: 0, source: 'ocsp', fromCache: false, reason: null }, { certFlags: 0, source: 'crl', fromCache: false, reason: null }]);
+  assert.deepEqual([responder.requests, crlRequests], [1, 1]);
+  const stored = await hgetFields(redis.port, `certbound:ocsp:${ocspId(byOcsp, ca)}`, ['der', 'storedAt', 'mac']);
+  clock += 10 * 60_000;
+  assert.deepEqual([brief(await b.check([byOcsp.der, ca.der])), brief(await b.check([byCrl.der, ca.der]))], [
+    { certFlags: 0, source: 'ocsp', fromCache: true, reason: null }, { certFlags: 0, source: 'crl', fromCache: true, reason: null }]);
+  assert.deepEqual([responder.requests, crlRequests], [1, 1]);
+  // Both are revoked at the CA. B's copies, read ten minutes after they were stored, are still
+  // used within the hour (the documented bound: fleetRevocationMaxAgeMs)…
+  responder.revoke(serialHex(byOcsp.certificate));
+  crlBody = await buildCrl({ issuer: ca, revoked: [{ serialHex: serialHex(byCrl.certificate) }], thisUpdate: new Date(clock - 60_000), nextUpdate: new Date(clock + week) });
+  clock += 40 * 60_000;
+  assert.deepEqual([(await b.check([byOcsp.der, ca.der])).certFlags, (await b.check([byCrl.der, ca.der])).certFlags], [0, 0]);
+  // …and not after it, though they are valid for a week: B asks the CA, and the revocation holds.
+  clock += 11 * 60_000;
+  assert.deepEqual([brief(await b.check([byOcsp.der, ca.der])), brief(await b.check([byCrl.der, ca.der]))], [
+    { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: false, reason: null }, { certFlags: CertStatus.CERT_E_REVOKED, source: 'crl', fromCache: false, reason: null }]);
+  assert.deepEqual([responder.requests, crlRequests], [2, 2]);
+  // The old "good" put back (a Redis writer replays the whole document, MAC and time): a new machine does not take it.
+  await redisCall(redis.port, 'DEL', `certbound:ocsp:${ocspId(byOcsp, ca)}`);
+  await redisCall(redis.port, 'HSET', `certbound:ocsp:${ocspId(byOcsp, ca)}`, 'der', stored[0] as Buffer, 'storedAt', stored[1] as Buffer, 'mac', stored[2] as Buffer);
+  const c = await machine('hour-c');
+  assert.deepEqual(brief(await c.check([byOcsp.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: false, reason: null });
+});

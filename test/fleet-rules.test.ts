@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   checkDocument, checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, documentMac, fleetKeys, fleetSessionIdContext, lockTtl,
-  openTicketRecord, readFleetSecret, sealTicketKeys, urlId,
+  openTicketRecord, readFleetPasswordFile, readFleetSecret, sealTicketKeys, urlId,
 } from '../src/fleet/fleet-rules.js';
 import { isCertboundError } from '../src/errors.js';
 import { tempDir } from './helpers/pki.js';
@@ -58,8 +58,13 @@ test('the fleet secret: a 0600 file of at least 32 bytes (a trailing newline doe
     chmodSync(p, mode);
     return p;
   };
-  assert.equal(readFleetSecret(file('ok', `${'abcdefgh'.repeat(4)}\n`, 0o600)).length, 32);
-  assert.equal(readFleetSecret(file('ok-ro', 'bcdefghi'.repeat(5), 0o400)).length, 40);
+  const RANDOM = 'Kq3v9ZtB7xw2LmNp0sYd4HfJ8cRgUe1A';
+  assert.equal(readFleetSecret(file('ok', `${RANDOM}\n`, 0o600)).length, 32);
+  assert.equal(readFleetSecret(file('ok-ro', `${RANDOM}bcdefghi`, 0o400)).length, 40);
+  // A short pattern repeated has the length and the distinct values, not the secrecy.
+  for (const [name, text] of [['period-8', 'abcdefgh'.repeat(4)], ['period-15', 'abcdefghijklmno'.repeat(3)], ['period-10', 'abcdefghij'.repeat(4)]] as const) {
+    assert.match((() => { try { readFleetSecret(file(name, text, 0o600)); } catch (e) { return `${(e as { code?: string }).code} ${(e as Error).message}`; } return ''; })(), /^CB_ERR_FLEET_SECRET .*repeats a pattern of \d+ bytes/, name);
+  }
   assert.equal(code(() => readFleetSecret(file('spaces', ' '.repeat(48), 0o600))), 'CB_ERR_FLEET_SECRET', '48 spaces are no secret');
   assert.equal(code(() => readFleetSecret(file('nuls', Buffer.alloc(48), 0o600))), 'CB_ERR_FLEET_SECRET', '48 NUL bytes are no secret');
   assert.equal(readFleetSecret(file('hex', `${'0123456789abcdef'.repeat(4)}\n`, 0o600)).length, 64, 'hex has 16 distinct values: enough');
@@ -73,8 +78,14 @@ test('the fleet secret: a 0600 file of at least 32 bytes (a trailing newline doe
   ];
   for (const [path, err] of rows) assert.equal(code(() => readFleetSecret(path)), err, path);
   assert.match((() => { try { readFleetSecret(join(dir, 'wide')); } catch (e) { return (e as Error).message; } return ''; })(), /mode 0644/);
+  // The file's problem once, after the file's name (not a second 'Cannot use …' prefix).
+  assert.equal((() => { try { readFleetSecret(join(dir, 'missing')); } catch (e) { return (e as Error).message; } return ''; })(), `Cannot use the fleet secret ${join(dir, 'missing')}: ENOENT`);
+  // The Redis password file: the same mode rule (CB_ERR_PASSPHRASE_FILE), its first line.
+  assert.equal(readFleetPasswordFile(file('pass', 'redis-pass\nignored\n', 0o600)), 'redis-pass');
+  assert.equal(code(() => readFleetPasswordFile(file('pass-wide', 'redis-pass\n', 0o644))), 'CB_ERR_PASSPHRASE_FILE');
+  assert.equal(code(() => readFleetPasswordFile(join(dir, 'no-pass'))), 'CB_ERR_PASSPHRASE_FILE');
   assert.equal(code(() => checkFleetSecret('x'.repeat(31))), 'CB_ERR_FLEET_SECRET');
-  assert.equal(checkFleetSecret(`${'wxyz1234'.repeat(4)}\r\n`).length, 32);
+  assert.equal(checkFleetSecret(`${RANDOM}\r\n`).length, 32);
 });
 
 test('sealed ticket keys: opened only with the same secret and namespace, and any changed field or byte is refused', () => {

@@ -37,14 +37,15 @@ test('staples from Redis: no MAC, no read; an older good after a revoked is refu
     for (const f of fleets) await f.close();
   });
   const machine = async (name: string, lockTtlMs = 30_000) => {
-    const fleet = createFleet({ url: redis.url, secret: SECRET, machine: name, tickets: false, lockTtlMs });
+    const warns: Array<Record<string, unknown>> = [];
+    const fleet = createFleet({ url: redis.url, secret: SECRET, machine: name, tickets: false, lockTtlMs, logger: { info: () => {}, error: () => {}, warn: (o) => { warns.push(o as Record<string, unknown>); } } });
     fleets.push(fleet);
     await fleet.start();
     const updates: OcspUpdate[] = [];
     const { status, handle } = await openServerOcspResponse([leaf.der, ca.der], 0, { fleet, fetcher, onUpdate: (u) => updates.push(u), settings: { SrvOcspRespUrlRetrievalTimeoutMilliseconds: 1000 } });
     assert.equal(status, OcspHandleStatus.NO_ERROR);
     handles.push(handle as ServerOcspResponseHandle);
-    return { fleet, handle: handle as ServerOcspResponseHandle, updates };
+    return { fleet, handle: handle as ServerOcspResponseHandle, updates, warns };
   };
   // refresh() joins a retrieval already running (here: a read another machine's announcement
   // started, which may have begun before the change the test just made): ask again until the
@@ -104,4 +105,36 @@ test('staples from Redis: no MAC, no read; an older good after a revoked is refu
   assert.ok(lock === null || !lock.toString().includes('evil'), 'the planted lock is gone');
   const fence = String(await redisCall(redis.port, 'GET', `certbound:fence:staple:${fp}`));
   assert.match(fence, /^\d{1,15}$/, `the counter restarted within range (${fence})`);
+
+  // An announcement makes a machine read, never retrieve: the document deleted and announced again
+  // (or one that cannot be read), and D keeps its staple and its schedule without asking the responder.
+  const announce = () => redisCall(redis.port, 'PUBLISH', 'certbound:announce', JSON.stringify({ kind: 'staple', id: fp, fence: 1, from: 'attacker', nextUpdate: null }));
+  const askedQuiet = asked;
+  await redisCall(redis.port, 'DEL', key);
+  for (let i = 0; i < 2; i++) {
+    assert.equal(await announce(), 4, 'the four machines\' connections hear it (A, B and C have closed their handles)');
+    await new Promise((r) => setTimeout(r, 1100));
+  }
+  assert.equal(asked, askedQuiet, 'no retrieval for an announcement');
+  assert.equal(getServerOcspResponseContext(d.handle).status, OcspHandleStatus.NO_ERROR, 'D still staples');
+
+  // Fields past their bounds are never read (checked and read in one script): a 2 MB MAC and a 2 MB
+  // time next to a good staple, then a hash where a string belongs, then a string where the hash belongs.
+  const good = getServerOcspResponseContext(d.handle).context?.encodedOcspResponse as Buffer;
+  await redisCall(redis.port, 'HSET', key, 'der', good, 'storedAt', '1'.repeat(2 * 1024 * 1024), 'mac', 'A'.repeat(2 * 1024 * 1024));
+  assert.equal(await d.fleet.readStored('staple', fp), undefined);
+  assert.deepEqual(d.warns.map((w) => [w.event, w.kind, w.reason]).at(-1), ['fleet-document', 'staple', 'too-large']);
+  await redisCall(redis.port, 'DEL', key);
+  await redisCall(redis.port, 'SET', key, 'a string');
+  assert.equal(await d.fleet.readStored('staple', fp), undefined);
+  assert.deepEqual(d.warns.map((w) => [w.event, w.kind, w.reason]).at(-1), ['fleet-document', 'staple', 'malformed']);
+  assert.equal(d.fleet.status().state, 'connected', 'a bad document is not an outage');
+  // A hash planted as the fencing counter: the next lock removes it.
+  await redisCall(redis.port, 'DEL', key);
+  await redisCall(redis.port, 'DEL', `certbound:fence:staple:${fp}`);
+  await redisCall(redis.port, 'HSET', `certbound:fence:staple:${fp}`, 'x', 'y');
+  const lease = await d.fleet.lead('staple', fp);
+  assert.equal(lease.kind, 'lead');
+  await d.fleet.release(lease);
+  assert.equal(await redisCall(redis.port, 'TYPE', `certbound:fence:staple:${fp}`), 'string');
 });

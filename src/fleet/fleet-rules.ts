@@ -6,6 +6,7 @@ import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { readRegularFile, readFailure } from '../read-file.js';
 import { checkSecretFile } from '../secret-file.js';
+import { readPassphraseFile } from '../tls/server-material.js';
 
 /** Smallest fleet secret (bytes, after trimming the trailing newline): 256 bits. */
 export const FLEET_SECRET_MIN_BYTES = 32;
@@ -93,9 +94,31 @@ export function readFleetSecret(path: string): Buffer {
     data = readRegularFile(path, FLEET_SECRET_MAX_BYTES);
   } catch (err) {
     if (err instanceof CertboundError && err.code === 'CB_ERR_FLEET_SECRET') throw err;
-    throw new CertboundError('CB_ERR_FLEET_SECRET', [path, err instanceof CertboundError ? err.message : readFailure(err)], { cause: err });
+    throw new CertboundError('CB_ERR_FLEET_SECRET', [path, fileProblem(err, path)], { cause: err });
   }
   return checkFleetSecret(data, path);
+}
+
+/** Why a file could not be used, in the inner error's own words without its prefix (which names the same file). */
+function fileProblem(err: unknown, path: string): string {
+  const inner = err instanceof CertboundError ? err.message : readFailure(err);
+  const at = inner.indexOf(`${path}: `);
+  return at >= 0 ? inner.slice(at + path.length + 2) : inner;
+}
+
+/**
+ * Reads the Redis password file (its first line) after the same mode check as the fleet secret:
+ * it opens the fleet's shared state, so group or others may not read it (CB_ERR_PASSPHRASE_FILE).
+ */
+export function readFleetPasswordFile(path: string): string {
+  let report;
+  try {
+    report = checkSecretFile(path);
+  } catch (err) {
+    throw new CertboundError('CB_ERR_PASSPHRASE_FILE', [path, fileProblem(err, path)], { cause: err });
+  }
+  if (report) throw new CertboundError('CB_ERR_PASSPHRASE_FILE', [path, `mode ${report.mode.toString(8).padStart(4, '0')}: group or others can access it (chmod 600 it)`]);
+  return readPassphraseFile(path);
 }
 
 /** A secret given in memory: at least 32 bytes (a trailing newline does not count). */
@@ -105,7 +128,19 @@ export function checkFleetSecret(secret: Buffer | string, where = 'fleet.secret'
   if (b.length < FLEET_SECRET_MIN_BYTES) throw new CertboundError('CB_ERR_FLEET_SECRET', [where, `it holds ${b.length} bytes; at least ${FLEET_SECRET_MIN_BYTES} are needed (e.g. openssl rand -base64 48 > FILE)`]);
   // 40 spaces or NUL bytes have the length and none of the secrecy (hex has 16 distinct values, base64 about 40).
   if (new Set(b).size < FLEET_SECRET_MIN_DISTINCT) throw new CertboundError('CB_ERR_FLEET_SECRET', [where, `it holds only ${new Set(b).size} distinct byte values: not a random secret (e.g. openssl rand -base64 48 > FILE)`]);
+  const period = shortPeriod(b);
+  if (period !== undefined) throw new CertboundError('CB_ERR_FLEET_SECRET', [where, `it repeats a pattern of ${period} bytes: not a random secret (e.g. openssl rand -base64 48 > FILE)`]);
   return Buffer.from(b);
+}
+
+/** The length of a pattern shorter than FLEET_SECRET_MIN_BYTES / 2 that `b` repeats from start to end ('abcdefgh' × 4), if any. */
+export function shortPeriod(b: Buffer): number | undefined {
+  for (let p = 1; p < FLEET_SECRET_MIN_BYTES / 2 && p < b.length; p++) {
+    let i = p;
+    while (i < b.length && b[i] === b[i - p]) i++;
+    if (i === b.length) return p;
+  }
+  return undefined;
 }
 
 /** Keys derived from the fleet secret (HKDF-SHA-256): the secret itself is never stored or sent. */
@@ -145,15 +180,21 @@ export function documentMaxBytes(kind: FleetDocumentKind): number {
 }
 
 /**
- * How long after it was stored a document may be read. A client certificate's OCSP response comes
- * from the fleet without this machine's nonce, so it is taken for at most
- * DEFAULTS.fleetRevocationMaxAgeMs after a machine fetched it (then one machine asks the responder
- * again): a replay of an older answer is bounded by that, not by the response's own validity.
- * Staples and CRLs carry no nonce anyway: their own dates bound them.
+ * How long after it was stored a document may be read, and kept by the machine that read it. The
+ * data behind client-certificate checks (an OCSP response without this machine's nonce, a CRL)
+ * is taken for at most DEFAULTS.fleetRevocationMaxAgeMs after a machine fetched it (then one
+ * machine asks the CA again): someone who can write to Redis and replays an older "good" is
+ * bounded by that hour, not by the response's or the CRL's own validity (often days). Staples
+ * are bounded by their own dates and, after a "revoked", by the older-response rule.
  */
 export function fleetDocumentMaxAge(kind: FleetDocumentKind): number {
-  return kind === 'ocsp' ? DEFAULTS.fleetRevocationMaxAgeMs : Infinity;
+  return kind === 'staple' ? Infinity : DEFAULTS.fleetRevocationMaxAgeMs;
 }
+
+/** Largest storedAt and MAC fields read (bytes): a decimal time and a base64 HMAC-SHA-256 fit with room to spare. */
+export const DOCUMENT_FIELD_MAX_BYTES = 64;
+/** Largest field of a ticket record read (bytes): the sealed keys are 100 base64 characters. */
+export const TICKET_FIELD_MAX_BYTES = 256;
 
 /** Checks a stored document's MAC and age; the bytes when it may be read. */
 export function checkDocument(secret: FleetSecretKeys, kind: FleetDocumentKind, id: string, fields: { der: Buffer | null; storedAt: string | null; mac: string | null }, now: number): { ok: true; der: Buffer; storedAt: number } | { ok: false; reason: DocumentRefusal } {

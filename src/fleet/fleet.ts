@@ -11,14 +11,14 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { isIP } from 'node:net';
 // ioredis (~100 ms to load) is imported by start(): a server without a fleet never loads it.
 import type { Redis, RedisOptions } from 'ioredis';
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
-import { readPassphraseFile } from '../tls/server-material.js';
 import {
-  checkDocument, checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, documentMac, documentMaxBytes, documentName, fleetKeys, FLEET_TICKET_KEY_BYTES, lockTtl, type DocumentRefusal,
-  openTicketRecord, readFleetSecret, rotationDue, sealTicketKeys, type FleetDocumentKind, type FleetKeys, type FleetSecretKeys,
+  checkDocument, checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, DOCUMENT_FIELD_MAX_BYTES, documentMac, documentMaxBytes, documentName, fleetKeys, FLEET_TICKET_KEY_BYTES, lockTtl,
+  openTicketRecord, readFleetPasswordFile, readFleetSecret, rotationDue, sealTicketKeys, TICKET_FIELD_MAX_BYTES, type DocumentRefusal, type FleetDocumentKind, type FleetKeys, type FleetSecretKeys,
 } from './fleet-rules.js';
 
 /** The logger methods the fleet uses (pino and fastify loggers fit). */
@@ -128,10 +128,19 @@ export interface FleetAnnouncement {
   readonly nextUpdate: number | null;
 }
 
+/** A document as a machine of the fleet stored it: its bytes (unverified) and when it was stored (authenticated by the MAC). */
+export interface StoredDocument {
+  readonly der: Buffer;
+  /** ms since the epoch. */
+  readonly storedAt: number;
+}
+
 /** Shared documents (signed bytes): the stapler's and the revocation checker's view of the fleet. */
 export interface FleetDocuments {
   /** The bytes the fleet holds (unverified: verify before use), or undefined (none, or Redis unavailable). Never rejects. */
   read(kind: FleetDocumentKind, id: string): Promise<Buffer | undefined>;
+  /** The same with the time a machine stored it (a reader keeps it no longer than fleetDocumentMaxAge from then). Never rejects. */
+  readStored(kind: FleetDocumentKind, id: string): Promise<StoredDocument | undefined>;
   /** Takes the lock of a document for one retrieval. Never rejects: 'local' when Redis is unavailable. */
   lead(kind: FleetDocumentKind, id: string): Promise<FleetLease>;
   /**
@@ -153,9 +162,14 @@ export interface FleetDocuments {
 
 // Lua: Redis's own compare-and-set. ACQUIRE takes the lock and a new fence atomically.
 // A counter that is no number, or too large to stay exact (2^52), starts again (someone wrote
-// it); a lock left without an expiry (not one of ours) gets the lock's, so it cannot block for ever.
+// it); a lock left without an expiry (not one of ours) gets the lock's, so it cannot block for ever;
+// a lock or counter of another type (a hash planted there) is removed rather than failing every try.
 // Numbers go back as strings: Lua would print a large one as 1e+15.
 const ACQUIRE = `
+for i = 1, 2 do
+  local t = redis.call('TYPE', KEYS[i]).ok
+  if t ~= 'none' and t ~= 'string' then redis.call('DEL', KEYS[i]) end
+end
 local cur = redis.call('GET', KEYS[2])
 if cur and (not string.match(cur, '^%d+$') or string.len(cur) > 15 or tonumber(cur) >= 4503599627370496) then redis.call('DEL', KEYS[2]) end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -183,6 +197,31 @@ if expireAt > 0 then
   if tonumber(t[1]) * 1000 + redis.call('PTTL', KEYS[2]) < keep then redis.call('PEXPIREAT', KEYS[2], keep) end
 end
 return 1`;
+// READ returns a document's three fields only when each is within its bound, checked and read in
+// one step (a 50 MB field never crosses the connection, and cannot be swapped in between):
+// {0} none, {1, der, storedAt, mac}, {2, sizes} too large, {3} not a hash.
+const READ = `
+local t = redis.call('TYPE', KEYS[1]).ok
+if t == 'none' then return {0} end
+if t ~= 'hash' then return {3} end
+local d = redis.call('HSTRLEN', KEYS[1], 'der')
+local s = redis.call('HSTRLEN', KEYS[1], 'storedAt')
+local m = redis.call('HSTRLEN', KEYS[1], 'mac')
+if d == 0 then return {0} end
+if d > tonumber(ARGV[1]) or s > tonumber(ARGV[2]) or m > tonumber(ARGV[2]) then return {2, d .. ' ' .. s .. ' ' .. m} end
+local v = redis.call('HMGET', KEYS[1], 'der', 'storedAt', 'mac')
+return {1, v[1] or '', v[2] or '', v[3] or ''}`;
+// READ_TICKETS: the ticket record's five fields, each within its bound, or {0} none, {2, field} too large, {3} not a hash.
+const READ_TICKETS = `
+local t = redis.call('TYPE', KEYS[1]).ok
+if t == 'none' then return {0} end
+if t ~= 'hash' then return {3} end
+local names = {'fence', 'generation', 'createdAt', 'secretId', 'sealed'}
+for _, f in ipairs(names) do
+  if redis.call('HSTRLEN', KEYS[1], f) > tonumber(ARGV[1]) then return {2, f} end
+end
+local v = redis.call('HMGET', KEYS[1], unpack(names))
+return {1, v[1] or '', v[2] or '', v[3] or '', v[4] or '', v[5] or ''}`;
 // RELEASE deletes the lock only if it is still this holder's.
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -192,6 +231,8 @@ type FleetRedis = Redis & {
   certboundAcquire(lock: string, fence: string, owner: string, ttl: number): Promise<[number, string]>;
   certboundStore(doc: string, fence: string, ...args: (string | Buffer | number)[]): Promise<number>;
   certboundRelease(lock: string, token: string): Promise<number>;
+  certboundReadBuffer(doc: string, maxDer: number, maxField: number): Promise<[number, ...(Buffer | string)[]]>;
+  certboundReadTickets(record: string, maxField: number): Promise<[number, ...string[]]>;
 };
 
 const MAX_ANNOUNCEMENT_BYTES = 1024;
@@ -273,15 +314,17 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       const t = options.tickets === true || options.tickets === undefined ? {} : options.tickets;
       this.#tickets = { rotationMs: checkRotation(t.rotationMs ?? DEFAULTS.ticketKeyRotationMs, t.ticketLifetimeSeconds ?? DEFAULTS.ticketLifetimeSeconds) };
     }
-    const password = options.passwordFile !== undefined ? readPassphraseFile(options.passwordFile) : options.password;
+    const password = options.passwordFile !== undefined ? readFleetPasswordFile(options.passwordFile) : options.password;
     const ca = options.ca === undefined ? undefined : Array.isArray(options.ca) ? options.ca : [options.ca];
+    const host = url.hostname.replace(/^\[|\]$/g, '');
     this.#redisOptions = {
-      host: url.hostname.replace(/^\[|\]$/g, ''),
+      host,
       port: url.port === '' ? 6379 : Number(url.port),
       db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0,
       ...(options.username ?? url.username ? { username: options.username ?? decodeURIComponent(url.username) } : {}),
       ...(password ?? url.password ? { password: password ?? decodeURIComponent(url.password) } : {}),
-      ...(url.protocol === 'rediss:' ? { tls: { servername: url.hostname, ...(ca ? { ca } : {}), ...(options.cert ? { cert: options.cert } : {}), ...(options.key ? { key: options.key } : {}) } } : {}),
+      // SNI only for a name (Node warns, DEP0123, for an IP; the certificate is still checked against it).
+      ...(url.protocol === 'rediss:' ? { tls: { ...(isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}), ...(options.cert ? { cert: options.cert } : {}), ...(options.key ? { key: options.key } : {}) } } : {}),
       lazyConnect: true,
       // Fail at once while disconnected, never queue: no caller waits on Redis being away.
       enableOfflineQueue: false,
@@ -334,6 +377,8 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     cmd.defineCommand('certboundAcquire', { numberOfKeys: 2, lua: ACQUIRE });
     cmd.defineCommand('certboundStore', { numberOfKeys: 2, lua: STORE });
     cmd.defineCommand('certboundRelease', { numberOfKeys: 1, lua: RELEASE });
+    cmd.defineCommand('certboundRead', { numberOfKeys: 1, lua: READ });
+    cmd.defineCommand('certboundReadTickets', { numberOfKeys: 1, lua: READ_TICKETS });
     // A subscriber connection may queue its SUBSCRIBE until it is connected (ioredis resubscribes after a reconnect).
     const sub = new Redis({ ...this.#redisOptions, enableOfflineQueue: true, commandTimeout: undefined, connectionName: `certbound:${this.machine}:sub` } as RedisOptions);
     this.#cmd = cmd;
@@ -366,6 +411,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     if (this.#closed) return;
     this.#closed = true;
     if (this.#ticketTimer) clearTimeout(this.#ticketTimer);
+    if (this.#syncSoonTimer) clearTimeout(this.#syncSoonTimer);
     if (this.#health) clearInterval(this.#health);
     for (const set of this.#waiters.values()) for (const w of set) w();
     this.#waiters.clear();
@@ -376,20 +422,25 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   // --- documents -------------------------------------------------------------------------
 
   async read(kind: FleetDocumentKind, id: string): Promise<Buffer | undefined> {
+    return (await this.readStored(kind, id))?.der;
+  }
+
+  async readStored(kind: FleetDocumentKind, id: string): Promise<StoredDocument | undefined> {
     const cmd = this.#ready();
     if (!cmd) return undefined;
     const key = this.#keys.document(kind, id);
     try {
-      // The size first: a 50 MB value would hold the connection past the command timeout.
-      const size = await cmd.hstrlen(key, 'der');
-      if (size === 0) return undefined;
-      if (size > documentMaxBytes(kind)) { this.#refuseDocument(kind, id, 'too-large', String(size)); return undefined; }
-      const [der, storedAt, mac] = await cmd.hmgetBuffer(key, 'der', 'storedAt', 'mac');
+      const [found, ...fields] = await cmd.certboundReadBuffer(key, documentMaxBytes(kind), DOCUMENT_FIELD_MAX_BYTES);
+      this.#answered();
+      if (found === 0) return undefined;
+      // Another type where the hash belongs (the next store replaces it), or a field past its bound.
+      if (found === 3) { this.#refuseDocument(kind, id, 'malformed', 'type'); return undefined; }
+      if (found === 2) { this.#refuseDocument(kind, id, 'too-large', String(fields[0])); return undefined; }
+      const [der, storedAt, mac] = fields as Buffer[];
       const checked = checkDocument(this.#secret, kind, id, { der: der ?? null, storedAt: storedAt?.toString('latin1') ?? null, mac: mac?.toString('latin1') ?? null }, this.#now());
       if (!checked.ok) { this.#refuseDocument(kind, id, checked.reason, storedAt?.toString('latin1') ?? ''); return undefined; }
-      return checked.der;
+      return { der: checked.der, storedAt: checked.storedAt };
     } catch (err) {
-      // WRONGTYPE (a string or a list where the hash belongs): nothing to read; the next store replaces it.
       this.#failed(err);
       return undefined;
     }
@@ -413,9 +464,22 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
    * is dropped and made again, so that 'ready' says when it answers again.
    */
   #failed(err: unknown): void {
-    if (this.#closed || !/timed out/i.test((err as Error)?.message ?? '')) return;
-    this.#down('a command timed out');
-    this.#cmd?.disconnect(true);
+    if (this.#closed) return;
+    const message = (err as Error)?.message ?? String(err);
+    if (/timed out/i.test(message)) {
+      this.#down('a command timed out');
+      this.#cmd?.disconnect(true);
+    } else if ((err as Error)?.name === 'ReplyError') {
+      // Redis answered but refused (NOPERM: an ACL user without +eval; READONLY: a replica after a
+      // failover; OOM): the fleet cannot coordinate, so each machine acts alone until a command
+      // goes through again (#answered), and says so once with the reason.
+      this.#down(`Redis refused a command: ${message.split('\n')[0]?.slice(0, 200)}`);
+    }
+  }
+
+  /** A command went through: a fleet degraded by a refusal (not by a lost connection) is whole again. */
+  #answered(): void {
+    if (this.#state === 'degraded' && this.#cmd?.status === 'ready') this.#up();
   }
 
   async lead(kind: FleetDocumentKind, id: string): Promise<FleetLease> {
@@ -473,6 +537,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     if (!cmd) return { kind: 'local' };
     try {
       const [won, text] = await cmd.certboundAcquire(this.#keys.lock(name), this.#keys.fence(name), this.machine, this.lockTtlMs);
+      this.#answered();
       const n = Number(text);
       if (!Number.isSafeInteger(n)) return { kind: 'local' };
       if (won === 1) {
@@ -492,6 +557,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     if (!cmd) return false;
     try {
       const ok = await cmd.certboundStore(key, this.#keys.fence(lease.name), String(lease.fence), String(Math.max(0, Math.floor(expireAt))), ...fields);
+      this.#answered();
       if (ok === 1) this.#counters.published++;
       else this.#counters.fenced++;
       return ok === 1;
@@ -509,7 +575,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     const a = parseAnnouncement(message);
     if (!a || a.from === this.machine) return;
     for (const w of [...(this.#waiters.get(`${a.kind}:${a.id}`) ?? [])]) w();
-    if (a.kind === 'tickets' && this.#tickets) void this.#syncTickets();
+    if (a.kind === 'tickets' && this.#tickets) this.#syncSoon();
     for (const l of this.#announceListeners) {
       try {
         l(a);
@@ -549,7 +615,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
 
   // --- ticket keys -----------------------------------------------------------------------
 
-  #install(keys: Buffer, source: 'fleet' | 'local', generation: number, rotatesAt: number): void {
+  #install(keys: Buffer, source: 'fleet' | 'local', generation: number, rotatesAt: number, why = ''): void {
     const shown = `${this.#ticketSource} ${this.#generation} ${this.#rotatesAt}`;
     this.#rotatesAt = rotatesAt;
     if (this.#ticketKeys?.equals(keys) && this.#ticketSource === source) {
@@ -564,19 +630,35 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     if (source === 'fleet') this.#counters.installs++;
     this.#log?.info({ event: 'fleet-tickets', source, generation, rotatesAt: new Date(rotatesAt).toISOString() }, source === 'fleet'
       ? `fleet: session-ticket keys of generation ${generation} installed (tickets issued under older keys now get a full handshake)`
-      : `fleet: session-ticket keys of this machine in force (${this.#state === 'degraded' ? 'Redis unavailable' : 'the fleet\'s record is unusable here'}: tickets resume on this machine only)`);
+      : `fleet: session-ticket keys of this machine in force (${why}: tickets resume on this machine only)`);
     this.emit('keys', Buffer.from(keys), { source, generation });
     this.emit('status', this.status());
   }
 
-  /** Keys of this machine alone (Redis unavailable), rotated on the same interval. */
-  #local(now: number): void {
+  /** Keys of this machine alone (`why`: Redis unavailable, …), made when there are none or those in force are due, rotated on the same interval. */
+  #local(now: number, why: string): void {
     const rotationMs = (this.#tickets as { rotationMs: number }).rotationMs;
     if (this.#ticketSource === 'none' || (this.#ticketSource === 'local' && this.#rotatesAt !== undefined && now >= this.#rotatesAt)) {
-      this.#install(randomBytes(FLEET_TICKET_KEY_BYTES), 'local', this.#ticketSource === 'none' ? 0 : this.#generation, now + rotationMs);
+      this.#install(randomBytes(FLEET_TICKET_KEY_BYTES), 'local', this.#ticketSource === 'none' ? 0 : this.#generation, now + rotationMs, why);
     } else if (this.#ticketSource === 'fleet' && this.#rotatesAt !== undefined && now >= this.#rotatesAt) {
       // The fleet's keys are due and no machine can rotate them: this one rotates its own.
-      this.#install(randomBytes(FLEET_TICKET_KEY_BYTES), 'local', this.#generation, now + rotationMs);
+      this.#install(randomBytes(FLEET_TICKET_KEY_BYTES), 'local', this.#generation, now + rotationMs, why);
+    }
+  }
+
+  /** The ticket record, every field within its bound; undefined when Redis did not answer. */
+  async #readTickets(cmd: FleetRedis): Promise<{ record: Record<string, string> | undefined } | { problem: string } | undefined> {
+    try {
+      const [found, ...fields] = await cmd.certboundReadTickets(this.#keys.tickets, TICKET_FIELD_MAX_BYTES);
+      this.#answered();
+      if (found === 0) return { record: undefined };
+      if (found === 3) return { problem: 'the key holds another type than a hash' };
+      if (found === 2) return { problem: `its ${String(fields[0])} field is longer than ${TICKET_FIELD_MAX_BYTES} bytes` };
+      const [fence = '', generation = '', createdAt = '', secretId = '', sealed = ''] = fields;
+      return { record: { fence, generation, createdAt, secretId, sealed } };
+    } catch (err) {
+      this.#failed(err);
+      return undefined;
     }
   }
 
@@ -591,8 +673,20 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
 
   #syncTickets(): Promise<void> {
     this.#syncing ??= this.#syncTicketsOnce().finally(() => { this.#syncing = undefined; });
+    this.#syncedAt = this.#now();
     return this.#syncing;
   }
+
+  /** An announcement of new keys: read them at once, but at most once a second (a flood of forged announcements costs one read a second). */
+  #syncSoon(): void {
+    if (this.#syncSoonTimer) return;
+    const wait = this.#syncedAt + 1000 - this.#now();
+    if (wait <= 0) { void this.#syncTickets(); return; }
+    this.#syncSoonTimer = setTimeout(() => { this.#syncSoonTimer = undefined; void this.#syncTickets(); }, wait);
+    this.#syncSoonTimer.unref();
+  }
+  #syncedAt = 0;
+  #syncSoonTimer: NodeJS.Timeout | undefined;
 
   async #syncTicketsOnce(): Promise<void> {
     if (this.#closed || !this.#tickets) return;
@@ -600,27 +694,18 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     for (let attempt = 0; attempt < 3; attempt++) {
       const now = this.#now();
       const cmd = this.#ready();
-      let record: Record<string, string> | undefined;
-      let wrongType = false;
-      if (cmd) {
-        record = await cmd.hgetall(this.#keys.tickets).catch((err: unknown) => {
-          // A value of another type where the record belongs: unusable, and replaced at the next rotation (not an outage).
-          if (/WRONGTYPE/.test((err as Error)?.message ?? '')) { wrongType = true; return {}; }
-          this.#failed(err);
-          return undefined;
-        });
-      }
-      if (wrongType) this.#ticketProblem('malformed', 'the key holds another type than a hash');
-      if (!cmd || record === undefined) {
-        this.#local(now);
+      const read = cmd ? await this.#readTickets(cmd) : undefined;
+      if (!cmd || read === undefined) {
+        this.#local(now, 'Redis unavailable');
         this.#armTickets(this.#rotatesAt ?? now + rotationMs);
         return;
       }
-      const opened = wrongType ? { ok: false as const, reason: 'malformed' as const, detail: 'another type' } : openTicketRecord(record, this.#secret, this.namespace);
+      // Another type where the record belongs, or a field past its bound: unusable, and replaced at the next rotation (not an outage).
+      const opened = 'problem' in read ? { ok: false as const, reason: 'malformed' as const, detail: read.problem } : openTicketRecord(read.record, this.#secret, this.namespace);
       if (opened?.ok === false) this.#ticketProblem(opened.reason, opened.detail);
       if (opened?.ok === false && opened.reason === 'other-secret') {
         // Another secret wrote them: this machine never overwrites the fleet's keys.
-        this.#local(now);
+        this.#local(now, 'the fleet\'s record is sealed with another secret');
         this.#armTickets(this.#rotatesAt ?? now + rotationMs);
         return;
       }
@@ -636,14 +721,21 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       }
       // None yet, unusable, or due: one machine rotates.
       const lease = await this.#lead('tickets');
-      if (lease.kind === 'local') continue;
+      if (lease.kind === 'local') {
+        // Redis refused the lock or went away: keys that are due are replaced by this machine's own
+        // (never kept past their time), and the fleet is asked again soon.
+        this.#local(this.#now(), this.#reason ?? 'the fleet\'s lock could not be taken');
+        this.#armTickets(this.#now() + Math.min(this.lockTtlMs, this.#resyncMs));
+        return;
+      }
       if (lease.kind === 'wait') {
         await this.wait('tickets', 'tickets', Math.min(lease.retryInMs, this.lockTtlMs));
         continue;
       }
       try {
         // Read again under the lock: another machine may have rotated a moment ago.
-        const again = openTicketRecord(await cmd.hgetall(this.#keys.tickets).catch(() => undefined), this.#secret, this.namespace);
+        const reread = await this.#readTickets(cmd);
+        const again = reread === undefined ? undefined : 'problem' in reread ? { ok: false as const } : openTicketRecord(reread.record, this.#secret, this.namespace);
         if (again?.ok && now < rotationDue(again.createdAt, rotationMs)) continue;
         // Redis lost its copy (a restart without persistence): keep the fleet's keys in force, so no ticket ends.
         const keys = again === undefined && this.#ticketSource === 'fleet' && this.#ticketKeys && this.#rotatesAt !== undefined && now < this.#rotatesAt
@@ -664,9 +756,10 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
         await this.release(lease);
       }
     }
-    // Redis answered but no attempt settled (contention, fencing): keep what is in force, try again soon.
+    // Redis answered but no attempt settled (contention, fencing): keep what is in force unless it
+    // is due (then this machine's own keys), try again soon.
     const now = this.#now();
-    if (this.#ticketSource === 'none') this.#local(now);
+    this.#local(now, 'no machine could rotate the fleet\'s keys in time');
     this.#armTickets(now + Math.min(this.lockTtlMs, this.#resyncMs));
   }
 

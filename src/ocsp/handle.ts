@@ -201,7 +201,8 @@ export class ServerOcspResponseHandle {
     this.#timers = options.timers ?? realTimers;
     this.#fetcher = options.fetcher ?? fetchOcsp;
     // Fleet mode: a response another machine stored and announced is read now (verified as if
-    // retrieved here), not only at this handle's next planned retrieval. At most one read a second.
+    // retrieved here), not only at this handle's next planned retrieval. At most one read a second,
+    // and never a retrieval: the responder is asked on this handle's own schedule only.
     this.#stopAnnouncements = options.fleet?.onAnnounce((a) => {
       if (a.kind === 'staple' && a.id === this.fingerprint) this.#pull();
     });
@@ -227,7 +228,7 @@ export class ServerOcspResponseHandle {
       this.#pullPending = false;
       if (this.#closed) return;
       this.#pullAt = this.#now();
-      await this.refresh();
+      await this.#run(true);
     })();
   }
 
@@ -331,9 +332,14 @@ export class ServerOcspResponseHandle {
 
   /** @internal one retrieval now; resolves when it is checked, stored and the next one armed. */
   refresh(): Promise<void> {
+    return this.#run(false);
+  }
+
+  /** One retrieval, or with `announced` one read of the fleet's response (an announcement's); a call while one runs joins it. */
+  #run(announced: boolean): Promise<void> {
     if (this.#closed) return Promise.resolve();
     const started = this.#now();
-    this.#running ??= this.#retrieve()
+    this.#running ??= this.#retrieve(announced)
       .catch((err: unknown) => {
         // A throwing custom fetcher (or a bug) is a failed retrieval, never an unhandled rejection.
         if (!this.#closed) this.#fail('failed', 'fetch-network', (err as Error)?.message ?? String(err), 'POST', started);
@@ -383,14 +389,16 @@ export class ServerOcspResponseHandle {
     this.#timer = ref;
   }
 
-  async #retrieve(): Promise<void> {
-    if (this.#timer !== undefined) { this.#timers.clearTimeout(this.#timer); this.#timer = undefined; }
+  async #retrieve(announced = false): Promise<void> {
+    // An announcement makes this machine read, never retrieve: its planned retrieval stays armed
+    // (a forged announcement, or a document deleted from Redis, never sends it to the responder).
+    if (!announced && this.#timer !== undefined) { this.#timers.clearTimeout(this.#timer); this.#timer = undefined; }
     const started = this.#now();
     this.#abort = new AbortController();
     const parsed = this.#parsed();
     const fleet = this.#opts.fleet;
     if (!fleet) { await this.#retrieveFromResponder(parsed, started); return; }
-    const lease = await this.#fromFleet(fleet, parsed, started);
+    const lease = await this.#fromFleet(fleet, parsed, started, announced);
     if (lease === undefined || this.#closed) return;
     try {
       await this.#retrieveFromResponder(parsed, started, lease);
@@ -403,9 +411,10 @@ export class ServerOcspResponseHandle {
    * Fleet mode: takes the fleet's response when it verifies and is not yet due (undefined: done),
    * else the lease under which this machine retrieves: 'lead' (it stores what it verifies) or
    * 'local' (Redis unavailable). Waits, bounded by the lock's expiry, while another machine
-   * retrieves; a holder that died is replaced when its lock expires.
+   * retrieves; a holder that died is replaced when its lock expires. `announced`: only the read
+   * (an announcement's), never a lease.
    */
-  async #fromFleet(fleet: FleetDocuments, parsed: { cert: pkijs.Certificate; issuer: pkijs.Certificate }, started: number): Promise<FleetLease | undefined> {
+  async #fromFleet(fleet: FleetDocuments, parsed: { cert: pkijs.Certificate; issuer: pkijs.Certificate }, started: number, announced: boolean): Promise<FleetLease | undefined> {
     const deadline = started + fleet.lockTtlMs + this.#settings.SrvOcspRespUrlRetrievalTimeoutMilliseconds;
     let refused: Buffer | undefined;
     // The bytes in Redis when this machine began to wait on another's retrieval: what comes after is that retrieval's outcome.
@@ -437,6 +446,7 @@ export class ServerOcspResponseHandle {
           return undefined;
         }
       }
+      if (announced) return undefined;
       const lease = await fleet.lead('staple', this.fingerprint);
       if (this.#closed) { await fleet.release(lease); return undefined; }
       if (lease.kind === 'lead') {

@@ -20,7 +20,7 @@ import { verifyOcspResponse } from './validate.js';
 import { X509Certificate } from 'node:crypto';
 import { CertCheckMode } from './cert-check-mode.js';
 import type { FleetDocuments, FleetLease } from '../fleet/fleet.js';
-import { urlId, type FleetDocumentKind } from '../fleet/fleet-rules.js';
+import { fleetDocumentMaxAge, urlId, type FleetDocumentKind } from '../fleet/fleet-rules.js';
 
 export { CertCheckMode } from './cert-check-mode.js';
 
@@ -91,8 +91,14 @@ type OcspOutcome =
   | { status: 'offline' | 'unknown' | 'not-cached'; reason: string; nextUpdate?: number };
 /** What a fleet document gave: a usable value, a refusal (logged), or undefined (verified but not fresh enough: retrieve). */
 type FleetTake<T> = { value: T } | { refused: string; detail: string } | undefined;
-interface CachedOcsp { status: 'good' | 'revoked' | 'unknown'; thisUpdate: number; nextUpdate: number; revocationTime?: Date }
-interface CachedCrl { crl: pkijs.CertificateRevocationList; thisUpdate: number; nextUpdate: number }
+/** `until`: kept no longer than this (ms) though valid longer: a fleet document, fleetDocumentMaxAge after a machine stored it. */
+interface CachedOcsp { status: 'good' | 'revoked' | 'unknown'; thisUpdate: number; nextUpdate: number; revocationTime?: Date; until?: number }
+interface CachedCrl { crl: pkijs.CertificateRevocationList; thisUpdate: number; nextUpdate: number; until?: number }
+
+/** Until when a cached answer may be used: its nextUpdate, or earlier for one read from the fleet. */
+function horizon(entry: { nextUpdate: number; until?: number }): number {
+  return entry.until !== undefined ? Math.min(entry.nextUpdate, entry.until) : entry.nextUpdate;
+}
 /** A decided check (good or revoked) for one leaf and issuer, valid for `generation` until `validUntil`. */
 interface CachedDecision { result: RevocationResult; generation: number; checkedAt: number; validUntil: number }
 
@@ -236,7 +242,7 @@ export class RevocationChecker {
       if (url) {
         const o = await this.#ocsp(cert, issuer, url, cachedOnly, freshnessMs);
         if (o.status === 'good' || o.status === 'revoked') {
-          used.validUntil = Math.min(used.validUntil, o.entry.nextUpdate);
+          used.validUntil = Math.min(used.validUntil, horizon(o.entry));
           return result(o.status === 'revoked' ? CertStatus.CERT_E_REVOKED : 0, 'ocsp', o.fromCache, null, o.entry);
         }
         // A cached 'unknown' holds until its nextUpdate; anything else (offline, not cached,
@@ -248,7 +254,7 @@ export class RevocationChecker {
     }
     const c = await this.#crl(cert, issuer, cachedOnly, freshnessMs, used);
     if (c.status === 'revoked' || (c.status === 'good' && !ambiguous)) {
-      used.validUntil = Math.min(used.validUntil, c.entry.nextUpdate);
+      used.validUntil = Math.min(used.validUntil, horizon(c.entry));
       return result(c.status === 'revoked' ? CertStatus.CERT_E_REVOKED : 0, 'crl', c.fromCache, null, c.entry, c.revocationTime);
     }
     // The issuer's own responder signed more than one answer for this certificate (one of
@@ -293,8 +299,8 @@ export class RevocationChecker {
     return Object.freeze({ certFlags: hard ? status : 0, revocationStatus: status, source: 'none', fromCache: false, reason, revocationTime: null, nextUpdate: null });
   }
 
-  #fresh(entry: { thisUpdate: number; nextUpdate: number }, freshnessMs: number, now: number): boolean {
-    if (entry.nextUpdate <= now) return false;
+  #fresh(entry: { thisUpdate: number; nextUpdate: number; until?: number }, freshnessMs: number, now: number): boolean {
+    if (horizon(entry) <= now) return false;
     return freshnessMs <= 0 || now - entry.thisUpdate <= freshnessMs;
   }
 
@@ -302,18 +308,19 @@ export class RevocationChecker {
     const key = StapleCache.fingerprint(new Uint8Array(cert.toSchema(true).toBER(false)));
     const now = this.#now();
     const cached = this.#ocspCache.get(key);
-    if (cached && (this.#fresh(cached, freshnessMs, now) || (cachedOnly && cached.nextUpdate > now))) return ocspOutcome(cached, true);
+    if (cached && (this.#fresh(cached, freshnessMs, now) || (cachedOnly && horizon(cached) > now))) return ocspOutcome(cached, true);
     if (cachedOnly) return { status: 'not-cached', reason: 'not-cached' };
     // The fleet's id: the leaf and its issuer (one leaf DER may be judged against another issuer).
     const id = `${key}.${StapleCache.fingerprint(new Uint8Array(issuer.toSchema(true).toBER(false))).slice(0, 16)}`;
     const serial = serialHex(cert);
-    return this.#viaFleet<OcspOutcome>('ocsp', id, { event: 'revocation-ocsp', serial, url }, async (bytes) => {
+    return this.#viaFleet<OcspOutcome>('ocsp', id, { event: 'revocation-ocsp', serial, url }, async (bytes, until) => {
       // Verified without a nonce: the nonce in a shared response was another machine's request's
       // (RFC 6960 4.4.1), so it proves nothing here; freshness comes from thisUpdate and
-      // nextUpdate, judged as for a response retrieved here (and the signature, CertID, dates).
+      // nextUpdate, judged as for a response retrieved here (and the signature, CertID, dates),
+      // and it is kept no longer than the fleet allows (`until`), not to its nextUpdate.
       const v = await verifyOcspResponse(bytes, { cert, issuer, now: this.#now() });
       if (!v.ok) return { refused: v.reason, detail: v.detail };
-      const entry = ocspEntry(v.response);
+      const entry = { ...ocspEntry(v.response), until };
       if (!this.#fresh(entry, freshnessMs, this.#now())) return undefined;
       this.#ocspCache.set(key, entry);
       return { value: ocspOutcome(entry, true) };
@@ -352,14 +359,15 @@ export class RevocationChecker {
    * check, and its answer is never taken unverified), or on its own when Redis is unavailable.
    * A document that does not verify is logged once and replaced by the next machine that leads.
    */
-  async #viaFleet<T>(kind: FleetDocumentKind, id: string, context: { event: string; serial?: string; url: string }, take: (bytes: Buffer) => Promise<FleetTake<T>>, retrieve: (lease: FleetLease | undefined) => Promise<T>): Promise<T> {
+  async #viaFleet<T>(kind: FleetDocumentKind, id: string, context: { event: string; serial?: string; url: string }, take: (bytes: Buffer, until: number) => Promise<FleetTake<T>>, retrieve: (lease: FleetLease | undefined) => Promise<T>): Promise<T> {
     const fleet = this.#opts.fleet;
     if (!fleet) return retrieve(undefined);
     let refused: Buffer | undefined;
     const fromFleet = async (): Promise<{ value: T } | undefined> => {
-      const bytes = await fleet.read(kind, id);
-      if (!bytes || refused?.equals(bytes)) return undefined;
-      const got = await take(bytes);
+      const stored = await fleet.readStored(kind, id);
+      const bytes = stored?.der;
+      if (!stored || !bytes || refused?.equals(bytes)) return undefined;
+      const got = await take(bytes, stored.storedAt + fleetDocumentMaxAge(kind));
       if (got && 'refused' in got) {
         refused = bytes;
         this.#opts.logger?.warn({ ...context, outcome: 'refused', source: 'fleet', reason: got.refused, detail: got.detail, id }, `client certificate ${kind === 'crl' ? 'CRL' : 'OCSP response'} from the fleet refused`);
@@ -412,8 +420,8 @@ export class RevocationChecker {
         return false;
       }
     };
-    const decide = (crl: pkijs.CertificateRevocationList, fromCache: boolean) => {
-      const entry: CachedCrl = { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now };
+    const decide = (crl: pkijs.CertificateRevocationList, fromCache: boolean, until?: number) => {
+      const entry: CachedCrl = { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now, ...(until !== undefined ? { until } : {}) };
       const serial = serialHex(cert);
       const hit = crl.revokedCertificates?.find((r) => Buffer.from(r.userCertificate.valueBlock.valueHexView).toString('hex').replace(/^(00)+(?=.)/, '') === serial);
       return hit
@@ -426,14 +434,14 @@ export class RevocationChecker {
     let reason: string | null = null;
     for (const url of crlUrlsOf(cert)) {
       const cached = this.#crlByUrl.get(url);
-      if (cached && (this.#fresh(cached, freshnessMs, now) || cachedOnly) && await usable(cached.crl)) return decide(cached.crl, true);
+      if (cached && (this.#fresh(cached, freshnessMs, now) || (cachedOnly && horizon(cached) > now)) && await usable(cached.crl)) return decide(cached.crl, true, cached.until);
       if (cachedOnly) continue;
-      const cache = (crl: pkijs.CertificateRevocationList): CachedCrl => {
-        const entry = { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now };
+      const cache = (crl: pkijs.CertificateRevocationList, until?: number): CachedCrl => {
+        const entry = { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now, ...(until !== undefined ? { until } : {}) };
         this.#crlByUrl.set(url, entry);
         return entry;
       };
-      const got = await this.#viaFleet<ReturnType<typeof decide> | { failed: string }>('crl', urlId(url), { event: 'revocation-crl', url }, async (bytes) => {
+      const got = await this.#viaFleet<ReturnType<typeof decide> | { failed: string }>('crl', urlId(url), { event: 'revocation-crl', url }, async (bytes, until) => {
         // Judged as a fetched CRL: the leaf's issuer, its dates, its signature (usable()).
         let crl: pkijs.CertificateRevocationList | undefined;
         try {
@@ -442,9 +450,9 @@ export class RevocationChecker {
           return { refused: 'crl-malformed', detail: (err as Error).message };
         }
         if (!crl || !(await usable(crl))) return { refused: 'crl-unusable', detail: 'not a CRL of this issuer, outside its dates, or a bad signature' };
-        if (!this.#fresh({ thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now }, freshnessMs, this.#now())) return undefined;
-        cache(crl);
-        return { value: decide(crl, true) };
+        if (!this.#fresh({ thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now, until }, freshnessMs, this.#now())) return undefined;
+        cache(crl, until);
+        return { value: decide(crl, true, until) };
       }, async (lease) => {
         const res = await (this.#opts.crlFetcher ?? fetchDocument)(url, { timeoutMs: this.#retrievalTimeoutMs(), maxBytes: 10 * 1024 * 1024 });
         if (!res.ok) return { failed: `crl-${res.reason}` };
@@ -473,7 +481,7 @@ function ocspEntry(r: { certStatus: 'good' | 'revoked' | 'unknown'; thisUpdate: 
 }
 
 function ocspOutcome(entry: CachedOcsp, fromCache: boolean): OcspOutcome {
-  if (entry.status === 'unknown') return { status: 'unknown', reason: 'ocsp-unknown', nextUpdate: entry.nextUpdate };
+  if (entry.status === 'unknown') return { status: 'unknown', reason: 'ocsp-unknown', nextUpdate: horizon(entry) };
   return { status: entry.status, fromCache, entry };
 }
 

@@ -129,15 +129,14 @@ export function visit<T = Record<string, unknown>>(port: number, o: VisitOptions
 
 /**
  * An HTTP relay in front of the OCSP responder: counts requests, reports each one as it arrives,
- * and with `delayMs` holds it that long before passing it on (`release()` lets the held ones go
- * at once); a request whose client went away meanwhile (a killed machine) never reaches the responder.
+ * and with `delayMs` holds it that long before passing it on; a request whose client went away
+ * meanwhile (a killed machine) never reaches the responder.
  */
 export class OcspRelay {
   delayMs = 0;
   arrivals = 0;
   dropped = 0;
   onArrival: (() => void) | undefined;
-  readonly #held = new Set<() => void>();
   readonly #server: http.Server;
   readonly #target: URL;
 
@@ -149,9 +148,7 @@ export class OcspRelay {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const pass = (): void => {
-          clearTimeout(timer);
-          this.#held.delete(pass);
+        setTimeout(() => {
           if (req.socket.destroyed) { this.dropped++; return; }
           const up = http.request({ host: this.#target.hostname, port: this.#target.port, method: req.method, path: req.url, headers: { 'content-type': req.headers['content-type'] ?? 'application/ocsp-request' }, agent: false }, (r) => {
             res.writeHead(r.statusCode ?? 502, { 'content-type': r.headers['content-type'] ?? 'application/octet-stream' });
@@ -159,16 +156,9 @@ export class OcspRelay {
           });
           up.on('error', () => res.destroy());
           up.end(Buffer.concat(chunks));
-        };
-        const timer = setTimeout(pass, this.delayMs).unref();
-        this.#held.add(pass);
+        }, this.delayMs).unref();
       });
     });
-  }
-
-  /** Passes on every request held now. */
-  release(): void {
-    for (const pass of [...this.#held]) pass();
   }
 
   async listen(): Promise<string> {
