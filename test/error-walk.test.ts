@@ -147,14 +147,14 @@ const WAYS = {
   CB_ERR_BODY_TOO_LARGE: request('a GET with a 2 MiB body to an on-demand route', async (fx) => bigGet((await fx.tlsServer()).port, '/whoami', 2 * 1024 * 1024)),
   CB_ERR_PRIVATE_DIR: call('ensurePrivateDir on a regular file', (fx) => ensurePrivateDir(fx.file('not-a-dir', 'x')), /not-a-dir/),
   CB_ERR_FLEET_SECRET: cli('a --fleet-secret-file that others can read', (fx) => {
-    const path = fx.file('fleet-wide.secret', 'a fleet secret that is long enough, 0123456789\n');
+    const path = fx.file('fleet-wide.secret', 'a fleet secret that is long enough, 0246813579\n');
     chmodSync(path, 0o644);
     return ['serve', ...fx.tlsFlags, '--fleet', 'redis://127.0.0.1:1', '--fleet-secret-file', path];
   }, /fleet-wide\.secret: mode 0644/),
   CB_ERR_FLEET_UNAVAILABLE: warning('a fleet whose Redis does not answer (nothing listens on its port)', async () => {
     const lines: string[] = [];
     const log = { info: () => {}, error: () => {}, warn: (o: object, m: string) => { lines.push(`${(o as { code?: string }).code}: ${m}`); } };
-    const fleet = createFleet({ url: `redis://127.0.0.1:${await freePort()}`, secret: 'a fleet secret that is long enough, 0123456789', connectWaitMs: 300, logger: log });
+    const fleet = createFleet({ url: `redis://127.0.0.1:${await freePort()}`, secret: 'a fleet secret that is long enough, 0246813579', connectWaitMs: 300, logger: log });
     await fleet.start();
     assert.equal(fleet.status().state, 'degraded');
     assert.equal(fleet.status().tickets.source, 'local', 'it serves with keys of its own');
@@ -166,7 +166,7 @@ const WAYS = {
     const lines: string[] = [];
     const log = { info: () => {}, warn: () => {}, error: (o: object, m: string) => { lines.push(`${(o as { code?: string }).code}: ${m}`); } };
     const other = createFleet({ url: redis.url, secret: 'another fleet secret, long enough too, 98765', machine: 'other' });
-    const fleet = createFleet({ url: redis.url, secret: 'a fleet secret that is long enough, 0123456789', machine: 'this', logger: log });
+    const fleet = createFleet({ url: redis.url, secret: 'a fleet secret that is long enough, 0246813579', machine: 'this', logger: log });
     try {
       await other.start();
       await fleet.start();

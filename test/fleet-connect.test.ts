@@ -103,7 +103,7 @@ test('a Redis user that may not run scripts (NOPERM): degraded with the reason, 
   await noLua.start();
   const status = noLua.status();
   assert.deepEqual([status.state, status.tickets.source], ['degraded', 'local']);
-  assert.match(status.reason ?? '', /^Redis refused a command: NOPERM/);
+  assert.match(status.reason ?? '', /^Redis refused a command \(read:tickets\): NOPERM/);
   const first = noLua.ticketKeys();
   assert.equal(first?.length, 48);
   // Keys of this machine are never kept past their interval: rotated here (the fleet's lock cannot be taken).
@@ -111,15 +111,37 @@ test('a Redis user that may not run scripts (NOPERM): degraded with the reason, 
   while (noLua.ticketKeys()?.equals(first as Buffer) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   assert.equal(noLua.ticketKeys()?.equals(first as Buffer), false, 'rotated on this machine');
   assert.equal(noLua.status().tickets.source, 'local');
-  assert.equal(lines.filter((l) => l.code === 'CB_ERR_FLEET_UNAVAILABLE').length, 1, 'said once');
+  // Said once per kind of command refused (here the ticket record's read, and the first rotation's lock).
+  const refusals = lines.filter((l) => l.code === 'CB_ERR_FLEET_UNAVAILABLE').map((l) => l.operation as string);
+  assert.ok(refusals.includes('read:tickets'), refusals.join());
+  assert.equal(new Set(refusals).size, refusals.length, `once each: ${refusals.join()}`);
 
   // A hash planted where the tickets' fencing counter belongs (and the lock's): the lock script removes them and the fleet rotates as usual.
   assert.equal(await redisCall(port, 'HSET', 'certbound:fence:tickets', 'x', 'y'), 1);
   assert.equal(await redisCall(port, 'HSET', 'certbound:lock:tickets', 'x', 'y'), 1);
-  const healed = createFleet({ url: `redis://127.0.0.1:${port}`, secret, machine: 'healed', logger, tickets });
+  const healed = createFleet({ url: `redis://127.0.0.1:${port}`, secret, machine: 'healed', logger, tickets: { rotationMs: 3_600_000, ticketLifetimeSeconds: 300 }, healthCheckMs: 300 });
   t.after(() => healed.close());
   await healed.start();
   assert.deepEqual([healed.status().state, healed.status().tickets.source, healed.status().tickets.generation], ['connected', 'fleet', 1]);
   assert.equal(await redisCall(port, 'TYPE', 'certbound:fence:tickets'), 'string');
   assert.equal(lines.filter((l) => l.code === 'CB_ERR_FLEET_TICKETS').length, 0, 'nothing to report: healed');
+  const waitFor = async (what: string, check: () => boolean) => {
+    for (const until = Date.now() + 8000; !check(); await new Promise((r) => setTimeout(r, 50))) if (Date.now() > until) assert.fail(`not within 8 s: ${what}: ${JSON.stringify(healed.status())}`);
+  };
+
+  // A spoilt record (a field too long) and an announcement: the keys in force are written back, so no ticket ends.
+  const keys = healed.ticketKeys() as Buffer;
+  assert.equal(await redisCall(port, 'HSET', 'certbound:tickets', 'sealed', 'A'.repeat(257)), 0);
+  assert.equal(await redisCall(port, 'PUBLISH', 'certbound:announce', JSON.stringify({ kind: 'tickets', id: 'tickets', fence: 1, from: 'attacker', nextUpdate: null })), 2);
+  await waitFor('the record written again', () => healed.status().tickets.generation === 2);
+  assert.ok(healed.ticketKeys()?.equals(keys), 'the same keys: tickets issued before still resume');
+  assert.deepEqual(lines.filter((l) => l.code === 'CB_ERR_FLEET_TICKETS').map((l) => l.reason), ['malformed']);
+
+  // The announcement channel taken away from the user (an ACL edit): Redis drops the subscriber;
+  // its resubscription is refused, and the machine says so (degraded) instead of ending; given back, it subscribes again.
+  assert.equal(await redisCall(port, 'ACL', 'SETUSER', 'default', 'resetchannels'), 'OK');
+  await waitFor('degraded by the refused channel', () => /^Redis refused a command \(subscribe\): NOPERM/.test(healed.status().reason ?? ''));
+  assert.equal(healed.status().state, 'degraded');
+  assert.equal(await redisCall(port, 'ACL', 'SETUSER', 'default', 'allchannels'), 'OK');
+  await waitFor('subscribed again', () => healed.status().state === 'connected');
 });

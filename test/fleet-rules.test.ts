@@ -60,14 +60,22 @@ test('the fleet secret: a 0600 file of at least 32 bytes (a trailing newline doe
   };
   const RANDOM = 'Kq3v9ZtB7xw2LmNp0sYd4HfJ8cRgUe1A';
   assert.equal(readFleetSecret(file('ok', `${RANDOM}\n`, 0o600)).length, 32);
-  assert.equal(readFleetSecret(file('ok-ro', `${RANDOM}bcdefghi`, 0o400)).length, 40);
+  assert.equal(readFleetSecret(file('ok-ro', `${RANDOM}b7Xq2Lw9`, 0o400)).length, 40);
   // A short pattern repeated has the length and the distinct values, not the secrecy.
-  for (const [name, text] of [['period-8', 'abcdefgh'.repeat(4)], ['period-15', 'abcdefghijklmno'.repeat(3)], ['period-10', 'abcdefghij'.repeat(4)]] as const) {
-    assert.match((() => { try { readFleetSecret(file(name, text, 0o600)); } catch (e) { return `${(e as { code?: string }).code} ${(e as Error).message}`; } return ''; })(), /^CB_ERR_FLEET_SECRET .*repeats a pattern of \d+ bytes/, name);
+  // A typed secret (a repeated sequence, a run of consecutive values) has the length and the distinct values, not the secrecy.
+  for (const [name, text, why] of [
+    ['repeated', 'Kq3v9ZtB'.repeat(4), /repeats a sequence of 8 bytes/],
+    ['repeated-plus', `Z${'Kq3v9ZtB'.repeat(4)}   `, /repeats a sequence of 8 bytes/],
+    ['words', 'passwordpasswordpassword12345678', /repeats a sequence of 8 bytes/],
+    ['alphabet', 'abcdefghijklmnopqrstuvwxyzABCDEF', /a run of 8 consecutive byte values/],
+    ['countdown', 'Kq3v9ZtB7xw2LmNp0s98765432HfJ8cR', /a run of 8 consecutive byte values/],
+  ] as const) {
+    assert.match((() => { try { readFleetSecret(file(name, text, 0o600)); } catch (e) { return `${(e as { code?: string }).code} ${(e as Error).message}`; } return ''; })(), new RegExp(`^CB_ERR_FLEET_SECRET .*${why.source}`), name);
   }
   assert.equal(code(() => readFleetSecret(file('spaces', ' '.repeat(48), 0o600))), 'CB_ERR_FLEET_SECRET', '48 spaces are no secret');
   assert.equal(code(() => readFleetSecret(file('nuls', Buffer.alloc(48), 0o600))), 'CB_ERR_FLEET_SECRET', '48 NUL bytes are no secret');
-  assert.equal(readFleetSecret(file('hex', `${'0123456789abcdef'.repeat(4)}\n`, 0o600)).length, 64, 'hex has 16 distinct values: enough');
+  assert.equal(readFleetSecret(file('hex', '9f3c2a7be01d4c58a6f27e93b4d0c1857a2e6f09b3c4d5e1f8a7b6c9d0e2f314\n', 0o600)).length, 64, 'hex (openssl rand -hex 32) has 16 distinct values: enough');
+  assert.equal(readFleetSecret(file('base64', `${randomBytes(48).toString('base64')}\n`, 0o600)).length, 64);
   const rows: Array<[string, string]> = [
     [file('short', `${'abcdefgh'.repeat(4).slice(1)}\n`, 0o600), 'CB_ERR_FLEET_SECRET'],
     [file('wide', 'abcdefgh'.repeat(6), 0o644), 'CB_ERR_FLEET_SECRET'],

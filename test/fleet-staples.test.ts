@@ -13,7 +13,7 @@ import type { OcspFetcher } from '../src/ocsp/fetch.js';
 import { createFleet, type Fleet } from '../src/fleet/fleet.js';
 import { startRedis, redisCall } from './helpers/redis.js';
 
-const SECRET = 'the fleet secret of the staple tests, 0123456789';
+const SECRET = 'the fleet secret of the staple tests, 0246813579';
 const H = 3_600_000;
 
 test('staples from Redis: no MAC, no read; an older good after a revoked is refused; a lock without expiry and a wild fence heal', async (t) => {

@@ -128,17 +128,27 @@ export function checkFleetSecret(secret: Buffer | string, where = 'fleet.secret'
   if (b.length < FLEET_SECRET_MIN_BYTES) throw new CertboundError('CB_ERR_FLEET_SECRET', [where, `it holds ${b.length} bytes; at least ${FLEET_SECRET_MIN_BYTES} are needed (e.g. openssl rand -base64 48 > FILE)`]);
   // 40 spaces or NUL bytes have the length and none of the secrecy (hex has 16 distinct values, base64 about 40).
   if (new Set(b).size < FLEET_SECRET_MIN_DISTINCT) throw new CertboundError('CB_ERR_FLEET_SECRET', [where, `it holds only ${new Set(b).size} distinct byte values: not a random secret (e.g. openssl rand -base64 48 > FILE)`]);
-  const period = shortPeriod(b);
-  if (period !== undefined) throw new CertboundError('CB_ERR_FLEET_SECRET', [where, `it repeats a pattern of ${period} bytes: not a random secret (e.g. openssl rand -base64 48 > FILE)`]);
+  const pattern = secretPattern(b);
+  if (pattern) throw new CertboundError('CB_ERR_FLEET_SECRET', [where, `${pattern}: not a random secret (e.g. openssl rand -base64 48 > FILE)`]);
   return Buffer.from(b);
 }
 
-/** The length of a pattern shorter than FLEET_SECRET_MIN_BYTES / 2 that `b` repeats from start to end ('abcdefgh' × 4), if any. */
-export function shortPeriod(b: Buffer): number | undefined {
-  for (let p = 1; p < FLEET_SECRET_MIN_BYTES / 2 && p < b.length; p++) {
-    let i = p;
-    while (i < b.length && b[i] === b[i - p]) i++;
-    if (i === b.length) return p;
+/**
+ * What gives a secret away as typed rather than drawn: 8 bytes that occur twice ('password' ×
+ * 3, 'abcdefgh' × 4 + 'Z'), or a run of 8 consecutive byte values ('abcdefgh…', '87654321').
+ * In 32 random bytes, or their base64 or hex text, either is as likely as guessing a 2^-40 event.
+ */
+export function secretPattern(b: Buffer): string | undefined {
+  const seen = new Set<string>();
+  for (let i = 0; i + 8 <= b.length; i++) {
+    const piece = b.subarray(i, i + 8).toString('latin1');
+    if (seen.has(piece)) return 'it repeats a sequence of 8 bytes';
+    seen.add(piece);
+  }
+  for (let i = 0, up = 1, down = 1; i + 1 < b.length; i++) {
+    up = (b[i + 1] as number) === (b[i] as number) + 1 ? up + 1 : 1;
+    down = (b[i + 1] as number) === (b[i] as number) - 1 ? down + 1 : 1;
+    if (up >= 8 || down >= 8) return 'it holds a run of 8 consecutive byte values';
   }
   return undefined;
 }

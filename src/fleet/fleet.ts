@@ -238,6 +238,11 @@ type FleetRedis = Redis & {
 const MAX_ANNOUNCEMENT_BYTES = 1024;
 const ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The kind of a lock's name ('staple:<id>' → 'staple', 'tickets' → 'tickets'): refusals are kept per kind. */
+function kindOf(name: string): string {
+  return name.split(':')[0] ?? name;
+}
+
 function parseAnnouncement(message: Buffer | string): FleetAnnouncement | undefined {
   if (message.length > MAX_ANNOUNCEMENT_BYTES) return undefined;
   let m: unknown;
@@ -338,10 +343,11 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
 
   /** The current status. */
   status(): FleetStatus {
+    const { state, reason } = this.#view();
     return Object.freeze({
-      state: this.#state,
+      state,
       since: new Date(this.#since).toISOString(),
-      reason: this.#reason,
+      reason,
       url: this.#shownUrl,
       namespace: this.namespace,
       machine: this.machine,
@@ -355,7 +361,16 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   }
 
   connected(): boolean {
-    return this.#state === 'connected' && this.#cmd?.status === 'ready';
+    return this.#view().state === 'connected' && this.#cmd?.status === 'ready';
+  }
+
+  /**
+   * What status() shows: the connection's state, or 'degraded' while Redis refuses a kind of
+   * command (or the announcement channel) on an open connection, with the newest refusal as reason.
+   */
+  #view(): { state: FleetStatus['state']; reason: string | null } {
+    if (this.#state === 'connected' && this.#refusals.size > 0) return { state: 'degraded', reason: [...this.#refusals.values()].at(-1) ?? null };
+    return { state: this.#state, reason: this.#reason };
   }
 
   /** The ticket keys in force (48 bytes), once start() has resolved (with the tickets role). */
@@ -379,8 +394,9 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     cmd.defineCommand('certboundRelease', { numberOfKeys: 1, lua: RELEASE });
     cmd.defineCommand('certboundRead', { numberOfKeys: 1, lua: READ });
     cmd.defineCommand('certboundReadTickets', { numberOfKeys: 1, lua: READ_TICKETS });
-    // A subscriber connection may queue its SUBSCRIBE until it is connected (ioredis resubscribes after a reconnect).
-    const sub = new Redis({ ...this.#redisOptions, enableOfflineQueue: true, commandTimeout: undefined, connectionName: `certbound:${this.machine}:sub` } as RedisOptions);
+    // The subscriber subscribes on each 'ready' itself: ioredis's own resubscription after a
+    // reconnect has no catch, and a refusal (an ACL without the channel) would end the process.
+    const sub = new Redis({ ...this.#redisOptions, enableOfflineQueue: true, commandTimeout: undefined, autoResubscribe: false, connectionName: `certbound:${this.machine}:sub` } as RedisOptions);
     this.#cmd = cmd;
     this.#sub = sub;
     cmd.on('error', (err: Error) => this.#down(err.message));
@@ -388,7 +404,8 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     cmd.on('ready', () => this.#up());
     sub.on('error', () => {});
     sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.#onMessage(message));
-    void sub.subscribe(this.#keys.channel).catch(() => {});
+    const subscribe = () => { sub.subscribe(this.#keys.channel).then(() => this.#answered('subscribe'), (err: unknown) => this.#failed(err, 'subscribe')); };
+    sub.on('ready', subscribe);
     // Ready, refused or broken (start degraded at once and join later), or silent: bounded by connectWaitMs.
     const ready = new Promise<void>((resolve) => {
       cmd.once('ready', () => resolve());
@@ -399,7 +416,11 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     cmd.connect().catch(() => {});
     sub.connect().catch(() => {});
     // A Redis that keeps the connection open but stopped answering is found by the next command: one every fleetHealthCheckMs at least.
-    this.#health = setInterval(() => { this.#ready()?.ping().catch((err: unknown) => this.#failed(err)); }, this.#healthCheckMs);
+    this.#health = setInterval(() => {
+      this.#ready()?.ping().catch((err: unknown) => this.#failed(err, 'ping'));
+      // A channel refused before (an ACL since fixed): asked again, as no 'ready' will come on the open connection.
+      if (this.#refusals.has('subscribe') && sub.status === 'ready') subscribe();
+    }, this.#healthCheckMs);
     this.#health.unref();
     await ready;
     if (cmd.status !== 'ready') this.#down(this.#reason ?? `no answer within ${this.#connectWaitMs} ms`);
@@ -431,7 +452,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     const key = this.#keys.document(kind, id);
     try {
       const [found, ...fields] = await cmd.certboundReadBuffer(key, documentMaxBytes(kind), DOCUMENT_FIELD_MAX_BYTES);
-      this.#answered();
+      this.#answered(`read:${kind}`);
       if (found === 0) return undefined;
       // Another type where the hash belongs (the next store replaces it), or a field past its bound.
       if (found === 3) { this.#refuseDocument(kind, id, 'malformed', 'type'); return undefined; }
@@ -441,7 +462,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       if (!checked.ok) { this.#refuseDocument(kind, id, checked.reason, storedAt?.toString('latin1') ?? ''); return undefined; }
       return { der: checked.der, storedAt: checked.storedAt };
     } catch (err) {
-      this.#failed(err);
+      this.#failed(err, `read:${kind}`);
       return undefined;
     }
   }
@@ -463,23 +484,22 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
    * (paused, overloaded, a half-open link): degraded like a closed connection, and the connection
    * is dropped and made again, so that 'ready' says when it answers again.
    */
-  #failed(err: unknown): void {
+  #failed(err: unknown, what: string): void {
     if (this.#closed) return;
     const message = (err as Error)?.message ?? String(err);
     if (/timed out/i.test(message)) {
       this.#down('a command timed out');
       this.#cmd?.disconnect(true);
     } else if ((err as Error)?.name === 'ReplyError') {
-      // Redis answered but refused (NOPERM: an ACL user without +eval; READONLY: a replica after a
-      // failover; OOM): the fleet cannot coordinate, so each machine acts alone until a command
-      // goes through again (#answered), and says so once with the reason.
-      this.#down(`Redis refused a command: ${message.split('\n')[0]?.slice(0, 200)}`);
+      this.#refused(what, message);
     }
   }
 
-  /** A command went through: a fleet degraded by a refusal (not by a lost connection) is whole again. */
-  #answered(): void {
-    if (this.#state === 'degraded' && this.#cmd?.status === 'ready') this.#up();
+  /** A command of kind `what` went through: a refusal of that kind is over. */
+  #answered(what: string): void {
+    if (!this.#refusals.delete(what)) return;
+    this.#changed();
+    if (this.#logState && this.#refusals.size === 0 && this.#state === 'connected') this.#log?.info({ event: 'fleet', state: 'connected', url: this.#shownUrl, operation: what }, 'fleet: Redis accepts the fleet\'s commands again; rejoined the fleet');
   }
 
   async lead(kind: FleetDocumentKind, id: string): Promise<FleetLease> {
@@ -537,7 +557,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     if (!cmd) return { kind: 'local' };
     try {
       const [won, text] = await cmd.certboundAcquire(this.#keys.lock(name), this.#keys.fence(name), this.machine, this.lockTtlMs);
-      this.#answered();
+      this.#answered(`lock:${kindOf(name)}`);
       const n = Number(text);
       if (!Number.isSafeInteger(n)) return { kind: 'local' };
       if (won === 1) {
@@ -547,7 +567,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       this.#counters.waits++;
       return { kind: 'wait', retryInMs: n > 0 ? n : 100 };
     } catch (err) {
-      this.#failed(err);
+      this.#failed(err, `lock:${kindOf(name)}`);
       return { kind: 'local' };
     }
   }
@@ -557,18 +577,26 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     if (!cmd) return false;
     try {
       const ok = await cmd.certboundStore(key, this.#keys.fence(lease.name), String(lease.fence), String(Math.max(0, Math.floor(expireAt))), ...fields);
-      this.#answered();
+      this.#answered(`store:${kindOf(lease.name)}`);
       if (ok === 1) this.#counters.published++;
       else this.#counters.fenced++;
       return ok === 1;
     } catch (err) {
-      this.#failed(err);
+      this.#failed(err, `store:${kindOf(lease.name)}`);
       return false;
     }
   }
 
   async #announce(a: FleetAnnouncement): Promise<void> {
-    await this.#ready()?.publish(this.#keys.channel, JSON.stringify(a)).catch(() => {});
+    const cmd = this.#ready();
+    if (!cmd) return;
+    try {
+      await cmd.publish(this.#keys.channel, JSON.stringify(a));
+      this.#answered('publish');
+    } catch (err) {
+      // Refused (an ACL without the channel): the others learn of it at their next read or resync; degraded meanwhile.
+      this.#failed(err, 'publish');
+    }
   }
 
   #onMessage(message: Buffer): void {
@@ -586,12 +614,42 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   }
 
   #setState(state: FleetStatus['state'], reason: string | null): void {
-    if (this.#state === state && this.#reason === reason) return;
     this.#state = state;
     this.#reason = reason;
+    this.#changed();
+  }
+
+  /** Emits 'status' when what status() shows changed (and dates it). */
+  #changed(): void {
+    const v = this.#view();
+    const shown = `${v.state}\n${v.reason ?? ''}`;
+    if (shown === this.#shown) return;
+    this.#shown = shown;
     this.#since = this.#now();
     this.emit('status', this.status());
   }
+  #shown = 'connecting\n';
+
+  /**
+   * Redis refused a kind of command (`what`: 'read:staple', 'lock:tickets', 'publish', …) on an
+   * open connection: NOPERM (an ACL without +eval, a key pattern or channel left out), READONLY
+   * (a replica after a failover), OOM, BUSY. The machine acts alone for that kind of command and
+   * the fleet shows degraded with the reason, said once per kind (CB_ERR_FLEET_UNAVAILABLE),
+   * until a command of the same kind goes through (#answered): a refusal of the ticket commands is
+   * not lifted by a staple read that succeeds, so the state does not flap.
+   */
+  #refused(what: string, message: string): void {
+    const reason = `Redis refused a command (${what}): ${message.split('\n')[0]?.slice(0, 200)}`;
+    const known = this.#refusals.has(what);
+    this.#refusals.delete(what);
+    this.#refusals.set(what, reason);
+    this.#changed();
+    // Said once per kind until it goes through again (EVALSHA and EVAL, say, are refused in other words).
+    if (known) return;
+    if (this.#state === 'connected') this.#counters.outages++;
+    if (this.#logState) this.#log?.warn({ event: 'fleet', state: 'degraded', code: 'CB_ERR_FLEET_UNAVAILABLE', url: this.#shownUrl, reason, operation: what }, new CertboundError('CB_ERR_FLEET_UNAVAILABLE', [this.#shownUrl, reason]).message);
+  }
+  readonly #refusals = new Map<string, string>();
 
   #down(reason: string): void {
     if (this.#closed || !this.#started) return;
@@ -650,14 +708,14 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   async #readTickets(cmd: FleetRedis): Promise<{ record: Record<string, string> | undefined } | { problem: string } | undefined> {
     try {
       const [found, ...fields] = await cmd.certboundReadTickets(this.#keys.tickets, TICKET_FIELD_MAX_BYTES);
-      this.#answered();
+      this.#answered('read:tickets');
       if (found === 0) return { record: undefined };
       if (found === 3) return { problem: 'the key holds another type than a hash' };
       if (found === 2) return { problem: `its ${String(fields[0])} field is longer than ${TICKET_FIELD_MAX_BYTES} bytes` };
       const [fence = '', generation = '', createdAt = '', secretId = '', sealed = ''] = fields;
       return { record: { fence, generation, createdAt, secretId, sealed } };
     } catch (err) {
-      this.#failed(err);
+      this.#failed(err, 'read:tickets');
       return undefined;
     }
   }
@@ -735,10 +793,13 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       try {
         // Read again under the lock: another machine may have rotated a moment ago.
         const reread = await this.#readTickets(cmd);
-        const again = reread === undefined ? undefined : 'problem' in reread ? { ok: false as const } : openTicketRecord(reread.record, this.#secret, this.namespace);
+        const again = reread === undefined ? undefined : 'problem' in reread ? { ok: false as const, reason: 'malformed' as const } : openTicketRecord(reread.record, this.#secret, this.namespace);
         if (again?.ok && now < rotationDue(again.createdAt, rotationMs)) continue;
-        // Redis lost its copy (a restart without persistence): keep the fleet's keys in force, so no ticket ends.
-        const keys = again === undefined && this.#ticketSource === 'fleet' && this.#ticketKeys && this.#rotatesAt !== undefined && now < this.#rotatesAt
+        // Written with another secret meanwhile: never overwritten (the first read says so, and this machine goes on its own keys).
+        if (again?.ok === false && again.reason === 'other-secret') continue;
+        // Redis lost its copy (a restart without persistence), or someone spoilt it (malformed,
+        // tampered): write back the fleet's keys in force, so that no ticket ends; new keys only when they are due.
+        const keys = (again === undefined || again.ok === false) && this.#ticketSource === 'fleet' && this.#ticketKeys && this.#rotatesAt !== undefined && now < this.#rotatesAt
           ? this.#ticketKeys : randomBytes(FLEET_TICKET_KEY_BYTES);
         const createdAt = keys === this.#ticketKeys && this.#rotatesAt !== undefined ? this.#rotatesAt - rotationMs : now;
         const generation = Math.max(again?.ok ? again.generation : 0, this.#generation) + 1;
