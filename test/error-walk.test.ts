@@ -131,11 +131,13 @@ const WAYS = {
   CB_ERR_FORWARDED_CERT_INVALID: request('a trusted proxy forwarding Client-Cert with bad base64', async (fx) => forwardedReply(fx, ':not base64!:')),
   CB_ERR_FORWARDED_CERT_TOO_LARGE: request('a trusted proxy forwarding a 13000-byte Client-Cert', async (fx) => forwardedReply(fx, `:${'A'.repeat(13_000)}:`)),
   CB_ERR_CONNECTION_EXPIRED: request('a request pipelined behind a streaming response, after maxConnectionLifetime', async (fx) => {
-    const server = createServer(fx.serverOptions({ clientAuth: 'optional', maxConnectionLifetime: 200 }));
-    server.app.get('/drip', async (_req, reply) => reply.type('text/plain').send(drip(330)));
+    // The pipelined request lands after the lifetime (600 ms) while the drip still runs (1 s), which
+    // ends before lifetime + grace (1.2 s) cuts it: 200 ms of slack on each side for a loaded machine.
+    const server = createServer(fx.serverOptions({ clientAuth: 'optional', maxConnectionLifetime: 600 }));
+    server.app.get('/drip', async (_req, reply) => reply.type('text/plain').send(drip(1000)));
     try {
       const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
-      const r = await pipelineAfter(port, 'GET /drip HTTP/1.1\r\nHost: localhost\r\n\r\n', 'GET /connection HTTP/1.1\r\nHost: localhost\r\n\r\n', 260);
+      const r = await pipelineAfter(port, 'GET /drip HTTP/1.1\r\nHost: localhost\r\n\r\n', 'GET /connection HTTP/1.1\r\nHost: localhost\r\n\r\n', 800);
       const refused = responseWithStatus(r.text, 503);
       assert.ok(refused, r.text.slice(-300));
       return refused;
