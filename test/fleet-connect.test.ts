@@ -144,4 +144,21 @@ test('a Redis user that may not run scripts (NOPERM): degraded with the reason, 
   assert.equal(healed.status().state, 'degraded');
   assert.equal(await redisCall(port, 'ACL', 'SETUSER', 'default', 'allchannels'), 'OK');
   await waitFor('subscribed again', () => healed.status().state === 'connected');
+
+  // PUBLISH refused (the record spoilt again, so that the machine writes and announces): degraded,
+  // said once; the ACL fixed, the health check's harmless retry clears it within an interval.
+  const warned = lines.filter((l) => l.code === 'CB_ERR_FLEET_UNAVAILABLE').length;
+  assert.equal(await redisCall(port, 'ACL', 'SETUSER', 'default', '-publish'), 'OK');
+  assert.equal(await redisCall(port, 'HSET', 'certbound:tickets', 'sealed', 'B'.repeat(300)), 0);
+  await redisCall(port, 'DEL', 'certbound:lock:tickets');
+  const generation = healed.status().tickets.generation as number;
+  // The next resync finds it (an announcement cannot be sent now): made sooner by a reconnect.
+  await redisCall(port, 'CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+  await waitFor('degraded by the refused PUBLISH', () => /^Redis refused a command \(publish\): NOPERM/.test(healed.status().reason ?? ''));
+  assert.equal(healed.status().tickets.generation, generation + 1, 'the keys in force written back');
+  assert.ok(healed.ticketKeys()?.equals(keys));
+  assert.equal(lines.filter((l) => l.code === 'CB_ERR_FLEET_UNAVAILABLE' && l.operation === 'publish').length, 1);
+  assert.equal(await redisCall(port, 'ACL', 'SETUSER', 'default', '+publish'), 'OK');
+  await waitFor('PUBLISH accepted again', () => healed.status().state === 'connected');
+  assert.ok(lines.filter((l) => l.code === 'CB_ERR_FLEET_UNAVAILABLE').length > warned);
 });

@@ -293,6 +293,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   #ticketTimer: NodeJS.Timeout | undefined;
   #health: NodeJS.Timeout | undefined;
   readonly #healthCheckMs: number;
+  readonly #commandTimeoutMs: number;
   #syncing: Promise<void> | undefined;
   #lastTicketProblem = '';
 
@@ -315,6 +316,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     this.#connectWaitMs = options.connectWaitMs ?? DEFAULTS.fleetConnectWaitMs;
     this.#resyncMs = options.resyncMs ?? DEFAULTS.fleetResyncMs;
     this.#healthCheckMs = options.healthCheckMs ?? DEFAULTS.fleetHealthCheckMs;
+    this.#commandTimeoutMs = options.commandTimeoutMs ?? DEFAULTS.fleetCommandTimeoutMs;
     if (options.tickets !== false) {
       const t = options.tickets === true || options.tickets === undefined ? {} : options.tickets;
       this.#tickets = { rotationMs: checkRotation(t.rotationMs ?? DEFAULTS.ticketKeyRotationMs, t.ticketLifetimeSeconds ?? DEFAULTS.ticketLifetimeSeconds) };
@@ -370,6 +372,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
    */
   #view(): { state: FleetStatus['state']; reason: string | null } {
     if (this.#state === 'connected' && this.#refusals.size > 0) return { state: 'degraded', reason: [...this.#refusals.values()].at(-1) ?? null };
+    if (this.#state === 'connected' && !this.#subscribed) return { state: 'degraded', reason: 'the announcement subscription is down (announcements from other machines are missed)' };
     return { state: this.#state, reason: this.#reason };
   }
 
@@ -403,8 +406,14 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     cmd.on('close', () => this.#down('connection closed'));
     cmd.on('ready', () => this.#up());
     sub.on('error', () => {});
+    // The subscription is part of the fleet's state: without it this machine misses announcements.
+    sub.on('close', () => this.#subscription(false));
     sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.#onMessage(message));
-    const subscribe = () => { sub.subscribe(this.#keys.channel).then(() => this.#answered('subscribe'), (err: unknown) => this.#failed(err, 'subscribe')); };
+    let subscribed!: () => void;
+    const firstAnswer = new Promise<void>((resolve) => { subscribed = resolve; });
+    const subscribe = () => {
+      sub.subscribe(this.#keys.channel).then(() => { this.#subscription(true); this.#answered('subscribe'); }, (err: unknown) => this.#failed(err, 'subscribe')).finally(subscribed);
+    };
     sub.on('ready', subscribe);
     // Ready, refused or broken (start degraded at once and join later), or silent: bounded by connectWaitMs.
     const ready = new Promise<void>((resolve) => {
@@ -416,13 +425,11 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     cmd.connect().catch(() => {});
     sub.connect().catch(() => {});
     // A Redis that keeps the connection open but stopped answering is found by the next command: one every fleetHealthCheckMs at least.
-    this.#health = setInterval(() => {
-      this.#ready()?.ping().catch((err: unknown) => this.#failed(err, 'ping'));
-      // A channel refused before (an ACL since fixed): asked again, as no 'ready' will come on the open connection.
-      if (this.#refusals.has('subscribe') && sub.status === 'ready') subscribe();
-    }, this.#healthCheckMs);
+    this.#health = setInterval(() => this.#checkHealth(subscribe), this.#healthCheckMs);
     this.#health.unref();
     await ready;
+    // The subscription's first answer too (it may be refused), within what is left of connectWaitMs.
+    await Promise.race([firstAnswer, new Promise<void>((resolve) => setTimeout(resolve, this.#connectWaitMs).unref())]);
     if (cmd.status !== 'ready') this.#down(this.#reason ?? `no answer within ${this.#connectWaitMs} ms`);
     if (this.#tickets) await this.#syncTickets();
   }
@@ -495,11 +502,55 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     }
   }
 
+  /**
+   * Every fleetHealthCheckMs: a PING on each connection (a silent subscriber is dropped and made
+   * again: a half-open link would otherwise never be noticed), and each kind of command Redis
+   * refused is tried again without effect (a read of a key of that kind that does not exist, a
+   * STORE with a fence that never matches, a lock on a probe name), so that an ACL fixed meanwhile
+   * clears it within one interval rather than at the next real command of that kind.
+   */
+  #checkHealth(subscribe: () => void): void {
+    const cmd = this.#ready();
+    cmd?.ping().catch((err: unknown) => this.#failed(err, 'ping'));
+    const sub = this.#sub;
+    if (sub?.status === 'ready' && this.#subscribed) {
+      const silent = setTimeout(() => { this.#subscription(false); sub.disconnect(true); }, this.#commandTimeoutMs);
+      silent.unref();
+      sub.ping().then(() => clearTimeout(silent), () => clearTimeout(silent));
+    }
+    if (this.#refusals.has('subscribe') && sub?.status === 'ready') subscribe();
+    if (!cmd) return;
+    for (const what of [...this.#refusals.keys()]) {
+      const [op, kind = ''] = what.split(':');
+      // The ticket record's own keys (an ACL may name them exactly); for documents a probe name of the same kind.
+      const name = kind === 'tickets' ? 'tickets' : `${kind}:certbound-probe`;
+      const doc = kind === 'tickets' ? this.#keys.tickets : `${this.namespace}:${name}`;
+      const tried: Promise<unknown> | undefined =
+        op === 'read' && kind === 'tickets' ? cmd.certboundReadTickets(doc, TICKET_FIELD_MAX_BYTES)
+        : op === 'read' ? cmd.certboundReadBuffer(doc, 1, 1)
+        // A fence that never matches: STORE answers 0 and writes nothing.
+        : op === 'store' ? cmd.certboundStore(doc, this.#keys.fence(name), 'never', '0')
+        : op === 'lock' ? cmd.certboundAcquire(this.#keys.lock(name), this.#keys.fence(name), this.machine, 1000)
+          .then(([won, fence]) => (won === 1 ? cmd.certboundRelease(this.#keys.lock(name), `${this.machine}:${fence}`) : 0))
+        : op === 'publish' ? cmd.publish(this.#keys.channel, 'certbound probe: not an announcement')
+        : undefined;
+      tried?.then(() => this.#answered(what), () => {});
+    }
+  }
+
+  /** The announcement subscription came or went. */
+  #subscription(on: boolean): void {
+    if (this.#subscribed === on) return;
+    this.#subscribed = on;
+    this.#changed();
+  }
+  #subscribed = false;
+
   /** A command of kind `what` went through: a refusal of that kind is over. */
   #answered(what: string): void {
     if (!this.#refusals.delete(what)) return;
     this.#changed();
-    if (this.#logState && this.#refusals.size === 0 && this.#state === 'connected') this.#log?.info({ event: 'fleet', state: 'connected', url: this.#shownUrl, operation: what }, 'fleet: Redis accepts the fleet\'s commands again; rejoined the fleet');
+    if (this.#refusals.size === 0 && this.#state === 'connected') this.#log?.info({ event: 'fleet', state: 'connected', url: this.#shownUrl, operation: what }, 'fleet: Redis accepts the fleet\'s commands again; rejoined the fleet');
   }
 
   async lead(kind: FleetDocumentKind, id: string): Promise<FleetLease> {
@@ -647,7 +698,8 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     // Said once per kind until it goes through again (EVALSHA and EVAL, say, are refused in other words).
     if (known) return;
     if (this.#state === 'connected') this.#counters.outages++;
-    if (this.#logState) this.#log?.warn({ event: 'fleet', state: 'degraded', code: 'CB_ERR_FLEET_UNAVAILABLE', url: this.#shownUrl, reason, operation: what }, new CertboundError('CB_ERR_FLEET_UNAVAILABLE', [this.#shownUrl, reason]).message);
+    // Every process says it (a cluster worker's connection carries its revocation data, and its own refusals).
+    this.#log?.warn({ event: 'fleet', state: 'degraded', code: 'CB_ERR_FLEET_UNAVAILABLE', url: this.#shownUrl, reason, operation: what }, new CertboundError('CB_ERR_FLEET_UNAVAILABLE', [this.#shownUrl, reason]).message);
   }
   readonly #refusals = new Map<string, string>();
 
@@ -665,7 +717,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     const was = this.#state;
     this.#setState('connected', null);
     if (was === 'degraded') {
-      if (this.#logState) this.#log?.info({ event: 'fleet', state: 'connected', url: this.#shownUrl }, 'fleet: Redis is back; rejoined the fleet');
+      if (this.#logState) this.#log?.info({ event: 'fleet', state: this.#view().state, url: this.#shownUrl }, this.#refusals.size === 0 ? 'fleet: Redis is back; rejoined the fleet' : `fleet: Redis is back; it still refuses ${[...this.#refusals.keys()].join(', ')}`);
       if (this.#tickets) void this.#syncTickets();
       this.emit('rejoin');
     }

@@ -467,7 +467,10 @@ export function createServer(options: CreateServerOptions): CertboundServer {
     app.get('/readyz', async (_request, reply) => {
       const ocsp = stapling?.summary() ?? options.stapleSource?.summary?.() ?? null;
       // A fleet whose Redis is away is reported, not a reason to leave the load balancer: the machine serves on its own state.
-      const f = options.stapleSource?.fleetStatus?.() ?? fleet?.status() ?? null;
+      // A cluster worker shows its primary's state, unless its own connection (its revocation data) is the one in trouble.
+      const relayed = options.stapleSource?.fleetStatus?.();
+      const own = fleet?.status();
+      const f = relayed && own?.state === 'degraded' && relayed.state === 'connected' ? { ...relayed, state: own.state, since: own.since, reason: own.reason } : relayed ?? own ?? null;
       const body = { status: ready ? 'ready' : closing ? 'closing' : 'starting', ocsp: ocsp && { stapled: ocsp.stapled, certStatus: ocsp.certStatus, nextUpdate: ocsp.nextUpdate }, ...(f ? { fleet: { state: f.state, since: f.since, reason: f.reason, tickets: f.tickets } } : {}) };
       return reply.code(ready ? 200 : 503).send(body);
     });
