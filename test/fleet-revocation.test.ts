@@ -3,7 +3,7 @@
 // a fetched CRL), a document tampered with or swapped in Redis is refused, logged and replaced,
 // and with Redis stopped each machine retrieves on its own. Real dev OCSP responder and a real
 // HTTP CRL server on loopback, counting their requests.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { createHash } from 'node:crypto';
@@ -35,6 +35,16 @@ async function hgetFields(port: number, key: string, fields: string[]): Promise<
   return Array.isArray(v) ? v.map((x) => (Buffer.isBuffer(x) ? x : undefined)) : [];
 }
 
+/** A CRL distribution point on loopback: serves `body`, counts its requests; closed after the test. */
+async function crlPoint(t: TestContext, name: string): Promise<{ url: string; body: Buffer; requests: number }> {
+  const point = { url: '', body: Buffer.alloc(0), requests: 0 };
+  const server = http.createServer((_req, res) => { point.requests++; res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(point.body); });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }));
+  point.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/${name}`;
+  return point;
+}
+
 interface Machine { checker: RevocationChecker; fleet: Fleet; warns: Array<Record<string, unknown>> }
 
 test('two machines share the signed OCSP responses and CRLs: one retrieval, each verified locally', async (t) => {
@@ -44,12 +54,8 @@ test('two machines share the signed OCSP responses and CRLs: one retrieval, each
   const otherCa = await issueCertificate({ subject: { commonName: 'fleet revocation CA' }, ca: true });
   const responder = await startDevOcspResponder({ issuer: ca, validityMinutes: 60 });
   t.after(() => responder.close());
-  let crlBody: Buffer = Buffer.alloc(0);
-  let crlRequests = 0;
-  const crlServer = http.createServer((_req, res) => { crlRequests++; res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(crlBody); });
-  await new Promise<void>((resolve) => crlServer.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { crlServer.close(() => resolve()); crlServer.closeAllConnections(); }));
-  const crlUrl = `http://127.0.0.1:${(crlServer.address() as AddressInfo).port}/ca.crl`;
+  const crl = await crlPoint(t, 'ca.crl');
+  const crlUrl = crl.url;
 
   const client = (cn: string, extra: { ocspUrl?: string; crlUrl?: string }) => issueCertificate({ subject: { commonName: cn }, issuer: ca, extKeyUsage: [OID.clientAuth], ...extra });
   const good = await client('fleet-good', { ocspUrl: responder.url });
@@ -59,7 +65,7 @@ test('two machines share the signed OCSP responses and CRLs: one retrieval, each
   const crlGood = await client('fleet-crl-good', { crlUrl });
   const crlRevoked = await client('fleet-crl-revoked', { crlUrl });
   responder.revoke(serialHex(revoked.certificate));
-  crlBody = await buildCrl({ issuer: ca, revoked: [{ serialHex: serialHex(crlRevoked.certificate) }] });
+  crl.body = await buildCrl({ issuer: ca, revoked: [{ serialHex: serialHex(crlRevoked.certificate) }] });
 
   const machine = async (name: string): Promise<Machine> => {
     const warns: Array<Record<string, unknown>> = [];
@@ -131,21 +137,21 @@ test('two machines share the signed OCSP responses and CRLs: one retrieval, each
   // (e) CRL distribution point: one fetch serves both machines, for both certificates.
   const crlA = await a.checker.check([crlGood.der, ca.der]);
   assert.deepEqual(brief(crlA), { certFlags: 0, source: 'crl', fromCache: false, reason: null });
-  assert.equal(crlRequests, 1);
+  assert.equal(crl.requests, 1);
   assert.deepEqual(brief(await b.checker.check([crlGood.der, ca.der])), { certFlags: 0, source: 'crl', fromCache: true, reason: null });
   assert.deepEqual(brief(await b.checker.check([crlRevoked.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'crl', fromCache: true, reason: null });
-  assert.equal(crlRequests, 1);
+  assert.equal(crl.requests, 1);
   const storedCrl = await hgetDer(redis.port, `certbound:crl:${urlId(crlUrl)}`);
-  assert.ok(storedCrl?.equals(crlBody), 'the raw fetched CRL bytes are in Redis');
+  assert.ok(storedCrl?.equals(crl.body), 'the raw fetched CRL bytes are in Redis');
   // A CRL signed by another CA (same name) swapped in, without the fleet's MAC: not read, fetched again, and replaced.
   const foreign = await buildCrl({ issuer: otherCa });
   assert.equal(parseCrls(foreign).length, 1);
   await redisCall(redis.port, 'HSET', `certbound:crl:${urlId(crlUrl)}`, 'der', foreign);
   a.checker.clear();
   assert.deepEqual(brief(await a.checker.check([crlRevoked.der, ca.der])), { certFlags: CertStatus.CERT_E_REVOKED, source: 'crl', fromCache: false, reason: null });
-  assert.equal(crlRequests, 2);
+  assert.equal(crl.requests, 2);
   assert.deepEqual(a.warns.map((w) => [w.event, w.outcome, w.kind, w.reason]), [['fleet-document', 'refused', 'crl', 'mac']]);
-  assert.ok((await hgetDer(redis.port, `certbound:crl:${urlId(crlUrl)}`))?.equals(crlBody));
+  assert.ok((await hgetDer(redis.port, `certbound:crl:${urlId(crlUrl)}`))?.equals(crl.body));
 
   // (d) Redis stopped: each machine retrieves on its own, with exact answers.
   await redis.stop();
@@ -169,16 +175,12 @@ test('a client certificate\'s OCSP response or CRL read from the fleet is used f
   const ca = await issueCertificate({ subject: { commonName: 'fleet hour CA' }, ca: true });
   const responder = await startDevOcspResponder({ issuer: ca, validityMinutes: 7 * 24 * 60 });
   t.after(() => responder.close());
-  let crlBody: Buffer = Buffer.alloc(0);
-  let crlRequests = 0;
-  const crlServer = http.createServer((_req, res) => { crlRequests++; res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(crlBody); });
-  await new Promise<void>((resolve) => crlServer.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { crlServer.close(() => resolve()); crlServer.closeAllConnections(); }));
-  const crlUrl = `http://127.0.0.1:${(crlServer.address() as AddressInfo).port}/hour.crl`;
+  const crl = await crlPoint(t, 'hour.crl');
+  const crlUrl = crl.url;
   const byOcsp = await issueCertificate({ subject: { commonName: 'hour-ocsp' }, issuer: ca, extKeyUsage: [OID.clientAuth], ocspUrl: responder.url });
   const byCrl = await issueCertificate({ subject: { commonName: 'hour-crl' }, issuer: ca, extKeyUsage: [OID.clientAuth], crlUrl });
   const week = 7 * 24 * 3_600_000;
-  crlBody = await buildCrl({ issuer: ca, thisUpdate: new Date(clock - 60_000), nextUpdate: new Date(clock + week) });
+  crl.body = await buildCrl({ issuer: ca, thisUpdate: new Date(clock - 60_000), nextUpdate: new Date(clock + week) });
   const machine = async (name: string) => {
     const fleet = createFleet({ url: redis.url, secret: 'fleet hour test secret, at least 32 bytes long', machine: name, tickets: false, now });
     t.after(() => fleet.close());
@@ -190,23 +192,23 @@ test('a client certificate\'s OCSP response or CRL read from the fleet is used f
   // A asks the CA (good) and stores; ten minutes later B takes A's documents without asking.
   assert.deepEqual([brief(await a.check([byOcsp.der, ca.der])), brief(await a.check([byCrl.der, ca.der]))], [
     { certFlags: 0, source: 'ocsp', fromCache: false, reason: null }, { certFlags: 0, source: 'crl', fromCache: false, reason: null }]);
-  assert.deepEqual([responder.requests, crlRequests], [1, 1]);
+  assert.deepEqual([responder.requests, crl.requests], [1, 1]);
   const stored = await hgetFields(redis.port, `certbound:ocsp:${ocspId(byOcsp, ca)}`, ['der', 'storedAt', 'mac']);
   clock += 10 * 60_000;
   assert.deepEqual([brief(await b.check([byOcsp.der, ca.der])), brief(await b.check([byCrl.der, ca.der]))], [
     { certFlags: 0, source: 'ocsp', fromCache: true, reason: null }, { certFlags: 0, source: 'crl', fromCache: true, reason: null }]);
-  assert.deepEqual([responder.requests, crlRequests], [1, 1]);
+  assert.deepEqual([responder.requests, crl.requests], [1, 1]);
   // Both are revoked at the CA. B's copies, read ten minutes after they were stored, are still
   // used within the hour (the documented bound: fleetRevocationMaxAgeMs)…
   responder.revoke(serialHex(byOcsp.certificate));
-  crlBody = await buildCrl({ issuer: ca, revoked: [{ serialHex: serialHex(byCrl.certificate) }], thisUpdate: new Date(clock - 60_000), nextUpdate: new Date(clock + week) });
+  crl.body = await buildCrl({ issuer: ca, revoked: [{ serialHex: serialHex(byCrl.certificate) }], thisUpdate: new Date(clock - 60_000), nextUpdate: new Date(clock + week) });
   clock += 40 * 60_000;
   assert.deepEqual([(await b.check([byOcsp.der, ca.der])).certFlags, (await b.check([byCrl.der, ca.der])).certFlags], [0, 0]);
   // …and not after it, though they are valid for a week: B asks the CA, and the revocation holds.
   clock += 11 * 60_000;
   assert.deepEqual([brief(await b.check([byOcsp.der, ca.der])), brief(await b.check([byCrl.der, ca.der]))], [
     { certFlags: CertStatus.CERT_E_REVOKED, source: 'ocsp', fromCache: false, reason: null }, { certFlags: CertStatus.CERT_E_REVOKED, source: 'crl', fromCache: false, reason: null }]);
-  assert.deepEqual([responder.requests, crlRequests], [2, 2]);
+  assert.deepEqual([responder.requests, crl.requests], [2, 2]);
   // The old "good" put back (a Redis writer replays the whole document, MAC and time): a new machine does not take it.
   await redisCall(redis.port, 'DEL', `certbound:ocsp:${ocspId(byOcsp, ca)}`);
   await redisCall(redis.port, 'HSET', `certbound:ocsp:${ocspId(byOcsp, ca)}`, 'der', stored[0] as Buffer, 'storedAt', stored[1] as Buffer, 'mac', stored[2] as Buffer);
