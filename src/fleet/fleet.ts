@@ -409,10 +409,10 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     // The subscription is part of the fleet's state: without it this machine misses announcements.
     sub.on('close', () => this.#subscription(false));
     sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.#onMessage(message));
-    let subscribed!: () => void;
-    const firstAnswer = new Promise<void>((resolve) => { subscribed = resolve; });
+    let answered!: () => void;
+    const firstAnswer = new Promise<void>((resolve) => { answered = resolve; });
     const subscribe = () => {
-      sub.subscribe(this.#keys.channel).then(() => { this.#subscription(true); this.#answered('subscribe'); }, (err: unknown) => this.#failed(err, 'subscribe')).finally(subscribed);
+      sub.subscribe(this.#keys.channel).then(() => { this.#subscription(true); this.#answered('subscribe'); }, (err: unknown) => this.#failed(err, 'subscribe')).finally(answered);
     };
     sub.on('ready', subscribe);
     // Ready, refused or broken (start degraded at once and join later), or silent: bounded by connectWaitMs.
