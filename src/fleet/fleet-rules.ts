@@ -5,7 +5,6 @@ import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, ran
 import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import { readRegularFile, readFailure } from '../read-file.js';
-import { checkSecretFile } from '../secret-file.js';
 import { readPassphraseFile } from '../tls/server-material.js';
 
 /** Smallest fleet secret (bytes, after trimming the trailing newline): 256 bits. */
@@ -89,36 +88,19 @@ export function checkFleetUrl(url: string, where = 'fleet.url'): { url: URL; sho
 export function readFleetSecret(path: string): Buffer {
   let data: Buffer;
   try {
-    const report = checkSecretFile(path);
-    if (report) throw new CertboundError('CB_ERR_FLEET_SECRET', [path, `mode ${report.mode.toString(8).padStart(4, '0')}: group or others can access it (chmod 600 it)`]);
-    data = readRegularFile(path, FLEET_SECRET_MAX_BYTES);
+    data = readRegularFile(path, FLEET_SECRET_MAX_BYTES, { ownerOnly: true });
   } catch (err) {
-    if (err instanceof CertboundError && err.code === 'CB_ERR_FLEET_SECRET') throw err;
-    throw new CertboundError('CB_ERR_FLEET_SECRET', [path, fileProblem(err, path)], { cause: err });
+    throw new CertboundError('CB_ERR_FLEET_SECRET', [path, readFailure(err)], { cause: err });
   }
   return checkFleetSecret(data, path);
 }
 
-/** Why a file could not be used, in the inner error's own words without its prefix (which names the same file). */
-function fileProblem(err: unknown, path: string): string {
-  const inner = err instanceof CertboundError ? err.message : readFailure(err);
-  const at = inner.indexOf(`${path}: `);
-  return at >= 0 ? inner.slice(at + path.length + 2) : inner;
-}
-
 /**
- * Reads the Redis password file (its first line) after the same mode check as the fleet secret:
+ * Reads the Redis password file (its first line) with the same mode rule as the fleet secret:
  * it opens the fleet's shared state, so group or others may not read it (CB_ERR_PASSPHRASE_FILE).
  */
 export function readFleetPasswordFile(path: string): string {
-  let report;
-  try {
-    report = checkSecretFile(path);
-  } catch (err) {
-    throw new CertboundError('CB_ERR_PASSPHRASE_FILE', [path, fileProblem(err, path)], { cause: err });
-  }
-  if (report) throw new CertboundError('CB_ERR_PASSPHRASE_FILE', [path, `mode ${report.mode.toString(8).padStart(4, '0')}: group or others can access it (chmod 600 it)`]);
-  return readPassphraseFile(path);
+  return readPassphraseFile(path, { ownerOnly: true });
 }
 
 /** A secret given in memory: at least 32 bytes (a trailing newline does not count). */

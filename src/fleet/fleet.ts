@@ -18,7 +18,7 @@ import { DEFAULTS } from '../defaults.js';
 import { CertboundError } from '../errors.js';
 import {
   checkDocument, checkFleetSecret, checkFleetUrl, checkNamespace, checkRotation, deriveFleetKeys, DOCUMENT_FIELD_MAX_BYTES, documentMac, documentMaxBytes, documentName, fleetKeys, FLEET_TICKET_KEY_BYTES, lockTtl,
-  openTicketRecord, readFleetPasswordFile, readFleetSecret, rotationDue, sealTicketKeys, TICKET_FIELD_MAX_BYTES, type DocumentRefusal, type FleetDocumentKind, type FleetKeys, type FleetSecretKeys,
+  openTicketRecord, readFleetPasswordFile, readFleetSecret, rotationDue, sealTicketKeys, TICKET_FIELD_MAX_BYTES, type DocumentRefusal, type FleetDocumentKind, type FleetKeys, type FleetSecretKeys, type OpenedTickets,
 } from './fleet-rules.js';
 
 /** The logger methods the fleet uses (pino and fastify loggers fit). */
@@ -550,7 +550,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
   #answered(what: string): void {
     if (!this.#refusals.delete(what)) return;
     this.#changed();
-    if (this.#refusals.size === 0 && this.#state === 'connected') this.#log?.info({ event: 'fleet', state: 'connected', url: this.#shownUrl, operation: what }, 'fleet: Redis accepts the fleet\'s commands again; rejoined the fleet');
+    if (this.#view().state === 'connected') this.#log?.info({ event: 'fleet', state: 'connected', url: this.#shownUrl, operation: what }, 'fleet: Redis accepts the fleet\'s commands again; rejoined the fleet');
   }
 
   async lead(kind: FleetDocumentKind, id: string): Promise<FleetLease> {
@@ -756,16 +756,20 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     }
   }
 
-  /** The ticket record, every field within its bound; undefined when Redis did not answer. */
-  async #readTickets(cmd: FleetRedis): Promise<{ record: Record<string, string> | undefined } | { problem: string } | undefined> {
+  /**
+   * The ticket record read (every field within its bound) and opened: `opened` undefined when
+   * there is none; a key of another type or a field past its bound is 'malformed'. Undefined when
+   * Redis did not answer.
+   */
+  async #openTickets(cmd: FleetRedis): Promise<{ opened: OpenedTickets | undefined } | undefined> {
     try {
       const [found, ...fields] = await cmd.certboundReadTickets(this.#keys.tickets, TICKET_FIELD_MAX_BYTES);
       this.#answered('read:tickets');
-      if (found === 0) return { record: undefined };
-      if (found === 3) return { problem: 'the key holds another type than a hash' };
-      if (found === 2) return { problem: `its ${String(fields[0])} field is longer than ${TICKET_FIELD_MAX_BYTES} bytes` };
+      if (found === 3) return { opened: { ok: false, reason: 'malformed', detail: 'the key holds another type than a hash' } };
+      if (found === 2) return { opened: { ok: false, reason: 'malformed', detail: `its ${String(fields[0])} field is longer than ${TICKET_FIELD_MAX_BYTES} bytes` } };
+      if (found !== 1) return { opened: undefined };
       const [fence = '', generation = '', createdAt = '', secretId = '', sealed = ''] = fields;
-      return { record: { fence, generation, createdAt, secretId, sealed } };
+      return { opened: openTicketRecord({ fence, generation, createdAt, secretId, sealed }, this.#secret, this.namespace) };
     } catch (err) {
       this.#failed(err, 'read:tickets');
       return undefined;
@@ -804,14 +808,14 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
     for (let attempt = 0; attempt < 3; attempt++) {
       const now = this.#now();
       const cmd = this.#ready();
-      const read = cmd ? await this.#readTickets(cmd) : undefined;
+      const read = cmd ? await this.#openTickets(cmd) : undefined;
       if (!cmd || read === undefined) {
         this.#local(now, 'Redis unavailable');
         this.#armTickets(this.#rotatesAt ?? now + rotationMs);
         return;
       }
-      // Another type where the record belongs, or a field past its bound: unusable, and replaced at the next rotation (not an outage).
-      const opened = 'problem' in read ? { ok: false as const, reason: 'malformed' as const, detail: read.problem } : openTicketRecord(read.record, this.#secret, this.namespace);
+      // Unusable (another type, a field past its bound, tampered): written again under the lock below (not an outage).
+      const { opened } = read;
       if (opened?.ok === false) this.#ticketProblem(opened.reason, opened.detail);
       if (opened?.ok === false && opened.reason === 'other-secret') {
         // Another secret wrote them: this machine never overwrites the fleet's keys.
@@ -834,7 +838,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       if (lease.kind === 'local') {
         // Redis refused the lock or went away: keys that are due are replaced by this machine's own
         // (never kept past their time), and the fleet is asked again soon.
-        this.#local(this.#now(), this.#reason ?? 'the fleet\'s lock could not be taken');
+        this.#local(this.#now(), this.#view().reason ?? 'the fleet\'s lock could not be taken');
         this.#armTickets(this.#now() + Math.min(this.lockTtlMs, this.#resyncMs));
         return;
       }
@@ -844,8 +848,7 @@ export class Fleet extends EventEmitter<{ status: [FleetStatus]; keys: [Buffer, 
       }
       try {
         // Read again under the lock: another machine may have rotated a moment ago.
-        const reread = await this.#readTickets(cmd);
-        const again = reread === undefined ? undefined : 'problem' in reread ? { ok: false as const, reason: 'malformed' as const } : openTicketRecord(reread.record, this.#secret, this.namespace);
+        const again = (await this.#openTickets(cmd))?.opened;
         if (again?.ok && now < rotationDue(again.createdAt, rotationMs)) continue;
         // Written with another secret meanwhile: never overwritten (the first read says so, and this machine goes on its own keys).
         if (again?.ok === false && again.reason === 'other-secret') continue;

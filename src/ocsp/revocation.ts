@@ -95,6 +95,11 @@ type FleetTake<T> = { value: T } | { refused: string; detail: string } | undefin
 interface CachedOcsp { status: 'good' | 'revoked' | 'unknown'; thisUpdate: number; nextUpdate: number; revocationTime?: Date; until?: number }
 interface CachedCrl { crl: pkijs.CertificateRevocationList; thisUpdate: number; nextUpdate: number; until?: number }
 
+/** A CRL as cached: its dates (a CRL without nextUpdate counts as due at `now`), and `until` for one read from the fleet. */
+function crlEntry(crl: pkijs.CertificateRevocationList, now: number, until?: number): CachedCrl {
+  return { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now, ...(until !== undefined ? { until } : {}) };
+}
+
 /** Until when a cached answer may be used: its nextUpdate, or earlier for one read from the fleet. */
 function horizon(entry: { nextUpdate: number; until?: number }): number {
   return entry.until !== undefined ? Math.min(entry.nextUpdate, entry.until) : entry.nextUpdate;
@@ -365,8 +370,8 @@ export class RevocationChecker {
     let refused: Buffer | undefined;
     const fromFleet = async (): Promise<{ value: T } | undefined> => {
       const stored = await fleet.readStored(kind, id);
-      const bytes = stored?.der;
-      if (!stored || !bytes || refused?.equals(bytes)) return undefined;
+      if (!stored || refused?.equals(stored.der)) return undefined;
+      const bytes = stored.der;
       const got = await take(bytes, stored.storedAt + fleetDocumentMaxAge(kind));
       if (got && 'refused' in got) {
         refused = bytes;
@@ -421,7 +426,7 @@ export class RevocationChecker {
       }
     };
     const decide = (crl: pkijs.CertificateRevocationList, fromCache: boolean, until?: number) => {
-      const entry: CachedCrl = { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now, ...(until !== undefined ? { until } : {}) };
+      const entry = crlEntry(crl, now, until);
       const serial = serialHex(cert);
       const hit = crl.revokedCertificates?.find((r) => Buffer.from(r.userCertificate.valueBlock.valueHexView).toString('hex').replace(/^(00)+(?=.)/, '') === serial);
       return hit
@@ -437,7 +442,7 @@ export class RevocationChecker {
       if (cached && (this.#fresh(cached, freshnessMs, now) || (cachedOnly && horizon(cached) > now)) && await usable(cached.crl)) return decide(cached.crl, true, cached.until);
       if (cachedOnly) continue;
       const cache = (crl: pkijs.CertificateRevocationList, until?: number): CachedCrl => {
-        const entry = { crl, thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now, ...(until !== undefined ? { until } : {}) };
+        const entry = crlEntry(crl, now, until);
         this.#crlByUrl.set(url, entry);
         return entry;
       };
@@ -450,7 +455,7 @@ export class RevocationChecker {
           return { refused: 'crl-malformed', detail: (err as Error).message };
         }
         if (!crl || !(await usable(crl))) return { refused: 'crl-unusable', detail: 'not a CRL of this issuer, outside its dates, or a bad signature' };
-        if (!this.#fresh({ thisUpdate: crl.thisUpdate.value.getTime(), nextUpdate: crl.nextUpdate?.value.getTime() ?? now, until }, freshnessMs, this.#now())) return undefined;
+        if (!this.#fresh(crlEntry(crl, now, until), freshnessMs, this.#now())) return undefined;
         cache(crl, until);
         return { value: decide(crl, true, until) };
       }, async (lease) => {

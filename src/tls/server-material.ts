@@ -57,10 +57,10 @@ export interface ServerCertificate {
 }
 
 /** Reads a passphrase file: its first line (a regular file within bounds). Throws CB_ERR_PASSPHRASE_FILE. */
-export function readPassphraseFile(path: string): string {
+export function readPassphraseFile(path: string, options: { ownerOnly?: boolean } = {}): string {
   let text: string;
   try {
-    text = readRegularFile(path, DEFAULTS.maxStateFileBytes).toString('utf8');
+    text = readRegularFile(path, DEFAULTS.maxStateFileBytes, options).toString('utf8');
   } catch (err) {
     throw new CertboundError('CB_ERR_PASSPHRASE_FILE', [path, readFailure(err)]);
   }
